@@ -1,0 +1,95 @@
+"""The ``bastion`` command.
+
+Subcommands live in their own modules and are imported only when invoked, so ``bastion verify`` in
+a deploy pipeline does not pay for importing torch, and ``bastion --help`` stays instant.
+Errors derived from :class:`bastion.BastionError` are printed as one clear message (no traceback)
+and exit with status 2; verification failures use status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from bastion import __version__
+from bastion.errors import BastionError
+
+# name -> ("module:attribute", one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("bastion.cli.demo:demo", "Run a tiny LoRA fine-tune on CPU with provenance, on embedded defaults."),
+    "hash": ("bastion.cli.hashing:hash_command", "Hash a file, dataset or model directory."),
+    "ledger": ("bastion.cli.ledger:ledger", "Inspect and verify hash-chained ledgers."),
+    "inspect": ("bastion.cli.inspect:inspect_command", "Summarize a run record (output dir or its bastion/ folder)."),
+    "keygen": ("bastion.cli.signing:keygen", "Create an ECDSA P-256 signing key pair for offline signing."),
+    "sign": ("bastion.cli.signing:sign", "Sign a run's output directory and statement."),
+    "verify": ("bastion.cli.verify:verify", "Verify a model artifact against its signed provenance."),
+    "policy": ("bastion.cli.policy:policy", "Check and test gateway/scan policy files."),
+    "scan": ("bastion.cli.scan:scan", "Scan a dataset offline against a policy (pre-flight check)."),
+    "gateway": ("bastion.cli.gateway:gateway", "Run the egress gateway in front of fine-tune APIs."),
+    "llamafactory": ("bastion.cli.llamafactory:llamafactory", "Run LLaMA-Factory with provenance."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, help_text = COMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+            # Listing: don't import heavy modules just to print one line of help.
+            return click.Command(cmd_name, help=help_text, short_help=help_text)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").startswith("bastion"):
+                raise
+            missing = exc.name or "a module"
+            raise click.ClickException(
+                f"'bastion {cmd_name}' needs {missing}, which is not installed. "
+                f"Install the matching extra, e.g. pip install 'bastion-provenance[{_extra_for(cmd_name)}]'"
+            ) from None
+        command: click.Command = getattr(module, attr)
+        return command
+
+
+def _extra_for(cmd_name: str) -> str:
+    return {"demo": "hf", "gateway": "gateway", "llamafactory": "llamafactory"}.get(cmd_name, "hf,gateway")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bastion")
+def cli() -> None:
+    """Bastion: provenance, signing and egress control for regulated LLM fine-tuning."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: runs the CLI, turning Bastion errors into one clear message and exit status 2."""
+    try:
+        return cli.main(args=argv, prog_name="bastion", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except BastionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

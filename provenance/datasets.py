@@ -1,0 +1,193 @@
+"""Dataset digests: the whole file plus one digest per record, folded into a Merkle root.
+
+A record's digest is the SHA-256 of its RFC 8785 canonical JSON, so it does not depend on key order,
+spacing or escaping in the file. The Merkle root over record digests lets an auditor later prove that
+one given record was (or was not) in the training data without shipping the whole dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.provenance.canonical import canonical_json
+from bastion.provenance.hashing import BLOCK_SIZE, sha256_file
+from bastion.provenance.merkle import InclusionProof, MerkleTree, leaf_hash
+
+from bastion.errors import InputError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
+JSON_SUFFIXES = (".json",)
+
+ProgressCallback = Callable[[int], None]
+
+
+def record_digest(record: Any) -> str:
+    """Hex SHA-256 of a record's canonical JSON."""
+    return hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+@dataclass
+class DatasetDigest:
+    """Digests of one dataset file."""
+
+    name: str
+    path: str
+    role: str
+    size: int
+    sha256: str
+    format: str
+    records: int | None = None
+    merkle_root: str | None = None
+    record_digests: list[str] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The statement/ledger form (record digests themselves are left out; the root binds them)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "role": self.role,
+            "digest": {"sha256": self.sha256},
+            "size": self.size,
+            "format": self.format,
+        }
+        if self.records is not None:
+            out["records"] = self.records
+            out["merkle_root"] = self.merkle_root
+        return out
+
+    def proof(self, index: int) -> InclusionProof:
+        """Inclusion proof for record ``index`` (0-based, in file order)."""
+        if self.records is None:
+            raise InputError(f"{self.format} datasets have no per-record digests", path=self.path)
+        tree = MerkleTree([leaf_hash(bytes.fromhex(d)) for d in self.record_digests])
+        return InclusionProof(
+            index=index,
+            size=len(tree),
+            leaf=leaf_hash(bytes.fromhex(self.record_digests[index])).hex(),
+            path=tuple(tree.proof(index)),
+            root=tree.root,
+        )
+
+
+def _iter_jsonl(path: Path, progress: ProgressCallback | None) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) for each line, reading in large blocks."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(iter(fh.readline, b""), start=1):
+            if progress is not None:
+                progress(len(raw))
+            yield lineno, raw
+
+
+def _decode_record(path: Path, lineno: int, raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"line is not valid UTF-8 (byte {exc.start})",
+            path=path,
+            line=lineno,
+            hint="re-encode the file as UTF-8",
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"not valid JSON ({exc.msg} at column {exc.colno})",
+            path=path,
+            line=lineno,
+            hint="each line of a JSONL dataset must be one complete JSON value",
+        ) from None
+
+
+def _canonical(path: Path, lineno: int | None, record: Any) -> bytes:
+    try:
+        return canonical_json(record)
+    except Exception as exc:  # rfc8785 raises its own error types for NaN, huge ints, bad keys
+        raise InputError(
+            f"record cannot be canonicalized as JSON ({exc})",
+            path=path,
+            line=lineno,
+            hint="remove NaN/Infinity values and integers beyond 2**53",
+        ) from None
+
+
+def hash_dataset(
+    path: str | os.PathLike[str],
+    *,
+    role: str = "train",
+    name: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> DatasetDigest:
+    """Hash a dataset file.
+
+    JSONL (``.jsonl``/``.ndjson``) and JSON arrays (``.json``) get per-record digests and a Merkle
+    root; any other format (Parquet, Arrow, CSV) gets a whole-file digest only. Blank lines in JSONL
+    are skipped. Errors name the file and the 1-based line.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("dataset file not found", path=p, hint="check the dataset path in your config")
+    if p.is_dir():
+        raise InputError("dataset path is a directory; pass the data files inside it", path=p)
+    suffix = p.suffix.lower()
+    size = p.stat().st_size
+    display = name or p.name
+    try:
+        if suffix in JSONL_SUFFIXES:
+            whole = hashlib.sha256()
+            digests: list[str] = []
+            for lineno, raw in _iter_jsonl(p, progress):
+                whole.update(raw)
+                if not raw.strip():
+                    continue
+                record = _decode_record(p, lineno, raw)
+                digests.append(hashlib.sha256(_canonical(p, lineno, record)).hexdigest())
+            return _with_tree(display, p, role, size, whole.hexdigest(), "jsonl", digests)
+        if suffix in JSON_SUFFIXES:
+            file_sha = sha256_file(p)
+            data = _decode_record(p, 1, p.read_bytes())
+            if progress is not None:
+                progress(size)
+            if not isinstance(data, list):
+                raise InputError(
+                    "JSON dataset must be an array of records",
+                    path=p,
+                    hint="use JSONL (one record per line) or a top-level JSON array",
+                )
+            digests = [hashlib.sha256(_canonical(p, None, r)).hexdigest() for r in data]
+            return _with_tree(display, p, role, size, file_sha, "json", digests)
+    except PermissionError:
+        raise InputError("permission denied while reading", path=p, hint="make the file readable") from None
+    file_sha = sha256_file(p, progress=progress)
+    return DatasetDigest(
+        name=display, path=str(p), role=role, size=size, sha256=file_sha, format=suffix.lstrip(".") or "bin"
+    )
+
+
+def _with_tree(name: str, p: Path, role: str, size: int, sha: str, fmt: str, digests: list[str]) -> DatasetDigest:
+    tree = MerkleTree([leaf_hash(bytes.fromhex(d)) for d in digests])
+    return DatasetDigest(
+        name=name,
+        path=str(p),
+        role=role,
+        size=size,
+        sha256=sha,
+        format=fmt,
+        records=len(digests),
+        merkle_root=tree.root,
+        record_digests=digests,
+    )
+
+
+def overlap(a: DatasetDigest, b: DatasetDigest) -> int:
+    """Number of records of ``b`` whose canonical digest also occurs in ``a`` (train/eval leakage)."""
+    seen = set(a.record_digests)
+    return sum(1 for d in b.record_digests if d in seen)
+
+
+__all__ = ["BLOCK_SIZE", "DatasetDigest", "hash_dataset", "overlap", "record_digest"]

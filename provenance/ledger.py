@@ -1,0 +1,226 @@
+"""An append-only, hash-chained JSONL ledger.
+
+Each line is the RFC 8785 canonical JSON of one entry::
+
+    {"seq": 3, "time": "2026-11-25T21:00:00.123456Z", "kind": "log", "data": {...},
+     "prev": "<hash of entry 2>", "hash": "<sha256 of this entry without 'hash'>"}
+
+``hash`` covers every other field, ``prev`` links to the previous entry (64 zeros for the first),
+and ``seq`` counts from 0. Editing a line breaks its own ``hash``; deleting, inserting or reordering
+lines breaks ``seq``/``prev``; truncation is caught by comparing the head with the one recorded in the
+signed statement (``expected_head``/``expected_entries``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bastion.provenance.canonical import canonical_json
+
+from bastion.errors import LedgerError, LedgerVerificationError
+
+GENESIS = "0" * 64
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """SHA-256 of an entry's canonical JSON, the ``hash`` field itself left out."""
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LedgerHead:
+    """Where a ledger ends: number of entries and the hash of the last one."""
+
+    entries: int
+    head: str
+
+
+class Ledger:
+    """Appends hash-chained entries to a JSONL file; safe to share between threads.
+
+    ``fsync``: ``"always"`` syncs after every entry (audit logs), ``"interval"`` at most every
+    ``fsync_interval`` seconds and on close (training logs), ``"never"`` leaves it to the OS.
+    Opening an existing ledger resumes its chain after verifying it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: FsyncPolicy = "interval",
+        fsync_interval: float = 5.0,
+    ) -> None:
+        if fsync not in ("always", "interval", "never"):
+            raise LedgerError(f"unknown fsync policy {fsync!r}; use 'always', 'interval' or 'never'")
+        self.path = Path(path)
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self._lock = threading.Lock()
+        self._last_sync = time.monotonic()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger directory {self.path.parent}: {exc.strerror or exc}") from None
+        if self.path.exists() and self.path.stat().st_size > 0:
+            head = verify_ledger(self.path)
+            self._seq, self._head = head.entries, head.head
+        else:
+            self._seq, self._head = 0, GENESIS
+        try:
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the ledger's lifetime
+        except OSError as exc:
+            raise LedgerError(f"cannot open the ledger {self.path} for appending: {exc.strerror or exc}") from None
+
+    @property
+    def head(self) -> LedgerHead:
+        with self._lock:
+            return LedgerHead(entries=self._seq, head=self._head)
+
+    def append(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Append one entry and return it (with its ``hash``)."""
+        with self._lock:
+            if self._fh.closed:
+                raise LedgerError(f"ledger {self.path} is closed")
+            entry: dict[str, Any] = {
+                "seq": self._seq,
+                "time": utc_now(),
+                "kind": kind,
+                "data": data or {},
+                "prev": self._head,
+            }
+            try:
+                entry["hash"] = entry_hash(entry)
+                line = canonical_json(entry) + b"\n"
+            except Exception as exc:
+                raise LedgerError(f"ledger entry {kind!r} is not representable as canonical JSON: {exc}") from None
+            try:
+                self._fh.write(line)
+                self._fh.flush()
+                now = time.monotonic()
+                if self.fsync == "always" or (
+                    self.fsync == "interval" and now - self._last_sync >= self.fsync_interval
+                ):
+                    os.fsync(self._fh.fileno())
+                    self._last_sync = now
+            except OSError as exc:
+                raise LedgerError(f"cannot write to the ledger {self.path}: {exc.strerror or exc}") from None
+            self._seq += 1
+            self._head = entry["hash"]
+            return entry
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh.closed:
+                return
+            try:
+                self._fh.flush()
+                if self.fsync != "never":
+                    os.fsync(self._fh.fileno())
+            finally:
+                self._fh.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, entry) for each line; raises on unreadable or non-JSON lines."""
+    p = Path(path)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise LedgerError(f"ledger not found: {p}") from None
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger {p}: {exc.strerror or exc}") from None
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                raise LedgerVerificationError(
+                    "last line is incomplete (the ledger was truncated mid-write)", path=p, line=lineno
+                )
+            try:
+                entry = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise LedgerVerificationError("line is not valid JSON", path=p, line=lineno) from None
+            if not isinstance(entry, dict):
+                raise LedgerVerificationError("line is not a ledger entry (JSON object)", path=p, line=lineno)
+            yield lineno, entry
+
+
+def verify_ledger(
+    path: str | os.PathLike[str],
+    *,
+    expected_head: str | None = None,
+    expected_entries: int | None = None,
+) -> LedgerHead:
+    """Verify the chain; return its head, or raise for the first broken line.
+
+    With ``expected_head``/``expected_entries`` (from a signed statement) a ledger that was
+    truncated, or extended after signing, is detected too.
+    """
+    p = Path(path)
+    prev, seq = GENESIS, 0
+    lineno = 0
+    hint = "the ledger was modified after it was written; restore it from the signed run record"
+    for lineno, entry in read_entries(p):
+        missing = {"seq", "time", "kind", "data", "prev", "hash"} - entry.keys()
+        if missing:
+            raise LedgerVerificationError(f"entry lacks field(s) {sorted(missing)}", path=p, line=lineno, hint=hint)
+        try:
+            recomputed = entry_hash(entry)
+        except Exception:
+            raise LedgerVerificationError("entry cannot be canonicalized", path=p, line=lineno, hint=hint) from None
+        if recomputed != entry["hash"]:
+            raise LedgerVerificationError(
+                "entry was edited: its content does not match its hash", path=p, line=lineno, hint=hint
+            )
+        if entry["seq"] != seq:
+            raise LedgerVerificationError(
+                f"sequence number is {entry['seq']}, expected {seq} (an entry was deleted, inserted or moved)",
+                path=p,
+                line=lineno,
+                hint=hint,
+            )
+        if entry["prev"] != prev:
+            raise LedgerVerificationError(
+                "entry does not link to the previous one (an entry was deleted, inserted or moved)",
+                path=p,
+                line=lineno,
+                hint=hint,
+            )
+        prev, seq = entry["hash"], seq + 1
+    head = LedgerHead(entries=seq, head=prev)
+    if expected_entries is not None and seq != expected_entries:
+        what = "truncated" if seq < expected_entries else "extended"
+        raise LedgerVerificationError(
+            f"ledger has {seq} entries but the signed statement records {expected_entries} (it was {what})",
+            path=p,
+            line=max(lineno, 1),
+            hint=hint,
+        )
+    if expected_head is not None and prev != expected_head:
+        raise LedgerVerificationError(
+            f"ledger head is {prev[:16]}… but the signed statement records {expected_head[:16]}…",
+            path=p,
+            line=max(lineno, 1),
+            hint=hint,
+        )
+    return head

@@ -1,0 +1,66 @@
+"""The in-toto Statement v1 that describes one training run.
+
+Subjects are the output files with their digests. The predicate (type :data:`PREDICATE_TYPE`)
+records what went in and how: base model, tokenizer, datasets with roles, resolved config,
+environment, a metrics summary, the ledger head, the train/eval overlap and the run's times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bastion.provenance.hashing import DirectoryDigest, FileDigest
+
+from bastion.errors import InputError
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://bastion.dev/provenance/training-run/v1"
+RECORD_DIR = "bastion"
+"""Name of the run-record folder inside an output directory."""
+
+
+def build_statement(subjects: Iterable[FileDigest] | DirectoryDigest, predicate: dict[str, Any]) -> dict[str, Any]:
+    """An in-toto Statement v1 over ``subjects`` (sorted by name) with our run predicate."""
+    files = subjects.files if isinstance(subjects, DirectoryDigest) else tuple(subjects)
+    if not files:
+        raise InputError(
+            "no output files to describe: the output directory is empty",
+            hint="call the statement step after the model/adapter has been saved",
+        )
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [f.as_subject() for f in sorted(files, key=lambda f: f.name)],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
+
+
+def write_statement(statement: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the statement as indented JSON atomically (temp file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(statement, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+    return p
+
+
+def load_statement(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("statement not found", path=p, hint="is this a Bastion run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"statement is not valid JSON ({exc})", path=p) from None
+    if not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
+        raise InputError(f"not an in-toto Statement v1 (expected _type {STATEMENT_TYPE})", path=p)
+    return data
