@@ -83,14 +83,16 @@ def _iter_jsonl(path: Path, progress: ProgressCallback | None) -> Iterator[tuple
             yield lineno, raw
 
 
-def _decode_record(path: Path, lineno: int, raw: bytes) -> Any:
+def _decode_record(path: Path, lineno: int, raw: bytes, *, whole_file: bool = False) -> Any:
+    """Decode one JSONL line (or a whole JSON file starting at ``lineno``); errors name the exact line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
         raise InputError(
-            f"line is not valid UTF-8 (byte {exc.start})",
+            f"line is not valid UTF-8 (byte {exc.start - line_start} of the line)",
             path=path,
-            line=lineno,
+            line=lineno + raw.count(b"\n", 0, exc.start),
             hint="re-encode the file as UTF-8",
         ) from None
     try:
@@ -99,17 +101,22 @@ def _decode_record(path: Path, lineno: int, raw: bytes) -> Any:
         raise InputError(
             f"not valid JSON ({exc.msg} at column {exc.colno})",
             path=path,
-            line=lineno,
-            hint="each line of a JSONL dataset must be one complete JSON value",
+            line=lineno + exc.lineno - 1,
+            hint=(
+                "a .json dataset must be one JSON array of records"
+                if whole_file
+                else "each line of a JSONL dataset must be one complete JSON value"
+            ),
         ) from None
 
 
-def _canonical(path: Path, lineno: int | None, record: Any) -> bytes:
+def _canonical(path: Path, lineno: int | None, record: Any, *, index: int | None = None) -> bytes:
     try:
         return canonical_json(record)
     except Exception as exc:  # rfc8785 raises its own error types for NaN, huge ints, bad keys
+        where = f"record at index {index} " if index is not None else "record "
         raise InputError(
-            f"record cannot be canonicalized as JSON ({exc})",
+            f"{where}cannot be canonicalized as JSON ({exc})",
             path=path,
             line=lineno,
             hint="remove NaN/Infinity values and integers beyond 2**53",
@@ -150,7 +157,7 @@ def hash_dataset(
             return _with_tree(display, p, role, size, whole.hexdigest(), "jsonl", digests)
         if suffix in JSON_SUFFIXES:
             file_sha = sha256_file(p)
-            data = _decode_record(p, 1, p.read_bytes())
+            data = _decode_record(p, 1, p.read_bytes(), whole_file=True)
             if progress is not None:
                 progress(size)
             if not isinstance(data, list):
@@ -159,7 +166,7 @@ def hash_dataset(
                     path=p,
                     hint="use JSONL (one record per line) or a top-level JSON array",
                 )
-            digests = [hashlib.sha256(_canonical(p, None, r)).hexdigest() for r in data]
+            digests = [hashlib.sha256(_canonical(p, None, r, index=i)).hexdigest() for i, r in enumerate(data)]
             return _with_tree(display, p, role, size, file_sha, "json", digests)
     except PermissionError:
         raise InputError("permission denied while reading", path=p, hint="make the file readable") from None

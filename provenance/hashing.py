@@ -104,6 +104,16 @@ def iter_files(root: Path, *, exclude: Iterable[str] = ()) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
         dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in excluded and d not in excluded)
+        for d in dirnames:
+            # os.walk does not descend into linked directories; one leading outside would silently
+            # drop files the artifact depends on, so it is refused like a linked file.
+            link = Path(dirpath) / d
+            if link.is_symlink() and not link.resolve().is_relative_to(root_resolved):
+                raise InputError(
+                    f"symbolic link points outside the directory (to {link.resolve()})",
+                    path=link,
+                    hint="copy the directory's files into the artifact instead of linking to them",
+                )
         for fname in sorted(filenames):
             rel = (rel_dir / fname).as_posix()
             if rel in excluded or fname in excluded:
@@ -142,7 +152,8 @@ def hash_directory(
     if not root.is_dir():
         raise InputError("not a directory", path=root)
     try:
-        files = list(iter_files(root, exclude=exclude))
+        # Sorted by relative POSIX name (not walk order) so every listing of the digests is canonical.
+        files = sorted(iter_files(root, exclude=exclude), key=lambda f: f.relative_to(root).as_posix())
     except PermissionError as exc:
         raise InputError(f"permission denied while listing ({exc.filename})", path=root) from None
     if workers is None:

@@ -150,18 +150,24 @@ def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, 
         raise LedgerError(f"ledger not found: {p}") from None
     except OSError as exc:
         raise LedgerError(f"cannot read the ledger {p}: {exc.strerror or exc}") from None
+    damaged = "the ledger was modified or damaged; restore it from the signed run record"
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.endswith(b"\n"):
                 raise LedgerVerificationError(
-                    "last line is incomplete (the ledger was truncated mid-write)", path=p, line=lineno
+                    "last line is incomplete (the ledger was truncated mid-write)",
+                    path=p,
+                    line=lineno,
+                    hint="a crash or a cut copy leaves a partial last entry; restore the ledger from the run record",
                 )
             try:
                 entry = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise LedgerVerificationError("line is not valid JSON", path=p, line=lineno) from None
+                raise LedgerVerificationError("line is not valid JSON", path=p, line=lineno, hint=damaged) from None
             if not isinstance(entry, dict):
-                raise LedgerVerificationError("line is not a ledger entry (JSON object)", path=p, line=lineno)
+                raise LedgerVerificationError(
+                    "line is not a ledger entry (JSON object)", path=p, line=lineno, hint=damaged
+                )
             yield lineno, entry
 
 
@@ -209,11 +215,15 @@ def verify_ledger(
         prev, seq = entry["hash"], seq + 1
     head = LedgerHead(entries=seq, head=prev)
     if expected_entries is not None and seq != expected_entries:
-        what = "truncated" if seq < expected_entries else "extended"
+        # The offending line: the first missing one (truncated) or the first one not covered by the signature.
+        if seq < expected_entries:
+            what, bad_line = f"truncated: entries from line {seq + 1} on are missing", seq + 1
+        else:
+            what, bad_line = f"extended: lines from {expected_entries + 1} on were added", expected_entries + 1
         raise LedgerVerificationError(
             f"ledger has {seq} entries but the signed statement records {expected_entries} (it was {what})",
             path=p,
-            line=max(lineno, 1),
+            line=bad_line,
             hint=hint,
         )
     if expected_head is not None and prev != expected_head:

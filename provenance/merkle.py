@@ -72,9 +72,19 @@ class MerkleTree:
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[str], root: str) -> bool:
-    """Check that ``leaf`` (a leaf hash) sits at ``index`` in a tree of ``size`` leaves with ``root``."""
+    """Check that ``leaf`` (a leaf hash) sits at ``index`` in a tree of ``size`` leaves with ``root``.
+
+    A malformed proof (a sibling that is not hex) is simply not a valid proof: the result is ``False``.
+    """
     if not 0 <= index < size:
         return False
+    try:
+        return _verify_inclusion(leaf, index, size, proof, root)
+    except ValueError:
+        return False
+
+
+def _verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[str], root: str) -> bool:
     node = leaf
     i, last = index, size - 1
     steps = iter(proof)
@@ -108,4 +118,8 @@ class InclusionProof:
     root: str
 
     def verify(self) -> bool:
-        return verify_inclusion(bytes.fromhex(self.leaf), self.index, self.size, self.path, self.root)
+        try:
+            leaf = bytes.fromhex(self.leaf)
+        except ValueError:
+            return False
+        return verify_inclusion(leaf, self.index, self.size, self.path, self.root)

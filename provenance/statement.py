@@ -7,6 +7,7 @@ environment, a metrics summary, the ledger head, the train/eval overlap and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -42,14 +43,29 @@ def build_statement(subjects: Iterable[FileDigest] | DirectoryDigest, predicate:
 def write_statement(statement: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the statement as indented JSON atomically (temp file + rename)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Serialize first: a statement JSON cannot represent (NaN, non-string keys, objects) must not
+        # leave a half-written file behind. NaN/Infinity are refused: they are not JSON and no
+        # verifier could canonicalize them.
+        text = json.dumps(statement, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"statement cannot be written as JSON ({exc})",
+            path=p,
+            hint="metrics and config values must be finite numbers, strings, lists or mappings",
+        ) from None
     tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(statement, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise InputError(f"cannot write the statement: {exc.strerror or exc}", path=p) from None
     return p
 
 
@@ -61,6 +77,10 @@ def load_statement(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError("statement not found", path=p, hint="is this a Bastion run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"statement is not valid JSON ({exc})", path=p) from None
+    except IsADirectoryError:
+        raise InputError("statement path is a directory, expected statement.json", path=p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the statement: {exc.strerror or exc}", path=p) from None
     if not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
         raise InputError(f"not an in-toto Statement v1 (expected _type {STATEMENT_TYPE})", path=p)
     return data

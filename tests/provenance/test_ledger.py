@@ -1,0 +1,351 @@
+"""The hash-chained ledger: appending, resuming, fsync policies, concurrency and tamper detection."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bastion.provenance.canonical import canonical_json
+from bastion.provenance.ledger import GENESIS, Ledger, LedgerHead, entry_hash, read_entries, verify_ledger
+
+from bastion.errors import LedgerError, LedgerVerificationError
+
+N = 6  # entries in the ledger most tamper tests start from
+
+
+def make_ledger(path: Path, n: int = N) -> list[dict[str, Any]]:
+    with Ledger(path, fsync="never") as led:
+        return [led.append("log", {"step": i, "loss": 1.0 / (i + 1)}) for i in range(n)]
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def write_lines(path: Path, content: list[bytes]) -> None:
+    path.write_bytes(b"".join(content))
+
+
+def rehash(raw: bytes, **changes: Any) -> bytes:
+    """An entry edited by someone who also recomputed its own hash."""
+    entry = json.loads(raw)
+    entry.update(changes)
+    entry["hash"] = entry_hash(entry)
+    return canonical_json(entry) + b"\n"
+
+
+def broken_at(path: Path, **expect: Any) -> LedgerVerificationError:
+    with pytest.raises(LedgerVerificationError) as info:
+        verify_ledger(path, **expect)
+    err = info.value
+    assert err.path == path
+    assert str(err).startswith(f"{path}:{err.line}: ")
+    return err
+
+
+# --- appending and reading -------------------------------------------------------------------
+
+
+def test_entries_are_chained_canonical_lines(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p, 3)
+    assert [e["seq"] for e in entries] == [0, 1, 2]
+    assert entries[0]["prev"] == GENESIS
+    assert [e["prev"] for e in entries[1:]] == [e["hash"] for e in entries[:-1]]
+    assert all(e["hash"] == entry_hash(e) for e in entries)
+    assert all(e["time"].endswith("Z") and e["kind"] == "log" for e in entries)
+    assert lines(p) == [canonical_json(e) + b"\n" for e in entries]
+    assert [e for _, e in read_entries(p)] == entries
+    assert verify_ledger(p) == LedgerHead(entries=3, head=entries[-1]["hash"])
+
+
+def test_head_property_tracks_appends(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.jsonl") as led:
+        assert led.head == LedgerHead(0, GENESIS)
+        e = led.append("run.start")
+        assert e["data"] == {}
+        assert led.head == LedgerHead(1, e["hash"])
+
+
+def test_resume_after_reopen(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    first = make_ledger(p, 3)
+    with Ledger(p) as led:
+        assert led.head == LedgerHead(3, first[-1]["hash"])
+        e = led.append("train.end", {"ok": True})
+    assert e["seq"] == 3 and e["prev"] == first[-1]["hash"]
+    assert verify_ledger(p) == LedgerHead(4, e["hash"])
+
+
+def test_reopening_a_tampered_ledger_refuses_to_append(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    make_ledger(p, 3)
+    content = lines(p)
+    write_lines(p, [content[0], content[2]])
+    before = p.read_bytes()
+    with pytest.raises(LedgerVerificationError) as info:
+        Ledger(p)
+    assert info.value.line == 2
+    assert p.read_bytes() == before
+
+
+def test_ledger_creates_parent_directories(tmp_path: Path) -> None:
+    p = tmp_path / "out" / "bastion" / "ledger.jsonl"
+    make_ledger(p, 1)
+    assert verify_ledger(p).entries == 1
+
+
+def test_append_after_close_is_an_error(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.jsonl")
+    led.close()
+    led.close()  # idempotent
+    with pytest.raises(LedgerError, match="closed"):
+        led.append("x")
+
+
+def test_unrepresentable_entry_writes_nothing(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p) as led:
+        led.append("ok", {"a": 1})
+        for bad in ({"loss": float("nan")}, {"obj": object()}, {"big": 2**64}):
+            with pytest.raises(LedgerError, match="not representable"):
+                led.append("log", bad)
+        led.append("ok", {"a": 2})
+    assert verify_ledger(p).entries == 2
+
+
+def test_unknown_fsync_policy(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="unknown fsync policy"):
+        Ledger(tmp_path / "l.jsonl", fsync="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "interval", "on_append", "on_close"),
+    [("always", 5.0, 4, 1), ("never", 5.0, 0, 0), ("interval", 3600.0, 0, 1), ("interval", 0.0, 4, 1)],
+)
+def test_fsync_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, interval: float, on_append: int, on_close: int
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    led = Ledger(tmp_path / "l.jsonl", fsync=policy, fsync_interval=interval)  # type: ignore[arg-type]
+    for i in range(4):
+        led.append("log", {"i": i})
+    assert len(synced) == on_append
+    led.close()
+    assert len(synced) == on_append + on_close
+
+
+def test_concurrent_appends_form_one_valid_chain(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    threads_n, per_thread = 8, 60
+    barrier = threading.Barrier(threads_n)
+    with Ledger(p, fsync="never") as led:
+
+        def worker(t: int) -> None:
+            barrier.wait()
+            for i in range(per_thread):
+                led.append("log", {"thread": t, "i": i})
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        head = led.head
+    assert verify_ledger(p) == head
+    assert head.entries == threads_n * per_thread
+    entries = [e for _, e in read_entries(p)]
+    for t in range(threads_n):
+        assert [e["data"]["i"] for e in entries if e["data"]["thread"] == t] == list(range(per_thread))
+
+
+def test_missing_ledger(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="ledger not found"):
+        verify_ledger(tmp_path / "nope.jsonl")
+
+
+def test_empty_ledger_verifies_as_genesis(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    p.write_bytes(b"")
+    assert verify_ledger(p) == LedgerHead(0, GENESIS)
+    err = broken_at(p, expected_entries=2)
+    assert err.line == 1 and "truncated" in str(err)
+
+
+# --- tamper detection: each case names the first offending line ----------------------------------
+
+Tamper = Callable[[list[bytes]], list[bytes]]
+
+
+def _edit_data(c: list[bytes]) -> list[bytes]:
+    c[2] = c[2].replace(b'"step":2', b'"step":20')
+    return c
+
+
+def _edit_hash_too(c: list[bytes]) -> list[bytes]:
+    c[2] = rehash(c[2], data={"step": 2, "loss": 0.0})
+    return c
+
+
+def _edit_kind(c: list[bytes]) -> list[bytes]:
+    c[3] = c[3].replace(b'"kind":"log"', b'"kind":"checkpoint"')
+    return c
+
+
+def _delete_middle(c: list[bytes]) -> list[bytes]:
+    del c[2]
+    return c
+
+
+def _delete_first(c: list[bytes]) -> list[bytes]:
+    del c[0]
+    return c
+
+
+def _swap(c: list[bytes]) -> list[bytes]:
+    c[2], c[3] = c[3], c[2]
+    return c
+
+
+def _insert_copy(c: list[bytes]) -> list[bytes]:
+    c.insert(3, c[1])
+    return c
+
+
+def _insert_forged(c: list[bytes]) -> list[bytes]:
+    forged = {"seq": 3, "time": "2026-01-01T00:00:00.000000Z", "kind": "log", "data": {}, "prev": "f" * 64}
+    forged["hash"] = entry_hash(forged)
+    c.insert(3, canonical_json(forged) + b"\n")
+    return c
+
+
+def _non_json(c: list[bytes]) -> list[bytes]:
+    c.insert(4, b"## operator note: all good\n")
+    return c
+
+
+def _blank(c: list[bytes]) -> list[bytes]:
+    c.insert(1, b"\n")
+    return c
+
+
+def _array(c: list[bytes]) -> list[bytes]:
+    c[1] = b"[1, 2, 3]\n"
+    return c
+
+
+def _missing_field(c: list[bytes]) -> list[bytes]:
+    entry = json.loads(c[2])
+    del entry["time"]
+    c[2] = canonical_json(entry) + b"\n"
+    return c
+
+
+def _bad_utf8(c: list[bytes]) -> list[bytes]:
+    c[2] = c[2].replace(b'"log"', b'"l\xffg"')
+    return c
+
+
+def _truncate_mid_last(c: list[bytes]) -> list[bytes]:
+    c[-1] = c[-1][:40]
+    return c
+
+
+def _truncate_mid_line_4(c: list[bytes]) -> list[bytes]:
+    return [*c[:3], c[3][:25]]
+
+
+def _reformat(c: list[bytes]) -> list[bytes]:
+    # Same JSON, different spacing: content still matches its hash, so this is NOT tampering.
+    c[1] = json.dumps(json.loads(c[1]), indent=None, separators=(", ", ": ")).encode() + b"\n"
+    return c
+
+
+@pytest.mark.parametrize(
+    ("tamper", "line", "reason"),
+    [
+        (_edit_data, 3, "was edited"),
+        (_edit_hash_too, 4, "does not link to the previous one"),
+        (_edit_kind, 4, "was edited"),
+        (_delete_middle, 3, "sequence number is 3, expected 2"),
+        (_delete_first, 1, "sequence number is 1, expected 0"),
+        (_swap, 3, "sequence number is 3, expected 2"),
+        (_insert_copy, 4, "sequence number is 1, expected 3"),
+        (_insert_forged, 4, "does not link"),
+        (_non_json, 5, "not valid JSON"),
+        (_blank, 2, "not valid JSON"),
+        (_array, 2, "not a ledger entry"),
+        (_missing_field, 3, "lacks field(s) ['time']"),
+        (_bad_utf8, 3, "not valid JSON"),
+        (_truncate_mid_last, 6, "truncated mid-write"),
+        (_truncate_mid_line_4, 4, "truncated mid-write"),
+    ],
+    ids=lambda v: v.__name__.strip("_") if callable(v) else None,
+)
+def test_tampering_is_detected_at_the_right_line(tmp_path: Path, tamper: Tamper, line: int, reason: str) -> None:
+    p = tmp_path / "ledger.jsonl"
+    make_ledger(p)
+    write_lines(p, tamper(lines(p)))
+    err = broken_at(p)
+    assert err.line == line, str(err)
+    assert reason in str(err)
+    assert "\n  hint: " in str(err)  # every report says what to do next
+
+
+def test_reformatted_line_is_not_tampering(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p)
+    write_lines(p, _reformat(lines(p)))
+    assert verify_ledger(p, expected_head=entries[-1]["hash"], expected_entries=N).entries == N
+
+
+def test_whole_last_entry_removed_needs_the_signed_head(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p)
+    write_lines(p, lines(p)[:-1])
+    # The remaining chain is intact: only the head recorded in the statement reveals the truncation.
+    assert verify_ledger(p) == LedgerHead(N - 1, entries[-2]["hash"])
+    err = broken_at(p, expected_entries=N, expected_head=entries[-1]["hash"])
+    assert err.line == N  # the first missing line
+    assert f"has {N - 1} entries but the signed statement records {N}" in str(err)
+    assert "truncated" in str(err)
+    err = broken_at(p, expected_head=entries[-1]["hash"])
+    assert err.line == N - 1 and "head is" in str(err)
+
+
+def test_rewritten_last_entry_needs_the_signed_head(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p)
+    c = lines(p)
+    c[-1] = rehash(c[-1], data={"step": 5, "loss": 0.0001})
+    write_lines(p, c)
+    assert verify_ledger(p).entries == N
+    err = broken_at(p, expected_head=entries[-1]["hash"], expected_entries=N)
+    assert err.line == N and "signed statement records" in str(err)
+
+
+def test_appended_entries_after_signing_are_detected(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p)
+    with Ledger(p) as led:
+        led.append("log", {"after": "signing"})
+    err = broken_at(p, expected_entries=N, expected_head=entries[-1]["hash"])
+    assert err.line == N + 1 and "extended" in str(err)
+
+
+def test_matching_expectations_pass(tmp_path: Path) -> None:
+    p = tmp_path / "ledger.jsonl"
+    entries = make_ledger(p)
+    assert verify_ledger(p, expected_head=entries[-1]["hash"], expected_entries=N) == LedgerHead(N, entries[-1]["hash"])
