@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bastion.plugins.hf.callback import BastionCallback, DatasetInput  # noqa: F401
+    from bastion.plugins.hf.callback import BastionCallback, DatasetInput
     from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 
 _LAZY = {

@@ -1,0 +1,806 @@
+"""``BastionCallback``: provenance for a transformers ``Trainer`` run (and TRL's trainers built on it).
+
+What it records, in ``<output_dir>/bastion/``:
+
+- ``ledger.jsonl``: a hash-chained log of the run: ``run.start`` (config digest, environment, declared
+  inputs), ``inputs`` (digests of base model, tokenizer, datasets, once hashed), one ``log`` entry per
+  ``Trainer`` log call, ``checkpoint`` entries with the digests of each saved checkpoint, ``warning``
+  entries, ``train.end`` and finally ``outputs``.
+- ``statement.json``: an in-toto Statement v1 whose subjects are the output files and whose predicate
+  describes the run and pins the ledger head. Signed afterwards when signing is configured.
+
+The callback follows transformers' reporting integrations (``WandbCallback``, ``MLflowCallback``): it
+does its work only on the main process, reads its settings once when training begins, and never stops
+a training run because of a provenance problem unless ``strict=True``, in which case every problem
+with the declared inputs is raised from ``on_train_begin``, before the first optimizer step. Hashing
+runs on a background thread so that large model directories do not hold up training.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bastion.provenance.canonical import canonical_digest
+from bastion.provenance.datasets import DatasetDigest, hash_dataset
+from bastion.provenance.environment import capture_environment
+from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_path
+from bastion.provenance.ledger import Ledger
+from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
+
+logger = logging.getLogger("bastion")
+
+Role = Literal["train", "eval", "preference"]
+ROLES: tuple[str, ...] = ("train", "eval", "preference")
+FRAMEWORKS: tuple[str, ...] = ("transformers", "trl", "axolotl", "llamafactory", "unsloth")
+LEDGER_NAME = "ledger.jsonl"
+STATEMENT_NAME = "statement.json"
+_MAX_SAFE_INT = 2**53
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset file the run reads, with its role (``train``, ``eval`` or ``preference``)."""
+
+    path: Path
+    role: str = "train"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.role not in ROLES:
+            raise ConfigError(
+                f"dataset {self.path}: unknown role {self.role!r}",
+                hint=f"use one of {', '.join(ROLES)}",
+            )
+
+    @classmethod
+    def coerce(cls, item: DatasetInput | str | Path) -> DatasetInput:
+        """A ``DatasetInput`` as is; a bare path becomes a training dataset."""
+        if isinstance(item, DatasetInput):
+            return item
+        if isinstance(item, (str, Path)):
+            return cls(Path(item))
+        raise ConfigError(
+            f"datasets: expected a path or DatasetInput, got {type(item).__name__}",
+            hint="pass DatasetInput(path, role='train'|'eval'|'preference') or a file path",
+        )
+
+
+@dataclass
+class _Inputs:
+    """Digests of the declared inputs, filled in by the hashing thread."""
+
+    base_model: dict[str, Any] | None = None
+    tokenizer: dict[str, Any] | None = None
+    datasets: list[DatasetDigest] = field(default_factory=list)
+    overlap: int | None = None
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _jsonable(value: Any) -> Any:
+    """A canonical-JSON-safe copy: non-finite floats and huge ints become strings, other objects ``str``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= _MAX_SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _nonfinite_name(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, Path):
+        return value.as_posix()
+    item = getattr(value, "item", None)  # numpy / torch scalars
+    if callable(item):
+        try:
+            return _jsonable(item())
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)
+
+
+def _nonfinite_name(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def clean_metrics(logs: Mapping[str, Any]) -> tuple[dict[str, int | float], dict[str, str]]:
+    """Split a ``Trainer`` log dict into finite numbers and non-finite ones (named ``NaN``/``Infinity``).
+
+    Non-numeric values (strings, lists) are left out: a log entry records measurements only.
+    RFC 8785 cannot represent NaN or infinities, so they are kept apart as strings.
+    """
+    numbers: dict[str, int | float] = {}
+    nonfinite: dict[str, str] = {}
+    for key, value in logs.items():
+        v: Any = value
+        if not isinstance(v, (int, float)) and callable(getattr(v, "item", None)):
+            try:
+                v = v.item()
+            except (TypeError, ValueError, RuntimeError):
+                continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, int):
+            numbers[str(key)] = v if abs(v) <= _MAX_SAFE_INT else float(v)
+        elif math.isfinite(v):
+            numbers[str(key)] = v
+        else:
+            nonfinite[str(key)] = _nonfinite_name(v)
+    return numbers, nonfinite
+
+
+def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
+    """The resolved config value and where it came from (file name, or ``"mapping"``)."""
+    if isinstance(config, Mapping):
+        return _jsonable(dict(config)), "mapping"
+    path = Path(config)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("config file not found", path=path, hint="pass the resolved training config file") from None
+    except IsADirectoryError:
+        raise InputError("config path is a directory, expected a YAML or JSON file", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config file is not valid UTF-8 (byte {exc.start})", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the config file: {exc.strerror or exc}", path=path) from None
+    if path.suffix.lower() == ".json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"config is not valid JSON ({exc.msg})", path=path, line=exc.lineno) from None
+    else:
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            problem = getattr(exc, "problem", None) or "syntax error"
+            raise InputError(f"config is not valid YAML ({problem})", path=path, line=line) from None
+    return _jsonable(value), path.name
+
+
+def _training_arguments(args: TrainingArguments) -> dict[str, Any]:
+    """``TrainingArguments`` as a plain dict, with every ``*_token`` field left out."""
+    try:
+        raw = args.to_dict()  # type: ignore[no-untyped-call]
+    except Exception:  # a subclass with odd fields must not break the run
+        raw = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    return {k: _jsonable(v) for k, v in raw.items() if not k.endswith("_token") and "token" not in k.split("_")}
+
+
+def _digest_entry(name: str, digest: DirectoryDigest) -> dict[str, Any]:
+    return {
+        "path_name": name,
+        "digest": {"sha256": digest.sha256},
+        "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
+    }
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, BastionError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+class BastionCallback(TrainerCallback):  # type: ignore[misc]
+    """Records a training run's provenance; see the module docstring.
+
+    Typical use::
+
+        cb = BastionCallback(base_model=model_dir, datasets=[DatasetInput(train, "train")])
+        trainer = Trainer(..., callbacks=[cb])
+        trainer.train()
+        trainer.save_model()
+        statement = cb.finalize()
+    """
+
+    def __init__(
+        self,
+        base_model: str | Path | None = None,
+        tokenizer: str | Path | None = None,
+        datasets: Sequence[DatasetInput | str | Path] = (),
+        config: Mapping[str, Any] | str | Path | None = None,
+        output_dir: str | Path | None = None,
+        framework: str | None = None,
+        strict: bool = False,
+        signing: Any = None,
+        sign_checkpoints: bool = False,
+        fsync: Literal["always", "interval", "never"] = "interval",
+    ) -> None:
+        if isinstance(datasets, (str, Path)):
+            datasets = [datasets]
+        if fsync not in ("always", "interval", "never"):
+            raise ConfigError(f"fsync must be 'always', 'interval' or 'never', not {fsync!r}")
+        self.base_model = None if base_model is None else Path(base_model)
+        self.tokenizer = None if tokenizer is None else Path(tokenizer)
+        self.datasets: tuple[DatasetInput, ...] = tuple(DatasetInput.coerce(d) for d in datasets)
+        self.config = config
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.framework = framework or "transformers"
+        self.strict = bool(strict)
+        self.signing = signing
+        self.sign_checkpoints = bool(sign_checkpoints)
+        self.fsync: Literal["always", "interval", "never"] = fsync
+
+        self.run_id = str(uuid.uuid4())
+        self.hash_threads: set[str] = set()
+        """Names of the threads that hashed inputs and checkpoints (never the training thread)."""
+        self._is_main: bool | None = None
+        self._started = False
+        self._train_ended = False
+        self._ledger: Ledger | None = None
+        self._record_dir: Path | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._futures: list[Future[None]] = []
+        self._inputs = _Inputs()
+        self._config_value: Any = None
+        self._config_source: str | None = None
+        self._training_args: dict[str, Any] | None = None
+        self._environment: dict[str, Any] = {}
+        self._signing_config: Any = None
+        self._warnings: list[str] = []
+        self._deferred: BaseException | None = None
+        self._last_metrics: dict[str, int | float] = {}
+        self._nonfinite: dict[str, str] = {}
+        self._log_entries = 0
+        self._global_step = 0
+        self._started_at: str | None = None
+        self._finished_at: str | None = None
+        self._lock = threading.RLock()
+        self._statement_path: Path | None = None
+        self._outputs: DirectoryDigest | None = None
+        self._signed = False
+        self._atexit_registered = False
+        self._aborted: str | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def ledger_path(self) -> Path | None:
+        return None if self._record_dir is None else self._record_dir / LEDGER_NAME
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self._warnings)
+
+    @staticmethod
+    def _main_process(args: TrainingArguments, state: TrainerState) -> bool:
+        if not getattr(state, "is_world_process_zero", True):
+            return False
+        return int(getattr(args, "process_index", 0) or 0) == 0
+
+    def _warn(self, message: str, code: str) -> None:
+        """Log a warning (paths and reasons only, never record contents) and record it in the ledger."""
+        logger.warning("bastion: %s", message)
+        with self._lock:
+            self._warnings.append(message)
+            if self._ledger is not None:
+                try:
+                    self._ledger.append("warning", {"code": code, "message": message})
+                except LedgerError as exc:
+                    logger.warning("bastion: could not record a warning in the ledger: %s", exc.message)
+
+    def _problem(self, exc: BaseException, code: str) -> None:
+        """A provenance failure: raise in strict mode, otherwise warn and carry on."""
+        if self.strict:
+            raise exc
+        self._warn(_error_text(exc), code)
+
+    def _background(self, fn: Callable[[], None], code: str) -> Callable[[], None]:
+        def run() -> None:
+            self.hash_threads.add(threading.current_thread().name)
+            try:
+                fn()
+            except Exception as exc:
+                if self.strict:
+                    with self._lock:
+                        if self._deferred is None:
+                            self._deferred = exc
+                    logger.error("bastion: %s", _error_text(exc))
+                else:
+                    self._warn(_error_text(exc), code)
+
+        return run
+
+    def _raise_deferred(self) -> None:
+        pending = self._deferred
+        if pending is not None:
+            self._deferred = None
+            raise pending
+
+    def _append(self, kind: str, data: dict[str, Any]) -> None:
+        ledger = self._ledger
+        if ledger is None:
+            return
+        try:
+            ledger.append(kind, data)
+        except LedgerError as exc:
+            if self.strict:
+                raise
+            logger.warning("bastion: %s", exc.message)
+            with self._lock:
+                self._warnings.append(exc.message)
+
+    def _guard(self, hook: str, fn: Callable[[], None]) -> None:
+        """Run a hook's work; failures never escape unless ``strict``."""
+        try:
+            if self.strict:
+                self._raise_deferred()
+            fn()
+        except Exception as exc:
+            if self.strict:
+                raise
+            self._warn(f"{hook}: {_error_text(exc)}", "callback.error")
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self) -> list[BastionError]:
+        """Problems with the declared inputs that can be seen without hashing (cheap, synchronous)."""
+        problems: list[BastionError] = []
+        for label, path in (("base model", self.base_model), ("tokenizer", self.tokenizer)):
+            if path is None:
+                continue
+            if not path.exists():
+                problems.append(
+                    InputError(
+                        f"{label} not found",
+                        path=path,
+                        hint="pass the local model directory (hub ids cannot be hashed; use the downloaded snapshot)",
+                    )
+                )
+            elif path.is_dir():
+                try:
+                    next(iter(path.iterdir()), None)
+                except PermissionError:
+                    problems.append(InputError(f"{label} directory is not readable", path=path))
+        for ds in self.datasets:
+            if not ds.path.exists():
+                problems.append(
+                    InputError(f"{ds.role} dataset file not found", path=ds.path, hint="check the dataset path")
+                )
+            elif ds.path.is_dir():
+                problems.append(InputError(f"{ds.role} dataset path is a directory; pass the file", path=ds.path))
+        if self.config is not None:
+            try:
+                self._config_value, self._config_source = load_config(self.config)
+            except BastionError as exc:
+                problems.append(exc)
+        if self.signing is not None:
+            try:
+                self._signing_config = self._resolve_signing()
+            except BastionError as exc:
+                problems.append(exc)
+        return problems
+
+    def _resolve_signing(self) -> Any:
+        try:
+            from bastion.provenance import signing as signing_mod
+        except ImportError as exc:
+            raise ConfigError(
+                f"signing was requested but bastion.provenance.signing cannot be imported ({exc})",
+                hint="install bastion-provenance with signing support, or pass signing=None",
+            ) from None
+        cfg_cls = signing_mod.SigningConfig
+        if isinstance(self.signing, cfg_cls):
+            return self.signing
+        if isinstance(self.signing, Mapping):
+            return cfg_cls.from_mapping(self.signing, source="BastionCallback(signing=...)")
+        raise ConfigError(
+            f"signing: expected a SigningConfig or a mapping, got {type(self.signing).__name__}",
+            hint='e.g. signing={"backend": "key", "private_key": "keys/signing.pem"}',
+        )
+
+    # ------------------------------------------------------------------ hashing jobs
+
+    def _hash_inputs(self) -> None:
+        inputs = _Inputs()
+        errors: list[tuple[BaseException, str]] = []
+        if self.base_model is not None and self.base_model.exists():
+            try:
+                inputs.base_model = _digest_entry(self.base_model.name, hash_path(self.base_model))
+            except BastionError as exc:
+                errors.append((exc, "input.base_model"))
+        if self.tokenizer is None:
+            inputs.tokenizer = inputs.base_model
+        elif self.tokenizer.exists():
+            try:
+                inputs.tokenizer = _digest_entry(self.tokenizer.name, hash_path(self.tokenizer))
+            except BastionError as exc:
+                errors.append((exc, "input.tokenizer"))
+        for ds in self.datasets:
+            if not ds.path.is_file():
+                continue
+            try:
+                inputs.datasets.append(hash_dataset(ds.path, role=ds.role, name=ds.name))
+            except BastionError as exc:
+                errors.append((exc, "input.dataset"))
+        train = [d for d in inputs.datasets if d.role == "train"]
+        evals = [d for d in inputs.datasets if d.role == "eval"]
+        if train and evals and all(d.records is not None for d in train + evals):
+            seen = {digest for d in train for digest in d.record_digests}
+            inputs.overlap = sum(1 for d in evals for digest in d.record_digests if digest in seen)
+        with self._lock:
+            self._inputs = inputs
+        for exc, code in errors:
+            if self.strict:
+                raise exc
+            self._warn(_error_text(exc), code)
+        self._append("inputs", self._inputs_data(inputs))
+        if inputs.overlap:
+            self._warn(
+                f"{inputs.overlap} eval record(s) also occur in the training data (train/eval overlap)",
+                "data.overlap",
+            )
+
+    @staticmethod
+    def _inputs_data(inputs: _Inputs) -> dict[str, Any]:
+        def brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+            if entry is None:
+                return None
+            return {"path_name": entry["path_name"], "digest": entry["digest"], "files": len(entry["files"])}
+
+        return {
+            "base_model": brief(inputs.base_model),
+            "tokenizer": brief(inputs.tokenizer),
+            "datasets": [d.as_dict() for d in inputs.datasets],
+            "overlap": {"train_eval_records": inputs.overlap},
+        }
+
+    def _hash_checkpoint(self, checkpoint: Path, step: int) -> None:
+        digest = hash_directory(checkpoint, exclude=(RECORD_DIR,))
+        assert self._record_dir is not None
+        base = self._record_dir.parent
+        try:
+            rel = checkpoint.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            rel = checkpoint.name
+        self._append(
+            "checkpoint",
+            {
+                "step": step,
+                "path": rel,
+                "digest": {"sha256": digest.sha256},
+                "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
+            },
+        )
+        if self.sign_checkpoints and self._signing_config is not None:
+            predicate = self._predicate(step_only=True)
+            predicate["checkpoint"] = {"step": step, "path": rel}
+            statement = build_statement(digest, predicate)
+            write_statement(statement, checkpoint / RECORD_DIR / STATEMENT_NAME)
+            self._sign(checkpoint)
+
+    def _submit(self, fn: Callable[[], None], code: str) -> Future[None] | None:
+        if self._executor is None:
+            return None
+        fut = self._executor.submit(self._background(fn, code))
+        self._futures.append(fut)
+        return fut
+
+    def _join(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ------------------------------------------------------------------ trainer hooks
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._is_main = self._main_process(args, state)
+        if not self._is_main or self._started:
+            return
+        problems = self._validate()
+        if self.strict and problems:
+            raise (
+                problems[0]
+                if len(problems) == 1
+                else InputError(
+                    f"{len(problems)} provenance problems: " + "; ".join(_error_text(p) for p in problems),
+                    hint="fix the inputs, or run with strict=False to record them as warnings",
+                )
+            )
+        out = self.output_dir or Path(args.output_dir or ".")
+        self.output_dir = out
+        record_dir = out / RECORD_DIR
+        try:
+            record_dir.mkdir(parents=True, exist_ok=True)
+            ledger = Ledger(record_dir / LEDGER_NAME, fsync=self.fsync)
+        except (OSError, BastionError) as exc:
+            err = exc if isinstance(exc, BastionError) else LedgerError(f"cannot create {record_dir}: {exc}")
+            if self.strict:
+                raise err from None
+            logger.warning("bastion: provenance disabled for this run: %s", _error_text(err))
+            return
+        self._record_dir = record_dir
+        self._ledger = ledger
+        self._started = True
+        self._started_at = _utc_now()
+        self._training_args = _training_arguments(args)
+        if self._config_value is None and self.config is None:
+            self._config_value, self._config_source = self._training_args, "TrainingArguments"
+        try:
+            self._environment = _jsonable(capture_environment())
+        except Exception as exc:  # environment probing is informative only
+            self._environment = {}
+            problems.append(ConfigError(f"could not capture the environment: {_error_text(exc)}"))
+        self._append(
+            "run.start",
+            {
+                "run_id": self.run_id,
+                "framework": self.framework,
+                "strict": self.strict,
+                "resumed_at_step": int(state.global_step or 0),
+                "config": {"source": self._config_source, "digest": {"sha256": self._config_digest()}},
+                "training_arguments": {"digest": {"sha256": canonical_digest(self._training_args)}},
+                "environment": self._environment,
+                "inputs_declared": {
+                    "base_model": None if self.base_model is None else self.base_model.name,
+                    "tokenizer": None if self.tokenizer is None else self.tokenizer.name,
+                    "datasets": [{"name": d.name or d.path.name, "role": d.role} for d in self.datasets],
+                },
+            },
+        )
+        for problem in problems:
+            self._warn(_error_text(problem), "input.invalid")
+        if not self._atexit_registered:
+            atexit.register(self._atexit_finalize)
+            self._atexit_registered = True
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-hash")
+        fut = self._submit(self._hash_inputs, "input.hash")
+        if self.strict and fut is not None:
+            # Strict: the first step must not run on inputs that could not be recorded.
+            fut.result()
+            pending = self._deferred
+            if pending is not None:
+                self._abort(f"strict provenance check failed: {_error_text(pending)}")
+                self._raise_deferred()
+
+    def _abort(self, reason: str) -> None:
+        """Close the record of a run that will not produce outputs (the ledger stays verifiable)."""
+        self._join()
+        self._append("run.aborted", {"reason": reason})
+        if self._ledger is not None:
+            self._ledger.close()
+        self._started = False
+        self._aborted = reason
+        if self._atexit_registered:
+            atexit.unregister(self._atexit_finalize)
+            self._atexit_registered = False
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self._started or not logs:
+            return
+
+        def work() -> None:
+            numbers, nonfinite = clean_metrics(logs)
+            data: dict[str, Any] = {
+                "step": int(state.global_step),
+                "epoch": _jsonable(state.epoch),
+                "metrics": numbers,
+            }
+            if nonfinite:
+                data["non_finite"] = nonfinite
+            with self._lock:
+                self._last_metrics.update(numbers)
+                self._nonfinite.update(nonfinite)
+                for key in numbers:
+                    self._nonfinite.pop(key, None)
+                self._log_entries += 1
+                self._global_step = int(state.global_step)
+            self._append("log", data)
+
+        self._guard("on_log", work)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if not self._started:
+            return
+        step = int(state.global_step)
+        checkpoint = Path(args.output_dir or ".") / f"checkpoint-{step}"
+
+        def work() -> None:
+            self._submit(lambda: self._hash_checkpoint(checkpoint, step), "checkpoint.hash")
+
+        self._guard("on_save", work)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self._started:
+            return
+
+        def work() -> None:
+            with self._lock:
+                self._train_ended = True
+                self._global_step = int(state.global_step)
+                summary = dict(self._last_metrics)
+            self._append(
+                "train.end",
+                {"global_step": int(state.global_step), "epoch": _jsonable(state.epoch), "metrics": summary},
+            )
+
+        self._guard("on_train_end", work)
+
+    # ------------------------------------------------------------------ finalize
+
+    def _config_digest(self) -> str:
+        return canonical_digest(self._config_value)
+
+    def _predicate(self, *, step_only: bool = False) -> dict[str, Any]:
+        from bastion import __version__
+
+        with self._lock:
+            inputs = self._inputs
+            metrics: dict[str, Any] = {
+                "final": dict(self._last_metrics),
+                "global_step": self._global_step,
+                "log_entries": self._log_entries,
+            }
+            if self._nonfinite:
+                metrics["non_finite"] = dict(self._nonfinite)
+            head = self._ledger.head if self._ledger is not None else None
+        return {
+            "run_id": self.run_id,
+            "framework": self.framework,
+            "base_model": inputs.base_model,
+            "tokenizer": inputs.tokenizer,
+            "datasets": [d.as_dict() for d in inputs.datasets],
+            "config": {
+                "source": self._config_source,
+                "digest": {"sha256": self._config_digest()},
+                "value": self._config_value,
+            },
+            "training_arguments": None
+            if self._training_args is None
+            else {"digest": {"sha256": canonical_digest(self._training_args)}, "value": self._training_args},
+            "environment": self._environment,
+            "metrics": metrics,
+            "ledger": {
+                "path": f"{RECORD_DIR}/{LEDGER_NAME}" if not step_only else f"../{RECORD_DIR}/{LEDGER_NAME}",
+                "head": None if head is None else head.head,
+                "entries": None if head is None else head.entries,
+            },
+            "overlap": {"train_eval_records": inputs.overlap},
+            "warnings": list(self._warnings),
+            "strict": self.strict,
+            "started_at": self._started_at,
+            "finished_at": self._finished_at if not step_only else None,
+            "bastion_version": __version__,
+        }
+
+    def _sign(self, directory: Path) -> None:
+        from bastion.provenance.signing import sign_run
+
+        sign_run(directory, self._signing_config)
+
+    def finalize(self, output_dir: str | Path | None = None) -> Path | None:
+        """Finish the run record: hash the outputs, write ``bastion/statement.json``, sign if configured.
+
+        Call after the model/adapter has been saved. Idempotent: later calls return the same path.
+        Returns ``None`` on processes other than the main one (they write nothing).
+        """
+        with self._lock:
+            if self._is_main is False:
+                return None
+            if self._statement_path is not None:
+                if self._signing_config is not None and not self._signed:
+                    self._sign(self._statement_path.parent.parent)
+                    self._signed = True
+                return self._statement_path
+            if self._aborted is not None:
+                raise ConfigError(
+                    f"finalize(): the run was aborted and has no outputs to describe ({self._aborted})",
+                    hint="fix the problem and train again",
+                )
+            if not self._started or self._ledger is None or self._record_dir is None:
+                raise ConfigError(
+                    "finalize() was called but no run was recorded: training never began with this callback",
+                    hint="pass the callback to the Trainer (callbacks=[cb]) and call finalize() after train()",
+                )
+        if self._atexit_registered:  # called explicitly: errors reach the caller, no retry at exit
+            atexit.unregister(self._atexit_finalize)
+            self._atexit_registered = False
+        self._join()
+        with self._lock:
+            if self.strict:
+                self._raise_deferred()
+            ledger, record_dir = self._ledger, self._record_dir
+            assert ledger is not None and record_dir is not None
+            out = Path(output_dir) if output_dir is not None else record_dir.parent
+            if self._outputs is None:
+                if not out.is_dir():
+                    raise InputError(
+                        "output directory no longer exists (it was moved or deleted before finalize())",
+                        path=out,
+                        hint="finalize() must run while the trained model is still in its output directory",
+                    )
+                if not (record_dir / LEDGER_NAME).is_file():
+                    raise InputError(
+                        "the run's ledger has disappeared",
+                        path=record_dir / LEDGER_NAME,
+                        hint="the bastion/ folder must stay in place until finalize() has run",
+                    )
+                outputs = hash_directory(out, exclude=(RECORD_DIR,))
+                if not outputs.files:
+                    raise InputError(
+                        "output directory holds no files to describe",
+                        path=out,
+                        hint="save the model (trainer.save_model()) before finalize()",
+                    )
+                self._finished_at = _utc_now()
+                ledger.append(
+                    "outputs",
+                    {
+                        "digest": {"sha256": outputs.sha256},
+                        "files": [f.as_subject() for f in sorted(outputs.files, key=lambda f: f.name)],
+                    },
+                )
+                self._outputs = outputs
+                ledger.close()
+            predicate = self._predicate()
+            statement = build_statement(self._outputs, predicate)
+            target_record = out / RECORD_DIR
+            if target_record.resolve() != record_dir.resolve():
+                target_record.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(record_dir / LEDGER_NAME, target_record / LEDGER_NAME)
+            path = write_statement(statement, target_record / STATEMENT_NAME)
+            self._statement_path = path
+            if self._signing_config is not None:
+                try:
+                    self._sign(out)
+                except BastionError:
+                    raise
+                except Exception as exc:
+                    raise SigningError(f"signing {out} failed: {_error_text(exc)}") from exc
+                self._signed = True
+            return path
+
+    def _atexit_finalize(self) -> None:
+        """Fallback when the user forgot ``finalize()``: runs at interpreter exit on the main process."""
+        if self._statement_path is not None or not self._started:
+            return
+        if not self._train_ended:
+            logger.warning("bastion: training did not finish; no statement was written for run %s", self.run_id)
+            self._abort("process exited before training ended")
+            return
+        try:
+            path = self.finalize()
+            logger.warning("bastion: finalize() was not called; the run record was written at exit to %s", path)
+        except Exception as exc:
+            logger.error("bastion: could not write the run record at exit: %s", _error_text(exc))
+
+
+__all__ = ["ROLES", "BastionCallback", "DatasetInput", "clean_metrics", "load_config"]
