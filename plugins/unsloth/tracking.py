@@ -1,0 +1,407 @@
+"""Provenance for Unsloth fine-tunes: ``track(model, tokenizer, ...)``.
+
+Unsloth users build the TRL trainer themselves and save with methods Unsloth attaches to the model
+(``save_pretrained_merged``, ``save_pretrained_gguf``, ...), so a trainer callback alone would miss
+what they ship. :func:`track` returns a :class:`UnslothCallback` (a ``BastionCallback``) for the
+trainer and wraps the save methods present on the model and tokenizer objects: after each save the
+saved directory is hashed, the save is appended to the run's ledger, and the directory gets its own
+``bastion/`` record (a copy of the ledger up to that save, ``statement.json`` whose subjects are the
+directory's files, and the signatures when signing is configured). Only the main process records.
+
+Nothing here imports Unsloth: the wrapped objects are the transformers/PEFT models and tokenizers
+that ``FastLanguageModel`` returns, and the save methods are found by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bastion.plugins.hf.callback import BastionCallback, DatasetInput
+from bastion.plugins.unsloth.base_model import BaseModelSource, hash_base_model, model_reference, resolve_base_model
+from bastion.provenance.hashing import DirectoryDigest, hash_directory
+from bastion.provenance.ledger import Ledger, verify_ledger
+from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
+
+from bastion.errors import BastionError, ConfigError, InputError, LedgerError
+
+logger = logging.getLogger("bastion")
+
+MODEL_SAVE_METHODS = ("save_pretrained", "save_pretrained_merged", "save_pretrained_gguf", "save_pretrained_torchao")
+"""Methods wrapped on the model when present: transformers/PEFT's own plus those Unsloth attaches
+(``unsloth.save.patch_saving_functions`` in unsloth 2026.10). All take the target directory first."""
+TOKENIZER_SAVE_METHODS = ("save_pretrained",)
+LEDGER_NAME = "ledger.jsonl"
+STATEMENT_NAME = "statement.json"
+_WRAPPED_MARK = "__bastion_unsloth__"
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """One recorded save: which method wrote which directory, and where its statement is."""
+
+    method: str
+    directory: Path
+    statement: Path
+    digest: DirectoryDigest
+    ledger_entries: int
+    signed: bool
+
+
+class _SaveContext(threading.local):
+    """Per-thread nesting depth of wrapped save calls."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+
+def _rank_from_environment() -> int:
+    """This process's global rank when no Trainer has said (torch.distributed, then launcher env vars)."""
+    import sys
+
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:  # a half-initialized process group must not break a save
+        pass
+    for var in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        value = os.environ.get(var)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+class UnslothCallback(BastionCallback):
+    """A ``BastionCallback`` that also records the directories Unsloth's save methods write.
+
+    Made by :func:`track`; pass it to the TRL trainer (``callbacks=[cb]``). ``exports`` lists every
+    recorded save, in order.
+    """
+
+    def __init__(self, *, base_source: BaseModelSource | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_source = base_source
+        self.exports: list[ExportRecord] = []
+        self._save_context = _SaveContext()
+        self._export_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ base model from the Hub cache
+
+    def _hash_inputs(self) -> None:
+        super()._hash_inputs()
+        src = self.base_source
+        if src is None:
+            return
+        if src.kind == "local":
+            with self._lock:
+                if self._inputs.base_model is not None:
+                    self._inputs.base_model["source"] = src.as_dict()
+            return
+        # A Hub id: the callback was given no path (cache snapshots are links into blobs/, which the
+        # plain directory hash refuses), so the snapshot is hashed here and recorded on its own.
+        entry: dict[str, Any] = {"path_name": src.repo_id, "source": src.as_dict()}
+        try:
+            digest = hash_base_model(src)
+        except BastionError as exc:
+            self._problem(exc, "input.base_model")
+            digest = None
+        if digest is not None:
+            entry["digest"] = {"sha256": digest.sha256}
+            entry["files"] = [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)]
+        else:
+            entry["digest"] = None
+            entry["files"] = []
+            if src.kind == "hub-uncached":
+                self._warn(
+                    f"base model {src.reference} is not in the local Hugging Face cache: only its id is recorded",
+                    "input.base_model",
+                )
+        with self._lock:
+            self._inputs.base_model = entry
+            if self.tokenizer is None:
+                self._inputs.tokenizer = entry
+        self._append(
+            "inputs.base_model",
+            {k: (len(v) if k == "files" else v) for k, v in entry.items()},
+        )
+
+    # ------------------------------------------------------------------ exports
+
+    def _main(self) -> bool:
+        if self._is_main is not None:
+            return self._is_main
+        return _rank_from_environment() == 0
+
+    def _wait_for_hashing(self) -> None:
+        for fut in list(self._futures):
+            fut.result()
+
+    def record_export(
+        self, directory: str | os.PathLike[str], *, method: str, details: Mapping[str, Any] | None = None
+    ) -> Path | None:
+        """Record a saved directory: ledger entry, ``<directory>/bastion/`` statement, signatures.
+
+        Returns the statement path, or None when nothing was recorded (not the main process, or a
+        problem that ``strict=False`` turned into a warning).
+        """
+        if not self._main():
+            return None
+        try:
+            return self._record_export(Path(directory), method, dict(details or {}))
+        except BastionError as exc:
+            self._problem(exc, "export")
+            return None
+
+    def _record_export(self, directory: Path, method: str, details: dict[str, Any]) -> Path | None:
+        with self._export_lock:
+            if not self._started or self._record_dir is None:
+                raise ConfigError(
+                    f"{method}({directory}) was recorded but no training run was: the save is not covered",
+                    hint="pass the callback from track() to the trainer (callbacks=[cb]) and train before saving",
+                )
+            if not directory.is_dir():
+                raise InputError(
+                    f"{method} wrote nothing to a local directory here (pushed to the Hub?); nothing to record",
+                    path=directory,
+                    hint="save locally first (push_to_hub=False) so the files can be hashed and signed",
+                )
+            run_dir = self._record_dir.parent
+            if directory.resolve() == run_dir.resolve():
+                if self._statement_path is None and self._train_ended:
+                    return self.finalize()
+                if self._statement_path is not None:
+                    raise InputError(
+                        f"{method} saved into the run's output directory after its record was finalized; "
+                        "the files saved now are not covered by its statement",
+                        path=directory,
+                        hint="save exports to their own directory",
+                    )
+                return None  # finalize() will describe the run directory, this save included
+            self._wait_for_hashing()
+            digest = hash_directory(directory, exclude=(RECORD_DIR,))
+            if not digest.files:
+                raise InputError(f"{method} left the directory empty; nothing to record", path=directory)
+            data: dict[str, Any] = {
+                "method": method,
+                "path": directory.name,
+                "digest": {"sha256": digest.sha256},
+                "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
+                **details,
+            }
+            live = self._statement_path is None and self._ledger is not None
+            if live:
+                assert self._ledger is not None
+                try:
+                    self._ledger.append("export", data)
+                except LedgerError:
+                    live = False  # closed (run aborted): record the export in the copy only
+            record = directory / RECORD_DIR
+            ledger_copy = self._copy_ledger(record)
+            if not live:
+                with Ledger(ledger_copy, fsync="always") as forked:
+                    forked.append("export", data)
+            head = verify_ledger(ledger_copy)
+            predicate = self._predicate()
+            predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
+            predicate["export"] = {"method": method, "path": directory.name, **details}
+            statement_path = write_statement(build_statement(digest, predicate), record / STATEMENT_NAME)
+            signed = False
+            if self.signing is not None:
+                if self._signing_config is None:
+                    self._signing_config = self._resolve_signing()
+                self._sign(directory)
+                signed = True
+            self.exports.append(
+                ExportRecord(
+                    method=method,
+                    directory=directory,
+                    statement=statement_path,
+                    digest=digest,
+                    ledger_entries=head.entries,
+                    signed=signed,
+                )
+            )
+            return statement_path
+
+    def _copy_ledger(self, record: Path) -> Path:
+        """Copy the run ledger into ``record`` (whole lines only, verified) and return the copy's path."""
+        assert self._record_dir is not None
+        source = self._record_dir / LEDGER_NAME
+        record.mkdir(parents=True, exist_ok=True)
+        target = record / LEDGER_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        data = source.read_bytes()
+        data = data[: data.rfind(b"\n") + 1]  # an append racing with the copy leaves at most a partial last line
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        verify_ledger(target)
+        return target
+
+    # ------------------------------------------------------------------ wrapping save methods
+
+    def _wrap(self, obj: Any, name: str, kind: Literal["model", "tokenizer"]) -> bool:
+        original = getattr(obj, name, None)
+        if not callable(original):
+            return False
+        own = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+        if own is not None and getattr(own, _WRAPPED_MARK, None) is not None:  # tracked before: wrap the original
+            inner, was_own = own.__bastion_original__, own.__bastion_was_own__
+        else:
+            inner, was_own = original, own is not None
+        label = name if kind == "model" else f"tokenizer.{name}"
+
+        @functools.wraps(inner)
+        def save(*args: Any, **kwargs: Any) -> Any:
+            ctx = self._save_context
+            ctx.depth += 1
+            started = time.time()
+            try:
+                result = inner(*args, **kwargs)
+            finally:
+                ctx.depth -= 1
+            if ctx.depth == 0:  # only the outermost save records: Unsloth's savers call save_pretrained inside
+                self._after_save(label, args, kwargs, result, started)
+            return result
+
+        setattr(save, _WRAPPED_MARK, self)
+        save.__bastion_original__ = inner  # type: ignore[attr-defined]
+        save.__bastion_was_own__ = was_own  # type: ignore[attr-defined]
+        setattr(obj, name, save)
+        return True
+
+    def _after_save(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, started: float
+    ) -> None:
+        target = args[0] if args else kwargs.get("save_directory")
+        if target is None:
+            self._problem(ConfigError(f"{method} was called without a save directory; nothing recorded"), "export")
+            return
+        directory = Path(os.fspath(target))
+        details: dict[str, Any] = {}
+        for key in ("save_method", "quantization_method"):
+            value = kwargs.get(key)
+            if isinstance(value, (str, int, float, bool)) or (
+                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+            ):
+                details[key] = list(value) if isinstance(value, (list, tuple)) else value
+        if kwargs.get("push_to_hub"):
+            details["push_to_hub"] = True
+        targets = [directory, *self._siblings(directory, result, started)]
+        for d in targets:
+            if d == directory and not d.is_dir() and len(targets) > 1:
+                continue  # GGUF export with a disposable merge: the GGUF folder is what remains
+            self.record_export(d, method=method, details=details)
+
+    @staticmethod
+    def _siblings(directory: Path, result: Any, started: float) -> list[Path]:
+        """Folders a save wrote beside ``directory``: Unsloth puts GGUF files in ``<dir>_gguf`` and
+        compressed/torchao exports in ``<dir>-<format>``; a returned GGUF folder is taken as given."""
+        found: list[Path] = []
+        if isinstance(result, Mapping):
+            gguf = result.get("gguf_directory")
+            if isinstance(gguf, (str, os.PathLike)) and Path(gguf).is_dir():
+                found.append(Path(gguf))
+        parent = directory.parent if str(directory.parent) else Path(".")
+        if parent.is_dir():
+            for p in sorted(parent.iterdir()):
+                if not p.is_dir() or p in found or p.name == directory.name:
+                    continue
+                if p.name in (f"{directory.name}_gguf",) or p.name.startswith(f"{directory.name}-"):
+                    try:
+                        fresh = p.stat().st_mtime >= started - 1.0
+                    except OSError:
+                        fresh = False
+                    if fresh:
+                        found.append(p)
+        return found
+
+
+def track(
+    model: Any,
+    tokenizer: Any = None,
+    *,
+    base_model: str | os.PathLike[str] | None = None,
+    datasets: Sequence[DatasetInput | str | Path] = (),
+    config: Mapping[str, Any] | str | Path | None = None,
+    signing: Any = None,
+    output_dir: str | Path | None = None,
+    strict: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sign_checkpoints: bool = False,
+    fsync: Literal["always", "interval", "never"] = "interval",
+) -> UnslothCallback:
+    """Record an Unsloth fine-tune: returns the callback for the trainer and wraps the save methods.
+
+    ``model``/``tokenizer``: what ``FastLanguageModel.from_pretrained`` / ``get_peft_model`` returned
+    (call ``track`` on the model you will save, i.e. after ``get_peft_model``). ``base_model``: the
+    ``model_name`` you loaded; by default read from the model (PEFT config, then ``config._name_or_path``).
+    A local directory is hashed; a Hub id is resolved in the local Hugging Face cache (``cache_dir``,
+    default ``HF_HUB_CACHE``) without any download, and the cached snapshot hashed.
+    The remaining arguments are ``BastionCallback``'s.
+    """
+    reference = os.fspath(base_model) if base_model is not None else model_reference(model)
+    if reference is None:
+        raise ConfigError(
+            "cannot tell which base model this is: the model records no name or path",
+            hint="pass track(..., base_model='<model_name given to FastLanguageModel.from_pretrained>')",
+        )
+    source = resolve_base_model(reference, cache_dir=cache_dir)
+    if strict and source.kind == "hub-uncached":
+        raise ConfigError(
+            f"base model {reference} is not in the local Hugging Face cache, so it cannot be hashed",
+            hint="pass base_model= the local model directory, or cache_dir= the cache it was loaded from",
+        )
+    tokenizer_dir: Path | None = None
+    tok_ref = getattr(tokenizer, "name_or_path", None)
+    if isinstance(tok_ref, str) and tok_ref and tok_ref != reference and Path(tok_ref).expanduser().is_dir():
+        tokenizer_dir = Path(tok_ref).expanduser()
+    callback = UnslothCallback(
+        base_source=source,
+        base_model=source.path if source.kind == "local" else None,
+        tokenizer=tokenizer_dir,
+        datasets=datasets,
+        config=config,
+        output_dir=output_dir,
+        framework="unsloth",
+        strict=strict,
+        signing=signing,
+        sign_checkpoints=sign_checkpoints,
+        fsync=fsync,
+    )
+    wrapped = [name for name in MODEL_SAVE_METHODS if callback._wrap(model, name, "model")]
+    if not wrapped:
+        raise ConfigError(
+            f"{type(model).__name__} has none of the save methods {', '.join(MODEL_SAVE_METHODS)}",
+            hint="pass the model returned by FastLanguageModel.from_pretrained / get_peft_model",
+        )
+    if tokenizer is not None:
+        for name in TOKENIZER_SAVE_METHODS:
+            callback._wrap(tokenizer, name, "tokenizer")
+    logger.info("bastion: recording saves made with %s", ", ".join(wrapped))
+    return callback
+
+
+def untrack(obj: Any) -> None:
+    """Put back the original save methods on a model or tokenizer that :func:`track` wrapped."""
+    for name in (*MODEL_SAVE_METHODS, *TOKENIZER_SAVE_METHODS):
+        current = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+        if current is None or getattr(current, _WRAPPED_MARK, None) is None:
+            continue
+        if current.__bastion_was_own__:  # e.g. Unsloth's own wrapper, set on the instance: put it back
+            setattr(obj, name, current.__bastion_original__)
+        else:
+            delattr(obj, name)
+
+
+__all__ = ["MODEL_SAVE_METHODS", "TOKENIZER_SAVE_METHODS", "ExportRecord", "UnslothCallback", "track", "untrack"]

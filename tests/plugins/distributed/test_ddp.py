@@ -1,0 +1,176 @@
+"""BastionCallback under real multi-process training: torchrun (and accelerate launch), CPU, gloo.
+
+Two ranks train the tiny model with the same output dir and the callback attached on both. Exactly
+one ledger and one statement must come out, written by rank 0 alone, and no rank may wait on hashing
+inside a training hook: rank 1 does no provenance work at all, rank 0 hashes on a background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
+from bastion.provenance.hashing import hash_directory, sha256_file
+from bastion.provenance.ledger import read_entries, verify_ledger
+from bastion.provenance.statement import load_statement
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "ddp_train.py"
+BIN = Path(sys.executable).parent
+BIG_FILE_BYTES = 192 << 20  # a sparse file in the base model dir, so hashing takes a measurable while
+HOOK_BUDGET_RANK1_S = 0.25  # rank 1 does nothing in its hooks; generous for a loaded 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
+    env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_DATASETS_CACHE": env.get("HF_DATASETS_CACHE", ""),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if not env["HF_DATASETS_CACHE"]:
+        del env["HF_DATASETS_CACHE"]
+    return env
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ddp-inputs")
+    model = build_tiny_model(root / "model")
+    with open(model / "extra-weights.bin", "wb") as fh:  # sparse: no disk, but every byte must be hashed
+        fh.truncate(BIG_FILE_BYTES)
+    write_demo_datasets(root / "data")
+    return model, root / "data"
+
+
+def _launch(launcher: list[str], model: Path, data: Path, out: Path, reports: Path) -> dict[int, dict[str, Any]]:
+    cmd = [*launcher, str(SCRIPT), str(model), str(data), str(out), str(reports)]
+    env = _env()
+    env["HF_DATASETS_CACHE"] = str(reports.parent / "hf-datasets-cache")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=out.parent)
+    assert proc.returncode == 0, f"launcher failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    found = {int(p.stem.removeprefix("rank")): json.loads(p.read_text()) for p in reports.glob("rank*.json")}
+    assert sorted(found) == [0, 1], f"expected reports from ranks 0 and 1, got {sorted(found)}\n{proc.stderr[-3000:]}"
+    return found
+
+
+def _check_single_writer(out: Path, model: Path, ranks: dict[int, dict[str, Any]]) -> None:
+    r0, r1 = ranks[0], ranks[1]
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert "DISTRIBUTED" in r0["parallel_mode"]
+    assert r0["is_world_process_zero"] and not r1["is_world_process_zero"]
+
+    # Exactly one run record: one ledger and one statement, in <out>/bastion/, nothing else named bastion.
+    record_files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if "bastion" in p.parts and p.is_file())
+    assert record_files == ["bastion/ledger.jsonl", "bastion/statement.json"]
+
+    # Rank 1 wrote nothing of the run record (seen by an audit hook on open(), not by Bastion itself);
+    # rank 0 wrote both files. Rank 1 may write its own RNG state into checkpoints: that is the Trainer's.
+    assert not [w for w in r1["writes"] if "bastion" in Path(w).parts], r1["writes"]
+    assert "bastion/ledger.jsonl" in r0["writes"]
+    assert any(w.startswith("bastion/statement.json") for w in r0["writes"]), r0["writes"]  # via a temp file
+    assert r1["finalize_returned"] is None
+    assert r0["finalize_returned"] == str(out / "bastion" / "statement.json")
+
+    # The ledger is one unbroken chain whose entries match one writer's view of the run.
+    statement = load_statement(out / "bastion" / "statement.json")
+    pred = statement["predicate"]
+    head = verify_ledger(
+        out / "bastion" / "ledger.jsonl",
+        expected_head=pred["ledger"]["head"],
+        expected_entries=pred["ledger"]["entries"],
+    )
+    entries = [e for _, e in read_entries(out / "bastion" / "ledger.jsonl")]
+    assert len(entries) == head.entries
+    kinds = Counter(e["kind"] for e in entries)
+    n_logs = len(r0["log_history"])
+    checkpoints = sorted(p.name for p in out.glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    expected = {"run.start": 1, "inputs": 1, "log": n_logs, "checkpoint": 2, "train.end": 1, "outputs": 1}
+    assert dict(kinds) == expected, f"ledger kinds {dict(kinds)} != {expected}; warnings: {pred.get('warnings')}"
+    assert [e["data"]["step"] for e in entries if e["kind"] == "log"] == [h["step"] for h in r0["log_history"]]
+    assert len({e["data"]["run_id"] for e in entries if e["kind"] == "run.start"}) == 1
+    assert pred["environment"] and pred["datasets"] and pred["metrics"]["log_entries"] == n_logs
+
+    # Statement subjects are exactly the output files (both ranks' RNG states included, the record excluded).
+    on_disk = hash_directory(out, exclude=("bastion",))
+    assert {s["name"]: s["digest"]["sha256"] for s in statement["subject"]} == {f.name: f.sha256 for f in on_disk.files}
+    assert any(s["name"] == "checkpoint-2/rng_state_1.pth" for s in statement["subject"])
+
+    # The base model (with its 192 MiB file) was hashed, with the right digest, off the training thread.
+    by_name = {f["name"]: f["digest"]["sha256"] for f in pred["base_model"]["files"]}
+    assert by_name["extra-weights.bin"] == sha256_file(model / "extra-weights.bin")
+    inputs_entry = next(e for e in entries if e["kind"] == "inputs")
+    assert inputs_entry["data"]["base_model"]["files"] == len(by_name)
+
+
+def _check_no_blocking(ranks: dict[int, dict[str, Any]], out: Path) -> None:
+    r0, r1 = ranks[0], ranks[1]
+    # Rank 1 never hashes: no hashing thread, and its hooks return at once.
+    assert not [t for t in r1["threads"] if t.startswith("bastion")], r1["threads"]
+    rank1_hooks = sum(h["total"] for h in r1["hooks"].values())
+    assert rank1_hooks < HOOK_BUDGET_RANK1_S, r1["hooks"]
+    assert r1["finalize_s"] < HOOK_BUDGET_RANK1_S
+    # Rank 0 hashes on its own thread: on_train_begin returned before the inputs were recorded.
+    assert any(t.startswith("bastion-hash") for t in r0["threads"]), r0["threads"]
+    entries = [e for _, e in read_entries(out / "bastion" / "ledger.jsonl")]
+    inputs_time = next(e["time"] for e in entries if e["kind"] == "inputs")
+    inputs_at = datetime.strptime(inputs_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    begin_returned = r0["hooks"]["on_train_begin"]["returned_at"][0]
+    assert begin_returned < inputs_at, "on_train_begin waited for the base model to be hashed"
+    # No hook on rank 0 held training for long either (hashing 192 MiB takes far longer than this).
+    assert r0["hooks"]["on_train_begin"]["max"] < 1.5, r0["hooks"]["on_train_begin"]
+    assert max(h["max"] for name, h in r0["hooks"].items() if name != "on_train_begin") < 0.5, r0["hooks"]
+
+
+def test_torchrun_two_ranks_one_writer(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = inputs
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    out.mkdir()
+    launcher = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+    ranks = _launch(launcher, model, data, out, reports)
+    _check_single_writer(out, model, ranks)
+    _check_no_blocking(ranks, out)
+
+
+def test_accelerate_launch_two_ranks_one_writer(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = inputs
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    out.mkdir()
+    launcher = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        "--main_process_ip=127.0.0.1",
+        f"--main_process_port={_free_port()}",
+    ]
+    ranks = _launch(launcher, model, data, out, reports)
+    _check_single_writer(out, model, ranks)
+    _check_no_blocking(ranks, out)
