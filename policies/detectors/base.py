@@ -1,0 +1,62 @@
+"""What every detector is: a policy rule that turns text into typed spans (never keeping the text)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+
+class Hit(NamedTuple):
+    """One detected span of a string: ``text[start:end]`` is personal data of type ``detector.entity``."""
+
+    start: int
+    end: int
+    detector: Detector
+    scheme: str = ""  # e.g. "de.idnr" for a national identifier; "" when there is nothing finer to say
+
+
+class Detector:
+    """Base class. Built-in detectors are *candidate* detectors: the engine runs one combined, cheap
+    candidate regex (see :mod:`bastion.policies.detectors.candidates`) over all strings of a record and
+    hands each candidate of a kind listed in ``candidate_kinds`` to :meth:`validate`, which applies the
+    expensive check (checksum, phone-number metadata, ``ipaddress``). Standalone detectors (custom regex,
+    keywords) implement :meth:`find` and see each string on its own.
+    """
+
+    entity: str = "PII"
+    candidate_kinds: ClassVar[tuple[str, ...]] = ()
+    # Lower runs first when several detectors want the same candidate (checksummed types before phone).
+    priority: ClassVar[int] = 50
+    # Whether find() may be run on the raw JSON line as a "could anything match" pre-filter.
+    raw_safe: bool = True
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self.rule_id: str = spec.id
+        self.action: str = spec.action
+        self.classification: str = spec.classification
+        entity = getattr(spec, "entity", None)
+        if entity:
+            self.entity = entity
+        self.placeholder: str = spec.placeholder if spec.placeholder is not None else f"[{self.entity}]"
+
+    def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
+        """Confirm (or narrow) a candidate span ``text[start:end]`` found by the pre-filter."""
+        return []
+
+    def find(self, text: str) -> list[Hit]:
+        """Standalone detection over one string."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.rule_id} -> {self.action}>"
+
+
+def is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def bounded(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is not glued to letters or digits on either side."""
+    if start > 0 and is_word_char(text[start - 1]):
+        return False
+    return not (end < len(text) and is_word_char(text[end]))

@@ -1,0 +1,87 @@
+"""National identification numbers, validated by their check digits with python-stdnum.
+
+Candidates come from the shared pre-filter (digit runs, optionally with a final check letter, and
+letter-led codes); a scheme matches only when its checksum (and, where the number encodes one, its date
+of birth) is valid, so arbitrary numbers of the right length are not reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from bastion.policies.detectors.base import Detector, Hit, bounded
+from stdnum.be import nn
+from stdnum.de import idnr
+from stdnum.es import dni, nie
+from stdnum.fi import hetu
+from stdnum.fr import nir
+from stdnum.gb import nhs
+from stdnum.ie import pps
+from stdnum.it import codicefiscale
+from stdnum.nl import bsn
+from stdnum.pl import pesel
+from stdnum.se import personnummer
+from stdnum.us import ssn
+
+
+class Scheme(NamedTuple):
+    module: ModuleType
+    kind: str  # "number" (digit-led) or "alnum" (letter-led)
+    shape: re.Pattern[str]  # accepted written forms (checked before the checksum)
+    description: str
+
+
+def _shape(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+SCHEMES: dict[str, Scheme] = {
+    "de.idnr": Scheme(idnr, "number", _shape(r"\d{2}[ ./]?\d{3}[ ./]?\d{3}[ ./]?\d{3}"), "German tax id (Steuer-IdNr)"),
+    "fr.nir": Scheme(
+        nir,
+        "number",
+        _shape(r"[12][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AB])[ .]?\d{3}[ .]?\d{3}[ .]?\d{2}"),
+        "French social security number (NIR)",
+    ),
+    "es.dni": Scheme(dni, "number", _shape(r"\d{8}[ -]?[A-Z]"), "Spanish DNI"),
+    "es.nie": Scheme(nie, "alnum", _shape(r"[XYZ]\d{7}-?[A-Z]"), "Spanish NIE"),
+    "it.codicefiscale": Scheme(codicefiscale, "alnum", _shape(r"[A-Z]{6}[0-9A-Z]{10}"), "Italian codice fiscale"),
+    "nl.bsn": Scheme(bsn, "number", _shape(r"\d{4}[ .]?\d{2}[ .]?\d{3}|\d{3}[ .]\d{3}[ .]\d{3}"), "Dutch BSN"),
+    "be.nn": Scheme(nn, "number", _shape(r"\d{2}\.?\d{2}\.?\d{2}[ -]?\d{3}[ .]?\d{2}"), "Belgian national number"),
+    "se.personnummer": Scheme(
+        personnummer, "number", _shape(r"(?:\d{2})?\d{6}[-+]\d{4}|\d{12}"), "Swedish personnummer"
+    ),
+    "fi.hetu": Scheme(hetu, "number", _shape(r"\d{6}[-+ABCDEFYXWVU]\d{3}[0-9A-Y]"), "Finnish henkilötunnus"),
+    "pl.pesel": Scheme(pesel, "number", _shape(r"\d{11}"), "Polish PESEL"),
+    "ie.pps": Scheme(pps, "number", _shape(r"\d{7}[A-W][ABWTXZ]?"), "Irish PPS number"),
+    "gb.nhs": Scheme(nhs, "number", _shape(r"\d{3}[ -]?\d{3}[ -]?\d{4}"), "UK NHS number"),
+    # Bare 9-digit US SSNs are indistinguishable from other numbers: only the written form 123-45-6789.
+    "us.ssn": Scheme(ssn, "number", _shape(r"\d{3}-\d{2}-\d{4}"), "US social security number"),
+}
+
+
+class NationalIdDetector(Detector):
+    entity = "NATIONAL_ID"
+    candidate_kinds = ("number", "alnum")
+    priority = 35
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        names = spec.schemes if spec.schemes is not None else list(SCHEMES)
+        self.schemes: list[tuple[str, Scheme, Callable[[str], bool]]] = [
+            (name, SCHEMES[name], SCHEMES[name].module.is_valid) for name in names
+        ]
+
+    def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
+        window = text[start:end]
+        if window.startswith(("+", "(")):
+            return []
+        for name, scheme, is_valid in self.schemes:
+            if scheme.kind != kind or not scheme.shape.fullmatch(window):
+                continue
+            if is_valid(window) and bounded(text, start, end):
+                return [Hit(start, end, self, name)]
+        return []

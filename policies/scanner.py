@@ -1,0 +1,365 @@
+"""Streaming JSONL scanning: bytes in, redacted bytes out, bounded memory.
+
+Lines are split on ``\\n`` (a byte that never occurs inside a multi-byte UTF-8 sequence), so chunks may
+be cut anywhere. Each complete line is decoded (strict UTF-8, strict JSON), scanned by the engine and
+written back: byte-identical when nothing was redacted, re-serialized JSON otherwise. At most one line
+(``max_line_bytes``) is buffered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from bastion.policies.engine import PolicyEngine, RecordScan
+from bastion.policies.errors import ScanError
+from bastion.policies.model import ACTION_ORDER
+
+DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class RecordDetail:
+    """What was found in one record (types and counts only)."""
+
+    record: int
+    line: int
+    action: str
+    entities: dict[str, int]
+    rule_ids: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.record,
+            "line": self.line,
+            "action": self.action,
+            "entities": dict(self.entities),
+            "rule_ids": list(self.rule_ids),
+        }
+
+
+@dataclass(slots=True)
+class ScanSummary:
+    """Totals of a scan. Contains counts, numbers and rule ids only, never personal data."""
+
+    source: str
+    records: int = 0
+    lines: int = 0
+    redacted_records: int = 0
+    blocked_records: list[int] = field(default_factory=list)
+    blocked_records_total: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # entity -> action -> findings
+    rule_ids: set[str] = field(default_factory=set)
+    classification: str | None = None
+    input_bytes: int = 0
+    output_bytes: int = 0
+    input_sha256: str = ""
+    output_sha256: str = ""
+    details: list[RecordDetail] = field(default_factory=list)
+    details_truncated: bool = False
+    complete: bool = False
+
+    @property
+    def decision(self) -> str:
+        if self.blocked_records_total:
+            return "block"
+        if self.redacted_records:
+            return "redact"
+        return "allow"
+
+    @property
+    def findings(self) -> int:
+        return sum(n for per in self.counts.values() for n in per.values())
+
+    @property
+    def entity_counts(self) -> dict[str, int]:
+        """Findings per entity type."""
+        return {entity: sum(per.values()) for entity, per in sorted(self.counts.items())}
+
+    @property
+    def action_counts(self) -> dict[str, int]:
+        """Findings per action (allow / redact / block)."""
+        out: dict[str, int] = {}
+        for per in self.counts.values():
+            for action, n in per.items():
+                out[action] = out.get(action, 0) + n
+        return dict(sorted(out.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "decision": self.decision,
+            "records": self.records,
+            "lines": self.lines,
+            "findings": self.findings,
+            "redacted_records": self.redacted_records,
+            "blocked_records": list(self.blocked_records),
+            "blocked_records_total": self.blocked_records_total,
+            "counts": {e: dict(sorted(a.items())) for e, a in sorted(self.counts.items())},
+            "entity_counts": self.entity_counts,
+            "action_counts": self.action_counts,
+            "rule_ids": sorted(self.rule_ids),
+            "classification": self.classification,
+            "input_bytes": self.input_bytes,
+            "output_bytes": self.output_bytes,
+            "input_sha256": self.input_sha256,
+            "output_sha256": self.output_sha256,
+            "details": [d.as_dict() for d in self.details],
+            "details_truncated": self.details_truncated,
+        }
+
+
+class JsonlScanner:
+    """Incremental JSONL scanner/redactor (see module doc). Not thread-safe; one per upload."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        *,
+        source: str = "<input>",
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_details: int = 1000,
+        max_blocked_listed: int = 1000,
+    ) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self.engine = engine
+        self.source = source
+        self.max_line_bytes = max_line_bytes
+        self.max_details = max_details
+        self.max_blocked_listed = max_blocked_listed
+        self._buf = bytearray()
+        self._line = 0
+        self._in_hash = hashlib.sha256()
+        self._out_hash = hashlib.sha256()
+        self._failed: ScanError | None = None
+        self._finished = False
+        self._keep_rank = engine.rank(engine.policy.default_classification)
+        self.summary = ScanSummary(source=source)
+        self.last_results: list[RecordScan] = []  # results of the lines completed by the last feed()
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Consume the next chunk; return the output bytes for the lines it completed."""
+        self._check_usable()
+        self._in_hash.update(chunk)
+        self.summary.input_bytes += len(chunk)
+        self.last_results = []
+        if b"\n" not in chunk:
+            self._buf += chunk
+            if len(self._buf) > self.max_line_bytes:
+                self._fail(self._too_long(self._line + 1))
+            return b""
+        data = bytes(self._buf) + chunk if self._buf else chunk
+        out: list[bytes] = []
+        pos = 0
+        n = len(data)
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            if nl - pos > self.max_line_bytes:
+                self._fail(self._too_long(self._line + 1))
+            out.append(self._line_out(data[pos:nl], b"\n"))
+            pos = nl + 1
+        rest = data[pos:]
+        if len(rest) > self.max_line_bytes:
+            self._fail(self._too_long(self._line + 1))
+        self._buf = bytearray(rest)
+        result = b"".join(out)
+        self._out_hash.update(result)
+        self.summary.output_bytes += len(result)
+        return result
+
+    def finish(self) -> bytes:
+        """Process the last line (without a final newline) and close the scan. Empty input is an error."""
+        self._check_usable()
+        self.last_results = []
+        result = b""
+        if self._buf:
+            result = self._line_out(bytes(self._buf), b"")
+            self._buf = bytearray()
+        if self.summary.records == 0:
+            self._fail(
+                ScanError(
+                    "no records: the input is empty"
+                    if self.summary.input_bytes == 0
+                    else "no records: only blank lines",
+                    source=self.source,
+                    hint="a JSONL dataset needs one JSON record per line",
+                )
+            )
+        self._out_hash.update(result)
+        self.summary.output_bytes += len(result)
+        self.summary.input_sha256 = self._in_hash.hexdigest()
+        self.summary.output_sha256 = self._out_hash.hexdigest()
+        self.summary.classification = self.engine.policy.classifications[self._keep_rank]
+        self.summary.complete = True
+        self._finished = True
+        return result
+
+    @property
+    def decision(self) -> str:
+        return self.summary.decision
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+        if self._finished:
+            raise RuntimeError("JsonlScanner.finish() was already called")
+
+    def _fail(self, error: ScanError) -> NoReturn:
+        self._failed = error
+        raise error
+
+    def _too_long(self, line: int) -> ScanError:
+        return ScanError(
+            f"line is longer than the limit of {self.max_line_bytes} bytes",
+            source=self.source,
+            line=line,
+            hint="split the record, or raise the limit (max_line_bytes / --max-line-bytes) if it is legitimate",
+        )
+
+    def _line_out(self, raw: bytes, newline: bytes) -> bytes:
+        self._line += 1
+        line_no = self._line
+        self.summary.lines += 1
+        body = raw
+        ending = newline
+        if body.endswith(b"\r"):
+            body = body[:-1]
+            ending = b"\r" + newline
+        prefix = b""
+        if line_no == 1 and body.startswith(_BOM):
+            prefix, body = _BOM, body[len(_BOM) :]
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._fail(
+                ScanError(
+                    f"not valid UTF-8 (byte {exc.start + 1 + len(prefix)} of the line)",
+                    source=self.source,
+                    line=line_no,
+                    hint="re-encode the file as UTF-8",
+                )
+            )
+        if not text.strip():
+            return raw + newline  # blank line: no record, passed through as is
+        self.summary.records += 1
+        record_no = self.summary.records
+        engine = self.engine
+        if not engine.may_contain(text):
+            self._parse(text, line_no, record_no, fast=True)
+            return raw + newline
+        obj = self._parse(text, line_no, record_no, fast=False)
+        res = engine.scan_record(obj, record_no, copy_record=False)
+        self.last_results.append(res)
+        if res.findings:
+            self._account(res, line_no)
+        if not res.changed:
+            return raw + newline
+        try:
+            encoded = json.dumps(res.record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes: keep them escaped
+            encoded = json.dumps(res.record, ensure_ascii=True).encode("ascii")
+        return prefix + encoded + ending
+
+    def _parse(self, text: str, line_no: int, record_no: int, *, fast: bool) -> Any:
+        try:
+            if fast:
+                return json.loads(text, parse_constant=_reject_constant)
+            return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as exc:
+            self._fail(
+                ScanError(
+                    f"record {record_no} is not valid JSON: {exc.msg} (column {exc.colno})",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                    hint="each line must be one complete JSON value",
+                )
+            )
+        except _DuplicateKey as exc:
+            self._fail(
+                ScanError(
+                    f"record {record_no} has the key {exc.key_repr} twice in one object",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                    hint="duplicate keys are ambiguous (readers keep different copies); remove one",
+                )
+            )
+        except _BadConstant as exc:
+            self._fail(
+                ScanError(
+                    f"record {record_no} is not valid JSON: {exc.args[0]} is not a JSON number",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                )
+            )
+        except RecursionError:
+            self._fail(
+                ScanError(
+                    f"record {record_no} is nested too deeply", source=self.source, line=line_no, record=record_no
+                )
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _account(self, res: RecordScan, line_no: int) -> None:
+        s = self.summary
+        entities: dict[str, int] = {}
+        rules: list[str] = []
+        engine = self.engine
+        for f in res.findings:
+            per = s.counts.setdefault(f.entity, {})
+            per[f.action] = per.get(f.action, 0) + 1
+            entities[f.entity] = entities.get(f.entity, 0) + 1
+            if f.rule_id not in rules:
+                rules.append(f.rule_id)
+        s.rule_ids.update(rules)
+        if res.classification is not None:
+            self._keep_rank = max(self._keep_rank, engine.rank(res.classification))
+        if res.action == "block":
+            s.blocked_records_total += 1
+            if len(s.blocked_records) < self.max_blocked_listed:
+                s.blocked_records.append(res.index)
+        elif res.changed:
+            s.redacted_records += 1
+        if ACTION_ORDER[res.action] > 0 or entities:
+            if len(s.details) < self.max_details:
+                s.details.append(RecordDetail(res.index, line_no, res.action, entities, rules))
+            else:
+                s.details_truncated = True
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        # Keys are usually field names; still, never echo a long or PII-looking key.
+        self.key_repr = repr(key) if len(key) <= 40 and key.isprintable() and "@" not in key else "(a long key)"
+
+
+class _BadConstant(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise _BadConstant(name)
