@@ -334,18 +334,19 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             self._deferred = None
             raise pending
 
-    def _append(self, kind: str, data: dict[str, Any]) -> None:
+    def _append(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
         ledger = self._ledger
         if ledger is None:
-            return
+            return None
         try:
-            ledger.append(kind, data)
+            return ledger.append(kind, data)
         except LedgerError as exc:
             if self.strict:
                 raise
             logger.warning("bastion: %s", exc.message)
             with self._lock:
                 self._warnings.append(exc.message)
+            return None
 
     def _guard(self, hook: str, fn: Callable[[], None]) -> None:
         """Run a hook's work; failures never escape unless ``strict``."""
@@ -447,10 +448,10 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             inputs.overlap = sum(1 for d in evals for digest in d.record_digests if digest in seen)
         with self._lock:
             self._inputs = inputs
-        for exc, code in errors:
+        for problem, code in errors:
             if self.strict:
-                raise exc
-            self._warn(_error_text(exc), code)
+                raise problem
+            self._warn(_error_text(problem), code)
         self._append("inputs", self._inputs_data(inputs))
         if inputs.overlap:
             self._warn(
@@ -480,7 +481,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             rel = checkpoint.resolve().relative_to(base.resolve()).as_posix()
         except ValueError:
             rel = checkpoint.name
-        self._append(
+        entry = self._append(
             "checkpoint",
             {
                 "step": step,
@@ -489,12 +490,28 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
             },
         )
-        if self.sign_checkpoints and self._signing_config is not None:
-            predicate = self._predicate(step_only=True)
-            predicate["checkpoint"] = {"step": step, "path": rel}
-            statement = build_statement(digest, predicate)
-            write_statement(statement, checkpoint / RECORD_DIR / STATEMENT_NAME)
-            self._sign(checkpoint)
+        if self.sign_checkpoints and self._signing_config is not None and entry is not None:
+            self._sign_checkpoint(checkpoint, step, rel, digest, entry)
+
+    def _sign_checkpoint(
+        self, checkpoint: Path, step: int, rel: str, digest: DirectoryDigest, entry: dict[str, Any]
+    ) -> None:
+        """Give a checkpoint its own verifiable record: the ledger up to its entry, a statement, signatures."""
+        from bastion.provenance.signing import sign_directory
+
+        assert self._record_dir is not None
+        entries = int(entry["seq"]) + 1
+        # The chain's first ``entries`` lines form a complete ledger ending at this checkpoint's entry.
+        with open(self._record_dir / LEDGER_NAME, "rb") as fh:
+            prefix = b"".join(line for _, line in zip(range(entries), fh, strict=False))
+        record = checkpoint / RECORD_DIR
+        record.mkdir(parents=True, exist_ok=True)
+        (record / LEDGER_NAME).write_bytes(prefix)
+        predicate = self._predicate(step_only=True)
+        predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": entry["hash"], "entries": entries}
+        predicate["checkpoint"] = {"step": step, "path": rel}
+        sign_directory(checkpoint, self._signing_config, statement=build_statement(digest, predicate))
+        self._append("checkpoint.signed", {"step": step, "path": rel, "ledger_entries": entries})
 
     def _submit(self, fn: Callable[[], None], code: str) -> Future[None] | None:
         if self._executor is None:
@@ -689,7 +706,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             "environment": self._environment,
             "metrics": metrics,
             "ledger": {
-                "path": f"{RECORD_DIR}/{LEDGER_NAME}" if not step_only else f"../{RECORD_DIR}/{LEDGER_NAME}",
+                "path": f"{RECORD_DIR}/{LEDGER_NAME}",
                 "head": None if head is None else head.head,
                 "entries": None if head is None else head.entries,
             },
