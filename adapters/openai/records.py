@@ -1,0 +1,102 @@
+"""The record formats OpenAI accepts for fine-tuning (openai SDK 3.x types, fine_tuning/*_method).
+
+- supervised (chat): ``{"messages": [{"role": ..., "content": ...}, ...], "tools"?: [...], ...}``
+- reinforcement: ``{"messages": [...], <any extra fields the grader references>}``
+- preference (DPO): ``{"input": {"messages": [...], "tools"?: [...]}, "preferred_output": [messages],
+  "non_preferred_output": [messages]}``
+- legacy completions (babbage-002 / davinci-002): ``{"prompt": "...", "completion": "..."}``
+
+The policy engine scans every string of every record whatever its shape; this check only makes a
+malformed record a clear gateway error (record number, what is missing) instead of a late upstream one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FORMATS = ("chat", "reinforcement", "preference", "completion")
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def _messages_problem(value: Any, key: str) -> str | None:
+    if not isinstance(value, list) or not value:
+        return f"'{key}' must be a non-empty list of messages"
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            return f"'{key}[{i}]' must be an object with 'role' and 'content'"
+        role = msg.get("role")
+        if role not in ROLES:
+            return f"'{key}[{i}].role' must be one of {', '.join(sorted(ROLES))}"
+    return None
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a fine-tuning record OpenAI accepts, or None. Never quotes record content."""
+    if not isinstance(record, dict):
+        return "each line must be a JSON object"
+    if "messages" in record:
+        return _messages_problem(record["messages"], "messages")
+    if "preferred_output" in record or "non_preferred_output" in record:
+        missing = [k for k in ("input", "preferred_output", "non_preferred_output") if k not in record]
+        if missing:
+            return "a preference (DPO) record needs " + ", ".join(repr(k) for k in missing)
+        inp = record["input"]
+        if not isinstance(inp, dict):
+            return "'input' must be an object with 'messages'"
+        return (
+            _messages_problem(inp.get("messages"), "input.messages")
+            or _messages_problem(record["preferred_output"], "preferred_output")
+            or _messages_problem(record["non_preferred_output"], "non_preferred_output")
+        )
+    if "prompt" in record and "completion" in record:
+        if not isinstance(record["prompt"], str) or not isinstance(record["completion"], str):
+            return "'prompt' and 'completion' must be strings"
+        return None
+    return (
+        "not a fine-tuning record: expected 'messages' (chat / reinforcement), a preference pair "
+        "('input', 'preferred_output', 'non_preferred_output') or 'prompt' + 'completion'"
+    )
+
+
+class RecordChecker:
+    """Checks the scanner's output JSONL, line by line, as it is produced (bounded: one line buffered)."""
+
+    def __init__(self) -> None:
+        self._partial = bytearray()
+        self.records = 0
+        self.problem: tuple[int, str] | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.problem is not None or not data:
+            return
+        self._partial += data
+        start = 0
+        buf = self._partial
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            self._line(bytes(buf[start:nl]))
+            start = nl + 1
+            if self.problem is not None:
+                break
+        del buf[:start]
+
+    def finish(self) -> None:
+        if self._partial and self.problem is None:
+            self._line(bytes(self._partial))
+        self._partial = bytearray()
+
+    def _line(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        self.records += 1
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            self.problem = (self.records, "the line is not valid JSON")
+            return
+        problem = record_problem(record)
+        if problem is not None:
+            self.problem = (self.records, problem)

@@ -1,0 +1,175 @@
+"""Gateway settings and the upstream map, read from a YAML file.
+
+Example ``upstreams.yaml``::
+
+    upstreams:
+      openai:                          # the path prefix: /openai/v1/... -> this upstream
+        adapter: openai                # defaults to the upstream's name
+        base_url: https://api.openai.com
+        jurisdiction: US               # checked against the policy's residency rules
+        auth:
+          mode: replace                # "passthrough": forward the client's Authorization header
+          api_key_env: OPENAI_API_KEY  # replace: NAME of the env var holding the provider key
+        timeouts: {connect: 10, read: 600, write: 600, pool: 30}
+    gateway:
+      state_dir: /var/lib/bastion-gateway   # audit ledger + map of admitted file ids
+      max_upload_bytes: 2147483648
+      allow_routes: [files.list, files.retrieve, fine_tuning.jobs.retrieve]
+
+The provider key itself never appears in the file, in logs or in the audit log: only the NAME of
+the environment variable that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bastion.errors import ConfigError
+
+RESERVED_PREFIXES = frozenset({"metrics", "healthz"})
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    connect: float = Field(default=10.0, gt=0)
+    read: float = Field(default=600.0, gt=0)
+    write: float = Field(default=600.0, gt=0)
+    pool: float = Field(default=30.0, gt=0)
+
+
+class AuthConfig(_Strict):
+    mode: Literal["passthrough", "replace"] = "passthrough"
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _key_env_for_replace(self) -> AuthConfig:
+        if self.mode == "replace" and not self.api_key_env:
+            raise ValueError("auth.mode 'replace' needs auth.api_key_env (the NAME of the env var holding the key)")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise ValueError(
+                "auth.api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), not the key itself"
+            )
+        return self
+
+
+class UpstreamConfig(_Strict):
+    base_url: str
+    adapter: str | None = None
+    jurisdiction: str = Field(min_length=1)
+    auth: AuthConfig = AuthConfig()
+    timeouts: Timeouts = Timeouts()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class GatewaySettings(_Strict):
+    state_dir: Path = Path(".bastion-gateway")
+    audit_log: Path | None = None
+    spool_dir: Path | None = None
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_line_bytes: int = Field(default=16 * 1024**2, gt=0)
+    max_json_body_bytes: int = Field(default=1024**2, gt=0)
+    max_connections: int = Field(default=200, gt=0)
+    allow_routes: tuple[str, ...] = ()
+    # purposes of /v1/files and /v1/uploads that carry training data and are scanned as JSONL
+    scan_purposes: tuple[str, ...] = ("fine-tune",)
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log if self.audit_log is not None else self.state_dir / "audit.jsonl"
+
+
+class GatewayConfig(_Strict):
+    upstreams: dict[str, UpstreamConfig]
+    gateway: GatewaySettings = GatewaySettings()
+
+    @field_validator("upstreams")
+    @classmethod
+    def _names(cls, v: dict[str, UpstreamConfig]) -> dict[str, UpstreamConfig]:
+        if not v:
+            raise ValueError("at least one upstream is needed")
+        for name in v:
+            if not _NAME.match(name):
+                raise ValueError(f"upstream name {name!r} must be lowercase letters, digits, '-' or '_'")
+            if name in RESERVED_PREFIXES:
+                raise ValueError(f"upstream name {name!r} is reserved by the gateway")
+        return v
+
+    def adapter_name(self, upstream: str) -> str:
+        return self.upstreams[upstream].adapter or upstream
+
+    def provider_key(self, upstream: str) -> str | None:
+        """The provider key the gateway holds for ``upstream`` (replace mode), read from the env var now."""
+        auth = self.upstreams[upstream].auth
+        if auth.mode != "replace" or auth.api_key_env is None:
+            return None
+        key = os.environ.get(auth.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"upstream {upstream!r} holds its provider key in ${auth.api_key_env}, which is not set",
+                hint=f"export {auth.api_key_env}=... before starting the gateway, or use auth.mode: passthrough",
+            )
+        return key
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def config_from_mapping(data: Any, *, source: str = "<config>") -> GatewayConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with 'upstreams' (and optional 'gateway')")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            "invalid gateway configuration:\n" + _format_validation(exc, source),
+            hint="see `bastion gateway --help` for the file format",
+        ) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"upstreams file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the upstreams file {p}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return config_from_mapping(data, source=str(p))
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "upstreams": {
+        "openai": {
+            "base_url": "https://api.openai.com",
+            "jurisdiction": "US",
+            "auth": {"mode": "passthrough"},
+        }
+    }
+}
