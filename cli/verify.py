@@ -1,0 +1,90 @@
+"""``bastion verify``: the deploy gate. Exit 0 only when every check holds, 1 otherwise, 2 on bad arguments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from bastion.provenance.verify import verify as verify_artifact
+
+
+@click.command("verify")
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trusted public key (PEM) for key-signed runs (repeatable).",
+)
+@click.option(
+    "--certificate-chain",
+    "chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trusted root CA (and optional intermediates), PEM, for certificate-signed runs (repeatable).",
+)
+@click.option("--identity", help="Expected signer: Sigstore identity (email/URI), or a certificate SAN/subject.")
+@click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
+@click.option(
+    "--trust-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sigstore ClientTrustConfig JSON (private Sigstore instance, or the public one for offline use).",
+)
+@click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), help="Deploy policy YAML.")
+@click.option(
+    "--no-model-signature",
+    is_flag=True,
+    help="Do not require the OpenSSF model signature (bastion/model.sig).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for pipelines).")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    artifact_dir: Path,
+    public_keys: tuple[Path, ...],
+    chain: tuple[Path, ...],
+    identity: str | None,
+    issuer: str | None,
+    trust_config: Path | None,
+    policy: Path | None,
+    no_model_signature: bool,
+    as_json: bool,
+) -> None:
+    """Verify ARTIFACT_DIR against its signed provenance and an optional deploy policy.
+
+    Checks the signature against the trusted key/CA/identity, recomputes every file digest
+    (extra or missing files fail), checks the OpenSSF model signature, the ledger chain and
+    that statement.json is exactly what was signed, then applies the policy. Prints one line
+    per failed check.
+
+    \b
+    Deploy policy (YAML):
+      allowed_signers: [{key: "sha256:..."}, {certificate: {san: ...}}, {sigstore: {identity: ..., issuer: ...}}]
+      allowed_base_models: [{sha256: ...}]
+      datasets: {required: [{sha256: ...}], forbidden: [{sha256: ...}]}
+      train_eval_overlap: none
+      max_age: 30d
+    """
+    report = verify_artifact(
+        artifact_dir,
+        public_key=list(public_keys) or None,
+        certificate_chain=list(chain) or None,
+        identity=identity,
+        issuer=issuer,
+        trust_config=trust_config,
+        policy=policy,
+        require_model_signature=not no_model_signature,
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    elif report.ok:
+        signer = report.signer or {}
+        who = signer.get("fingerprint") or signer.get("subject") or signer.get("identity")
+        click.echo(f"OK {artifact_dir}: {report.files} files, signed by {signer.get('type')} {who}")
+        click.echo("  checks: " + ", ".join(report.passed))
+    else:
+        for line in report.lines():
+            click.echo(f"FAIL {line}")
+    ctx.exit(0 if report.ok else 1)

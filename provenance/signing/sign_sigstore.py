@@ -1,0 +1,156 @@
+"""Backend ``sigstore``: keyless signing with an OIDC identity (Fulcio certificate + Rekor entry).
+
+The public Sigstore instance is used by default. A private deployment is selected with a
+ClientTrustConfig JSON file (``trust_config``): it names the Fulcio, Rekor, TSA and OIDC URLs
+(``signingConfig``) and the roots/keys to trust (``trustedRoot``), the same file ``sigstore`` and
+``model_signing --trust_config`` take. Verification then uses the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from bastion.provenance.signing.signer import Signer
+from model_signing import signing as ms_signing
+
+from bastion.errors import ConfigError, SigningError
+
+DEFAULT_CLIENT_ID = "sigstore"
+
+
+def load_trust_config(path: Path, *, what: str = "trust_config") -> Any:
+    """Parse a Sigstore ClientTrustConfig JSON file (offline)."""
+    from sigstore.models import ClientTrustConfig
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return ClientTrustConfig.from_json(text)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"{what}: {path} is not a Sigstore ClientTrustConfig ({first})",
+            hint="expected JSON with mediaType application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+        ) from None
+
+
+class SigstoreSigner(Signer):
+    """Signs with a short-lived Fulcio certificate bound to an OIDC identity; logs to Rekor."""
+
+    backend = "sigstore"
+
+    def __init__(
+        self,
+        *,
+        trust_config: Path | None = None,
+        staging: bool = False,
+        identity_token_env: str | None = None,
+        oidc_issuer: str | None = None,
+        client_id: str | None = None,
+        use_ambient_credentials: bool = True,
+    ) -> None:
+        self._trust_config_path = trust_config
+        self._staging = staging
+        self._token_env = identity_token_env
+        self._oidc_issuer = oidc_issuer
+        self._client_id = client_id or DEFAULT_CLIENT_ID
+        self._ambient = use_ambient_credentials
+        self._token: Any = None
+        # A private instance's trust config is read now so a bad file fails before training starts.
+        self._trust_config: Any = load_trust_config(trust_config) if trust_config is not None else None
+        if identity_token_env is not None and not os.environ.get(identity_token_env):
+            raise ConfigError(f"identity_token_env: environment variable {identity_token_env} is not set or empty")
+
+    def trust_config(self) -> Any:
+        """The ClientTrustConfig to sign against (public production/staging ones are fetched via TUF)."""
+        if self._trust_config is None:
+            from sigstore.models import ClientTrustConfig
+
+            try:
+                self._trust_config = ClientTrustConfig.staging() if self._staging else ClientTrustConfig.production()
+            except Exception as exc:
+                raise SigningError(
+                    f"cannot fetch the public Sigstore trust root via TUF ({type(exc).__name__})",
+                    hint="offline? use backend 'key' or 'certificate', or a private instance via trust_config",
+                ) from None
+        return self._trust_config
+
+    def signing_urls(self) -> dict[str, Any]:
+        """Where signing will go (Fulcio, Rekor, OIDC), for reports and diagnostics."""
+        sc = self.trust_config().signing_config
+        return {
+            "fulcio": sc.get_fulcio().url,
+            "rekor": [t.url for t in sc.get_tlogs()] if hasattr(sc, "get_tlogs") else [],
+            "oidc": sc.get_oidc_url(),
+        }
+
+    def identity_token(self) -> Any:
+        """An OIDC identity token: explicit (env var), then ambient (CI), then interactive browser flow."""
+        if self._token is not None:
+            return self._token
+        from sigstore import oidc
+
+        try:
+            if self._token_env is not None:
+                raw = os.environ.get(self._token_env, "")
+                self._token = oidc.IdentityToken(raw, self._client_id)
+                return self._token
+            if self._ambient:
+                detected = oidc.detect_credential(self._client_id)
+                if detected:
+                    self._token = oidc.IdentityToken(detected, self._client_id)
+                    return self._token
+            issuer = oidc.Issuer(self._oidc_issuer or self.trust_config().signing_config.get_oidc_url())
+            self._token = issuer.identity_token(client_id=self._client_id)
+        except (oidc.IdentityError, oidc.IssuerError, oidc.ExpiredIdentity) as exc:
+            raise SigningError(f"cannot obtain an OIDC identity token: {exc}") from None
+        return self._token
+
+    def sign_statement(self, payload: bytes) -> str:
+        from sigstore import dsse
+        from sigstore.sign import SigningContext
+
+        try:
+            statement = dsse.Statement(payload)
+        except Exception as exc:
+            raise SigningError(f"the statement is not a valid in-toto statement for Sigstore: {exc}") from None
+        context = SigningContext.from_trust_config(self.trust_config())
+        token = self.identity_token()
+        try:
+            with context.signer(token) as signer:
+                bundle = signer.sign_dsse(statement)
+        except SigningError:
+            raise
+        except Exception as exc:
+            urls = ""
+            with contextlib.suppress(Exception):
+                urls = f" (Fulcio {self.signing_urls()['fulcio']})"
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise SigningError(f"Sigstore signing failed{urls}: {first}") from None
+        return str(bundle.to_json())
+
+    def model_signing_config(self) -> ms_signing.Config:
+        token = self.identity_token()
+        config = ms_signing.Config()  # type: ignore[no-untyped-call]
+        return config.use_sigstore_signer(
+            identity_token=str(token),  # IdentityToken.__str__ is the raw JWT
+            client_id=self._client_id,
+            use_staging=self._staging,
+            trust_config=self._trust_config_path,
+            use_ambient_credentials=False,
+        )
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "sigstore"}
+        if self._token is not None:
+            out["identity"] = self._token.identity
+            out["issuer"] = self._token.issuer
+        return out

@@ -1,0 +1,266 @@
+"""Checking a bundle's signature against what the verifier trusts: a key, a CA, or a Sigstore identity."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bastion.provenance.signing.bundle import (
+    IN_TOTO_PAYLOAD_TYPE,
+    ParsedBundle,
+    ec_hash,
+    key_fingerprint,
+    key_hint,
+    pae,
+)
+from bastion.provenance.signing.keys import load_certificates, load_public_key
+from bastion.provenance.signing.sign_certificate import can_sign_code, certificate_identity
+from bastion.provenance.verify.report import VerificationReport
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+
+PathArg = str | os.PathLike[str]
+
+
+@dataclass
+class Trust:
+    """What the verifier trusts. Build with :meth:`from_args`."""
+
+    now: datetime
+    public_keys: list[ec.EllipticCurvePublicKey] = field(default_factory=list)
+    roots: list[x509.Certificate] = field(default_factory=list)
+    intermediates: list[x509.Certificate] = field(default_factory=list)
+    identity: str | None = None
+    issuer: str | None = None
+    trust_config: Path | None = None
+    _sigstore_config: Any = None
+
+    @classmethod
+    def from_args(
+        cls,
+        *,
+        now: datetime,
+        public_key: PathArg | ec.EllipticCurvePublicKey | list[Any] | tuple[Any, ...] | None = None,
+        certificate_chain: PathArg | list[PathArg] | tuple[PathArg, ...] | None = None,
+        identity: str | None = None,
+        issuer: str | None = None,
+        trust_config: PathArg | None = None,
+    ) -> Trust:
+        keys: list[ec.EllipticCurvePublicKey] = []
+        key_args: list[Any] = (
+            [] if public_key is None else list(public_key) if isinstance(public_key, list | tuple) else [public_key]
+        )
+        for k in key_args:
+            keys.append(k if isinstance(k, ec.EllipticCurvePublicKey) else load_public_key(k))
+        chain_args: list[PathArg] = (
+            []
+            if certificate_chain is None
+            else list(certificate_chain)
+            if isinstance(certificate_chain, list | tuple)
+            else [certificate_chain]
+        )
+        certs = load_certificates([Path(p) for p in chain_args], what="trusted certificate chain") if chain_args else []
+        roots = [c for c in certs if c.subject == c.issuer]
+        inters = [c for c in certs if c.subject != c.issuer]
+        tc = Path(trust_config) if trust_config is not None else None
+        return cls(
+            now=now,
+            public_keys=keys,
+            roots=roots,
+            intermediates=inters,
+            identity=identity,
+            issuer=issuer,
+            trust_config=tc,
+        )
+
+    def describe_keys(self) -> str:
+        return ", ".join(key_fingerprint(k) for k in self.public_keys) or "no trusted key"
+
+
+def check_bundle(bundle: ParsedBundle, trust: Trust, report: VerificationReport, *, what: str) -> dict[str, Any] | None:
+    """Verify ``bundle``'s signature; return the signer identity, or ``None`` after recording failures."""
+    if bundle.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        report.fail(
+            "signature.invalid", f"{what}: unexpected DSSE payload type", IN_TOTO_PAYLOAD_TYPE, bundle.payload_type
+        )
+        return None
+    if bundle.kind == "key":
+        return _check_key(bundle, trust, report, what)
+    if bundle.kind == "certificate":
+        return _check_certificate(bundle, trust, report, what)
+    return _check_sigstore(bundle, trust, report, what)
+
+
+def _check_key(bundle: ParsedBundle, trust: Trust, report: VerificationReport, what: str) -> dict[str, Any] | None:
+    if not trust.public_keys:
+        report.fail(
+            "trust.missing",
+            f"{what} is signed with a bare key; pass the trusted public key (--key)",
+            "a trusted public key",
+            f"key hint {bundle.key_hint}",
+        )
+        return None
+    candidates = [k for k in trust.public_keys if not bundle.key_hint or key_hint(k) == bundle.key_hint]
+    if not candidates:
+        report.fail(
+            "signature.untrusted_key",
+            f"{what} was signed by a key that is not trusted",
+            trust.describe_keys(),
+            f"key with hint {bundle.key_hint}",
+        )
+        return None
+    for key in candidates:
+        try:
+            key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload), ec.ECDSA(ec_hash(key)))
+        except InvalidSignature:
+            continue
+        return {"type": "key", "fingerprint": key_fingerprint(key)}
+    report.fail(
+        "signature.invalid",
+        f"{what}: the signature does not match the signed content (the bundle was altered)",
+        f"a valid ECDSA signature by {trust.describe_keys()}",
+        "invalid signature",
+    )
+    return None
+
+
+def _ee_policy() -> ExtensionPolicy:
+    return ExtensionPolicy.permit_all().may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
+
+
+def _check_certificate(
+    bundle: ParsedBundle, trust: Trust, report: VerificationReport, what: str
+) -> dict[str, Any] | None:
+    leaf, *bundled = bundle.chain
+    if not trust.roots:
+        report.fail(
+            "trust.missing",
+            f"{what} is signed with a certificate; pass the trusted CA certificate(s) (--certificate-chain)",
+            "a trusted root CA",
+            f"leaf {leaf.subject.rfc4514_string()} issued by {leaf.issuer.rfc4514_string()}",
+        )
+        return None
+    window = f"valid {leaf.not_valid_before_utc.isoformat()} to {leaf.not_valid_after_utc.isoformat()}"
+    if trust.now > leaf.not_valid_after_utc:
+        report.fail(
+            "certificate.expired",
+            f"{what}: the signing certificate has expired",
+            f"valid at {trust.now.isoformat()}",
+            window,
+        )
+        return None
+    if trust.now < leaf.not_valid_before_utc:
+        report.fail(
+            "certificate.not_yet_valid",
+            f"{what}: the signing certificate is not valid yet",
+            f"valid at {trust.now.isoformat()}",
+            window,
+        )
+        return None
+    builder = (
+        PolicyBuilder()
+        .store(Store(trust.roots))
+        .time(trust.now)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_ee_policy())
+    )
+    try:
+        builder.build_client_verifier().verify(leaf, [*bundled, *trust.intermediates])
+    except Exception as exc:  # cryptography's VerificationError; message names the failing certificate
+        detail = "" if "candidates exhausted" in str(exc) else f" ({exc})"
+        report.fail(
+            "certificate.untrusted",
+            f"{what}: the signing certificate does not chain to a trusted CA{detail}",
+            " | ".join(r.subject.rfc4514_string() for r in trust.roots),
+            f"leaf {leaf.subject.rfc4514_string()} issued by {leaf.issuer.rfc4514_string()}",
+        )
+        return None
+    if not can_sign_code(leaf):
+        report.fail(
+            "certificate.usage", f"{what}: the certificate is not valid for code signing", "EKU codeSigning", "other"
+        )
+        return None
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        report.fail("signature.invalid", f"{what}: only EC certificates are supported", "EC key", type(key).__name__)
+        return None
+    try:
+        key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload), ec.ECDSA(ec_hash(key)))
+    except InvalidSignature:
+        report.fail(
+            "signature.invalid",
+            f"{what}: the signature does not match the signed content (the bundle was altered)",
+            f"a valid signature by {leaf.subject.rfc4514_string()}",
+            "invalid signature",
+        )
+        return None
+    ident = certificate_identity(leaf)
+    if trust.identity is not None and trust.identity not in ([*ident["san"], ident["subject"], ident["common_name"]]):
+        report.fail(
+            "identity.mismatch",
+            f"{what}: signed by another identity",
+            trust.identity,
+            ", ".join([*ident["san"], ident["subject"]]),
+        )
+        return None
+    if trust.issuer is not None and trust.issuer != ident["issuer"]:
+        report.fail("identity.mismatch", f"{what}: certificate from another issuer", trust.issuer, ident["issuer"])
+        return None
+    return ident
+
+
+def sigstore_trust_config(trust: Trust) -> Any:
+    from bastion.provenance.signing.sign_sigstore import load_trust_config
+    from sigstore.models import ClientTrustConfig
+
+    if trust._sigstore_config is None:
+        trust._sigstore_config = (
+            load_trust_config(trust.trust_config, what="--trust-config")
+            if trust.trust_config is not None
+            else ClientTrustConfig.production()
+        )
+    return trust._sigstore_config
+
+
+def _check_sigstore(bundle: ParsedBundle, trust: Trust, report: VerificationReport, what: str) -> dict[str, Any] | None:
+    if not trust.identity or not trust.issuer:
+        report.fail(
+            "trust.missing",
+            f"{what} is a keyless Sigstore signature; pass the expected --identity and --issuer",
+            "identity and OIDC issuer",
+            "none given",
+        )
+        return None
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.models import Bundle
+    from sigstore.verify import Verifier, policy
+
+    try:
+        config = sigstore_trust_config(trust)
+    except Exception as exc:
+        report.fail(
+            "trust.missing",
+            f"cannot load the Sigstore trust root ({type(exc).__name__}: {exc})",
+            "a trust root (offline: --trust-config FILE)",
+            "none",
+        )
+        return None
+    try:
+        sbundle = Bundle.from_json(bundle.raw)
+        ptype, payload = Verifier(trusted_root=config.trusted_root).verify_dsse(
+            sbundle, policy.Identity(identity=trust.identity, issuer=trust.issuer)
+        )
+    except SigstoreError as exc:
+        report.fail("signature.invalid", f"{what}: Sigstore verification failed: {exc}", trust.identity, None)
+        return None
+    except Exception as exc:
+        report.fail("signature.invalid", f"{what}: Sigstore verification failed ({type(exc).__name__}: {exc})")
+        return None
+    if payload != bundle.payload or ptype != bundle.payload_type:
+        report.fail("signature.invalid", f"{what}: verified payload differs from the envelope")
+        return None
+    return {"type": "sigstore", "identity": trust.identity, "issuer": trust.issuer}
