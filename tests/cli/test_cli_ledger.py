@@ -1,0 +1,156 @@
+"""``bastion ledger verify`` and ``bastion ledger show``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bastion.cli.main import main
+from bastion.provenance.ledger import Ledger
+
+BASTION = str(Path(sys.executable).parent / "bastion")
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    p = tmp_path / "ledger.jsonl"
+    with Ledger(p, fsync="never") as led:
+        entries = [led.append("run.start", {"run_id": "r1"})]
+        entries += [led.append("log", {"step": i, "metrics": {"loss": 2.0 - i / 10}}) for i in range(1, 6)]
+        entries.append(led.append("outputs", {"files": 3}))
+    return p, entries
+
+
+def test_verify_ok(ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]) -> None:
+    p, entries = ledger
+    code, out, err = run(capsys, "ledger", "verify", str(p))
+    assert code == 0 and err == ""
+    assert out == f"OK: {p}: 7 entries, head {entries[-1]['hash']}\n"
+    code, out, _ = run(capsys, "ledger", "verify", str(p), "--json", "--expect-head", entries[-1]["hash"].upper())
+    assert code == 0
+    assert json.loads(out) == {"ok": True, "path": str(p), "entries": 7, "head": entries[-1]["hash"]}
+
+
+def test_verify_reports_the_first_broken_line(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    p, _ = ledger
+    lines = p.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace('"step":3', '"step":30')
+    p.write_text("".join(lines))
+    code, out, err = run(capsys, "ledger", "verify", str(p))
+    assert code == 1 and out == ""
+    assert err.startswith(f"FAILED: {p}:4: entry was edited")
+    assert "hint:" in err
+    code, out, _ = run(capsys, "ledger", "verify", str(p), "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["line"] == 4 and doc["path"] == str(p)
+    assert doc["reason"] == "entry was edited: its content does not match its hash"
+    assert doc["hint"]
+
+
+def test_verify_detects_truncation_with_the_expected_head(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    p, entries = ledger
+    p.write_text("".join(p.read_text().splitlines(keepends=True)[:-1]))
+    code, _, _ = run(capsys, "ledger", "verify", str(p))
+    assert code == 0  # the remaining chain is intact...
+    code, out, _ = run(
+        capsys, "ledger", "verify", str(p), "--expect-head", entries[-1]["hash"], "--expect-entries", "7", "--json"
+    )
+    assert code == 1  # ...but it no longer ends where the statement says
+    doc = json.loads(out)
+    assert doc["line"] == 7 and "truncated" in doc["reason"]
+
+
+def test_verify_detects_reordering(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    p, _ = ledger
+    lines = p.read_text().splitlines(keepends=True)
+    lines[2], lines[5] = lines[5], lines[2]
+    p.write_text("".join(lines))
+    code, out, _ = run(capsys, "ledger", "verify", str(p), "--json")
+    assert code == 1 and json.loads(out)["line"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["ledger", "verify", "{p}/nope.jsonl"], 2, "error: ledger not found: {p}/nope.jsonl"),
+        (["ledger", "verify", "{p}"], 2, "error: cannot read the ledger {p}"),
+        (["ledger", "verify", "{p}/x.jsonl", "--expect-head", "abc"], 2, "64-hex-digit"),
+        (["ledger", "show", "{p}/nope.jsonl"], 2, "error: ledger not found"),
+        (["ledger", "show", "{p}/x.jsonl", "--tail", "0"], 2, "--tail"),
+    ],
+)
+def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, needle: str) -> None:
+    got, out, err = run(capsys, *(a.format(p=tmp_path) for a in args))
+    assert got == code
+    assert needle.format(p=tmp_path) in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_show_lists_entries_and_chain_status(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    p, entries = ledger
+    code, out, err = run(capsys, "ledger", "show", str(p))
+    assert code == 0 and err == ""
+    for e in entries:
+        assert e["time"] in out
+    assert '{"metrics":{"loss":1.9},"step":1}' in out
+    assert "7 of 7 entries shown" in out
+    assert out.rstrip().endswith(f"chain OK: 7 entries, head {entries[-1]['hash']}")
+
+
+def test_show_tail_and_kind(ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]) -> None:
+    p, entries = ledger
+    code, out, _ = run(capsys, "ledger", "show", str(p), "--tail", "2")
+    assert code == 0
+    assert "2 of 7 entries shown" in out
+    assert entries[-1]["time"] in out and entries[-2]["time"] in out and entries[-3]["time"] not in out
+    code, out, err = run(capsys, "ledger", "show", str(p), "--kind", "log", "--json")
+    assert code == 0
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert shown == entries[1:6]
+    assert err.startswith("chain OK")  # with --json the status goes to stderr, stdout stays JSON lines
+
+
+def test_show_on_a_broken_ledger_exits_1(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    p, _ = ledger
+    lines = p.read_text().splitlines(keepends=True)
+    p.write_text("".join([*lines[:4], "garbage\n", *lines[4:]]))
+    code, out, err = run(capsys, "ledger", "show", str(p))
+    assert code == 1
+    assert "4 of 4 entries shown" in out
+    assert f"chain BROKEN: {p}:5: line is not valid JSON" in err
+
+
+def test_real_entry_point(ledger: tuple[Path, list[dict[str, Any]]]) -> None:
+    p, entries = ledger
+    ok = subprocess.run([BASTION, "ledger", "verify", str(p)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and entries[-1]["hash"] in ok.stdout
+    p.write_bytes(p.read_bytes()[:-10])  # cut the last entry mid-line
+    bad = subprocess.run([BASTION, "ledger", "verify", str(p)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert f"{p}:7: last line is incomplete" in bad.stderr
+    assert "Traceback" not in bad.stderr
