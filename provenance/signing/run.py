@@ -161,6 +161,8 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
     sig_tmp = record / (MODEL_SIGNATURE_NAME + ".tmp")
     files = len(subjects or {})
     try:
+        # The statement first: its errors (token, Fulcio, key) come from our own code path and are clearest.
+        bundle_json = signer.sign_statement(payload) if payload is not None else None
         if want_oms:
             hashing = ms_hashing.Config()  # type: ignore[no-untyped-call]
             hashing.set_ignored_paths(paths=record_dirs(directory), ignore_git_paths=True)
@@ -168,13 +170,15 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
                 signer.model_signing_config().set_hashing_config(hashing).sign(directory, sig_tmp)
             except BastionError:
                 raise
-            except ValueError as exc:  # model_signing reports symlinks, bad keys etc. as ValueError
-                raise SigningError(f"model_signing could not sign {directory}: {exc}") from None
+            except Exception as exc:  # model_signing reports symlinks, bad keys, network errors in its own types
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise SigningError(
+                    f"model_signing could not sign {directory} (backend {signer.backend}): {first}"
+                ) from None
             signed = oms_resources(sig_tmp)
             files = len(signed)
             if subjects is not None:
                 _check_statement_matches(statement_path, subjects, signed)
-        bundle_json = signer.sign_statement(payload) if payload is not None else None
         if bundle_json is not None:
             _atomic_write(bundle_path, bundle_json)
         if want_oms:

@@ -160,3 +160,70 @@ def make_test_pki(directory: str | os.PathLike[str], *, email: str = "ml-release
         server_leaf_key=write_key(sk, d / "server.key"),
         server_leaf_cert=write_cert(server, d / "server.pem"),
     )
+
+
+DEFAULT_FILES: dict[str, bytes] = {
+    "adapter_model.safetensors": bytes(range(256)) * 64,
+    "adapter_config.json": b'{"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}\n',
+    "tokenizer_config.json": b'{"model_max_length": 512}\n',
+    "nested/README.md": b"# adapter\n",
+}
+
+
+def make_run_dir(
+    directory: str | os.PathLike[str],
+    *,
+    run_id: str = "run-0001",
+    files: dict[str, bytes] | None = None,
+    finished_at: dt.datetime | None = None,
+    overlap: int | None = 0,
+    base_model_sha256: str = "1" * 64,
+    datasets: list[dict[str, object]] | None = None,
+) -> Path:
+    """An output directory with files, a hash-chained ledger and an unsigned statement, as a run leaves it.
+
+    The predicate carries the fields the hf plugin writes (run_id, base_model, datasets, ledger,
+    overlap, finished_at, ...), so verification and deploy policies can be exercised without training.
+    """
+    from bastion.provenance.hashing import hash_directory
+    from bastion.provenance.ledger import Ledger
+    from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
+
+    out = Path(directory)
+    for rel, content in (DEFAULT_FILES if files is None else files).items():
+        p = out / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+    finished = finished_at or dt.datetime.now(dt.UTC)
+    if datasets is None:
+        datasets = [
+            {"name": "train.jsonl", "role": "train", "digest": {"sha256": "a" * 64}, "records": 10},
+            {"name": "eval.jsonl", "role": "eval", "digest": {"sha256": "b" * 64}, "records": 3},
+        ]
+    ledger = Ledger(out / RECORD_DIR / "ledger.jsonl", fsync="never")
+    try:
+        ledger.append("run.start", {"run_id": run_id})
+        ledger.append("inputs", {"datasets": len(datasets)})
+        for step in (1, 2):
+            ledger.append("log", {"step": step, "loss": 1.0 / step})
+        digest = hash_directory(out, exclude=(RECORD_DIR,))
+        ledger.append("outputs", {"files": [f.as_subject() for f in digest.files]})
+        head = ledger.head
+    finally:
+        ledger.close()
+    predicate = {
+        "run_id": run_id,
+        "framework": "transformers",
+        "base_model": {"path_name": "tiny-llama", "digest": {"sha256": base_model_sha256}, "files": []},
+        "datasets": datasets,
+        "config": {"digest": {"sha256": "c" * 64}, "value": {"learning_rate": 0.0001}},
+        "environment": {"python": "3.11"},
+        "metrics": {"train_loss": 0.5},
+        "ledger": {"path": f"{RECORD_DIR}/ledger.jsonl", "head": head.head, "entries": head.entries},
+        "overlap": {"train_eval_records": overlap},
+        "started_at": (finished - dt.timedelta(minutes=5)).isoformat(),
+        "finished_at": finished.isoformat(),
+        "bastion_version": "0.1.0",
+    }
+    write_statement(build_statement(digest, predicate), out / RECORD_DIR / "statement.json")
+    return out

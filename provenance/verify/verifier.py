@@ -282,8 +282,8 @@ def _check_model_signature(
         report.fail(
             "model_signature.mismatch",
             f"{what} covers different files than the statement: {', '.join(changed[:5])}",
-            f"{len(expected)} files as in the statement",
-            f"{len(resources)} files",
+            f"the statement's {len(expected)} file(s)",
+            f"{len(resources)} file(s)",
         )
         return
     report.passed.append("model_signature")
@@ -310,7 +310,10 @@ def _check_ledger(report: VerificationReport, root: Path, statement: dict[str, A
         verify_ledger(path, expected_head=led["head"], expected_entries=entries if isinstance(entries, int) else None)
     except LedgerVerificationError as exc:
         report.fail(
-            "ledger.broken", exc.message.replace(str(path), rel), f"head {led['head'][:16]}…", f"line {exc.line}"
+            "ledger.broken",
+            exc.message.replace(str(path), rel),
+            f"an intact chain of {entries} entries ending at {led['head'][:16]}…",
+            f"broken at line {exc.line}",
         )
         return
     except LedgerError as exc:
