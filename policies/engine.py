@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bastion.policies.detectors import Detector, Hit, build_detectors
-from bastion.policies.detectors.candidates import NUMBER_RE, combined_pattern
+from bastion.policies.detectors.candidates import IPV4_SHAPE, passes
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.model import ACTION_ORDER, Policy
 
@@ -101,7 +101,7 @@ class PolicyEngine:
         for det in sorted(self.detectors, key=lambda d: d.priority):
             for kind in det.candidate_kinds:
                 self._by_kind.setdefault(kind, []).append(det)
-        self._candidates = combined_pattern(set(self._by_kind))
+        self._passes = passes(set(self._by_kind))
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = all(d.raw_safe for d in self._standalone)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
@@ -117,8 +117,9 @@ class PolicyEngine:
         """
         if not self._raw_ok or "\\u" in raw_json_text or "\\/" in raw_json_text:
             return True
-        if self._candidates is not None and self._candidates.search(raw_json_text):
-            return True
+        for _, pattern in self._passes:
+            if pattern.search(raw_json_text):
+                return True
         return any(p.search(raw_json_text) for p in self._raw_keywords)
 
     def find(self, text: str) -> list[Hit]:
@@ -127,21 +128,20 @@ class PolicyEngine:
 
     def _find_many(self, texts: list[str]) -> list[list[Hit]]:
         per_text: list[list[Hit]] = [[] for _ in texts]
-        if self._candidates is not None:
+        if self._passes:
             joined = _SEP.join(texts)
             starts: list[int] | None = None
-            for m in self._candidates.finditer(joined):
-                kind = m.lastgroup or ""
-                hits = self._validate(joined, m.start(), m.end(), kind)
-                if not hits:
-                    continue
-                if starts is None:
-                    starts = []
-                    pos = 0
-                    for t in texts:
-                        starts.append(pos)
-                        pos += len(t) + 1
-                for hit in hits:
+            found: list[Hit] = []
+            for kind, pattern in self._passes:
+                for m in pattern.finditer(joined):
+                    found.extend(self._validate(joined, m.start(), m.end(), kind))
+            if found:
+                starts = []
+                pos = 0
+                for t in texts:
+                    starts.append(pos)
+                    pos += len(t) + 1
+                for hit in found:
                     i = bisect_right(starts, hit.start) - 1
                     base = starts[i]
                     if hit.end <= base + len(texts[i]):
@@ -153,15 +153,12 @@ class PolicyEngine:
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
+        if kind == "number" and end - start < 6 and not IPV4_SHAPE.fullmatch(text, start, end):
+            return []  # fewer than 6 digits: nothing we know is that short, except an IPv4 address
         for det in self._by_kind.get(kind, ()):
             hits = det.validate(text, start, end, kind)
             if hits:
                 return hits
-        if kind == "ipv4":
-            # Not an IP address: it may still be a dotted number (e.g. a Belgian national number).
-            m = NUMBER_RE.match(text, start)
-            if m is not None and m.end() > end:
-                return self._validate(text, start, m.end(), "number")
         if kind == "number" and " " in text[start:end]:
             return self._split_groups(text, start, end)
         return []

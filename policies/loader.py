@@ -193,7 +193,7 @@ def format_loc(loc: Loc) -> str:
     return text or "(top level)"
 
 
-def _line_of(node: yaml.Node | None, loc: Loc) -> int | None:
+def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
     if node is None:
         return None
     line = node.start_mark.line + 1
@@ -220,7 +220,7 @@ def _line_of(node: yaml.Node | None, loc: Loc) -> int | None:
 def _error(problems: list[tuple[Loc, str]], node: yaml.Node | None, source: str) -> PolicyError:
     lines = []
     for loc, message in problems:
-        line = _line_of(node, loc)
+        line = line_of(node, loc)
         where = f"{source}:{line}" if line is not None else source
         lines.append(f"{where}: {format_loc(loc)}: {message}")
     if len(lines) == 1:

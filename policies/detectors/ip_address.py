@@ -6,13 +6,14 @@ import ipaddress
 from typing import Any
 
 from bastion.policies.detectors.base import Detector, Hit
+from bastion.policies.detectors.candidates import IPV4_SHAPE
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class IpAddressDetector(Detector):
     entity = "IP_ADDRESS"
-    candidate_kinds = ("ipv4", "ipv6")
+    candidate_kinds = ("number", "ipv6")
     priority = 40
 
     def __init__(self, spec: Any) -> None:
@@ -21,8 +22,8 @@ class IpAddressDetector(Detector):
         self.include_private: bool = spec.include_private
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
-        if kind == "ipv4":
-            if 4 not in self.versions:
+        if kind == "number":
+            if 4 not in self.versions or not IPV4_SHAPE.fullmatch(text, start, end):
                 return []
             if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._"):
                 return []

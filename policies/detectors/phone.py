@@ -1,15 +1,40 @@
 """Phone numbers, validated by Google's libphonenumber metadata (``phonenumbers.PhoneNumberMatcher``).
 
-Numbers written with ``+`` and a country code are recognised whatever the configured regions; national
-formats (``030 1234567``, ``06 12 34 56 78``) are tried for each configured region.
+Numbers written with ``+`` (or ``00``) and a country code are recognised whatever the configured regions;
+national formats (``030 1234567``, ``06 12 34 56 78``) are tried for each configured region. A cheap
+screen on the region's metadata (national prefix, possible lengths, number pattern) picks the regions
+worth handing to the matcher, which is comparatively slow.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 from bastion.policies.detectors.base import Detector, Hit, bounded
-from phonenumbers import Leniency, PhoneNumberMatcher
+from phonenumbers import Leniency, PhoneMetadata, PhoneNumberMatcher
+
+_NON_DIGITS = re.compile(r"[^0-9]")
+
+
+class _Screen(NamedTuple):
+    region: str
+    national_prefix: str
+    lengths: frozenset[int]
+    pattern: re.Pattern[str]
+
+
+def _screen(region: str) -> _Screen:
+    md = PhoneMetadata.metadata_for_region(region)
+    if md is None or md.general_desc is None:  # pragma: no cover - regions are validated by the model
+        raise ValueError(f"no phone metadata for region {region}")
+    desc = md.general_desc
+    return _Screen(
+        region,
+        md.national_prefix or "",
+        frozenset(desc.possible_length or ()),
+        re.compile(desc.national_number_pattern or "[0-9]+"),
+    )
 
 
 class PhoneDetector(Detector):
@@ -20,25 +45,31 @@ class PhoneDetector(Detector):
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         self.regions: list[str] = list(spec.regions)
+        self._screens = [_screen(r) for r in self.regions]
+
+    def _regions_for(self, window: str) -> list[str]:
+        digits = _NON_DIGITS.sub("", window)
+        if not 6 <= len(digits) <= 17:
+            return []
+        if window.startswith("+") or digits.startswith("00"):
+            return self.regions[:1]  # the country code decides; the region is not used
+        out = []
+        for sc in self._screens:
+            nsn = digits
+            if sc.national_prefix and nsn.startswith(sc.national_prefix):
+                nsn = nsn[len(sc.national_prefix) :]
+            if len(nsn) in sc.lengths and sc.pattern.fullmatch(nsn):
+                out.append(sc.region)
+        return out
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         window = text[start:end]
-        digits = sum(ch.isdigit() for ch in window)
-        if digits < 6 or digits > 17 * 2:
-            return []
-        regions = self.regions[:1] if window.startswith("+") else self.regions
-        found: list[tuple[int, int]] = []
-        for region in regions:
-            for match in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=20):
-                span = (start + match.start, start + match.end)
-                if any(s < span[1] and span[0] < e for s, e in found):
-                    continue
-                if bounded(text, *span):
-                    found.append(span)
-            if found and len(regions) > 1 and _covers(found, start, end):
-                break
-        return [Hit(s, e, self) for s, e in sorted(found)]
-
-
-def _covers(found: list[tuple[int, int]], start: int, end: int) -> bool:
-    return sum(e - s for s, e in found) >= (end - start) * 0.8
+        for region in self._regions_for(window):
+            hits = []
+            for match in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=10):
+                s, e = start + match.start, start + match.end
+                if bounded(text, s, e):
+                    hits.append(Hit(s, e, self))
+            if hits:
+                return hits
+        return []
