@@ -35,6 +35,13 @@ class _Model(BaseModel):
     use_ambient_credentials: bool = True
     model_signature: bool = True
 
+    @field_validator("private_key", "certificate", "trust_config", "password_env", "identity_token_env")
+    @classmethod
+    def _not_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
     @field_validator("certificate_chain", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:

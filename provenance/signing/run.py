@@ -171,9 +171,10 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
             except BastionError:
                 raise
             except Exception as exc:  # model_signing reports symlinks, bad keys, network errors in its own types
-                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                from bastion.provenance.signing.sign_sigstore import describe_error
+
                 raise SigningError(
-                    f"model_signing could not sign {directory} (backend {signer.backend}): {first}"
+                    f"model_signing could not sign {directory} (backend {signer.backend}): {describe_error(exc)}"
                 ) from None
             signed = oms_resources(sig_tmp)
             files = len(signed)

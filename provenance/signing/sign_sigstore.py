@@ -41,6 +41,18 @@ def load_trust_config(path: Path, *, what: str = "trust_config") -> Any:
         ) from None
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line about a sigstore/network failure (sigstore often raises bare exceptions with the cause chained)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text:
+            line = text.splitlines()[0]
+            return f"{type(exc).__name__}: {line[:300]}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 class SigstoreSigner(Signer):
     """Signs with a short-lived Fulcio certificate bound to an OIDC identity; logs to Rekor."""
 
@@ -132,8 +144,7 @@ class SigstoreSigner(Signer):
             urls = ""
             with contextlib.suppress(Exception):
                 urls = f" (Fulcio {self.signing_urls()['fulcio']})"
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise SigningError(f"Sigstore signing failed{urls}: {first}") from None
+            raise SigningError(f"Sigstore signing failed{urls}: {describe_error(exc)}") from None
         return str(bundle.to_json())
 
     def model_signing_config(self) -> ms_signing.Config:
