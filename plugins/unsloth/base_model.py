@@ -85,6 +85,10 @@ def resolve_base_model(
         raise InputError("the base model reference is empty", hint="pass base_model= a model directory or a Hub id")
     local = Path(ref).expanduser()
     if local.exists():
+        in_cache = _snapshot_of(local)
+        if in_cache is not None:  # a path into the Hugging Face cache: record it as the Hub model it is
+            repo_id, revision = in_cache
+            return BaseModelSource(reference=ref, kind="hub", path=local.absolute(), repo_id=repo_id, revision=revision)
         return BaseModelSource(reference=ref, kind="local", path=local.resolve())
     if not _REPO_ID.match(ref) or "--" in ref or ".." in ref:
         raise InputError(
@@ -92,13 +96,23 @@ def resolve_base_model(
             path=ref,
             hint="pass base_model= the directory the model was loaded from, or its Hub id (namespace/name)",
         )
-    snapshot = _cached_snapshot(ref, cache_dir)
+    snapshot = _cached_snapshot(ref, None if cache_dir is None else Path(cache_dir))
     if snapshot is None:
         return BaseModelSource(reference=ref, kind="hub-uncached", repo_id=ref)
     return BaseModelSource(reference=ref, kind="hub", path=snapshot, repo_id=ref, revision=snapshot.name)
 
 
-def _cached_snapshot(repo_id: str, cache_dir: str | os.PathLike[str] | None) -> Path | None:
+def _snapshot_of(path: Path) -> tuple[str, str] | None:
+    """(repo id, commit) when ``path`` is a snapshot folder of huggingface_hub's cache layout."""
+    p = path.absolute()
+    if p.is_dir() and p.parent.name == "snapshots" and p.parent.parent.name.startswith("models--"):
+        repo_id = p.parent.parent.name.removeprefix("models--").replace("--", "/")
+        if repo_id:
+            return repo_id, p.name
+    return None
+
+
+def _cached_snapshot(repo_id: str, cache_dir: Path | None) -> Path | None:
     """The snapshot directory of ``repo_id`` at ``main`` in the local cache, or None (never downloads)."""
     from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 

@@ -86,9 +86,16 @@ class UnslothCallback(BastionCallback):
     recorded save, in order.
     """
 
-    def __init__(self, *, base_source: BaseModelSource | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        base_source: BaseModelSource | None = None,
+        tokenizer_source: BaseModelSource | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.base_source = base_source
+        self.tokenizer_source = tokenizer_source
         self.exports: list[ExportRecord] = []
         self._save_context = _SaveContext()
         self._export_lock = threading.Lock()
@@ -97,41 +104,46 @@ class UnslothCallback(BastionCallback):
 
     def _hash_inputs(self) -> None:
         super()._hash_inputs()
-        src = self.base_source
-        if src is None:
+        entries: dict[str, dict[str, Any]] = {}
+        for role, src in (("base_model", self.base_source), ("tokenizer", self.tokenizer_source)):
+            if src is None:
+                continue
+            if src.kind == "local":  # hashed by BastionCallback itself: add where it came from
+                with self._lock:
+                    entry = getattr(self._inputs, role)
+                    if entry is not None:
+                        entry["source"] = src.as_dict()
+                continue
+            # A Hub model: cache snapshots are links into blobs/, which the plain directory hash refuses,
+            # so BastionCallback was given no path and the snapshot is hashed here, recorded on its own.
+            entries[role] = self._hub_entry(src, role)
+        if not entries:
             return
-        if src.kind == "local":
-            with self._lock:
-                if self._inputs.base_model is not None:
-                    self._inputs.base_model["source"] = src.as_dict()
-            return
-        # A Hub id: the callback was given no path (cache snapshots are links into blobs/, which the
-        # plain directory hash refuses), so the snapshot is hashed here and recorded on its own.
-        entry: dict[str, Any] = {"path_name": src.repo_id, "source": src.as_dict()}
+        with self._lock:
+            for role, entry in entries.items():
+                setattr(self._inputs, role, entry)
+            if self.tokenizer_source is None and "base_model" in entries:
+                self._inputs.tokenizer = entries["base_model"]
+        for role, entry in entries.items():
+            self._append(f"inputs.{role}", {k: (len(v) if k == "files" else v) for k, v in entry.items()})
+
+    def _hub_entry(self, src: BaseModelSource, role: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path_name": src.repo_id, "source": src.as_dict(), "digest": None, "files": []}
         try:
             digest = hash_base_model(src)
         except BastionError as exc:
-            self._problem(exc, "input.base_model")
-            digest = None
-        if digest is not None:
-            entry["digest"] = {"sha256": digest.sha256}
-            entry["files"] = [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)]
-        else:
-            entry["digest"] = None
-            entry["files"] = []
-            if src.kind == "hub-uncached":
-                self._warn(
-                    f"base model {src.reference} is not in the local Hugging Face cache: only its id is recorded",
-                    "input.base_model",
-                )
-        with self._lock:
-            self._inputs.base_model = entry
-            if self.tokenizer is None:
-                self._inputs.tokenizer = entry
-        self._append(
-            "inputs.base_model",
-            {k: (len(v) if k == "files" else v) for k, v in entry.items()},
-        )
+            self._problem(exc, f"input.{role}")
+            return entry
+        if digest is None:
+            self._warn(
+                f"{role.replace('_', ' ')} {src.reference} is not in the local Hugging Face cache: "
+                "only its id is recorded",
+                f"input.{role}",
+            )
+            return entry
+        entry["digest"] = {"sha256": digest.sha256}
+        entry["files"] = [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)]
+        return entry
 
     # ------------------------------------------------------------------ exports
 
@@ -158,7 +170,11 @@ class UnslothCallback(BastionCallback):
             return self._record_export(Path(directory), method, dict(details or {}))
         except BastionError as exc:
             self._problem(exc, "export")
-            return None
+        except Exception as exc:  # never let an unexpected failure of the record break the user's save
+            self._problem(
+                BastionError(f"recording {method}({directory}) failed: {type(exc).__name__}: {exc}"), "export"
+            )
+        return None
 
     def _record_export(self, directory: Path, method: str, details: dict[str, Any]) -> Path | None:
         with self._export_lock:
@@ -173,18 +189,18 @@ class UnslothCallback(BastionCallback):
                     path=directory,
                     hint="save locally first (push_to_hub=False) so the files can be hashed and signed",
                 )
-            run_dir = self._record_dir.parent
-            if directory.resolve() == run_dir.resolve():
-                if self._statement_path is None and self._train_ended:
-                    return self.finalize()
+            run_dir = self._record_dir.parent.resolve()
+            if directory.resolve().is_relative_to(run_dir):
+                # The Trainer's own checkpoints and save_model() land here; the run record (checkpoint
+                # entries, then finalize()) describes them, so they get no record of their own.
                 if self._statement_path is not None:
                     raise InputError(
                         f"{method} saved into the run's output directory after its record was finalized; "
                         "the files saved now are not covered by its statement",
                         path=directory,
-                        hint="save exports to their own directory",
+                        hint="save exports to a directory of their own, outside the trainer's output_dir",
                     )
-                return None  # finalize() will describe the run directory, this save included
+                return None
             self._wait_for_hashing()
             digest = hash_directory(directory, exclude=(RECORD_DIR,))
             if not digest.files:
@@ -196,16 +212,19 @@ class UnslothCallback(BastionCallback):
                 "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
                 **details,
             }
-            live = self._statement_path is None and self._ledger is not None
-            if live:
-                assert self._ledger is not None
-                try:
-                    self._ledger.append("export", data)
-                except LedgerError:
-                    live = False  # closed (run aborted): record the export in the copy only
             record = directory / RECORD_DIR
-            ledger_copy = self._copy_ledger(record)
-            if not live:
+            entry: dict[str, Any] | None = None
+            if self._statement_path is None and self._ledger is not None:
+                try:  # the run is still being recorded: the export becomes part of its ledger
+                    entry = self._ledger.append("export", data)
+                except LedgerError:
+                    entry = None  # closed (the run was aborted): the export goes into the copy only
+            if entry is not None:
+                # The run ledger's first seq+1 lines form a complete chain ending at this export.
+                ledger_copy = self._copy_ledger(record, entries=int(entry["seq"]) + 1)
+            else:
+                # The run record is already sealed (finalize() ran): fork its chain in the copy.
+                ledger_copy = self._copy_ledger(record, entries=None)
                 with Ledger(ledger_copy, fsync="always") as forked:
                     forked.append("export", data)
             head = verify_ledger(ledger_copy)
@@ -231,21 +250,20 @@ class UnslothCallback(BastionCallback):
             )
             return statement_path
 
-    def _copy_ledger(self, record: Path) -> Path:
-        """Copy the run ledger into ``record`` (whole lines only, verified) and return the copy's path."""
+    def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:
+        """Copy the run ledger's first ``entries`` lines (None: all) into ``record``; verify the copy."""
         assert self._record_dir is not None
-        source = self._record_dir / LEDGER_NAME
         record.mkdir(parents=True, exist_ok=True)
         target = record / LEDGER_NAME
         tmp = target.with_name(target.name + ".tmp")
-        data = source.read_bytes()
-        data = data[: data.rfind(b"\n") + 1]  # an append racing with the copy leaves at most a partial last line
+        with open(self._record_dir / LEDGER_NAME, "rb") as src:
+            lines = list(src) if entries is None else [line for _, line in zip(range(entries), src, strict=False)]
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            fh.writelines(lines)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        verify_ledger(target)
+        verify_ledger(target, expected_entries=entries)
         return target
 
     # ------------------------------------------------------------------ wrapping save methods
@@ -327,6 +345,12 @@ class UnslothCallback(BastionCallback):
         return found
 
 
+def _same_model(a: BaseModelSource, b: BaseModelSource) -> bool:
+    if a.repo_id is not None or b.repo_id is not None:
+        return (a.repo_id, a.revision) == (b.repo_id, b.revision)
+    return a.path is not None and b.path is not None and a.path.resolve() == b.path.resolve()
+
+
 def track(
     model: Any,
     tokenizer: Any = None,
@@ -362,14 +386,20 @@ def track(
             f"base model {reference} is not in the local Hugging Face cache, so it cannot be hashed",
             hint="pass base_model= the local model directory, or cache_dir= the cache it was loaded from",
         )
-    tokenizer_dir: Path | None = None
+    tokenizer_source: BaseModelSource | None = None
     tok_ref = getattr(tokenizer, "name_or_path", None)
-    if isinstance(tok_ref, str) and tok_ref and tok_ref != reference and Path(tok_ref).expanduser().is_dir():
-        tokenizer_dir = Path(tok_ref).expanduser()
+    if isinstance(tok_ref, str) and tok_ref.strip() and tok_ref != reference:
+        try:
+            tokenizer_source = resolve_base_model(tok_ref, cache_dir=cache_dir)
+        except InputError:
+            tokenizer_source = None  # a tokenizer built in memory: its files are saved with each export
+        if tokenizer_source is not None and _same_model(tokenizer_source, source):
+            tokenizer_source = None  # the base model's own tokenizer
     callback = UnslothCallback(
         base_source=source,
+        tokenizer_source=tokenizer_source,
         base_model=source.path if source.kind == "local" else None,
-        tokenizer=tokenizer_dir,
+        tokenizer=tokenizer_source.path if tokenizer_source is not None and tokenizer_source.kind == "local" else None,
         datasets=datasets,
         config=config,
         output_dir=output_dir,
