@@ -101,8 +101,8 @@ def show_command(file: Path, tail: int | None, kinds: tuple[str, ...], as_json: 
             total += 1
             if not kinds or entry.get("kind") in kinds:
                 shown.append((lineno, entry))
-    except LedgerVerificationError as err:
-        read_error = err
+    except LedgerVerificationError as exc:
+        read_error = exc
     head, err = (None, read_error) if read_error is not None else check_ledger(file)
 
     if as_json:

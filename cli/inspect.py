@@ -1,0 +1,249 @@
+"""``bastion inspect``: a readable summary of a run record.
+
+Reads ``<output_dir>/bastion/statement.json`` (the output directory, its ``bastion/`` folder or the
+statement file itself may be given), checks the ledger against the head the statement records, and
+lists the signature files present. It does not re-hash the outputs or check signatures: that is
+``bastion verify``'s job. Exit status: 0 when the ledger verifies, 1 when it does not (or is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.statement import RECORD_DIR, load_statement
+
+from bastion.errors import InputError, LedgerError, LedgerVerificationError
+
+STATEMENT_NAME = "statement.json"
+SIGNATURE_SUFFIXES = (".sigstore.json", ".sigstore", ".sig", ".bundle", ".dsse.json")
+
+
+def locate_record(path: Path) -> tuple[Path, Path]:
+    """(run directory, statement path) for an output dir, its ``bastion/`` folder or the statement file."""
+    if not path.exists():
+        raise InputError("path not found", path=path, hint="pass a training output directory")
+    if path.is_file():
+        return (path.parent.parent if path.parent.name == RECORD_DIR else path.parent), path
+    if (path / RECORD_DIR / STATEMENT_NAME).is_file():
+        return path, path / RECORD_DIR / STATEMENT_NAME
+    if (path / STATEMENT_NAME).is_file() and path.name == RECORD_DIR:
+        return path.parent, path / STATEMENT_NAME
+    if (path / RECORD_DIR).is_dir() or path.name == RECORD_DIR:
+        raise InputError(
+            f"the run record has no {STATEMENT_NAME}",
+            path=path if path.name == RECORD_DIR else path / RECORD_DIR,
+            hint="the run did not finish, or BastionCallback.finalize() was never called",
+        )
+    raise InputError(
+        f"not a Bastion run directory (no {RECORD_DIR}/{STATEMENT_NAME})",
+        path=path,
+        hint="pass the training output directory that holds the bastion/ folder",
+    )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _sha(value: Any) -> str | None:
+    d = _obj(_obj(value).get("digest")).get("sha256")
+    return d if isinstance(d, str) else None
+
+
+def _ledger_status(run_dir: Path, led: dict[str, Any]) -> dict[str, Any]:
+    raw_path, raw_head, raw_entries = led.get("path"), led.get("head"), led.get("entries")
+    rel = raw_path if isinstance(raw_path, str) else f"{RECORD_DIR}/ledger.jsonl"
+    head = raw_head if isinstance(raw_head, str) else None
+    entries = raw_entries if isinstance(raw_entries, int) and not isinstance(raw_entries, bool) else None
+    out: dict[str, Any] = {"path": rel, "head": head, "entries": entries}
+    if Path(rel).is_absolute():
+        return {**out, "verified": False, "problem": "the statement's ledger path is absolute; not followed"}
+    path = run_dir / rel
+    if head is None:
+        out["problem"] = "the statement records no ledger head"
+    try:
+        found = verify_ledger(path, expected_head=head, expected_entries=entries)
+    except LedgerVerificationError as exc:
+        return {**out, "verified": False, "line": exc.line, "problem": exc.message.replace(str(path), rel)}
+    except LedgerError as exc:
+        return {**out, "verified": False, "problem": exc.message.replace(str(path), rel)}
+    out["verified"] = head is not None
+    out["found"] = {"entries": found.entries, "head": found.head}
+    return out
+
+
+def summarize(run_dir: Path, statement_path: Path) -> dict[str, Any]:
+    """The facts ``inspect`` shows, as one JSON-ready dictionary."""
+    st = load_statement(statement_path)
+    pred = _obj(st.get("predicate"))
+    subjects = [s for s in _list(st.get("subject")) if isinstance(s, dict)]
+
+    def artifact(value: Any) -> dict[str, Any] | None:
+        v = _obj(value)
+        if not v:
+            return None
+        files = v.get("files")
+        return {
+            "path_name": v.get("path_name"),
+            "sha256": _sha(v),
+            "files": len(files) if isinstance(files, list) else None,
+        }
+
+    datasets = []
+    for d in _list(pred.get("datasets")):
+        d = _obj(d)
+        datasets.append(
+            {
+                "name": d.get("name"),
+                "role": d.get("role"),
+                "format": d.get("format"),
+                "records": d.get("records"),
+                "merkle_root": d.get("merkle_root"),
+                "sha256": _sha(d),
+            }
+        )
+    env = _obj(pred.get("environment"))
+    packages = _obj(env.get("packages"))
+    record_dir = statement_path.parent
+    signatures = sorted(
+        p.name
+        for p in record_dir.iterdir()
+        if p.is_file() and p.name != STATEMENT_NAME and p.name.endswith(SIGNATURE_SUFFIXES)
+    )
+    metrics = _obj(pred.get("metrics"))
+    return {
+        "run_dir": str(run_dir),
+        "statement": str(statement_path),
+        "predicate_type": st.get("predicateType"),
+        "run_id": pred.get("run_id"),
+        "framework": pred.get("framework"),
+        "bastion_version": pred.get("bastion_version"),
+        "started_at": pred.get("started_at"),
+        "finished_at": pred.get("finished_at"),
+        "base_model": artifact(pred.get("base_model")),
+        "tokenizer": artifact(pred.get("tokenizer")),
+        "datasets": datasets,
+        "overlap_train_eval_records": _obj(pred.get("overlap")).get("train_eval_records"),
+        "config_sha256": _sha(pred.get("config")),
+        "environment": {
+            "python": env.get("python"),
+            "platform": env.get("platform"),
+            "cuda_available": env.get("cuda_available"),
+            "packages": packages,
+        },
+        "metrics": _obj(metrics.get("final")) if "final" in metrics else metrics,
+        "global_step": metrics.get("global_step"),
+        "ledger": _ledger_status(run_dir, _obj(pred.get("ledger"))),
+        "subjects": [
+            {
+                "name": s.get("name"),
+                "sha256": _sha(s),
+                "present": isinstance(s.get("name"), str) and (run_dir / s["name"]).is_file(),
+            }
+            for s in subjects
+        ],
+        "signatures": signatures,
+        "warnings": [str(w) for w in _list(pred.get("warnings"))],
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _render(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True, highlight=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=100_000, highlight=False)
+
+    def line(key: str, value: Any) -> None:
+        console.print(f"[bold]{key}:[/bold] ", end="")
+        console.print(_fmt(value), markup=False)
+
+    line("run", info["run_dir"])
+    line("run id", info["run_id"])
+    line("framework", info["framework"])
+    line("started / finished", f"{_fmt(info['started_at'])} / {_fmt(info['finished_at'])}")
+    for key in ("base_model", "tokenizer"):
+        a = info[key]
+        label = key.replace("_", " ")
+        if a is None:
+            line(label, "not recorded")
+        else:
+            line(label, f"{_fmt(a['path_name'])}  sha256 {_fmt(a['sha256'])}  ({_fmt(a['files'])} files)")
+    line("config sha256", info["config_sha256"])
+    env = info["environment"]
+    pk = env["packages"]
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(pk.items()) if k in ("torch", "transformers", "peft", "trl"))
+    cuda = env["cuda_available"]
+    cuda_text = "" if cuda is None else ("; CUDA available" if cuda else "; no CUDA")
+    line("environment", f"Python {_fmt(env['python'])} on {_fmt(env['platform'])}{cuda_text}; {versions or '-'}")
+
+    if info["datasets"]:
+        t = Table(title="datasets", title_justify="left", show_edge=False)
+        for col in ("name", "role", "format", "records", "merkle root", "sha256"):
+            t.add_column(col, no_wrap=True)
+        for d in info["datasets"]:
+            t.add_row(*(_fmt(d[k]) for k in ("name", "role", "format", "records", "merkle_root", "sha256")))
+        console.print(t, markup=False)
+    else:
+        line("datasets", "none recorded")
+    line("train/eval overlap (records)", info["overlap_train_eval_records"])
+
+    metrics = info["metrics"]
+    line("metrics", ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(metrics.items())) or "none")
+    if info["global_step"] is not None:
+        line("global step", info["global_step"])
+
+    led = info["ledger"]
+    if led.get("verified"):
+        status = f"verifies against the recorded head ({led['entries']} entries, head {led['head']})"
+    else:
+        status = f"DOES NOT VERIFY: {led.get('problem')}"
+    line("ledger", f"{led['path']}: {status}")
+
+    subjects = info["subjects"]
+    missing = [s["name"] for s in subjects if not s["present"]]
+    line("subjects", f"{len(subjects)} files" + (f" ({len(missing)} missing on disk)" if missing else ""))
+    t = Table(show_edge=False)
+    t.add_column("file", no_wrap=True)
+    t.add_column("sha256", no_wrap=True)
+    t.add_column("on disk", no_wrap=True)
+    for s in subjects:
+        t.add_row(_fmt(s["name"]), _fmt(s["sha256"]), "yes" if s["present"] else "MISSING")
+    if subjects:
+        console.print(t, markup=False)
+    line("signatures", ", ".join(info["signatures"]) or "none (unsigned run record)")
+    for w in info["warnings"]:
+        line("warning", w)
+
+
+@click.command("inspect")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def inspect_command(run_dir: Path, as_json: bool) -> None:
+    """Summarize the run record of RUN_DIR (an output directory, its bastion/ folder, or statement.json)."""
+    root, statement_path = locate_record(run_dir)
+    info = summarize(root, statement_path)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        _render(info)
+    if not info["ledger"].get("verified"):
+        sys.exit(1)
