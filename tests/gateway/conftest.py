@@ -29,6 +29,7 @@ detectors:
   - {id: pii.phone, type: phone, action: redact, classification: personal, regions: [DE, GB, US]}
   - {id: fin.iban, type: iban, action: block, classification: special}
   - {id: fin.card, type: payment_card, action: block, classification: special}
+  - {id: hr.staff-id, type: keywords, entity: STAFF_ID, keywords: [EMP-123456], action: allow, classification: personal}
 upstreams:
   - {id: openai, jurisdiction: US}
   - {id: offshore, jurisdiction: XX}
