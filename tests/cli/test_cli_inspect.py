@@ -106,7 +106,8 @@ def test_summary(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert d["role"] in row and str(d["records"]) in row and d["merkle_root"] in row
     assert "train/eval overlap (records): 1" in out
     assert "metrics: eval_loss=1.75, train_loss=1.5" in out
-    assert f"ledger: bastion/ledger.jsonl: verifies against the recorded head (4 entries, head {pred['ledger']['head']})" in out
+    head = pred["ledger"]["head"]
+    assert f"ledger: bastion/ledger.jsonl: verifies against the recorded head (4 entries, head {head})" in out
     assert "subjects: 3 files" in out
     for s in stmt["subject"]:
         assert s["digest"]["sha256"] in out
@@ -209,15 +210,22 @@ def test_malformed_predicate_does_not_crash(run_dir: Path, capsys: pytest.Captur
     [
         (lambda p: None, "{p}/nope: path not found"),
         (lambda p: (p / "nope").mkdir(), "{p}/nope: not a Bastion run directory (no bastion/statement.json)"),
-        (lambda p: (p / "nope" / "bastion").mkdir(parents=True), "{p}/nope/bastion: the run record has no statement.json"),
         (
-            lambda p: (p / "nope" / "bastion").mkdir(parents=True)
-            or (p / "nope" / "bastion" / "statement.json").write_text("{not json"),
+            lambda p: (p / "nope" / "bastion").mkdir(parents=True),
+            "{p}/nope/bastion: the run record has no statement.json",
+        ),
+        (
+            lambda p: (
+                (p / "nope" / "bastion").mkdir(parents=True)
+                or (p / "nope" / "bastion" / "statement.json").write_text("{not json")
+            ),
             "{p}/nope/bastion/statement.json: statement is not valid JSON",
         ),
         (
-            lambda p: (p / "nope" / "bastion").mkdir(parents=True)
-            or (p / "nope" / "bastion" / "statement.json").write_text('{"_type": "other"}'),
+            lambda p: (
+                (p / "nope" / "bastion").mkdir(parents=True)
+                or (p / "nope" / "bastion" / "statement.json").write_text('{"_type": "other"}')
+            ),
             "not an in-toto Statement v1",
         ),
     ],
@@ -254,8 +262,12 @@ def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows = []
     for line in data["train"].read_text().splitlines():
-        enc = tok(tok.apply_chat_template(json.loads(line)["messages"], tokenize=False), max_length=32,
-                  truncation=True, padding="max_length")
+        enc = tok(
+            tok.apply_chat_template(json.loads(line)["messages"], tokenize=False),
+            max_length=32,
+            truncation=True,
+            padding="max_length",
+        )
         enc["labels"] = list(enc["input_ids"])
         rows.append(dict(enc))
     out = tmp_path / "out"
@@ -269,8 +281,16 @@ def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixtur
         AutoModelForCausalLM.from_pretrained(model_dir),
         LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"),
     )
-    args = TrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=2, logging_steps=1,
-                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[cb])
     trainer.train()
     trainer.save_model()
