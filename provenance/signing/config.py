@@ -100,7 +100,7 @@ class SigningConfig:
             lines = []
             for err in exc.errors():
                 key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                msg = err["msg"]
+                msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     msg = "unknown key (allowed: " + ", ".join(_Model.model_fields) + ")"
                 elif key == "backend":

@@ -97,7 +97,10 @@ class CertificateSigner(Signer):
             )
         config = ms_signing.Config()  # type: ignore[no-untyped-call]
         return config.use_certificate_signer(
-            private_key=self._key_path, signing_certificate=self._cert_path, certificate_chain=self._chain_paths
+            private_key=self._key_path,
+            signing_certificate=self._cert_path,
+            # model_signing 1.1.1 cannot parse an empty chain; repeating the leaf is harmless to verifiers.
+            certificate_chain=self._chain_paths or (self._cert_path,),
         )
 
     @property

@@ -32,7 +32,7 @@ SOURCE = "axolotl.yaml: bastion_signing"
         ({"backend": "sigstore", "private_key": "k.pem"}, "private_key: not used by backend 'sigstore'"),
         ({"backend": "sigstore", "staging": True, "trust_config": "t"}, "staging and trust_config are exclusive"),
         ({"backend": "sigstore", "staging": "perhaps"}, "staging: Input should be a valid boolean"),
-        ({"backend": "key", "private_key": " "}, "private_key: Value error, must not be empty"),
+        ({"backend": "key", "private_key": " "}, "private_key: must not be empty"),
     ],
 )
 def test_invalid_mappings_name_the_key(mapping: dict[str, Any], fragment: str) -> None:
