@@ -1,0 +1,147 @@
+"""Bastion's own settings for a LLaMA-Factory run, and how they are kept out of LLaMA-Factory's way.
+
+LLaMA-Factory rejects keys it does not know (``HfArgumentParser`` raises on them), so Bastion's
+settings live under one ``bastion:`` key of the same YAML file and are removed before LLaMA-Factory
+sees the config::
+
+    bastion:
+      strict: true              # any provenance problem stops the run before the first step
+      signing:                  # bastion.provenance.signing.SigningConfig; omit for an unsigned record
+        backend: key
+        private_key: keys/signing.pem
+      sign_checkpoints: false
+      fsync: interval           # always | interval | never (ledger durability)
+
+``llamafactory-cli`` style overrides reach them too: ``bastion.strict=true``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from bastion.errors import ConfigError
+
+SETTINGS_KEY = "bastion"
+FSYNC_MODES: tuple[str, ...] = ("always", "interval", "never")
+_KEYS = ("strict", "signing", "sign_checkpoints", "fsync")
+
+# Config keys whose values are credentials: never written to the run record.
+_SECRET_KEY = re.compile(r"(^|_)(token|api_key|apikey|secret|password|passwd|credentials?)$", re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+@dataclass(frozen=True)
+class BastionSettings:
+    """What Bastion does during a LLaMA-Factory run. ``source`` names where the settings came from."""
+
+    strict: bool = False
+    signing: Mapping[str, Any] | None = None
+    sign_checkpoints: bool = False
+    fsync: Literal["always", "interval", "never"] = "interval"
+    source: str = "defaults"
+
+    @classmethod
+    def from_mapping(cls, value: Any, *, source: str) -> BastionSettings:
+        """Validate the ``bastion:`` section; errors name the key and where it came from."""
+        if value is None:
+            return cls(source=source)
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"{source}: '{SETTINGS_KEY}' must be a mapping, got {type(value).__name__}",
+                hint=f"e.g.\n{SETTINGS_KEY}:\n  strict: true",
+            )
+        unknown = sorted(str(k) for k in value if k not in _KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key {SETTINGS_KEY}.{unknown[0]}",
+                hint=f"allowed keys under '{SETTINGS_KEY}': {', '.join(_KEYS)}",
+            )
+        out = cls(source=source)
+        for key in ("strict", "sign_checkpoints"):
+            if key in value and not isinstance(value[key], bool):
+                raise ConfigError(f"{source}: {SETTINGS_KEY}.{key} must be true or false, got {value[key]!r}")
+        out = replace(out, strict=value.get("strict", False), sign_checkpoints=value.get("sign_checkpoints", False))
+        if "fsync" in value:
+            mode = value["fsync"]
+            if mode not in FSYNC_MODES:
+                raise ConfigError(
+                    f"{source}: {SETTINGS_KEY}.fsync must be one of {', '.join(FSYNC_MODES)}, got {mode!r}"
+                )
+            out = replace(out, fsync=mode)
+        signing = value.get("signing")
+        if signing is not None and not isinstance(signing, Mapping):
+            raise ConfigError(
+                f"{source}: {SETTINGS_KEY}.signing must be a mapping, got {type(signing).__name__}",
+                hint="e.g. signing: {backend: key, private_key: keys/signing.pem}",
+            )
+        return replace(out, signing=None if signing is None else dict(signing))
+
+    def override(
+        self,
+        *,
+        strict: bool | None = None,
+        signing: Mapping[str, Any] | None = None,
+        sign_checkpoints: bool | None = None,
+        fsync: str | None = None,
+        source: str | None = None,
+    ) -> BastionSettings:
+        """These settings with every non-``None`` argument taking precedence (command-line flags)."""
+        out = self
+        if strict is not None:
+            out = replace(out, strict=strict)
+        if signing is not None:
+            out = replace(out, signing=dict(signing))
+        if sign_checkpoints is not None:
+            out = replace(out, sign_checkpoints=sign_checkpoints)
+        if fsync is not None:
+            if fsync not in FSYNC_MODES:
+                raise ConfigError(f"fsync must be one of {', '.join(FSYNC_MODES)}, got {fsync!r}")
+            out = replace(out, fsync=fsync)  # type: ignore[arg-type]
+        if source is not None and out != self:
+            out = replace(out, source=f"{self.source} + {source}")
+        return out
+
+
+def split_settings(args: Mapping[str, Any], *, source: str) -> tuple[dict[str, Any], BastionSettings]:
+    """Split a LLaMA-Factory config into (config without ``bastion:``, Bastion settings)."""
+    clean = {str(k): v for k, v in args.items() if k != SETTINGS_KEY}
+    return clean, BastionSettings.from_mapping(args.get(SETTINGS_KEY), source=source)
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with credential-like keys (``hf_hub_token``, ``*_api_key``, ...) replaced."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): (REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``--hf_hub_token X`` / ``--hf_hub_token=X`` style arguments with the credential values replaced."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        name, eq, _ = arg.lstrip("-").partition("=")
+        if arg.startswith("--") and _SECRET_KEY.search(name):
+            if eq:
+                out.append(f"{arg.split('=', 1)[0]}={REDACTED}")
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(arg)
+    return out
+
+
+__all__ = ["FSYNC_MODES", "REDACTED", "SETTINGS_KEY", "BastionSettings", "redact", "redact_argv", "split_settings"]

@@ -1,0 +1,177 @@
+"""Real LLaMA-Factory runs (stage sft and dpo, LoRA, CPU) launched as users do: ``bastion llamafactory train``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lf_support import base_config, write_yaml
+
+pytestmark = [pytest.mark.framework, pytest.mark.timeout(600)]
+
+HAS_SIGNING = importlib.util.find_spec("bastion.provenance.signing") is not None
+HAS_VERIFY = importlib.util.find_spec("bastion.provenance.verify") is not None
+SECRET = "hf_NOT_A_REAL_TOKEN_0123456789"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ledger(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "bastion" / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def _names(ds: dict[str, Any]) -> list[tuple[str, str]]:
+    files = ds["files"]
+    return [(ds["name"] if len(files) == 1 else f"{ds['name']}/{Path(f).name}", f) for f in files]
+
+
+def _check_record(out: Path, model: Path, expected: dict[str, dict[str, Path]]) -> dict[str, Any]:
+    """Assertions shared by every stage; returns the statement."""
+    from bastion.provenance.datasets import hash_dataset
+    from bastion.provenance.hashing import hash_directory
+    from bastion.provenance.ledger import verify_ledger
+
+    statement = json.loads((out / "bastion" / "statement.json").read_text(encoding="utf-8"))
+    pred = statement["predicate"]
+    assert pred["framework"] == "llamafactory"
+
+    # Subjects: exactly the files LLaMA-Factory left in output_dir (the record folder aside), with their digests.
+    on_disk = {
+        p.relative_to(out).as_posix(): _sha256(p)
+        for p in out.rglob("*")
+        if p.is_file() and p.relative_to(out).parts[0] != "bastion"
+    }
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert subjects == on_disk
+    assert "adapter_model.safetensors" in subjects  # LoRA weights saved by LLaMA-Factory before finalize
+
+    # Base model and tokenizer: the local model dir, hashed as it is on disk.
+    model_digest = hash_directory(model).sha256
+    assert pred["base_model"]["digest"]["sha256"] == model_digest
+    assert pred["tokenizer"]["digest"]["sha256"] == model_digest
+
+    # Datasets resolved through dataset_info.json, one entry per file, digests equal to the files'.
+    by_role: dict[str, dict[str, dict[str, Any]]] = {}
+    for ds in pred["datasets"]:
+        by_role.setdefault(ds["role"], {})[ds["name"]] = ds
+    assert {role: sorted(v) for role, v in by_role.items()} == {role: sorted(v) for role, v in expected.items()}
+    for role, files in expected.items():
+        for name, f in files.items():
+            d = by_role[role][name]
+            assert d["digest"]["sha256"] == _sha256(f)
+            assert d["merkle_root"] == hash_dataset(f).merkle_root
+            assert d["records"] == hash_dataset(f).records
+    resolved = {n: Path(f) for ds in pred["config"]["value"]["datasets"] for n, f in _names(ds)}
+    assert resolved == {n: f for files in expected.values() for n, f in files.items()}
+
+    # Every step the Trainer logged (LLaMA-Factory's trainer_state.json) is in the ledger.
+    entries = _ledger(out)
+    ledger = pred["ledger"]
+    verify_ledger(out / ledger["path"], expected_head=ledger["head"], expected_entries=ledger["entries"])
+    kinds = [e["kind"] for e in entries]
+    assert kinds[0] == "run.start" and kinds[-1] == "outputs"
+    state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
+    logged = [h for h in state["log_history"] if "loss" in h]
+    assert len(logged) == state["global_step"]
+    ledger_losses = {
+        (e["data"]["step"], round(e["data"]["metrics"]["loss"], 6))
+        for e in entries
+        if e["kind"] == "log" and "loss" in e["data"].get("metrics", {})
+    }
+    assert {(h["step"], round(h["loss"], 6)) for h in logged} <= ledger_losses
+
+    # The recorded config is the one LLaMA-Factory ran with, and the output dir is the configured one.
+    cfg = pred["config"]["value"]
+    assert cfg["output_dir"] == str(out)
+    assert "bastion" not in cfg["llamafactory"]
+    return statement
+
+
+def _signing_section(tmp_path: Path) -> tuple[dict[str, Any], Path | None]:
+    if not HAS_SIGNING:
+        return {}, None
+    from bastion.provenance.signing import generate_key_pair
+
+    keys = generate_key_pair(tmp_path / "keys")
+    return {"signing": {"backend": "key", "private_key": str(keys.private_key)}}, keys.public_key
+
+
+def _check_signature(out: Path, public_key: Path | None) -> None:
+    if public_key is None or not HAS_VERIFY:
+        return
+    from bastion.provenance.verify import verify
+
+    report = verify(out, public_key=public_key)
+    assert report.ok, report.as_dict()
+    # Tampering with the trained adapter is caught.
+    weights = out / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    assert not verify(out, public_key=public_key).ok
+
+
+def test_sft_lora_run_is_recorded_and_signed(tmp_path: Path, tiny_model: Path, lf_data: Path, launch: Any) -> None:
+    out = tmp_path / "out-sft"
+    cfg = base_config(tiny_model, lf_data, out, "sft")
+    cfg["hf_hub_token"] = SECRET  # a credential in the config must not reach the record
+    section, public_key = _signing_section(tmp_path)
+    cfg["bastion"] = {"strict": True, **section}
+    config = write_yaml(tmp_path / "sft.yaml", cfg)
+
+    # key=value overrides after the file, as llamafactory-cli takes them.
+    result = launch(str(config), "max_steps=3")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "run record written to" in result.stderr
+
+    statement = _check_record(
+        out,
+        tiny_model,
+        {
+            "train": {"tiny_chat": lf_data / "chat" / "train.jsonl"},
+            "eval": {"tiny_chat_eval": lf_data / "chat" / "eval.jsonl"},
+        },
+    )
+    pred = statement["predicate"]
+    state = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))
+    assert state["global_step"] == 3  # the override reached LLaMA-Factory
+    assert pred["config"]["value"]["llamafactory"]["max_steps"] == 3
+    assert pred["config"]["value"]["stage"] == "sft"
+    assert pred["overlap"]["train_eval_records"] == 0
+    assert any("eval_loss" in e["data"].get("metrics", {}) for e in _ledger(out) if e["kind"] == "log")
+    for f in (out / "bastion").iterdir():
+        assert SECRET not in f.read_text(encoding="utf-8", errors="replace"), f
+    assert pred["config"]["value"]["llamafactory"]["hf_hub_token"] == "[REDACTED]"
+    _check_signature(out, public_key)
+
+
+def test_dpo_lora_run_records_preference_pairs(tmp_path: Path, tiny_model: Path, lf_data: Path, launch: Any) -> None:
+    out = tmp_path / "out-dpo"
+    cfg = base_config(tiny_model, lf_data, out, "dpo")
+    section, public_key = _signing_section(tmp_path)
+    config = write_yaml(tmp_path / "dpo.yaml", cfg)
+    flags = ["--strict"] + (["--sign-key", section["signing"]["private_key"]] if section else [])
+
+    result = launch(*flags, str(config))
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # ranking: true in dataset_info.json -> preference; the folder's two files are both recorded.
+    statement = _check_record(
+        out,
+        tiny_model,
+        {
+            "preference": {
+                "tiny_pairs/part-0.json": lf_data / "pairs" / "part-0.json",
+                "tiny_pairs/part-1.json": lf_data / "pairs" / "part-1.json",
+            }
+        },
+    )
+    pred = statement["predicate"]
+    assert pred["config"]["value"]["stage"] == "dpo"
+    dpo_metrics = [e["data"]["metrics"] for e in _ledger(out) if e["kind"] == "log"]
+    assert any(any(k.startswith("rewards/") for k in m) for m in dpo_metrics)  # DPO's own metrics were logged
+    _check_signature(out, public_key)
