@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import math
+import re
 import shutil
 import threading
 import uuid
@@ -95,8 +96,21 @@ def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+SECRET_KEY = re.compile(
+    r"^token$|(?:^|[_-])(?:(?:hf|hub|api|access|auth|bearer|refresh|session|github|gh|wandb|openai)[_-]?token"
+    r"|password|passwd|secret|secret[_-]?key|api[_-]?key|credentials?)$",
+    re.IGNORECASE,
+)
+"""Config keys whose values are never recorded (the statement travels with the model)."""
+REDACTED = "[REDACTED]"
+
+
 def _jsonable(value: Any) -> Any:
-    """A canonical-JSON-safe copy: non-finite floats and huge ints become strings, other objects ``str``."""
+    """A canonical-JSON-safe copy: non-finite floats and huge ints become strings, other objects ``str``.
+
+    Values under keys that name credentials (``hf_token``, ``api_key``, ``password`` …) are replaced
+    by ``"[REDACTED]"`` so that a config recorded in a statement never carries a secret.
+    """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -104,7 +118,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else _nonfinite_name(value)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {
+            str(k): REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "", False) else _jsonable(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -186,12 +203,12 @@ def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
 
 
 def _training_arguments(args: TrainingArguments) -> dict[str, Any]:
-    """``TrainingArguments`` as a plain dict, with every ``*_token`` field left out."""
+    """``TrainingArguments`` as a plain dict; credential fields (``hub_token`` …) are left out."""
     try:
         raw = args.to_dict()  # type: ignore[no-untyped-call]
     except Exception:  # a subclass with odd fields must not break the run
         raw = {k: v for k, v in vars(args).items() if not k.startswith("_")}
-    return {k: _jsonable(v) for k, v in raw.items() if not k.endswith("_token") and "token" not in k.split("_")}
+    return {k: v for k, v in _jsonable(raw).items() if v != REDACTED}
 
 
 def _digest_entry(name: str, digest: DirectoryDigest) -> dict[str, Any]:
@@ -531,8 +548,28 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._is_main = self._main_process(args, state)
-        if not self._is_main or self._started:
+        if not self._is_main:
             return
+        if self._statement_path is not None or self._aborted is not None:
+            self._problem(
+                ConfigError(
+                    "this BastionCallback already recorded a run; the new training run is not recorded",
+                    hint="create a new BastionCallback for each trainer.train() call",
+                ),
+                "callback.reused",
+            )
+            return
+        if self._started:
+            return
+        try:
+            self._begin(args, state)
+        except Exception as exc:
+            if self.strict:
+                raise
+            logger.warning("bastion: provenance recording failed to start: %s", _error_text(exc))
+            self._warnings.append(_error_text(exc))
+
+    def _begin(self, args: TrainingArguments, state: TrainerState) -> None:
         problems = self._validate()
         if self.strict and problems:
             raise (

@@ -1,0 +1,123 @@
+"""Run-record details that need no training loop: the Trainer's hooks are called directly, as the Trainer would."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bastion.plugins.hf import BastionCallback
+from bastion.plugins.hf.callback import REDACTED, clean_metrics
+from bastion.provenance import canonical_json, load_statement, verify_ledger
+from conftest import files_in, read_ledger
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+def _hooks(out: Path) -> tuple[Any, Any, Any]:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    return TrainingArguments(output_dir=str(out), report_to=[], use_cpu=True), TrainerState(), TrainerControl()
+
+
+def test_secrets_in_config_are_never_recorded(tmp_path: Path) -> None:
+    secret = "hf_abcdefSECRET123"
+    out = tmp_path / "out"
+    config = {
+        "base_model": "tiny",
+        "hf_token": secret,
+        "wandb": {"wandb_api_key": secret, "project": "p"},
+        "pad_token": "<pad>",  # a special token, not a credential: kept
+        "signing": {"backend": "key", "password_env": "KEY_PASSWORD"},  # a variable NAME: kept
+    }
+    args, state, control = _hooks(out)
+    cb = BastionCallback(config=config)
+    cb.on_train_begin(args, state, control)
+    cb.on_train_end(args, state, control)
+    (out / "model.bin").write_bytes(b"m")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    assert pred["config"]["value"]["hf_token"] == REDACTED
+    assert pred["config"]["value"]["wandb"] == {"wandb_api_key": REDACTED, "project": "p"}
+    assert pred["config"]["value"]["pad_token"] == "<pad>"
+    assert pred["config"]["value"]["signing"]["password_env"] == "KEY_PASSWORD"
+    for f in (out / "bastion").iterdir():
+        assert secret not in f.read_text(encoding="utf-8")
+
+
+def test_finalize_into_another_output_dir(tmp_path: Path) -> None:
+    out, final = tmp_path / "out", tmp_path / "final"
+    args, state, control = _hooks(out)
+    cb = BastionCallback()
+    cb.on_train_begin(args, state, control)
+    state.global_step = 1
+    cb.on_log(args, state, control, logs={"loss": 2.5})
+    cb.on_train_end(args, state, control)
+    final.mkdir()
+    (final / "adapter_model.safetensors").write_bytes(b"\x00" * 64)
+    path = cb.finalize(final)
+    assert path == final / "bastion" / "statement.json"
+    statement = load_statement(path)
+    assert {s["name"]: s["digest"]["sha256"] for s in statement["subject"]} == files_in(final)
+    led = statement["predicate"]["ledger"]
+    verify_ledger(final / "bastion" / "ledger.jsonl", expected_head=led["head"], expected_entries=led["entries"])
+
+
+def test_reusing_a_finalized_callback_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback()
+    cb.on_train_begin(args, state, control)
+    cb.on_train_end(args, state, control)
+    (out / "w.bin").write_bytes(b"w")
+    cb.finalize()
+    before = (out / "bastion" / "ledger.jsonl").read_bytes()
+    with caplog.at_level("WARNING", logger="bastion"):
+        cb.on_train_begin(args, state, control)
+    assert any("new BastionCallback" in r.getMessage() or "already recorded" in r.getMessage() for r in caplog.records)
+    assert (out / "bastion" / "ledger.jsonl").read_bytes() == before
+    strict = BastionCallback(strict=True)
+    strict.on_train_begin(*_hooks(tmp_path / "o2"))
+    strict.on_train_end(*_hooks(tmp_path / "o2"))
+    (tmp_path / "o2" / "w.bin").write_bytes(b"w")
+    strict.finalize()
+    with pytest.raises(Exception, match="already recorded a run"):
+        strict.on_train_begin(*_hooks(tmp_path / "o2"))
+
+
+def test_checkpoint_vanishing_before_it_is_hashed_is_a_warning(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback()
+    cb.on_train_begin(args, state, control)
+    state.global_step = 3
+    cb.on_save(args, state, control)  # checkpoint-3 was never written (e.g. rotated away)
+    cb.on_train_end(args, state, control)
+    (out / "w.bin").write_bytes(b"w")
+    cb.finalize()
+    warnings = [e["data"] for e in read_ledger(out / "bastion" / "ledger.jsonl") if e["kind"] == "warning"]
+    assert len(warnings) == 1 and "checkpoint-3" in warnings[0]["message"]
+    assert warnings[0]["code"] == "checkpoint.hash"
+
+
+metric_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(),
+    st.text(max_size=5),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), metric_values, max_size=8))
+def test_clean_metrics_always_canonicalizes(logs: dict[str, Any]) -> None:
+    numbers, nonfinite = clean_metrics(logs)
+    canonical_json({"metrics": numbers, "non_finite": nonfinite})  # never raises
+    for key, value in logs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            assert nonfinite[key] in ("NaN", "Infinity", "-Infinity") and key not in numbers
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert numbers[key] == pytest.approx(value)
+        else:
+            assert key not in numbers and key not in nonfinite
