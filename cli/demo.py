@@ -61,12 +61,20 @@ def _prepare(output_dir: Path, force: bool) -> None:
             path=output_dir,
             hint="pass another --output-dir, or --force to replace its inputs/, keys/ and run/ folders",
         )
-    for path in existing:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for path in existing:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".bastion-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to --output-dir: {exc.strerror or exc}", path=output_dir, hint="pick a writable folder"
+        ) from None
 
 
 def _chat_dataset(tokenizer: Any, path: Path, max_length: int = 48) -> Any:
