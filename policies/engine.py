@@ -159,6 +159,8 @@ class PolicyEngine:
             hits = det.validate(text, start, end, kind)
             if hits:
                 return hits
+        if kind == "number" and text[start] == "(":
+            return self._validate(text, start + 1, end, kind)  # "(4111 1111 1111 1111)"
         if kind == "number" and " " in text[start:end]:
             return self._split_groups(text, start, end)
         return []
@@ -346,15 +348,15 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
             text = text[: h.start] + h.detector.placeholder + text[h.end :]
         if slot.is_key:
             renames.setdefault(id(slot.container), (slot.container, {}))[1][str(slot.key)] = text
-        elif slot.owner is not None and slot.container is None:
-            slot.owner.decoded = text  # the nested document itself is a bare string (not reachable)
         else:
             slot.container[slot.key] = text
         if slot.owner is not None:
             slot.owner.dirty = True
+    final: dict[int, dict[str, str]] = {}  # container id -> old key -> key it ended up under
     for container, mapping in renames.values():
         items = list(container.items())
         container.clear()
+        moved = final[id(container)] = {}
         for k, v in items:
             new = mapping.get(k, k)
             n = 2
@@ -363,9 +365,13 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
                 new = f"{base}#{n}"
                 n += 1
             container[new] = v
+            moved[k] = new
     for own in reversed(owners):  # children were appended after their parents
         if own.dirty:
-            own.container[own.key] = json.dumps(own.decoded, ensure_ascii=False)
+            key = own.key
+            if isinstance(key, str):
+                key = final.get(id(own.container), {}).get(key, key)
+            own.container[key] = json.dumps(own.decoded, ensure_ascii=False)
             if own.parent is not None:
                 own.parent.dirty = True
 

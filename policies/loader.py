@@ -161,7 +161,9 @@ def _message(err: Mapping[str, Any]) -> str:
     if kind == "union_tag_not_found":
         return f"detector needs a 'type'; one of: {', '.join(DETECTOR_TYPES)}"
     if kind == "string_pattern_mismatch":
-        return f"{_short(err.get('input'))} does not match the required form {ctx.get('pattern')}"
+        field = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
+        advice = _PATTERN_ADVICE.get(field, f"the required form is {ctx.get('pattern')}")
+        return f"{_short(err.get('input'))} is not allowed here: {advice}"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]
@@ -169,6 +171,15 @@ def _message(err: Mapping[str, Any]) -> str:
     if not isinstance(got, (dict, list)):
         msg += f" (got {_short(got)})"
     return msg
+
+
+_PATTERN_ADVICE = {
+    "jurisdiction": "use an upper-case code such as EU, US, CH",
+    "jurisdictions": "use upper-case codes such as EU, US, CH, or '*' for anywhere",
+    "id": "ids start with a letter or digit and use only letters, digits and _ . : - (at most 64)",
+    "entity": "entity types are upper case, e.g. PROJECT_CODE",
+    "classifications": "classification names are lower case, e.g. personal",
+}
 
 
 def _short(value: Any) -> str:

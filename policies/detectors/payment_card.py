@@ -1,4 +1,4 @@
-"""Payment card numbers (PAN): 12-19 digits, a known issuer prefix, and a valid Luhn check digit."""
+"""Payment card numbers (PAN): 13-19 digits, a known issuer prefix, and a valid Luhn check digit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class PaymentCardDetector(Detector):
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         window = text[start:end]
         compact = _SEPARATORS.sub("", window)
-        if not (12 <= len(compact) <= 19 and compact.isdigit()):
+        if not (13 <= len(compact) <= 19 and compact.isdigit()):
             return []
         if not _IIN.match(compact) or not luhn.is_valid(compact):
             return []

@@ -68,6 +68,8 @@ class PhoneDetector(Detector):
             hits = []
             for match in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=10):
                 s, e = start + match.start, start + match.end
+                if text[s] == "(" and ")" not in text[s:e]:
+                    s += 1  # "(0049 30 901820)": the bracket belongs to the prose
                 if bounded(text, s, e):
                     hits.append(Hit(s, e, self))
             if hits:

@@ -1,0 +1,165 @@
+"""Detectors, table-driven: true positives (including formatted variants) and near misses that must
+not match (checksum-invalid, too short, wrong shape)."""
+
+from __future__ import annotations
+
+import pytest
+from policy_helpers import engine_for
+
+# (detector type, text, expected scheme or "" ) -> must be found exactly as written
+POSITIVES = [
+    ("email", "ana.lopez@example.es", ""),
+    ("email", "first.last+tag@sub.example.co.uk", ""),
+    ("email", "JOHN_DOE@EXAMPLE.COM", ""),
+    ("email", "jürgen.müller@beispiel.de", ""),
+    ("phone", "+49 30 901820", ""),
+    ("phone", "0049 30 901820", ""),
+    ("phone", "030/901820", ""),
+    ("phone", "(030) 1234 5678", ""),
+    ("phone", "+33 1 42 68 53 00", ""),
+    ("phone", "06 12 34 56 78", ""),
+    ("phone", "+44 20 7946 0958", ""),
+    ("phone", "020 7946 0958", ""),
+    ("phone", "+39 06 6982 2345", ""),
+    ("iban", "DE89 3704 0044 0532 0130 00", ""),
+    ("iban", "DE89370400440532013000", ""),
+    ("iban", "FR14 2004 1010 0505 0001 3M02 606", ""),
+    ("iban", "GB82 WEST 1234 5698 7654 32", ""),
+    ("iban", "NL91 ABNA 0417 1643 00", ""),
+    ("payment_card", "4111 1111 1111 1111", ""),
+    ("payment_card", "4111-1111-1111-1111", ""),
+    ("payment_card", "5555555555554444", ""),
+    ("payment_card", "378282246310005", ""),
+    ("national_id", "36 574 261 809", "de.idnr"),
+    ("national_id", "36574261809", "de.idnr"),
+    ("national_id", "2 95 10 99 126 111 93", "fr.nir"),
+    ("national_id", "54362315K", "es.dni"),
+    ("national_id", "X2482300W", "es.nie"),
+    ("national_id", "RCCMNL83S18D969H", "it.codicefiscale"),
+    ("national_id", "111222333", "nl.bsn"),
+    ("national_id", "85.07.30-033.28", "be.nn"),
+    ("national_id", "880320-0016", "se.personnummer"),
+    ("national_id", "943 476 5919", "gb.nhs"),
+    ("national_id", "536-90-4399", "us.ssn"),
+    ("national_id", "44051401359", "pl.pesel"),
+    ("national_id", "131052-308T", "fi.hetu"),
+    ("national_id", "6433435F", "ie.pps"),
+    ("ip_address", "8.8.8.8", "ipv4"),
+    ("ip_address", "192.168.1.10", "ipv4"),
+    ("ip_address", "2001:4860:4860::8888", "ipv6"),
+    ("ip_address", "fe80::1", "ipv6"),
+]
+
+NEAR_MISSES = [
+    ("email", "user@localhost"),
+    ("email", "a@b"),
+    ("email", "@handle"),
+    ("email", "foo@bar.c0m"),
+    ("phone", "+49 30 12"),
+    ("phone", "123456"),
+    ("phone", "0000 000000"),
+    ("phone", "2024-11-25"),
+    ("phone", "3.14159265"),
+    ("iban", "DE89 3704 0044 0532 0130 01"),  # mod-97 check fails
+    ("iban", "XX89370400440532013000"),  # no such country
+    ("payment_card", "4111111111111112"),  # Luhn fails
+    ("payment_card", "1234 5678 9012 3456"),
+    ("payment_card", "0000 0000 0000 0000"),
+    ("national_id", "36 574 261 808"),
+    ("national_id", "2 95 10 99 126 111 94"),
+    ("national_id", "54362315L"),
+    ("national_id", "X2482300A"),
+    ("national_id", "RCCMNL83S18D969X"),
+    ("national_id", "111222334"),
+    ("national_id", "85.07.30-033.29"),
+    ("national_id", "880320-0017"),
+    ("national_id", "943 476 5918"),
+    ("national_id", "000-12-3456"),
+    ("national_id", "536904399"),  # a bare 9-digit number is not taken for a US SSN
+    ("national_id", "44051401358"),
+    ("national_id", "131052-308U"),
+    ("national_id", "6433435E"),
+    ("ip_address", "256.1.1.1"),
+    ("ip_address", "1.2.3"),
+    ("ip_address", "01.02.03.04"),
+    ("ip_address", "1.2.3.4.5"),
+    ("ip_address", "2001:db8::g1"),
+    ("ip_address", "10:30:00"),
+    ("ip_address", "v1.2.3.4"),
+]
+
+
+@pytest.mark.parametrize(("kind", "value", "scheme"), POSITIVES, ids=[f"{k}:{v}" for k, v, _ in POSITIVES])
+@pytest.mark.parametrize("context", ["{}", "see {} here", "({}).", "x\n{}\ty"])
+def test_true_positive_found_exactly(kind: str, value: str, scheme: str, context: str) -> None:
+    engine = engine_for(kind)
+    text = context.format(value)
+    hits = engine.find(text)
+    assert [(text[h.start : h.end], h.scheme) for h in hits] == [(value, scheme)]
+    assert hits[0].detector.entity == engine.detectors[0].entity
+
+
+@pytest.mark.parametrize(("kind", "value"), NEAR_MISSES, ids=[f"{k}:{v}" for k, v in NEAR_MISSES])
+def test_near_miss_not_found(kind: str, value: str) -> None:
+    assert engine_for(kind).find(f"see {value} here") == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("payment_card", "4111 1111 1111 1111"), ("iban", "DE89370400440532013000"), ("national_id", "111222333")],
+)
+def test_glued_to_letters_or_digits_is_not_a_match(kind: str, value: str) -> None:
+    engine = engine_for(kind)
+    assert engine.find(f"ref{value}") == []
+    assert engine.find(f"{value}x") == []
+
+
+def test_phone_regions_limit_national_formats() -> None:
+    # A French national number is not recognised when only British formats are configured...
+    assert engine_for("phone", regions=["GB"]).find("06 12 34 56 78") == []
+    assert len(engine_for("phone", regions=["FR"]).find("06 12 34 56 78")) == 1
+    # ...but international format always is.
+    assert len(engine_for("phone", regions=["DE"]).find("+33 6 12 34 56 78")) == 1
+
+
+def test_national_id_schemes_can_be_restricted() -> None:
+    engine = engine_for("national_id", schemes=["de.idnr"])
+    assert engine.find("111222333") == []  # a valid Dutch BSN, not asked for
+    assert len(engine.find("36 574 261 809")) == 1
+
+
+def test_ip_private_addresses_can_be_excluded() -> None:
+    engine = engine_for("ip_address", include_private=False)
+    assert engine.find("10.0.0.1 and 192.168.1.10 and fe80::1") == []
+    assert len(engine.find("host 8.8.8.8")) == 1
+
+
+def test_ip_versions() -> None:
+    assert engine_for("ip_address", versions=[6]).find("8.8.8.8") == []
+    assert engine_for("ip_address", versions=[4]).find("2001:4860:4860::8888") == []
+
+
+def test_custom_regex_and_keywords() -> None:
+    engine = engine_for("regex", entity="PROJECT_CODE", pattern=r"PRJ-[0-9]{4}")
+    text = "see PRJ-1234 and PRJ-12"
+    assert [(text[h.start : h.end], h.detector.entity) for h in engine.find(text)] == [("PRJ-1234", "PROJECT_CODE")]
+    kw = engine_for("keywords", entity="CODENAME", keywords=["Blue Falcon", "nightjar"])
+    text = "Project blue falcon and NIGHTJAR, not nightjars"
+    assert [text[h.start : h.end] for h in kw.find(text)] == ["blue falcon", "NIGHTJAR"]
+    exact = engine_for("keywords", entity="CODENAME", keywords=["Nightjar"], case_sensitive=True, whole_word=False)
+    other = "nightjar Nightjars"
+    assert [other[h.start : h.end] for h in exact.find(other)] == ["Nightjar"]
+
+
+def test_several_entities_in_one_string_do_not_overlap() -> None:
+    from bastion.policies import PolicyEngine, load_policy
+
+    engine = PolicyEngine(load_policy("pack:eu-gdpr"))
+    text = "Ana (ana@example.es, +34 612 345 678) pays from ES91 2100 0418 4502 0005 1332, DNI 54362315K."
+    got = [(text[h.start : h.end], h.detector.entity) for h in engine.find(text)]
+    assert got == [
+        ("ana@example.es", "EMAIL"),
+        ("+34 612 345 678", "PHONE"),
+        ("ES91 2100 0418 4502 0005 1332", "IBAN"),
+        ("54362315K", "NATIONAL_ID"),
+    ]
