@@ -291,9 +291,12 @@ def _summary(
                 console.print("[bold red]verification FAILED[/bold red]")
                 for line in report.lines():
                     console.print(f"  {line}")
-        console.print(f"verify it yourself: bastion verify {rel(run_dir)} --public-key {rel(public_key)}")
+        console.print(f"verify it yourself: bastion verify {rel(run_dir)} --key {rel(public_key)}")
     else:
-        console.print("unsigned (signing off); sign with: bastion sign " + rel(run_dir))
+        console.print(
+            f"unsigned (signing off); to sign: bastion keygen --out keys && bastion sign {rel(run_dir)} "
+            "--key keys/signing.pem"
+        )
     console.print(f"done in {elapsed:.1f} s; inputs under {rel(output_dir / 'inputs')}/")
     if not ok:
         raise SystemExit(1)

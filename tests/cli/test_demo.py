@@ -56,6 +56,12 @@ def test_demo_runs_signs_and_verifies(tmp_path: Path) -> None:
     bundle = json.loads((run / "bastion" / "statement.sigstore.json").read_text(encoding="utf-8"))
     assert "dsseEnvelope" in bundle
 
+    # The command the summary suggests works as printed.
+    suggested = next(line for line in text.splitlines() if "verify it yourself:" in line).split(": ", 1)[1]
+    assert suggested.split()[:2] == ["bastion", "verify"]
+    checked = _bastion(*suggested.split()[1:], cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
     # A second run into the same folder is refused with a clear message, not a traceback.
     again = _bastion("demo", "--output-dir", str(out), "--steps", "1", cwd=tmp_path)
     assert again.returncode == 2
