@@ -142,7 +142,12 @@ def test_non_object_records_are_scanned(engine: PolicyEngine) -> None:
     ],
 )
 def test_residency(
-    engine: PolicyEngine, upstream: str, jurisdiction: str | None, classification: str | None, allowed: bool, rule: str | None
+    engine: PolicyEngine,
+    upstream: str,
+    jurisdiction: str | None,
+    classification: str | None,
+    allowed: bool,
+    rule: str | None,
 ) -> None:
     res = engine.check_residency(upstream, jurisdiction, classification)
     assert (res.allowed, res.rule_id) == (allowed, rule)
@@ -150,7 +155,8 @@ def test_residency(
 
 
 def test_residency_without_rule_for_class_is_denied() -> None:
-    engine = PolicyEngine(load_policy_text("name: t\nresidency:\n  - {id: r, classifications: [public], jurisdictions: ['*']}\n"))
+    text = "name: t\nresidency:\n  - {id: r, classifications: [public], jurisdictions: ['*']}\n"
+    engine = PolicyEngine(load_policy_text(text))
     res = engine.check_residency("x", "EU", "personal")
     assert not res.allowed and "no residency rule" in res.reason
 

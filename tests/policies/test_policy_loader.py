@@ -53,7 +53,8 @@ BAD_POLICIES = [
     ),
     (
         "name: t\ndetectors:\n  - id: x\n    type: phone\n    regions: [DE, NO]\n",
-        'p.yaml:5: detectors[0].regions: a region was read as the boolean false: YAML reads a bare NO as false; write "NO"',
+        "p.yaml:5: detectors[0].regions: a region was read as the boolean false: "
+        'YAML reads a bare NO as false; write "NO"',
     ),
     (
         "name: t\ndetectors:\n  - {id: x, type: national_id, schemes: [de.passport]}\n",
@@ -72,9 +73,13 @@ BAD_POLICIES = [
     ),
     (
         "name: t\ndefault_classification: public\nclassifications: [internal, personal]\n",
-        "p.yaml:2: default_classification: unknown classification 'public'; declared classifications: internal, personal",
+        "p.yaml:2: default_classification: unknown classification 'public'; "
+        "declared classifications: internal, personal",
     ),
-    ("name: t\ndetectors:\n  - id: x\n   type: email\n", "p.yaml:4: not valid YAML: expected <block end>, but found '<block mapping start>'"),
+    (
+        "name: t\ndetectors:\n  - id: x\n   type: email\n",
+        "p.yaml:4: not valid YAML: expected <block end>, but found '<block mapping start>'",
+    ),
     ("- a\n- b\n", "p.yaml:1: the policy must be a mapping (key: value), got a list"),
     ("", "p.yaml: the policy is empty"),
     ("name: t\nversion: 2\n", "p.yaml:2: version: Input should be 1 (got 2)"),

@@ -103,8 +103,9 @@ def test_byte_at_a_time_splits_multibyte_characters() -> None:
 
 # -- property: nothing to redact -> byte-identical; always valid JSONL ------------------------------
 
+_SAMPLES = ["ana@example.es", "+49 30 901820", "4111 1111 1111 1111", "x\u2028y", "8.8.8.8", "a\\u0040b.com"]
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30) | st.sampled_from(
-    ["ana@example.es", "+49 30 901820", "4111 1111 1111 1111", "x\u2028y", "8.8.8.8", "a\\u0040b.com", '{"e": "b@c.de"}']
+    [*_SAMPLES, '{"e": "b@c.de"}']
 )
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _text,
@@ -115,7 +116,9 @@ _json = st.recursive(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_json, min_size=1, max_size=5), st.booleans(), st.sampled_from([None, (",", ":")]))
-def test_scan_never_corrupts_records(records: list[object], ascii_only: bool, separators: tuple[str, str] | None) -> None:
+def test_scan_never_corrupts_records(
+    records: list[object], ascii_only: bool, separators: tuple[str, str] | None
+) -> None:
     lines = [json.dumps(r, ensure_ascii=ascii_only, separators=separators).encode() for r in records]
     data = b"\n".join(lines) + b"\n"
     out, summary = scan_bytes(ENGINE, data, [7, 3])
@@ -139,7 +142,11 @@ def test_scan_never_corrupts_records(records: list[object], ascii_only: bool, se
     ("data", "message", "line"),
     [
         (b'{"a": 1}\n{"a": "caf\xe9 ana@example.es"}\n', "t.jsonl:2: not valid UTF-8 (byte 11 of the line)", 2),
-        (b'{"a": 1}\n{"a": 2}\n{"a": "ana@example.es"\n', "t.jsonl:3: record 3 is not valid JSON: Expecting ',' delimiter (column 23)", 3),
+        (
+            b'{"a": 1}\n{"a": 2}\n{"a": "ana@example.es"\n',
+            "t.jsonl:3: record 3 is not valid JSON: Expecting ',' delimiter (column 23)",
+            3,
+        ),
         (b'{"a": 1}\nana@example.es\n', "t.jsonl:2: record 2 is not valid JSON: Expecting value (column 1)", 2),
         (b'{"a": NaN}\n', "t.jsonl:1: record 1 is not valid JSON: NaN is not a JSON number", 1),
         (b'{"a": "x", "a": "ana@example.es"}\n', "t.jsonl:1: record 1 has the key 'a' twice in one object", 1),
@@ -168,7 +175,7 @@ def test_over_long_line_is_refused_without_buffering(sizes: list[int]) -> None:
 def test_over_long_last_line_without_newline() -> None:
     scanner = JsonlScanner(ENGINE, source="t.jsonl", max_line_bytes=16)
     scanner.feed(b'{"a": 1}\n')
-    with pytest.raises(ScanError, match="t.jsonl:2: line is longer"):
+    with pytest.raises(ScanError, match=r"t\.jsonl:2: line is longer"):
         scanner.feed(b'{"a": "' + b"y" * 20)
     with pytest.raises(ScanError):  # the scanner stays failed
         scanner.feed(b"\n")
