@@ -305,6 +305,8 @@ class UnslothCallback(BastionCallback):
         if target is None:
             self._problem(ConfigError(f"{method} was called without a save directory; nothing recorded"), "export")
             return
+        if kwargs.get("is_main_process") is False:
+            return  # the transformers convention for "another rank: do not write"
         directory = Path(os.fspath(target))
         details: dict[str, Any] = {}
         for key in ("save_method", "quantization_method"):

@@ -65,6 +65,22 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
+SLOW_RANK1_SAVE_S = float(os.environ.get("BASTION_TEST_SLOW_RANK1_SAVE", "0"))
+
+
+def slow_down_rank1_checkpoint_writes() -> None:
+    """Test-only: rank 1 writes its share of each checkpoint late, as a rank writing a large optimizer
+    shard to a slow disk does. (Its share under plain DDP is ``rng_state_1.pth``.)"""
+    original = Trainer._save_rng_state
+
+    def slow(self: Any, output_dir: str) -> None:
+        if self.args.process_index == 1:
+            time.sleep(SLOW_RANK1_SAVE_S)
+        original(self, output_dir)
+
+    Trainer._save_rng_state = slow
+
+
 HOOKS = (
     "on_init_end",
     "on_train_begin",
@@ -136,6 +152,8 @@ def main() -> None:
         if hasattr(callback, name):
             setattr(callback, name, _timed(name, getattr(callback, name)))
 
+    if SLOW_RANK1_SAVE_S > 0:
+        slow_down_rank1_checkpoint_writes()
     trainer = Trainer(
         model=model,
         args=args,

@@ -372,3 +372,17 @@ def test_bad_arguments_are_refused_with_clear_errors(untrained: tuple[Any, Any],
     with pytest.raises(BastionError, match="not an existing path and not a Hugging Face repo id"):
         track(model, tokenizer, base_model="/no/such/model")
     untrack(model)
+
+
+def test_sibling_folders_of_a_save_are_found(tmp_path: Path) -> None:
+    import time
+
+    started = time.time()
+    for name in ("model", "model-fp8", "model-torchao-int8", "model_gguf", "model_other", "modelx-fp8"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "model-old").mkdir()
+    os.utime(tmp_path / "model-old", (started - 3600, started - 3600))  # left from an earlier export
+    found = UnslothCallback._siblings(tmp_path / "model", None, started)
+    assert sorted(p.name for p in found) == ["model-fp8", "model-torchao-int8", "model_gguf"]
+    returned = UnslothCallback._siblings(tmp_path / "model", {"gguf_directory": str(tmp_path / "model_other")}, started)
+    assert returned[0] == tmp_path / "model_other"
