@@ -25,7 +25,6 @@ from typing import Any
 from bastion.provenance.signing.config import SigningConfig
 from bastion.provenance.signing.signer import Signer
 from bastion.provenance.statement import RECORD_DIR, load_statement, write_statement
-from model_signing import hashing as ms_hashing
 
 from bastion.errors import BastionError, InputError, SigningError
 
@@ -164,6 +163,8 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
         # The statement first: its errors (token, Fulcio, key) come from our own code path and are clearest.
         bundle_json = signer.sign_statement(payload) if payload is not None else None
         if want_oms:
+            from model_signing import hashing as ms_hashing
+
             hashing = ms_hashing.Config()  # type: ignore[no-untyped-call]
             hashing.set_ignored_paths(paths=record_dirs(directory), ignore_git_paths=True)
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.provenance.signing.bundle import certificate_bundle
 from bastion.provenance.signing.keys import load_certificates, load_private_key
@@ -12,9 +12,11 @@ from bastion.provenance.signing.signer import Signer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from model_signing import signing as ms_signing
 
 from bastion.errors import ConfigError
+
+if TYPE_CHECKING:
+    from model_signing import signing as ms_signing
 
 
 def certificate_identity(cert: x509.Certificate) -> dict[str, Any]:
@@ -88,6 +90,8 @@ class CertificateSigner(Signer):
         return certificate_bundle(self._key, [self._leaf, *self._chain], payload)
 
     def model_signing_config(self) -> ms_signing.Config:
+        from model_signing import signing as ms_signing
+
         if self._password_env:
             raise ConfigError(
                 "password_env: model_signing 1.1.1's certificate signer cannot open password-protected keys, "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from bastion.provenance.signing.bundle import key_bundle, key_fingerprint
 from bastion.provenance.signing.keys import load_private_key, password_from_env
 from bastion.provenance.signing.signer import Signer
-from model_signing import signing as ms_signing
+
+if TYPE_CHECKING:
+    from model_signing import signing as ms_signing
 
 
 class KeySigner(Signer):
@@ -26,6 +28,8 @@ class KeySigner(Signer):
         return key_bundle(self._key, payload)
 
     def model_signing_config(self) -> ms_signing.Config:
+        from model_signing import signing as ms_signing
+
         password = password_from_env(self._password_env)
         # model_signing passes the password straight to cryptography, which wants bytes.
         config = ms_signing.Config()  # type: ignore[no-untyped-call]

@@ -11,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.provenance.signing.signer import Signer
-from model_signing import signing as ms_signing
 
 from bastion.errors import ConfigError, SigningError
 
 DEFAULT_CLIENT_ID = "sigstore"
+
+if TYPE_CHECKING:
+    from model_signing import signing as ms_signing
 
 
 def load_trust_config(path: Path, *, what: str = "trust_config") -> Any:
@@ -148,6 +150,8 @@ class SigstoreSigner(Signer):
         return str(bundle.to_json())
 
     def model_signing_config(self) -> ms_signing.Config:
+        from model_signing import signing as ms_signing
+
         token = self.identity_token()
         config = ms_signing.Config()  # type: ignore[no-untyped-call]
         return config.use_sigstore_signer(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model_signing import signing as ms_signing
+if TYPE_CHECKING:
+    from model_signing import signing as ms_signing
 
 
 class Signer(abc.ABC):
