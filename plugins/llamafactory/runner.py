@@ -98,6 +98,8 @@ def prepare(
         from bastion.provenance.signing import SigningConfig
 
         signing_config = SigningConfig.from_mapping(settings.signing, source=f"{settings.source}: bastion.signing")
+        if signing_config.backend in ("key", "certificate"):
+            signing_config.signer()  # loads the key/certificate now: a wrong path fails before, not after, training
     base = run.base_model
     callback = BastionCallback(
         base_model=base if base is not None else None,
