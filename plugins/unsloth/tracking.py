@@ -14,11 +14,13 @@ that ``FastLanguageModel`` returns, and the save methods are found by name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +101,7 @@ class UnslothCallback(BastionCallback):
         self.exports: list[ExportRecord] = []
         self._save_context = _SaveContext()
         self._export_lock = threading.Lock()
+        self._tracked: list[tuple[weakref.ref[Any], str]] = []
 
     # ------------------------------------------------------------------ base model from the Hub cache
 
@@ -144,6 +147,31 @@ class UnslothCallback(BastionCallback):
         entry["digest"] = {"sha256": digest.sha256}
         entry["files"] = [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)]
         return entry
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        if self._started:
+            lost = self.unwrapped_save_methods()
+            if lost:
+                self._problem(
+                    ConfigError(
+                        f"{', '.join(lost)} replaced after track(): saves made with it are not recorded",
+                        hint="call track() on the model returned by get_peft_model, after any re-loading",
+                    ),
+                    "unsloth.untracked_save",
+                )
+
+    def unwrapped_save_methods(self) -> list[str]:
+        """Save methods track() wrapped that have since been replaced on their object."""
+        lost: list[str] = []
+        for ref, name in self._tracked:
+            obj = ref()
+            if obj is None:
+                continue
+            current = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+            if getattr(current, _WRAPPED_MARK, None) is not self:
+                lost.append(f"{type(obj).__name__}.{name}")
+        return lost
 
     # ------------------------------------------------------------------ exports
 
@@ -293,6 +321,8 @@ class UnslothCallback(BastionCallback):
             return result
 
         setattr(save, _WRAPPED_MARK, self)
+        with contextlib.suppress(TypeError):  # an object without weak references: nothing to check later
+            self._tracked.append((weakref.ref(obj), name))
         save.__bastion_original__ = inner  # type: ignore[attr-defined]
         save.__bastion_was_own__ = was_own  # type: ignore[attr-defined]
         setattr(obj, name, save)

@@ -262,6 +262,7 @@ def test_signed_exports_verify_and_tampering_is_caught(run: Run, tmp_path: Path)
 
     pub = run.keys / "signing.pub"
     assert all(e.signed for e in run.callback.exports)
+    assert run.callback.warnings == (), run.callback.warnings
     for directory in (run.lora, run.merged, run.run_dir):
         assert (directory / "bastion" / "statement.sigstore.json").is_file()
         report = verify(directory, public_key=pub)
@@ -359,6 +360,22 @@ def test_untrack_restores_the_instance_methods(untrained: tuple[Any, Any], run: 
     untrack(tokenizer)
     assert model.__dict__["save_pretrained_merged"] is bound_merged
     assert "save_pretrained" not in model.__dict__ and "save_pretrained" not in tokenizer.__dict__
+
+
+def test_save_methods_rebound_after_track_are_reported(untrained: tuple[Any, Any], run: Run) -> None:
+    model, tokenizer = untrained
+    cb = track(model, tokenizer, cache_dir=run.cache)
+    try:
+        assert cb.unwrapped_save_methods() == []
+        bind_unsloth_savers(model)  # what Unsloth's patch_saving_functions does again in get_peft_model
+        assert cb.unwrapped_save_methods() == [
+            "PeftModelForCausalLM.save_pretrained_merged",
+            "PeftModelForCausalLM.save_pretrained_gguf",
+        ]
+    finally:
+        untrack(model)
+        untrack(tokenizer)
+        bind_unsloth_savers(model)
 
 
 def test_bad_arguments_are_refused_with_clear_errors(untrained: tuple[Any, Any], run: Run) -> None:
