@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
 
 import openai
 import pytest
-from conftest import CLIENT_TOKEN, Env
-from upstream import parse_multipart
-
-EMAIL = "jane.roe@example.org"
-IBAN = "DE89370400440532013000"
-
-
-def chat(user: str, assistant: str = "ok") -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
-
-
-def jsonl(*records: Any) -> bytes:
-    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
-
-
-def uploaded(env: Env, n_before: int) -> list[bytes]:
-    """File contents that arrived upstream after the first n_before calls."""
-    out = []
-    for rec in env.upstream.received[n_before:]:
-        if rec.method == "POST" and rec.path == "/v1/files":
-            out.append(parse_multipart(rec.headers["content-type"], rec.body)["file"][1])
-    return out
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, Env, chat, jsonl, uploaded
 
 
 def test_clean_upload_arrives_byte_identical(env: Env) -> None:

@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import CLIENT_TOKEN, Env, make_env
-from test_files import EMAIL, chat, jsonl, uploaded
-from upstream import FakeOpenAI
+from gw_support import CLIENT_TOKEN, EMAIL, Env, chat, jsonl, make_env, uploaded
+from gw_upstream import FakeOpenAI
 
 AUTH = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
 

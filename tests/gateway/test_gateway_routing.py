@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import CLIENT_TOKEN, PROVIDER_KEY, Env, make_env
-from upstream import FakeOpenAI
+from gw_support import CLIENT_TOKEN, PROVIDER_KEY, Env, make_env
+from gw_upstream import FakeOpenAI
 
 
 def test_allowed_route_passes_through(env: Env) -> None:

@@ -8,8 +8,7 @@ import json
 
 import openai
 import pytest
-from conftest import Env
-from test_files import EMAIL, IBAN, chat, jsonl
+from gw_support import EMAIL, IBAN, Env, chat, jsonl
 
 
 def test_chunked_upload_with_line_spanning_parts_is_scanned_and_redacted(env: Env) -> None:

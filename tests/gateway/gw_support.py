@@ -1,0 +1,91 @@
+"""Shared helpers of the gateway tests: the test policy, the environment handle, record builders."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+from bastion.gateway.app import Gateway, create_gateway
+from bastion.gateway.config import config_from_mapping
+from bastion.gateway.serve import ServerThread
+from gw_upstream import FakeOpenAI, parse_multipart
+
+POLICY_YAML = """
+version: 1
+name: gateway-tests
+classifications: [public, internal, personal, special]
+default_classification: internal
+detectors:
+  - {id: pii.email, type: email, action: redact, classification: personal}
+  - {id: pii.phone, type: phone, action: redact, classification: personal, regions: [DE, GB, US]}
+  - {id: fin.iban, type: iban, action: block, classification: special}
+  - {id: fin.card, type: payment_card, action: block, classification: special}
+  - {id: hr.staff-id, type: keywords, entity: STAFF_ID, keywords: [EMP-123456], action: allow, classification: personal}
+upstreams:
+  - {id: openai, jurisdiction: US}
+  - {id: offshore, jurisdiction: XX}
+residency:
+  - {id: res.internal-anywhere, classifications: [public, internal], jurisdictions: ["*"]}
+  - {id: res.personal-us-eu, classifications: [personal], jurisdictions: [US, EU]}
+"""
+
+CLIENT_TOKEN = "sk-client-token-do-not-log-1234567890"
+PROVIDER_KEY = "sk-provider-key-held-by-gateway-987654321"
+
+
+@dataclass
+class Env:
+    upstream: FakeOpenAI
+    upstream_url: str
+    gateway: Gateway
+    url: str
+    state_dir: Path
+
+    def client(self, prefix: str = "openai", **kw: Any) -> openai.OpenAI:
+        kw.setdefault("api_key", CLIENT_TOKEN)
+        return openai.OpenAI(base_url=f"{self.url}/{prefix}/v1", max_retries=0, timeout=60, **kw)
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        self.gateway.audit.drain()
+        path = self.state_dir / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def make_env(
+    tmp: Path, policy: Any, fake: FakeOpenAI, url: str, *, auth: dict[str, Any] | None = None, **settings: Any
+) -> tuple[Gateway, ServerThread]:
+    cfg = config_from_mapping(
+        {
+            "upstreams": {
+                "openai": {"base_url": url, "jurisdiction": "US", "auth": auth or {"mode": "passthrough"}},
+                "offshore": {"base_url": url, "jurisdiction": "XX", "adapter": "openai"},
+            },
+            "gateway": {"state_dir": str(tmp), "spool_dir": str(tmp / "spool"), **settings},
+        }
+    )
+    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
+    return gw, ServerThread(gw.app).start()
+
+
+EMAIL = "jane.roe@example.org"
+IBAN = "DE89370400440532013000"
+
+
+def chat(user: str, assistant: str = "ok") -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+def jsonl(*records: Any) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def uploaded(env: Env, n_before: int) -> list[bytes]:
+    """File contents that arrived upstream after the first n_before calls."""
+    out = []
+    for rec in env.upstream.received[n_before:]:
+        if rec.method == "POST" and rec.path == "/v1/files":
+            out.append(parse_multipart(rec.headers["content-type"], rec.body)["file"][1])
+    return out
