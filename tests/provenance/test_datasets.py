@@ -278,3 +278,70 @@ def test_overlap_counts_eval_records_present_in_train(tmp_path: Path) -> None:
     assert overlap(e, t) == 2
     assert overlap(t, hash_dataset(write_jsonl(tmp_path / "none.jsonl", [{"z": 1}]))) == 0
     assert isinstance(e, DatasetDigest) and e.role == "eval"
+
+
+# --- the fast canonical path (C json encoder) must be byte-identical to rfc8785 --------------------
+
+# Characters where JSON escaping or UTF-16 key ordering could differ: controls, quote, backslash, DEL,
+# line/paragraph separators, the top of the BMP, private use area, and astral characters.
+TRICKY = '\x00\x01\x08\x09\x0a\x0c\x0d\x1f "\\/\x7f\u2028\u2029\ud7ff\ue000\ufb33\ufeff\uffff\U0001f600\U00010000aé'
+tricky_text = st.text(alphabet=st.sampled_from(TRICKY), max_size=6)
+exact_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.sampled_from([0, -1, 10**15 - 1, 2**53 - 1, -(2**53) + 1])
+    | tricky_text,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(tricky_text, c, max_size=5),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=exact_values, ascii_escaped=st.booleans())
+def test_fast_canonical_path_is_byte_identical_to_rfc8785(record: Any, ascii_escaped: bool) -> None:
+    from bastion.provenance.datasets import _Canonicalizer
+
+    canon = _Canonicalizer(Path("x.jsonl"))
+    raw = json.dumps(record, ensure_ascii=ascii_escaped).encode()
+    parsed, fast = canon.decode(1, raw)
+    assert canon.canonical(parsed, fast, 1) == rfc8785.dumps(record)
+
+
+def test_fast_path_is_taken_for_plain_chat_records() -> None:
+    from bastion.provenance.datasets import _Canonicalizer
+
+    canon = _Canonicalizer(Path("x.jsonl"))
+    for r in (CHAT[1], {"messages": [{"role": "user", "content": "Grüße, \u00e9t\u00e9\n\ttabs"}], "id": 7}):
+        assert canon.decode(1, json.dumps(r).encode())[1] is True
+    # Floats, long digit runs and astral characters send a record through rfc8785 itself.
+    for text in ('{"a": 1.5}', '{"a": 1e3}', '{"id": 12345678901234567}', '{"a": "\\ud83d\\ude00"}', '{"a": "😀"}'):
+        assert canon.decode(1, text.encode())[1] is False
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"\ufb33": 1, "\U0001f600": 2}',  # UTF-16 order differs from code-point order
+        '{"\\ufb33": 1, "\\ud83d\\ude00": 2}',
+        '{"loss": 1.0, "lr": 1e-7, "big": 1e21}',  # ECMAScript number forms
+        '{"n": 9007199254740991}',
+    ],
+)
+def test_records_needing_rfc8785_match_it(tmp_path: Path, line: str) -> None:
+    f = tmp_path / "d.jsonl"
+    f.write_text(line + "\n", encoding="utf-8")
+    assert hash_dataset(f).record_digests == [hashlib.sha256(rfc8785.dumps(json.loads(line))).hexdigest()]
+
+
+def test_bom_and_deep_nesting_are_clear_errors(tmp_path: Path) -> None:
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b'\xef\xbb\xbf{"a": 1}\n')
+    with pytest.raises(InputError, match="BOM") as info:
+        hash_dataset(f)
+    assert info.value.line == 1
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"ok": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(InputError, match="nested too deeply") as info:
+        hash_dataset(deep)
+    assert info.value.line == 2
