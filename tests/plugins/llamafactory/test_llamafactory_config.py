@@ -16,6 +16,7 @@ from bastion.errors import BastionError, ConfigError, InputError
 pytestmark = pytest.mark.framework
 
 HAS_SIGNING = importlib.util.find_spec("bastion.provenance.signing") is not None
+STRICT = {"strict": True}
 
 
 def _prepare(config: Any, **kwargs: Any) -> Any:
@@ -97,8 +98,8 @@ def test_command_line_flags_form_and_json_config(tmp_path: Path, tiny_model: Pat
         ({"bastion": {"strict": "yes"}}, ConfigError, ["bastion.strict must be true or false"]),
         ({"bastion": {"fsync": "sometimes"}}, ConfigError, ["bastion.fsync must be one of always, interval, never"]),
         ({"bastion": ["strict"]}, ConfigError, ["'bastion' must be a mapping"]),
-        ({"dataset": "hub_only", "bastion": {"strict": True}}, InputError, ["'hub_only'", "hf_hub", "cannot be hashed"]),
-        ({"model_name_or_path": "org/remote-model", "bastion": {"strict": True}}, InputError, ["not a local directory"]),
+        ({"dataset": "hub_only", "bastion": STRICT}, InputError, ["'hub_only'", "hf_hub", "cannot be hashed"]),
+        ({"model_name_or_path": "org/remote-model", "bastion": STRICT}, InputError, ["not a local directory"]),
     ],
 )
 def test_bad_inputs_are_named(
