@@ -113,15 +113,6 @@ class ParsedBundle:
     chain: tuple[x509.Certificate, ...]
     raw: str
 
-    def payload_json(self) -> dict[str, object]:
-        try:
-            value = json.loads(self.payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise VerificationError(f"{self.path}: the signed payload is not JSON") from None
-        if not isinstance(value, dict):
-            raise VerificationError(f"{self.path}: the signed payload is not a JSON object")
-        return value
-
 
 def read_bundle(path: Path) -> ParsedBundle:
     """Parse a Sigstore bundle holding a DSSE envelope (any of the three kinds)."""

@@ -119,7 +119,11 @@ def _check_key(bundle: ParsedBundle, trust: Trust, report: VerificationReport, w
             key.verify(bundle.signature, pae(bundle.payload_type, bundle.payload), ec.ECDSA(ec_hash(key)))
         except InvalidSignature:
             continue
-        return {"type": "key", "fingerprint": key_fingerprint(key)}
+        fingerprint = key_fingerprint(key)
+        if trust.identity is not None and trust.identity != fingerprint:
+            report.fail("identity.mismatch", f"{what}: signed by another key", trust.identity, fingerprint)
+            return None
+        return {"type": "key", "fingerprint": fingerprint}
     report.fail(
         "signature.invalid",
         f"{what}: the signature does not match the signed content (the bundle was altered)",

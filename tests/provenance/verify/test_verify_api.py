@@ -43,6 +43,13 @@ def test_report_of_a_good_run(run_dir: Callable[..., Path], keys: KeyPair) -> No
     assert data["signer"] == {"type": "key", "fingerprint": keys.fingerprint}
 
 
+def test_key_identity_is_the_fingerprint(run_dir: Callable[..., Path], keys: KeyPair, other_keys: KeyPair) -> None:
+    out = key_signed(run_dir, keys)
+    assert verify(out, public_key=[keys.public_key], identity=keys.fingerprint).ok
+    report = verify(out, public_key=[keys.public_key, other_keys.public_key], identity=other_keys.fingerprint)
+    assert "identity.mismatch" in report.reasons()
+
+
 def test_several_trusted_keys(run_dir: Callable[..., Path], keys: KeyPair, other_keys: KeyPair) -> None:
     out = key_signed(run_dir, keys)
     assert verify(out, public_key=[other_keys.public_key, keys.public_key]).ok
