@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,6 +211,42 @@ def _training_arguments(args: TrainingArguments) -> dict[str, Any]:
     return {k: v for k, v in _jsonable(raw).items() if v != REDACTED}
 
 
+CHECKPOINT_SYNC_TIMEOUT = timedelta(minutes=30)
+"""How long rank 0's hashing thread waits for the other ranks to finish writing a checkpoint."""
+
+
+def _checkpoint_sync_group() -> Any:
+    """A gloo process group beside the training one, or ``None`` outside multi-process runs.
+
+    Checkpoint "written" barriers go through it asynchronously, so they never queue behind or
+    between the training collectives (NCCL or gloo) of the default group.
+    """
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return None
+    try:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        return dist.new_group(backend="gloo")
+    except Exception as exc:  # no gloo in this build: fall back to hashing without the barrier
+        logger.warning("bastion: no side process group for checkpoint sync (%s)", _error_text(exc))
+        return None
+
+
+def _announce_checkpoint_written(group: Any) -> Any:
+    """Enter a non-blocking barrier on ``group``; the returned work completes once every rank did."""
+    if group is None:
+        return None
+    try:
+        import torch.distributed as dist
+
+        return dist.barrier(group=group, async_op=True)
+    except Exception as exc:
+        logger.warning("bastion: checkpoint sync barrier failed (%s)", _error_text(exc))
+        return None
+
+
 def _digest_entry(name: str, digest: DirectoryDigest) -> dict[str, Any]:
     return {
         "path_name": name,
@@ -295,6 +331,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._signed = False
         self._atexit_registered = False
         self._aborted: str | None = None
+        self._sync_group: Any = None
+        self._pending_sync: list[Any] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -548,6 +586,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._is_main = self._main_process(args, state)
+        if self._sync_group is None:
+            self._sync_group = _checkpoint_sync_group()  # collective: every rank takes part
         if not self._is_main:
             return
         if self._statement_path is not None or self._aborted is not None:
@@ -680,13 +720,31 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._guard("on_log", work)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        # Every rank writes its share of a checkpoint (rng_state_<rank>.pth, optimizer shards) before
+        # its on_save. Each rank announces "written" with a non-blocking barrier on a side group;
+        # rank 0's hashing thread waits for it, so no training thread ever waits.
+        written = _announce_checkpoint_written(self._sync_group)
         if not self._started:
+            if written is not None:
+                self._pending_sync = [w for w in self._pending_sync if not w.is_completed()] + [written]
             return
         step = int(state.global_step)
         checkpoint = Path(args.output_dir or ".") / f"checkpoint-{step}"
 
+        def hash_when_written() -> None:
+            if written is not None:
+                try:
+                    written.wait(CHECKPOINT_SYNC_TIMEOUT)
+                except Exception as exc:
+                    self._warn(
+                        f"checkpoint-{step}: not every rank confirmed its writes ({type(exc).__name__}); "
+                        "hashing what is on disk now",
+                        "checkpoint.sync",
+                    )
+            self._hash_checkpoint(checkpoint, step)
+
         def work() -> None:
-            self._submit(lambda: self._hash_checkpoint(checkpoint, step), "checkpoint.hash")
+            self._submit(hash_when_written, "checkpoint.hash")
 
         self._guard("on_save", work)
 
