@@ -121,3 +121,56 @@ def test_clean_metrics_always_canonicalizes(logs: dict[str, Any]) -> None:
             assert numbers[key] == pytest.approx(value)
         else:
             assert key not in numbers and key not in nonfinite
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_on_train_begin_waits_for_hashing_only_when_strict(tiny_model_dir: Path, tmp_path: Path, strict: bool) -> None:
+    import shutil
+    from datetime import UTC, datetime
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    with open(model / "extra-weights.bin", "wb") as fh:  # sparse: no disk used, but every byte is hashed
+        fh.truncate(256 << 20)
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback(base_model=model, strict=strict)
+    cb.on_train_begin(args, state, control)
+    returned_at = datetime.now(UTC)
+    cb.on_train_end(args, state, control)
+    (out / "w.bin").write_bytes(b"w")
+    cb.finalize()
+    inputs = next(e for e in read_ledger(out / "bastion" / "ledger.jsonl") if e["kind"] == "inputs")
+    hashed_at = datetime.strptime(inputs["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    if strict:
+        assert hashed_at < returned_at  # strict: inputs are recorded before the first step can run
+    else:
+        assert hashed_at > returned_at  # lenient: training starts while the hashing thread works
+    assert inputs["data"]["base_model"]["files"] == 7
+
+
+def test_resumed_run_continues_the_same_ledger(tiny_model_dir: Path, data: dict[str, Path], tmp_path: Path) -> None:
+    from conftest import make_trainer
+
+    out = tmp_path / "out"
+    first = BastionCallback(base_model=tiny_model_dir, datasets=[data["train"]])
+    trainer = make_trainer(tiny_model_dir, out, data["train"], None, [first], max_steps=2, save_steps=2)
+    trainer.train()
+    trainer.save_model()
+    first_statement = load_statement(first.finalize() or Path())
+
+    second = BastionCallback(base_model=tiny_model_dir, datasets=[data["train"]])
+    trainer = make_trainer(tiny_model_dir, out, data["train"], None, [second], max_steps=4, save_steps=2)
+    trainer.train(resume_from_checkpoint=str(out / "checkpoint-2"))
+    trainer.save_model()
+    statement = load_statement(second.finalize() or Path())
+    led = statement["predicate"]["ledger"]
+    verify_ledger(out / "bastion" / "ledger.jsonl", expected_head=led["head"], expected_entries=led["entries"])
+    entries = read_ledger(out / "bastion" / "ledger.jsonl")
+    starts = [e for e in entries if e["kind"] == "run.start"]
+    assert [s["data"]["run_id"] for s in starts] == [first.run_id, second.run_id]
+    assert starts[1]["data"]["resumed_at_step"] == 2
+    # The first run's record is a prefix of the second's: its head is still in the chain.
+    assert first_statement["predicate"]["ledger"]["head"] in {e["hash"] for e in entries}
+    names = {s["name"] for s in statement["subject"]}
+    assert {"checkpoint-2/adapter_model.safetensors", "checkpoint-4/adapter_model.safetensors"} <= names

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 from bastion.plugins.hf import BastionCallback, DatasetInput
+from bastion.provenance import signing
 from conftest import make_trainer, read_ledger
 
 from bastion.errors import ConfigError
-
-signing = pytest.importorskip("bastion.provenance.signing", reason="signing module not present in this checkout")
 
 
 def test_signed_run_verifies_and_tampering_is_caught(
