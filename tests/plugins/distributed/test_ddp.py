@@ -147,10 +147,9 @@ def _check_no_blocking(ranks: dict[int, dict[str, Any]], out: Path) -> None:
     assert begin_returned < inputs_at, "on_train_begin waited for the base model to be hashed"
     # No hook on rank 0 held training for long either (hashing 192 MiB takes far longer than this).
     assert r0["hooks"]["on_train_begin"]["max"] < 1.5, r0["hooks"]["on_train_begin"]
-    others = [h["max"] for name, h in r0["hooks"].items() if name not in ("on_train_begin", "on_save")]
-    assert max(others) < 0.5, r0["hooks"]
-    # on_save may wait for the other ranks to finish writing the checkpoint (never for hashing it).
-    assert r0["hooks"]["on_save"]["max"] < SLOW_RANK1_SAVE_S + 1.0, r0["hooks"]["on_save"]
+    # Nor does on_save wait, although rank 1 writes its share of each checkpoint a second late: the
+    # hashing thread waits for the other ranks, the training thread does not.
+    assert max(h["max"] for name, h in r0["hooks"].items() if name != "on_train_begin") < 0.5, r0["hooks"]
 
 
 @pytest.fixture(scope="module")
@@ -171,13 +170,8 @@ def test_torchrun_two_ranks_one_writer(inputs: tuple[Path, Path], torchrun_run: 
     _check_no_blocking(ranks, out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BastionCallback.on_save hashes a checkpoint on rank 0 without waiting for the other ranks' "
-    "writes into it (rng_state_<rank>.pth, sharded optimizer states); fix proposed to hf-callback: "
-    "torch.distributed.barrier() on every rank at the top of on_save when world_size > 1",
-)
 def test_checkpoint_entries_cover_every_ranks_files(torchrun_run: tuple[Path, dict[int, Any]]) -> None:
+    """Rank 0 hashes a checkpoint only once every rank has written its share (rank 1 is a second late)."""
     out, _ = torchrun_run
     entries = [e for _, e in read_entries(out / "bastion" / "ledger.jsonl") if e["kind"] == "checkpoint"]
     assert [e["data"]["path"] for e in entries] == ["checkpoint-2", "checkpoint-4"]
