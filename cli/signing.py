@@ -41,7 +41,7 @@ def keygen(out_dir: Path, password_env: str | None, force: bool) -> None:
     click.echo(f'  allowed_signers:\n    - key: "{pair.fingerprint}"')
 
 
-def _stock_command(backend: str, directory: Path, public_key: Path | None, chain: tuple[Path, ...]) -> str:
+def _stock_command(backend: str, directory: Path, public_key: Path | None, trust_config: Path | None = None) -> str:
     sig = directory / RECORD_DIR / MODEL_SIGNATURE_NAME
     base = f"model_signing verify {backend} {shlex.quote(str(directory))} --signature {shlex.quote(str(sig))}"
     if backend == "key":
@@ -49,7 +49,8 @@ def _stock_command(backend: str, directory: Path, public_key: Path | None, chain
         return f"{base} --public_key {shlex.quote(str(pub))}"
     if backend == "certificate":
         return f"{base} --certificate_chain ROOT_CA.pem"
-    return f"{base} --identity IDENTITY --identity_provider ISSUER"
+    tc = f" --trust_config {shlex.quote(str(trust_config))}" if trust_config else ""
+    return f"{base}{tc} --identity IDENTITY --identity_provider ISSUER"
 
 
 @click.command("sign")
@@ -149,4 +150,4 @@ def sign(
         pub = private_key.with_suffix(".pub") if private_key is not None else None
         if pub is not None and not pub.exists():
             pub = None
-        click.echo("  stock check:      " + _stock_command(signed.backend, output_dir, pub, chain))
+        click.echo("  stock check:      " + _stock_command(signed.backend, output_dir, pub, trust_config))

@@ -1,9 +1,30 @@
 """Backend ``sigstore``: keyless signing with an OIDC identity (Fulcio certificate + Rekor entry).
 
-The public Sigstore instance is used by default. A private deployment is selected with a
-ClientTrustConfig JSON file (``trust_config``): it names the Fulcio, Rekor, TSA and OIDC URLs
-(``signingConfig``) and the roots/keys to trust (``trustedRoot``), the same file ``sigstore`` and
-``model_signing --trust_config`` take. Verification then uses the same file.
+The public Sigstore instance is used by default (its trust root is fetched via TUF, so signing and
+verifying need network access to sigstore.dev). A private deployment is selected with a Sigstore
+ClientTrustConfig JSON file, the same file ``sigstore`` and ``model_signing --trust_config`` take::
+
+    {
+      "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+      "trustedRoot": { ...your instance's trusted_root.json: Fulcio CA chain, Rekor and CT log keys, TSAs... },
+      "signingConfig": {
+        "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+        "caUrls":        [{"url": "https://fulcio.sigstore.acme.internal", "majorApiVersion": 1,
+                           "validFor": {"start": "2025-01-01T00:00:00Z"}, "operator": "acme"}],
+        "oidcUrls":      [{"url": "https://idp.acme.internal", ...}],
+        "rekorTlogUrls": [{"url": "https://rekor.sigstore.acme.internal", ...}],
+        "tsaUrls":       [],
+        "rekorTlogConfig": {"selector": "ANY"}, "tsaConfig": {"selector": "ANY"}
+      }
+    }
+
+Sign (plugin config ``{backend: sigstore, trust_config: acme-sigstore.json, identity_token_env: CI_OIDC_TOKEN}``
+or ``bastion sign OUT --sigstore --trust-config acme-sigstore.json --identity-token-env CI_OIDC_TOKEN``),
+then verify with ``bastion verify OUT --trust-config acme-sigstore.json --identity ci@acme.example --issuer
+https://idp.acme.internal`` or the stock ``model_signing verify sigstore OUT --signature OUT/bastion/model.sig
+--trust_config acme-sigstore.json --identity ... --identity_provider ...``. Token precedence: the variable named
+by ``identity_token_env``, then ambient CI credentials (GitHub Actions, GitLab, cloud workload identity), then
+an interactive browser flow (avoid in training jobs).
 """
 
 from __future__ import annotations
