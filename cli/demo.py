@@ -5,7 +5,7 @@ runs a short LoRA fine-tune with :class:`bastion.plugins.hf.BastionCallback`, sa
 writes the run record and (by default) signs it with a freshly generated demo key, then verifies the
 result with the same verifier a deploy pipeline uses. Layout under ``--output-dir``::
 
-    inputs/model/   tiny base model + tokenizer      inputs/data/    train/eval/preference JSONL
+    inputs/tiny-llama/  tiny base model + tokenizer  inputs/data/  train/eval/preference JSONL
     keys/           demo signing key pair (demo only) run/            adapter, checkpoints, bastion/ record
 """
 
@@ -139,7 +139,7 @@ def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         torch.manual_seed(0)
-        model_dir = build_tiny_model(inputs / "model")
+        model_dir = build_tiny_model(inputs / "tiny-llama")
         data = write_demo_datasets(inputs / "data")
 
     signing: dict[str, Any] | None = None
@@ -152,7 +152,7 @@ def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
 
     config = {
         "demo": True,
-        "base_model": "inputs/model",
+        "base_model": "inputs/tiny-llama",
         "method": "lora",
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
         "max_steps": steps,
