@@ -5,8 +5,10 @@ runs a short LoRA fine-tune with :class:`bastion.plugins.hf.BastionCallback`, sa
 writes the run record and (by default) signs it with a freshly generated demo key, then verifies the
 result with the same verifier a deploy pipeline uses. Layout under ``--output-dir``::
 
-    inputs/tiny-llama/  tiny base model + tokenizer  inputs/data/  train/eval/preference JSONL
-    keys/           demo signing key pair (demo only) run/            adapter, checkpoints, bastion/ record
+    inputs/tiny-llama/  tiny base model + tokenizer
+    inputs/data/        train / eval / preference JSONL
+    keys/               demo signing key pair (demo only; never use it for real artifacts)
+    run/                adapter, checkpoints, and the bastion/ run record
 """
 
 from __future__ import annotations
