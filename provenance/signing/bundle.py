@@ -124,6 +124,8 @@ def read_bundle(path: Path) -> ParsedBundle:
         raise VerificationError(f"{path}: cannot read the signature bundle ({exc})") from None
     try:
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         # model_signing writes bundles with older/newer field sets; normalise like its reader does.
         material = data.get("verificationMaterial", {})
         material.setdefault("tlogEntries", [])

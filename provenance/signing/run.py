@@ -147,7 +147,10 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
         statement = load_statement(statement_path)
         payload = statement_path.read_bytes()
         subjects = {}
-        for i, s in enumerate(statement.get("subject") or []):
+        listed = statement.get("subject")
+        if not isinstance(listed, list) or not listed:
+            raise InputError("statement has no subject list (the files it describes)", path=statement_path)
+        for i, s in enumerate(listed):
             try:
                 subjects[str(s["name"])] = str(s["digest"]["sha256"])
             except (KeyError, TypeError):

@@ -200,7 +200,8 @@ class DeployPolicy(_Strict):
                         f"sha256:{found}" if found else "no base model recorded",
                     )
                 )
-        datasets = [d for d in (pred.get("datasets") or []) if isinstance(d, dict)]
+        raw_datasets = pred.get("datasets")
+        datasets = [d for d in raw_datasets if isinstance(d, dict)] if isinstance(raw_datasets, list) else []
         present = {(_sha(d), d.get("role")) for d in datasets}
         digests = {sha for sha, _ in present}
         for ref in self.datasets.required:

@@ -153,7 +153,7 @@ def verify(
 def _explain_statement_difference(report: VerificationReport, signed: bytes, on_disk: bytes) -> None:
     try:
         a, b = json.loads(signed), json.loads(on_disk)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         report.fail("statement.mismatch", f"{RECORD_DIR}/{STATEMENT_NAME} is not the signed statement (not JSON)")
         return
     pa = a.get("predicate") if isinstance(a, dict) else None
@@ -168,7 +168,10 @@ def _explain_statement_difference(report: VerificationReport, signed: bytes, on_
             f"bundle signs run_id {run_a}",
         )
         return
-    diffs = _diff_paths(a, b)
+    try:
+        diffs = _diff_paths(a, b)
+    except RecursionError:
+        diffs = []
     shown = ", ".join(diffs[:5]) + (f" and {len(diffs) - 5} more" if len(diffs) > 5 else "")
     report.fail(
         "statement.mismatch",
@@ -198,7 +201,7 @@ def _parse_statement(report: VerificationReport, raw: bytes | None) -> dict[str,
         return None
     try:
         st = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         report.fail("statement.invalid", "the statement is not JSON")
         return None
     if not isinstance(st, dict) or st.get("_type") != STATEMENT_TYPE:
@@ -219,7 +222,11 @@ def _parse_statement(report: VerificationReport, raw: bytes | None) -> dict[str,
 
 def _subjects(report: VerificationReport, statement: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for i, s in enumerate(statement.get("subject") or []):
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list) or not subjects:
+        report.fail("statement.invalid", "the statement has no subject list", "a non-empty list of files", None)
+        return out
+    for i, s in enumerate(subjects):
         try:
             out[str(s["name"])] = str(s["digest"]["sha256"]).lower()
         except (KeyError, TypeError):
@@ -273,7 +280,7 @@ def _check_model_signature(
             for r in payload["predicate"]["resources"]
             if r.get("algorithm") == "sha256"
         }
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         report.fail("model_signature.invalid", f"{what}: not an OpenSSF model signature payload ({exc})")
         return
     expected = {k: v for k, v in subjects.items() if k.split("/", 1)[0] not in GIT_PATHS}
@@ -296,7 +303,11 @@ def _check_ledger(report: VerificationReport, root: Path, statement: dict[str, A
         report.fail("ledger.missing", "the statement records no ledger head", "predicate.ledger.head", None)
         return
     rel = str(led.get("path") or f"{RECORD_DIR}/ledger.jsonl")
-    path = (root / rel).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError):
+        report.fail("ledger.missing", "the statement's ledger path is not a usable path", "a relative path", rel[:80])
+        return
     if not path.is_relative_to(root.resolve()):
         report.fail(
             "ledger.missing",
