@@ -193,6 +193,12 @@ def test_each_save_gets_a_statement_whose_subjects_are_its_files(run: Run) -> No
     assert _statement_and_files(run.merged)[0]["predicate"]["export"]["save_method"] == "merged_16bit"
 
 
+def test_unsloth_itself_was_never_imported(run: Run) -> None:
+    import sys
+
+    assert not [m for m in sys.modules if m == "unsloth" or m.startswith(("unsloth.", "unsloth_zoo"))]
+
+
 def test_merged_save_really_merged_the_trained_adapter(run: Run) -> None:
     import torch
     from safetensors.torch import load_file
