@@ -134,7 +134,10 @@ class PolicyEngine:
             found: list[Hit] = []
             for kind, pattern in self._passes:
                 for m in pattern.finditer(joined):
-                    found.extend(self._validate(joined, m.start(), m.end(), kind))
+                    s, e = m.start(), m.end()
+                    if found and kind == "number" and any(h.start < e and s < h.end for h in found):
+                        continue  # digits inside an IBAN, email or IPv6 address already found
+                    found.extend(self._validate(joined, s, e, kind))
             if found:
                 starts = []
                 pos = 0
@@ -173,7 +176,7 @@ class PolicyEngine:
             if part:
                 bounds.append((pos, pos + len(part)))
             pos += len(part) + 1
-        if len(bounds) < 2 or len(bounds) > 12:
+        if len(bounds) < 2 or len(bounds) > 8:
             return []
         out: list[Hit] = []
         i = 0

@@ -19,9 +19,6 @@ import re
 CANDIDATE_PATTERNS: dict[str, str] = {
     # From the '@' forwards; the local part is found backwards by the email detector.
     "email": r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
-    # Runs of ASCII digits with common separators: phone numbers, card numbers, national ids (with an
-    # optional final check letter, e.g. Spanish DNI 12345678Z), and dotted IPv4 addresses.
-    "number": r"[+(0-9](?:[ \u00a0.\-/()]{0,3}[0-9]){3,40}(?:[ -]?[A-Z](?![0-9A-Za-z_]))?",
     # Letter-led identifiers: IBAN, Spanish NIE, Italian codice fiscale.
     "alnum": (
         r"[A-Z](?:[A-Z][0-9]{2}(?: ?[A-Z0-9]){10,34}"
@@ -30,6 +27,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     ),
     # From the first ':' of an IPv6 address; the leading hex group is found backwards.
     "ipv6": r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*",
+    # Runs of ASCII digits with common separators: phone numbers, card numbers, national ids (with an
+    # optional final check letter, e.g. Spanish DNI 12345678Z), and dotted IPv4 addresses.
+    "number": r"[+(0-9](?:[ \u00a0.\-/()]{0,3}[0-9]){3,40}(?:[ -]?[A-Z](?![0-9A-Za-z_]))?",
 }
 COMPILED: dict[str, re.Pattern[str]] = {kind: re.compile(p) for kind, p in CANDIDATE_PATTERNS.items()}
 IPV4_SHAPE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")

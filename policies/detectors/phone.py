@@ -3,7 +3,8 @@
 Numbers written with ``+`` (or ``00``) and a country code are recognised whatever the configured regions;
 national formats (``030 1234567``, ``06 12 34 56 78``) are tried for each configured region. A cheap
 screen on the region's metadata (national prefix, possible lengths, number pattern) picks the regions
-worth handing to the matcher, which is comparatively slow.
+worth parsing. A candidate that is one number as a whole is confirmed by ``parse`` + ``is_valid_number``;
+otherwise ``PhoneNumberMatcher`` (slower) looks for numbers inside it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from typing import Any, NamedTuple
 
 from bastion.policies.detectors.base import Detector, Hit, bounded
-from phonenumbers import Leniency, PhoneMetadata, PhoneNumberMatcher
+from phonenumbers import Leniency, NumberParseException, PhoneMetadata, PhoneNumberMatcher, is_valid_number, parse
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 
@@ -56,7 +57,9 @@ class PhoneDetector(Detector):
         out = []
         for sc in self._screens:
             nsn = digits
-            if sc.national_prefix and nsn.startswith(sc.national_prefix):
+            if sc.national_prefix:
+                if not nsn.startswith(sc.national_prefix):
+                    continue  # written nationally, a number of this region starts with its trunk prefix
                 nsn = nsn[len(sc.national_prefix) :]
             if len(nsn) in sc.lengths and sc.pattern.fullmatch(nsn):
                 out.append(sc.region)
@@ -64,11 +67,24 @@ class PhoneDetector(Detector):
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         window = text[start:end]
-        for region in self._regions_for(window):
+        if window[0] == "(" and window.count("(") > window.count(")"):
+            return []  # "(0049 30 901820)": the engine retries without the bracket, which is prose
+        regions = self._regions_for(window)
+        for region in regions:
+            try:
+                number = parse(window, region)
+            except NumberParseException:
+                continue
+            if is_valid_number(number):
+                return [Hit(start, end, self)] if bounded(text, start, end) else []
+        if " " not in window and "/" not in window:
+            return []
+        # Several numbers (or a number and other digits) in one run: let the matcher pick them out.
+        for region in regions or self.regions[:1]:
             hits = []
             for match in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=10):
                 s, e = start + match.start, start + match.end
-                if text[s] == "(" and ")" not in text[s:e]:
+                if text[s] == "(" and text.count("(", s, e) > text.count(")", s, e):
                     s += 1  # "(0049 30 901820)": the bracket belongs to the prose
                 if bounded(text, s, e):
                     hits.append(Hit(s, e, self))
