@@ -269,3 +269,26 @@ def test_hashing_config_ignores_only_record_dirs(run_dir: Callable[..., Path]) -
     assert record_dirs(out) == ["bastion", "ckpt/bastion", "ckpt/sub/bastion"]
     manifest = ms_hashing.Config().set_ignored_paths(paths=record_dirs(out)).hash(out)
     assert sorted(r.identifier for r in manifest.resource_descriptors()) == ["a", "bastion_notes.txt"]
+
+
+def test_encrypted_certificate_key_needs_model_signature_off(
+    run_dir: Callable[..., Path], pki: TestPKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model_signing 1.1.1's certificate signer cannot open encrypted keys: a clear error, and a way out."""
+    key = serialization.load_pem_private_key(pki.leaf_key.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    encrypted = write_key(key, tmp_path / "leaf-encrypted.key", password=b"s3cret-for-test")
+    monkeypatch.setenv("BASTION_TEST_LEAF_PW", "s3cret-for-test")
+    cfg = dict(
+        backend="certificate",
+        private_key=encrypted,
+        certificate=pki.leaf_cert,
+        certificate_chain=(pki.intermediate_cert,),
+        password_env="BASTION_TEST_LEAF_PW",
+    )
+    out = run_dir()
+    with pytest.raises(ConfigError, match="model_signature: false"):
+        sign_run(out, SigningConfig(**cfg))  # type: ignore[arg-type]
+    assert not (out / "bastion/statement.sigstore.json").exists()
+    sign_run(out, SigningConfig(**cfg, model_signature=False))  # type: ignore[arg-type]
+    assert verify(out, certificate_chain=[pki.root_cert], require_model_signature=False).ok
