@@ -40,6 +40,8 @@ MODEL_SAVE_METHODS = ("save_pretrained", "save_pretrained_merged", "save_pretrai
 """Methods wrapped on the model when present: transformers/PEFT's own plus those Unsloth attaches
 (``unsloth.save.patch_saving_functions`` in unsloth 2026.10). All take the target directory first."""
 TOKENIZER_SAVE_METHODS = ("save_pretrained",)
+SIBLING_WRITERS = frozenset({"save_pretrained_merged", "save_pretrained_gguf", "save_pretrained_torchao"})
+"""Unsloth savers that may also write beside the target: ``<dir>_gguf``, ``<dir>-fp8``, ``<dir>-torchao-int8``."""
 LEDGER_NAME = "ledger.jsonl"
 STATEMENT_NAME = "statement.json"
 _WRAPPED_MARK = "__bastion_unsloth__"
@@ -347,7 +349,8 @@ class UnslothCallback(BastionCallback):
                 details[key] = list(value) if isinstance(value, (list, tuple)) else value
         if kwargs.get("push_to_hub"):
             details["push_to_hub"] = True
-        targets = [directory, *self._siblings(directory, result, started)]
+        siblings = self._siblings(directory, result, started) if method in SIBLING_WRITERS else []
+        targets = [directory, *siblings]
         for d in targets:
             if d == directory and not d.is_dir() and len(targets) > 1:
                 continue  # GGUF export with a disposable merge: the GGUF folder is what remains
