@@ -84,11 +84,20 @@ def _iter_jsonl(path: Path, progress: ProgressCallback | None) -> Iterator[tuple
             yield lineno, raw
 
 
-# Text in which the C JSON encoder's output could differ from RFC 8785: runs of 16+ digits (integers
-# beyond 2**53 must be refused, as rfc8785 does), characters outside the BMP or \\u escapes of
-# surrogates (RFC 8785 sorts keys by UTF-16 code units, Python by code points). Floats are detected
-# while parsing (their RFC 8785 form is ECMAScript's, not Python's repr).
-_NOT_FAST = re.compile(r"\d{16,}|\\u[dD][89abAB]|[\U00010000-\U0010FFFF]")
+# Records whose RFC 8785 form the C JSON encoder reproduces exactly are those without floats (RFC 8785
+# writes ECMAScript's number form, not Python's repr), without integers of 16+ digits (beyond 2**53
+# rfc8785 refuses them) and without characters outside the BMP (RFC 8785 sorts keys by UTF-16 code
+# units, Python by code points). Floats and long integers are noticed while parsing; non-BMP
+# characters by their UTF-8 lead bytes (0xF0-0xF4) or by \\u escapes of surrogates. These checks run
+# at C speed (a regular expression over every line would cost more than the encoding it saves).
+_UTF8_4BYTE_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
+
+
+def _has_non_bmp(raw: bytes) -> bool:
+    if not raw.isascii() and any(lead in raw for lead in _UTF8_4BYTE_LEADS):
+        return True
+    return (b"\\ud" in raw or b"\\uD" in raw) and _SURROGATE_ESCAPE.search(raw) is not None
 
 
 class _Canonicalizer:
@@ -105,12 +114,17 @@ class _Canonicalizer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.inexact = False
-        self.decoder = json.JSONDecoder(parse_float=self._float, parse_constant=self._float)
+        self.decoder = json.JSONDecoder(parse_float=self._float, parse_constant=self._float, parse_int=self._int)
         self.encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
     def _float(self, text: str) -> float:
         self.inexact = True
         return float(text)
+
+    def _int(self, text: str) -> int:
+        if len(text) > 15:
+            self.inexact = True
+        return int(text)
 
     def decode(self, lineno: int, raw: bytes, *, whole_file: bool = False) -> tuple[Any, bool]:
         """(record, fast path allowed) for one JSONL line, or a whole JSON file starting at ``lineno``."""
@@ -144,7 +158,7 @@ class _Canonicalizer:
             raise InputError(
                 "record is nested too deeply to parse", path=self.path, line=lineno, hint="flatten the record"
             ) from None
-        return record, not self.inexact and _NOT_FAST.search(text) is None
+        return record, not self.inexact and not _has_non_bmp(raw)
 
     def canonical(self, record: Any, fast: bool, lineno: int | None, *, index: int | None = None) -> bytes:
         if fast:
