@@ -101,8 +101,8 @@ def _bastion_exe() -> str:
 def launch(tmp_path: Path) -> Callable[..., Launch]:
     """Run ``bastion llamafactory train ARGS`` the way the README tells users to, in a subprocess."""
 
-    def run(*args: str, timeout: float = 240, cwd: Path | None = None) -> Launch:
-        env = {**os.environ, **OFFLINE_ENV}
+    def run(*args: str, timeout: float = 240, cwd: Path | None = None, env: dict[str, str] | None = None) -> Launch:
+        env = {**os.environ, **OFFLINE_ENV, **(env or {})}
         proc = subprocess.run(
             [_bastion_exe(), "llamafactory", "train", *args],
             cwd=cwd or tmp_path,

@@ -156,8 +156,12 @@ def test_dpo_lora_run_records_preference_pairs(tmp_path: Path, tiny_model: Path,
     config = write_yaml(tmp_path / "dpo.yaml", cfg)
     flags = ["--strict"] + (["--sign-key", section["signing"]["private_key"]] if section else [])
 
-    result = launch(*flags, str(config))
+    # Two ranks under torchrun, as LLaMA-Factory launches multi-GPU jobs (its FORCE_TORCHRUN / NPROC_PER_NODE):
+    # every rank trains with the callback, only rank 0 writes and signs the record.
+    result = launch(*flags, str(config), env={"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2"})
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "world size: 2" in result.stdout + result.stderr
+    assert result.stderr.count("run record written to") == 1
 
     # ranking: true in dataset_info.json -> preference; the folder's two files are both recorded.
     statement = _check_record(
