@@ -258,7 +258,17 @@ class JsonlScanner:
             self._parse(text, line_no, record_no, fast=True)
             return raw + newline
         obj = self._parse(text, line_no, record_no, fast=False)
-        res = engine.scan_record(obj, record_no, copy_record=False)
+        try:
+            res = engine.scan_record(obj, record_no, copy_record=False)
+        except RecursionError:
+            self._fail(
+                ScanError(
+                    f"record {record_no} is nested too deeply to scan",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                )
+            )
         self.last_results.append(res)
         if res.findings:
             self._account(res, line_no)

@@ -185,3 +185,14 @@ def test_nested_json_string_that_does_not_parse_is_scanned_as_text() -> None:
     data = b'{"arguments": "{not json, ana@example.es}"}\n'
     out, _ = scan_bytes(ENGINE, data)
     assert json.loads(out) == {"arguments": "{not json, [EMAIL]}"}
+
+
+@pytest.mark.parametrize("depth", [900, 960, 985, 995, 1100, 5000])
+def test_deeply_nested_record_is_redacted_or_refused_never_a_crash(depth: int) -> None:
+    data = b"[" * depth + b'"ana@example.es"' + b"]" * depth + b"\n"
+    try:
+        out, _ = scan_bytes(ENGINE, data)
+    except ScanError as exc:
+        assert exc.line == 1 and "nested too deeply" in exc.message
+    else:
+        assert b"example.es" not in out and b"[EMAIL]" in out
