@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bastion.provenance.canonical import canonical_digest
-from bastion.provenance.datasets import DatasetDigest, hash_dataset
+from bastion.provenance.datasets import JSON_SUFFIXES, DatasetDigest, hash_dataset
 from bastion.provenance.environment import capture_environment
-from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_path
+from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, hash_path, iter_files
 from bastion.provenance.ledger import Ledger
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -247,6 +247,32 @@ def _announce_checkpoint_written(group: Any) -> Any:
         return None
 
 
+METADATA = "metadata"
+"""Format recorded for metadata files inside a dataset directory (``dataset_info.json``)."""
+
+
+def _hash_dataset_input(ds: DatasetInput) -> list[DatasetDigest]:
+    """One digest for a dataset file; one per data file for a dataset directory (shards, save_to_disk).
+
+    Inside a directory, ``.json`` files are digested whole: there they are metadata
+    (``dataset_info.json``, ``state.json``) rather than arrays of records.
+    """
+    if not ds.path.is_dir():
+        return [hash_dataset(ds.path, role=ds.role, name=ds.name)]
+    out: list[DatasetDigest] = []
+    prefix = ds.name or ds.path.name
+    for f in iter_files(ds.path):
+        name = f"{prefix}/{f.relative_to(ds.path).as_posix()}"
+        if f.suffix.lower() in JSON_SUFFIXES:
+            d = hash_file(f, name=name)
+            out.append(
+                DatasetDigest(name=name, path=str(f), role=ds.role, size=d.size, sha256=d.sha256, format=METADATA)
+            )
+        else:
+            out.append(hash_dataset(f, role=ds.role, name=name))
+    return out
+
+
 def _digest_entry(name: str, digest: DirectoryDigest) -> dict[str, Any]:
     return {
         "path_name": name,
@@ -441,7 +467,16 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                     InputError(f"{ds.role} dataset file not found", path=ds.path, hint="check the dataset path")
                 )
             elif ds.path.is_dir():
-                problems.append(InputError(f"{ds.role} dataset path is a directory; pass the file", path=ds.path))
+                try:
+                    empty = next(iter_files(ds.path), None) is None
+                except OSError as exc:
+                    problems.append(InputError(f"{ds.role} dataset directory cannot be listed: {exc}", path=ds.path))
+                    continue
+                except InputError as exc:
+                    problems.append(exc)
+                    continue
+                if empty:
+                    problems.append(InputError(f"{ds.role} dataset directory holds no files", path=ds.path))
         if self.config is not None:
             try:
                 self._config_value, self._config_source = load_config(self.config)
@@ -490,14 +525,15 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             except BastionError as exc:
                 errors.append((exc, "input.tokenizer"))
         for ds in self.datasets:
-            if not ds.path.is_file():
+            if not ds.path.exists():
                 continue
             try:
-                inputs.datasets.append(hash_dataset(ds.path, role=ds.role, name=ds.name))
+                inputs.datasets.extend(_hash_dataset_input(ds))
             except BastionError as exc:
                 errors.append((exc, "input.dataset"))
-        train = [d for d in inputs.datasets if d.role == "train"]
-        evals = [d for d in inputs.datasets if d.role == "eval"]
+        # Overlap needs per-record digests on both sides; unknown (None) if any data file lacks them.
+        train = [d for d in inputs.datasets if d.role == "train" and d.format != METADATA]
+        evals = [d for d in inputs.datasets if d.role == "eval" and d.format != METADATA]
         if train and evals and all(d.records is not None for d in train + evals):
             seen = {digest for d in train for digest in d.record_digests}
             inputs.overlap = sum(1 for d in evals for digest in d.record_digests if digest in seen)

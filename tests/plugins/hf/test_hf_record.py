@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.plugins.hf import BastionCallback
+from bastion.plugins.hf import BastionCallback, DatasetInput
 from bastion.plugins.hf.callback import REDACTED, clean_metrics
 from bastion.provenance import canonical_json, load_statement, verify_ledger
 from conftest import files_in, read_ledger
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bastion.errors import InputError
 
 
 def _hooks(out: Path) -> tuple[Any, Any, Any]:
@@ -174,3 +176,39 @@ def test_resumed_run_continues_the_same_ledger(tiny_model_dir: Path, data: dict[
     assert first_statement["predicate"]["ledger"]["head"] in {e["hash"] for e in entries}
     names = {s["name"] for s in statement["subject"]}
     assert {"checkpoint-2/adapter_model.safetensors", "checkpoint-4/adapter_model.safetensors"} <= names
+
+
+def test_dataset_directory_is_hashed_per_file(tmp_path: Path, data: dict[str, Path]) -> None:
+    from conftest import sha256
+
+    lines = data["train"].read_text(encoding="utf-8").splitlines()
+    shards = tmp_path / "train-shards"
+    shards.mkdir()
+    (shards / "part-0.jsonl").write_text("\n".join(lines[:30]) + "\n", encoding="utf-8")
+    (shards / "part-1.jsonl").write_text("\n".join(lines[30:]) + "\n", encoding="utf-8")
+    (shards / "dataset_info.json").write_text('{"description": "shards"}', encoding="utf-8")
+    leaky = tmp_path / "eval.jsonl"
+    leaky.write_text("\n".join([lines[40], lines[50]]) + "\n" + data["eval"].read_text(encoding="utf-8"), "utf-8")
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback(datasets=[shards, DatasetInput(leaky, role="eval")], strict=True)
+    cb.on_train_begin(args, state, control)
+    cb.on_train_end(args, state, control)
+    (out / "w.bin").write_bytes(b"w")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    by_name = {d["name"]: d for d in pred["datasets"]}
+    assert set(by_name) == {
+        "train-shards/dataset_info.json",
+        "train-shards/part-0.jsonl",
+        "train-shards/part-1.jsonl",
+        "eval.jsonl",
+    }
+    assert by_name["train-shards/part-1.jsonl"]["records"] == 34
+    assert by_name["train-shards/part-1.jsonl"]["digest"]["sha256"] == sha256(shards / "part-1.jsonl")
+    assert "records" not in by_name["train-shards/dataset_info.json"]
+    assert pred["overlap"] == {"train_eval_records": 2}
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no files"):
+        BastionCallback(datasets=[empty], strict=True).on_train_begin(*_hooks(tmp_path / "o2"))
