@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lf_support import OFFLINE_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -24,20 +25,6 @@ def _llamafactory_venv() -> None:
     """Fail (not skip) when run outside the LLaMA-Factory venv: a skipped framework job must not look green."""
     if importlib.util.find_spec("llamafactory") is None:
         pytest.fail(f"llamafactory is not installed in {sys.prefix}; create the venv with tools/envs/llamafactory.sh")
-
-
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "WANDB_DISABLED": "true",
-    "WANDB_MODE": "disabled",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "CUDA_VISIBLE_DEVICES": "",  # CPU on every machine, so that LLaMA-Factory never re-launches under torchrun
-    "OMP_NUM_THREADS": "2",
-}
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,19 @@ from typing import Any
 
 import yaml
 
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "WANDB_DISABLED": "true",
+    "WANDB_MODE": "disabled",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "CUDA_VISIBLE_DEVICES": "",  # CPU on every machine, so that LLaMA-Factory never re-launches under torchrun
+    "OMP_NUM_THREADS": "2",
+}
+
 
 def base_config(model: Path, data: Path, out: Path, stage: str) -> dict[str, Any]:
     """A small LoRA config in LLaMA-Factory's own keys (as in its examples/train_lora/*.yaml), CPU and fp32."""

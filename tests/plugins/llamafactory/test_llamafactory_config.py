@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lf_support import base_config, write_yaml
+from lf_support import OFFLINE_ENV, base_config, write_yaml
 
 from bastion.errors import BastionError, ConfigError, InputError
 
@@ -190,3 +190,29 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_llamafactory_errors_exit_as_llamafactory_cli(
+    tmp_path: Path, tiny_model: Path, lf_data: Path, launch: Any
+) -> None:
+    """A config LLaMA-Factory itself rejects fails the same way under both launchers (exit 1, its message)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = base_config(tiny_model, lf_data, tmp_path / "out", "sft")
+    config = write_yaml(tmp_path / "cfg.yaml", cfg)
+    ours = launch(str(config), "learning_rat=1")
+    theirs = subprocess.run(
+        [str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(config), "learning_rat=1"],
+        cwd=tmp_path,
+        env={**os.environ, **OFFLINE_ENV},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert ours.returncode == theirs.returncode == 1
+    last = "ValueError: Some keys are not used by the HfArgumentParser: ['learning_rat']"
+    assert ours.stderr.strip().splitlines()[-1] == theirs.stderr.strip().splitlines()[-1] == last
+    assert not (tmp_path / "out").exists()
