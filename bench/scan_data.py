@@ -36,8 +36,9 @@ TYPE_WEIGHTS = {"EMAIL": 30, "PHONE": 30, "IBAN": 10, "PAYMENT_CARD": 5, "NATION
 
 
 class Generator:
-    def __init__(self, seed: int = 20261125, pool: int = 1500) -> None:
+    def __init__(self, seed: int = 20261125, pool: int = 1500, pii_scale: float = 1.0) -> None:
         self.rng = random.Random(seed)
+        self.pii_scale = pii_scale  # 1.0: about a quarter of the records carry personal data
         Faker.seed(seed)
         self.fakers = {loc: Faker(loc) for loc in LOCALES}
         self.sentences = {loc: [f.sentence(nb_words=14) for _ in range(pool)] for loc, f in self.fakers.items()}
@@ -126,14 +127,14 @@ class Generator:
         for _turn in range(self.rng.randint(1, 3)):
             i = len(messages)
             user = self._text(loc, self.rng.randint(1, 4))
-            r = self.rng.random()
+            r = self.rng.random() / self.pii_scale
             if r < 0.02:
                 user = self._with_pii(loc, user, 2, labels, f"messages[{i}].content")
             elif r < 0.12:
                 user = self._with_pii(loc, user, 1, labels, f"messages[{i}].content")
             messages.append({"role": "user", "content": user})
             answer = self._text(loc, self.rng.randint(2, 7))
-            if self.rng.random() < 0.02:
+            if self.rng.random() / self.pii_scale < 0.02:
                 answer = self._with_pii(loc, answer, 1, labels, f"messages[{i + 1}].content")
             messages.append({"role": "assistant", "content": answer})
         return {"messages": messages}, labels
@@ -143,9 +144,9 @@ class Generator:
             yield self.record()
 
 
-def write_dataset(path: Path, size_bytes: int, seed: int = 20261125) -> int:
+def write_dataset(path: Path, size_bytes: int, seed: int = 20261125, pii_scale: float = 1.0) -> int:
     """Write chat JSONL of about ``size_bytes``; returns the record count."""
-    gen = Generator(seed)
+    gen = Generator(seed, pii_scale=pii_scale)
     n = 0
     written = 0
     tmp = path.with_suffix(".part")
