@@ -272,6 +272,14 @@ class Gateway:
         route = adapter.classify(request.method, path) or Route("unknown", "passthrough")
         ex = Exchange(request, upstream, adapter, route, path, client_fingerprint(request.headers))
         try:
+            allowed_clients = self.settings.allowed_clients
+            if allowed_clients is not None and ex.fingerprint not in allowed_clients:
+                raise Refusal(
+                    401,
+                    "client_not_allowed",
+                    "this gateway does not accept the credentials sent with the request",
+                    hint=f"ask the gateway operator to add your fingerprint ({ex.fingerprint}) to allowed_clients",
+                )
             if route.name == "unknown":
                 raise Refusal(
                     403,

@@ -15,6 +15,7 @@ Example ``upstreams.yaml``::
       state_dir: /var/lib/bastion-gateway   # audit ledger + map of admitted file ids
       max_upload_bytes: 2147483648
       allow_routes: [files.list, files.retrieve, fine_tuning.jobs.retrieve]
+      allowed_clients: ["sha256:3f2a9c0d1e4b5a67"]   # fingerprints, never tokens
 
 The provider key itself never appears in the file, in logs or in the audit log: only the NAME of
 the environment variable that holds it.
@@ -86,6 +87,9 @@ class GatewaySettings(_Strict):
     max_json_body_bytes: int = Field(default=1024**2, gt=0)
     max_connections: int = Field(default=200, gt=0)
     allow_routes: tuple[str, ...] = ()
+    # When set, only clients whose credential fingerprint (sha256:<16 hex>, as in the audit log) is
+    # listed may use the gateway; others get 401. Recommended with auth.mode "replace".
+    allowed_clients: tuple[str, ...] | None = None
     # purposes of /v1/files and /v1/uploads that carry training data and are scanned as JSONL
     scan_purposes: tuple[str, ...] = ("fine-tune",)
 

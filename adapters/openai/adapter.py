@@ -249,7 +249,15 @@ class OpenAIAdapter(Adapter):
         ex.audit["upload_id"] = up.id
         return up
 
+    def _sweep(self) -> None:
+        """Drop uploads past their hour (their held parts are deleted from the spool)."""
+        now = time.time()
+        for up in [u for u in self.uploads.values() if now > u.created_at + UPLOAD_TTL]:
+            up.discard()
+            self.uploads.pop(up.id, None)
+
     async def uploads_create(self, gw: Gateway, ex: Exchange) -> Response:
+        self._sweep()
         body = await gw.read_json(ex)
         if not isinstance(body, dict):
             raise Refusal(400, "invalid_request", "the request body must be a JSON object")

@@ -144,3 +144,44 @@ def test_audit_log_is_a_verifiable_chain(env: Env) -> None:
     env.client().models.list()
     head = verify_ledger(env.state_dir / "audit.jsonl")
     assert head.entries >= 1
+
+
+def test_allowed_clients_by_fingerprint(tmp_path: Path, policy: Any, fake_upstream: tuple[FakeOpenAI, str]) -> None:
+    import hashlib
+
+    fake, url = fake_upstream
+    fp = "sha256:" + hashlib.sha256(CLIENT_TOKEN.encode()).hexdigest()[:16]
+    gw, srv = make_env(tmp_path, policy, fake, url, allowed_clients=[fp])
+    try:
+        env = Env(fake, url, gw, srv.url, tmp_path)
+        assert env.client().models.list().data
+        n = len(fake.received)
+        with pytest.raises(openai.AuthenticationError) as info:
+            env.client(api_key="stranger").models.list()
+        assert info.value.code == "client_not_allowed"
+        assert fake.received[n:] == []
+    finally:
+        srv.stop()
+
+
+def test_response_headers_and_request_body_pass_through(
+    tmp_path: Path, policy: Any, fake_upstream: tuple[FakeOpenAI, str]
+) -> None:
+    fake, url = fake_upstream
+    _gw, srv = make_env(tmp_path, policy, fake, url, allow_routes=["chat.completions.create"])
+    try:
+        n = len(fake.received)
+
+        def body() -> Any:
+            yield b'{"model": "m", '
+            yield b'"messages": []}'
+
+        r = httpx.post(
+            f"{srv.url}/openai/v1/chat/completions", content=body(), headers={"Authorization": "Bearer t"}
+        )  # chunked request body, no Content-Length
+        assert r.status_code == 200 and r.headers["x-upstream"] == "yes"
+        assert fake.received[n].body == b'{"model": "m", "messages": []}'
+        # models.list is not on this gateway's explicit allow list
+        assert httpx.get(f"{srv.url}/openai/v1/models").status_code == 403
+    finally:
+        srv.stop()
