@@ -215,6 +215,24 @@ CHECKPOINT_SYNC_TIMEOUT = timedelta(minutes=30)
 """How long rank 0's hashing thread waits for the other ranks to finish writing a checkpoint."""
 
 
+def _register_exit_hook(fn: Callable[[], None]) -> None:
+    """Run ``fn`` when the interpreter exits, while thread pools can still start work.
+
+    ``concurrent.futures`` refuses new work once its own exit hook has run, and plain ``atexit``
+    handlers run after it; hashing and model_signing both use thread pools. ``threading``'s exit
+    hooks run before that, newest first (the hook concurrent.futures itself uses). Falls back to
+    ``atexit`` where that hook is unavailable.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(fn)
+            return
+        except RuntimeError:  # already shutting down
+            pass
+    atexit.register(fn)
+
+
 def _checkpoint_sync_group() -> Any:
     """A gloo process group beside the training one, or ``None`` outside multi-process runs.
 
@@ -700,7 +718,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         for problem in problems:
             self._warn(_error_text(problem), "input.invalid")
         if not self._atexit_registered:
-            atexit.register(self._atexit_finalize)
+            _register_exit_hook(self._atexit_finalize)
             self._atexit_registered = True
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-hash")
         fut = self._submit(self._hash_inputs, "input.hash")
@@ -720,9 +738,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             self._ledger.close()
         self._started = False
         self._aborted = reason
-        if self._atexit_registered:
-            atexit.unregister(self._atexit_finalize)
-            self._atexit_registered = False
+        self._atexit_registered = False  # the exit hook stays registered but does nothing
 
     def on_log(
         self,
@@ -878,9 +894,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                     "finalize() was called but no run was recorded: training never began with this callback",
                     hint="pass the callback to the Trainer (callbacks=[cb]) and call finalize() after train()",
                 )
-        if self._atexit_registered:  # called explicitly: errors reach the caller, no retry at exit
-            atexit.unregister(self._atexit_finalize)
-            self._atexit_registered = False
+        self._atexit_registered = False  # called explicitly: errors reach the caller, no retry at exit
         self._join()
         with self._lock:
             if self.strict:
@@ -938,7 +952,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
 
     def _atexit_finalize(self) -> None:
         """Fallback when the user forgot ``finalize()``: runs at interpreter exit on the main process."""
-        if self._statement_path is not None or not self._started:
+        if not self._atexit_registered or self._statement_path is not None or not self._started:
             return
         if not self._train_ended:
             logger.warning("bastion: training did not finish; no statement was written for run %s", self.run_id)

@@ -319,18 +319,39 @@ def test_non_finite_metrics_are_kept_canonical(tmp_path: Path) -> None:
     verify_ledger(out / "bastion" / "ledger.jsonl", expected_head=statement["predicate"]["ledger"]["head"])
 
 
-def test_atexit_fallback_writes_the_record(tmp_path: Path) -> None:
-    from transformers import TrainerControl, TrainerState, TrainingArguments
+def test_forgotten_finalize_is_done_at_interpreter_exit(tmp_path: Path) -> None:
+    """A real process that never calls finalize(): the record is still written, and signed, at exit
+    (hashing and model_signing both need thread pools, which must still work at that point)."""
+    import subprocess
+    import sys
 
+    from bastion.provenance.signing import generate_key_pair
+    from bastion.provenance.verify import verify
+
+    keys = generate_key_pair(tmp_path / "keys")
     out = tmp_path / "out"
-    args = TrainingArguments(output_dir=str(out), report_to=[], use_cpu=True)
-    state, control = TrainerState(), TrainerControl()
-    cb = BastionCallback()
-    cb.on_train_begin(args, state, control)
-    cb.on_train_end(args, state, control)
-    (out / "model.bin").write_bytes(b"m")
-    cb._atexit_finalize()  # what the interpreter runs at exit when finalize() was forgotten
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        f"""
+from pathlib import Path
+from transformers import TrainerControl, TrainerState, TrainingArguments
+from bastion.plugins.hf import BastionCallback
+out = Path({str(out)!r})
+args = TrainingArguments(output_dir=str(out), report_to=[], use_cpu=True)
+cb = BastionCallback(signing={{"backend": "key", "private_key": {str(keys.private_key)!r}}})
+cb.on_train_begin(args, TrainerState(), TrainerControl())
+cb.on_train_end(args, TrainerState(), TrainerControl())
+for name in ("a.bin", "b.bin", "c.bin"):
+    (out / name).write_bytes(name.encode())
+""",
+        encoding="utf-8",
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "finalize() was not called" in proc.stderr
     assert (out / "bastion" / "statement.json").is_file()
+    report = verify(out, public_key=keys.public_key)
+    assert report.ok, report.lines()
 
 
 def test_bad_role_is_a_config_error() -> None:
