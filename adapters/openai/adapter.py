@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 PART_LIMIT = 64 * 1024 * 1024  # OpenAI's per-part maximum
 MAX_RESPONSE = 4 * 1024 * 1024
 UPLOAD_TTL = 3600
+# text fields of POST /v1/files (openai.types.FileCreateParams); anything else is refused, not forwarded
+FILE_FORM_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})
 
 
 @dataclass
@@ -196,6 +198,15 @@ class OpenAIAdapter(Adapter):
             if purpose is None:
                 raise Refusal(400, "invalid_upload", "the form field 'purpose' is missing", param="purpose")
             self._check_purpose(gw, purpose)
+            unknown = [n for n in reader.field_order if n not in FILE_FORM_FIELDS]
+            if unknown:
+                raise Refusal(
+                    400,
+                    "invalid_upload",
+                    f"unexpected form field {unknown[0]!r}; accepted: {', '.join(sorted(FILE_FORM_FIELDS))} and 'file'",
+                    param=unknown[0],
+                    hint="the gateway forwards only the fields it knows, so no data can travel unscanned",
+                )
             if not sinks:
                 raise Refusal(400, "invalid_upload", "the form has no 'file' part", param="file")
             sink = sinks[0]
@@ -509,6 +520,20 @@ class OpenAIAdapter(Adapter):
         ex.audit["method"] = method.get("type") if isinstance(method, dict) else None
         for info in files.values():
             gw.check_residency(ex, info["classification"])
+        # the job itself (suffix, metadata, grader prompts/references) goes through the same policy
+        scan = await anyio.to_thread.run_sync(gw.engine.scan_record, body, 1)
+        if scan.findings:
+            ex.audit["job_findings"] = sorted({f"{f.entity}:{f.action}" for f in scan.findings})
+        if scan.action == "block":
+            raise Refusal(
+                403,
+                "policy_block",
+                "the fine-tuning job request was blocked by the gateway's data policy",
+                rule_ids=sorted({f.rule_id for f in scan.findings if f.action == "block"}),
+                entity_types=[f.entity for f in scan.findings if f.action == "block"],
+                hint="remove personal data from the job's suffix, metadata and grader",
+            )
+        body = scan.record
         gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "allow").inc()
         await gw.record(ex, "allow", event="decision")
         headers = gw.upstream_headers(ex, drop=("content-type",))

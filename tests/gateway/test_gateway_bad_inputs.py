@@ -196,3 +196,28 @@ def test_internal_error_fails_closed(tmp_path: Path, policy: Any, fake_upstream:
         srv.stop()
     last = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])["data"]
     assert last["decision"] == "block" and last["reason"] == "internal_error"
+
+
+def test_unknown_text_field_refused(env: Env) -> None:
+    body, headers = form(("purpose", None, b"fine-tune"), ("notes", None, EMAIL.encode()), ("file", "t.jsonl", GOOD))
+    n = len(env.upstream.received)
+    err = refused(env, post_files(env, body, headers), 400, "invalid_upload", n)
+    assert err["param"] == "notes"
+
+
+def test_file_sent_as_text_field_refused(env: Env) -> None:
+    body, headers = form(("purpose", None, b"fine-tune"), ("file", None, GOOD))
+    n = len(env.upstream.received)
+    refused(env, post_files(env, body, headers), 400, "invalid_upload", n)
+
+
+def test_expires_after_forwarded(env: Env) -> None:
+    n = len(env.upstream.received)
+    env.client().files.create(
+        file=("t.jsonl", io.BytesIO(GOOD)), purpose="fine-tune", expires_after={"anchor": "created_at", "seconds": 3600}
+    )
+    rec = env.upstream.received[n]
+    from gw_upstream import parse_multipart
+
+    parts = parse_multipart(rec.headers["content-type"], rec.body)
+    assert parts["expires_after[seconds]"] == (None, b"3600") and parts["file"][1] == GOOD

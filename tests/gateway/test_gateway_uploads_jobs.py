@@ -134,3 +134,17 @@ def test_job_file_admitted_for_other_upstream_refused(env: Env) -> None:
     with pytest.raises(openai.PermissionDeniedError) as info:
         env.client(prefix="offshore").fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id)
     assert info.value.code == "unscanned_file"
+
+
+def test_job_metadata_goes_through_policy(env: Env) -> None:
+    c = env.client()
+    f = c.files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("hello")))), purpose="fine-tune")
+    n = len(env.upstream.received)
+    c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, metadata={"owner": EMAIL})
+    sent = json.loads(env.upstream.received[n].body)
+    assert sent["metadata"] == {"owner": "[EMAIL]"} and sent["training_file"] == f.id
+    n = len(env.upstream.received)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, suffix=IBAN)
+    assert info.value.code == "policy_block" and IBAN not in info.value.message
+    assert env.upstream.received[n:] == []
