@@ -70,7 +70,8 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _dataset_role(cfg: Mapping[str, Any], test: bool) -> str:
+def dataset_role(cfg: Mapping[str, Any], test: bool = False) -> str:
+    """``eval`` for ``test_datasets``; ``preference`` for the datasets of a preference (``rl:``) run."""
     if test:
         return "eval"
     rl = cfg.get("rl")
@@ -161,7 +162,7 @@ def resolve_inputs(cfg: Mapping[str, Any]) -> ResolvedInputs:
             )
     seen: set[tuple[str, str]] = set()
     for key, test in (("datasets", False), ("test_datasets", True)):
-        role = _dataset_role(cfg, test)
+        role = dataset_role(cfg, test)
         for i, entry in enumerate(_as_list(cfg.get(key))):
             inputs, problems = _dataset_inputs(entry, role, i, key)
             out.problems.extend(problems)
@@ -199,12 +200,14 @@ def prepared_dataset_dirs(cfg: Any, tokenizer_name: str) -> list[tuple[Path, str
             logger.debug("bastion: could not compute the prepared dataset path: %s", exc)
             continue
         if folder.is_dir():
-            found.append((folder, _dataset_role(cfg, test)))
+            found.append((folder, dataset_role(cfg, test)))
     return found
 
 
-def prepared_inputs(folders: Iterable[tuple[Path, str]], extra_files: Sequence[Path] = ()) -> list[DatasetInput]:
-    """Arrow shards of the prepared dataset folders (plus any other cache files the trainer reads)."""
+def prepared_inputs(
+    folders: Iterable[tuple[Path, str]], extra_files: Sequence[tuple[Path, str]] = ()
+) -> list[DatasetInput]:
+    """Arrow shards of the prepared dataset folders, plus other ``(file, role)`` cache files the trainer reads."""
     inputs: list[DatasetInput] = []
     seen: set[str] = set()
     for folder, role in folders:
@@ -213,11 +216,11 @@ def prepared_inputs(folders: Iterable[tuple[Path, str]], extra_files: Sequence[P
             if key not in seen:
                 seen.add(key)
                 inputs.append(DatasetInput(f, role=role, name=f"prepared/{folder.name}/{f.name}"))
-    for f in extra_files:
+    for f, role in extra_files:
         key = str(f.resolve())
         if key not in seen and f.is_file():
             seen.add(key)
-            inputs.append(DatasetInput(f, role="train", name=f"prepared/{f.parent.name}/{f.name}"))
+            inputs.append(DatasetInput(f, role=role, name=f"prepared/{f.parent.name}/{f.name}"))
     return inputs
 
 
@@ -225,6 +228,7 @@ __all__ = [
     "REDACTED",
     "RL_PREFERENCE",
     "ResolvedInputs",
+    "dataset_role",
     "prepared_dataset_dirs",
     "prepared_inputs",
     "redact_secrets",

@@ -30,6 +30,7 @@ from typing import Any
 
 from axolotl.integrations.base import BasePlugin
 from bastion.plugins.axolotl.inputs import (
+    dataset_role,
     prepared_dataset_dirs,
     prepared_inputs,
     redact_secrets,
@@ -196,18 +197,23 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
             print(f"bastion: run record written to {path.parent}", file=sys.stderr, flush=True)
 
 
-def _prepared_cache_files(cfg: Any, trainer: Any) -> list[Path]:
-    """Arrow files under ``dataset_prepared_path`` that the trainer's datasets are memory-mapped from."""
+def _prepared_cache_files(cfg: Any, trainer: Any) -> list[tuple[Path, str]]:
+    """``(arrow file, role)`` under ``dataset_prepared_path`` that the trainer's datasets are mapped from.
+
+    Covers cache layouts :func:`prepared_dataset_dirs` does not compute (preference datasets).
+    """
     base = cfg.get("dataset_prepared_path")
     if not base:
         return []
     root = Path(str(base)).resolve()
-    files: list[Path] = []
-    for ds in (getattr(trainer, "train_dataset", None), getattr(trainer, "eval_dataset", None)):
+    train_role = dataset_role(cfg)
+    files: list[tuple[Path, str]] = []
+    for attr, role in (("train_dataset", train_role), ("eval_dataset", "eval")):
+        ds = getattr(trainer, attr, None)
         for item in getattr(ds, "cache_files", None) or []:
             name = item.get("filename") if isinstance(item, Mapping) else None
             if name and Path(name).resolve().is_relative_to(root):
-                files.append(Path(name))
+                files.append((Path(name), role))
     return files
 
 

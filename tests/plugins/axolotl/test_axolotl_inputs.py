@@ -123,7 +123,7 @@ def test_prepared_shards_are_named_by_their_cache_folder(tmp_path: Path) -> None
     folder = tmp_path / "prepared" / "0123abcd"
     shard = _write(folder / "data-00000-of-00001.arrow", "arrow")
     _write(folder / "state.json", "{}")
-    inputs = prepared_inputs([(folder, "train")], extra_files=[shard])
+    inputs = prepared_inputs([(folder, "train")], extra_files=[(shard, "train")])
     expected = [("prepared/0123abcd/data-00000-of-00001.arrow", "train", shard)]
     assert [(d.name, d.role, d.path) for d in inputs] == expected  # the shard is listed once
 
