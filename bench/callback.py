@@ -8,7 +8,7 @@ Two measurements:
 
 1. Step time end to end: the interval between consecutive ``on_step_begin`` events (forward, backward,
    optimizer step, logging, every callback), median over the steps after a warm-up, in runs without
-   and with BastionCallback, alternated (without, with, without, with) after one discarded warm-up run.
+   and with BastionCallback, alternated (without, with, ...) after one discarded warm-up run.
 2. The callback's own time per step: its ``on_log`` (the only per-step hook it implements; the
    ledger append happens there) timed directly around the call, median in µs.
 """
@@ -134,6 +134,13 @@ def one_run(model_dir: Path, data: dict[str, Path], out: Path, steps: int, with_
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60, help="optimizer steps per run (default 60)")
+    ap.add_argument("--runs", type=int, default=3, help="runs with and without the callback, alternated (default 3)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: with more, OpenMP spin-waiting on a shared machine inflates CPU time)",
+    )
     ap.add_argument("--no-doc", action="store_true", help="print results only")
     args = ap.parse_args()
 
@@ -143,6 +150,7 @@ def main() -> None:
     from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
     from transformers.utils import logging as hf_logging
 
+    torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     logging.getLogger("bastion").setLevel(logging.ERROR)
     work = DATA / "callback"
@@ -152,15 +160,15 @@ def main() -> None:
     data = write_demo_datasets(work / "data")
 
     load_before = load_average()
-    one_run(model_dir, data, work / "warmup", args.steps, with_callback=False)  # discarded: imports, caches
+    one_run(model_dir, data, work / "warmup", args.steps, with_callback=True)  # discarded: imports, caches
     keys = ("steps", "cpu", "hook", "hook_cpu")
     results: dict[bool, dict[str, list[float]]] = {b: {k: [] for k in keys} for b in (False, True)}
-    run_medians: dict[bool, list[float]] = {False: [], True: []}
-    for i, with_cb in enumerate((False, True, False, True)):
+    run_medians: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for i, with_cb in enumerate([False, True] * args.runs):
         r = one_run(model_dir, data, work / f"run-{i}", args.steps, with_callback=with_cb)
         for k in keys:
             results[with_cb][k] += r[k]
-        run_medians[with_cb].append(statistics.median(r["steps"]))
+        run_medians[with_cb].append((statistics.median(r["steps"]), statistics.median(r["cpu"])))
     load_after = load_average()
 
     def us(x: float) -> str:
@@ -172,22 +180,25 @@ def main() -> None:
     hook, hook_cpu = results[True]["hook"], results[True]["hook_cpu"]
     hook_med = med(hook)
     hook_p90 = statistics.quantiles(hook, n=10)[-1]
+    hook_cpu_p90 = statistics.quantiles(hook_cpu, n=10)[-1]
     n = len(results[False]["steps"])
 
     def runs(b: bool) -> str:
-        return ", ".join(us(x) for x in run_medians[b])
+        return ", ".join(f"{us(w)} ({us(c)} CPU)" for w, c in run_medians[b])
 
     table = "\n".join(
         [
             "| measurement | median µs per step (wall) | median CPU µs per step | note |",
             "|---|---:|---:|---|",
             f"| step without BastionCallback | {us(base)} | {us(base_cpu)} "
-            f"| {n} steps, 2 runs; run medians {runs(False)} |",
-            f"| step with BastionCallback | {us(withcb)} | {us(withcb_cpu)} | 2 runs; run medians {runs(True)}; "
+            f"| {n} steps, {args.runs} runs; run medians {runs(False)} |",
+            f"| step with BastionCallback | {us(withcb)} | {us(withcb_cpu)} "
+            f"| {args.runs} runs; run medians {runs(True)}; "
             f"difference {(withcb - base) / base * 100:+.1f} % wall, "
             f"{(withcb_cpu - base_cpu) / base_cpu * 100:+.1f} % CPU |",
             f"| **BastionCallback.on_log itself** (one ledger entry) | **{us(hook_med)}** | {us(med(hook_cpu))} | "
-            f"**{hook_med / base * 100:.2f} % of the median step** (wall); p90 {us(hook_p90)} µs |",
+            f"**{hook_med / base * 100:.2f} % of the median step** (wall); p90 {us(hook_p90)} µs wall, "
+            f"{us(hook_cpu_p90)} µs CPU |",
         ]
     )
     body = (
