@@ -25,13 +25,14 @@ import math
 import re
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from bastion.provenance.canonical import canonical_digest
 from bastion.provenance.datasets import JSON_SUFFIXES, DatasetDigest, hash_dataset
@@ -233,36 +234,58 @@ def _register_exit_hook(fn: Callable[[], None]) -> None:
     atexit.register(fn)
 
 
-def _checkpoint_sync_group() -> Any:
-    """A gloo process group beside the training one, or ``None`` outside multi-process runs.
+class RankSync:
+    """Which ranks have finished writing a checkpoint, counted in the process group's key-value store.
 
-    Checkpoint "written" barriers go through it asynchronously, so they never queue behind or
-    between the training collectives (NCCL or gloo) of the default group.
+    Under DDP/FSDP/DeepSpeed every rank writes its share of a checkpoint (``rng_state_<rank>.pth``,
+    optimizer shards) before its ``on_save``. Each rank with a callback increments a counter when it
+    gets there; rank 0's hashing thread waits until every such rank has. Only store counters are
+    used, never a collective, so training threads never wait, nothing queues between the training
+    collectives, and a job that attached the callback on rank 0 alone cannot hang.
     """
-    try:
-        import torch.distributed as dist
-    except ImportError:
-        return None
-    try:
+
+    _generations: ClassVar[int] = 0
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    @classmethod
+    def join(cls) -> RankSync | None:
+        """Register this rank (call from ``on_train_begin`` on every rank); ``None`` outside multi-process runs."""
+        try:
+            import torch.distributed as dist
+        except ImportError:
+            return None
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
             return None
-        return dist.new_group(backend="gloo")
-    except Exception as exc:  # no gloo in this build: fall back to hashing without the barrier
-        logger.warning("bastion: no side process group for checkpoint sync (%s)", _error_text(exc))
-        return None
+        cls._generations += 1  # the n-th recorded run of this job: the same n on every rank
+        try:
+            store = dist.distributed_c10d._get_default_store()
+            sync = cls(store, f"bastion/run-{cls._generations}")
+            store.add(f"{sync.prefix}/ranks", 1)
+        except Exception as exc:
+            logger.warning("bastion: cannot coordinate checkpoint hashing between ranks (%s)", _error_text(exc))
+            return None
+        return sync
 
+    def written(self, step: int) -> None:
+        """This rank finished writing checkpoint ``step`` (non-blocking)."""
+        self.store.add(f"{self.prefix}/checkpoint-{step}", 1)
 
-def _announce_checkpoint_written(group: Any) -> Any:
-    """Enter a non-blocking barrier on ``group``; the returned work completes once every rank did."""
-    if group is None:
-        return None
-    try:
-        import torch.distributed as dist
-
-        return dist.barrier(group=group, async_op=True)
-    except Exception as exc:
-        logger.warning("bastion: checkpoint sync barrier failed (%s)", _error_text(exc))
-        return None
+    def wait_all(self, step: int, timeout: timedelta) -> bool:
+        """Wait until every registered rank reported checkpoint ``step`` written; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout.total_seconds()
+        delay = 0.01
+        while True:
+            ranks = int(self.store.add(f"{self.prefix}/ranks", 0))
+            done = int(self.store.add(f"{self.prefix}/checkpoint-{step}", 0))
+            if done >= ranks:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 METADATA = "metadata"
@@ -375,8 +398,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._signed = False
         self._atexit_registered = False
         self._aborted: str | None = None
-        self._sync_group: Any = None
-        self._pending_sync: list[Any] = []
+        self._rank_sync: RankSync | None = None
+        self._rank_sync_joined = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -640,8 +663,9 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._is_main = self._main_process(args, state)
-        if self._sync_group is None:
-            self._sync_group = _checkpoint_sync_group()  # collective: every rank takes part
+        if not self._rank_sync_joined:
+            self._rank_sync_joined = True
+            self._rank_sync = RankSync.join()  # every rank, before the main-process check
         if not self._is_main:
             return
         if self._statement_path is not None or self._aborted is not None:
@@ -772,27 +796,26 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._guard("on_log", work)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        # Every rank writes its share of a checkpoint (rng_state_<rank>.pth, optimizer shards) before
-        # its on_save. Each rank announces "written" with a non-blocking barrier on a side group;
-        # rank 0's hashing thread waits for it, so no training thread ever waits.
-        written = _announce_checkpoint_written(self._sync_group)
-        if not self._started:
-            if written is not None:
-                self._pending_sync = [w for w in self._pending_sync if not w.is_completed()] + [written]
-            return
+        # Every rank writes its share of a checkpoint before on_save; say so, then let rank 0's
+        # hashing thread (never a training thread) wait for the others.
         step = int(state.global_step)
+        sync = self._rank_sync
+        if sync is not None:
+            try:
+                sync.written(step)
+            except Exception as exc:
+                logger.warning("bastion: checkpoint-%d: could not report it written (%s)", step, _error_text(exc))
+        if not self._started:
+            return
         checkpoint = Path(args.output_dir or ".") / f"checkpoint-{step}"
 
         def hash_when_written() -> None:
-            if written is not None:
-                try:
-                    written.wait(CHECKPOINT_SYNC_TIMEOUT)
-                except Exception as exc:
-                    self._warn(
-                        f"checkpoint-{step}: not every rank confirmed its writes ({type(exc).__name__}); "
-                        "hashing what is on disk now",
-                        "checkpoint.sync",
-                    )
+            if sync is not None and not sync.wait_all(step, CHECKPOINT_SYNC_TIMEOUT):
+                self._warn(
+                    f"checkpoint-{step}: not every rank reported its writes within "
+                    f"{CHECKPOINT_SYNC_TIMEOUT}; hashing what is on disk now",
+                    "checkpoint.sync",
+                )
             self._hash_checkpoint(checkpoint, step)
 
         def work() -> None:
