@@ -69,10 +69,12 @@ def train(
         if sign_key_password_env:
             signing["password_env"] = sign_key_password_env
 
-    from bastion.plugins.llamafactory.runner import needs_torchrun, run_exp
+    from bastion.plugins.llamafactory.runner import needs_torchrun, prepare, run_exp
     from bastion.plugins.llamafactory.runner import torchrun as launch_torchrun
 
     if torchrun and needs_torchrun():
+        # Check inputs and signing once, here, so that a typo is one clear error (exit 2), not one per rank.
+        prepare(list(args), strict=strict, signing=signing, sign_checkpoints=sign_checkpoints, fsync=fsync)
         worker = []
         if strict is not None:
             worker.append("--strict" if strict else "--no-strict")

@@ -197,35 +197,37 @@ def _merge_overrides(base: Any, overrides: Sequence[str], path: Path) -> dict[st
 # -------------------------------------------------------------------------------------------- resolving
 
 
-def parse_train_args(args: Args) -> tuple[Any, Any, Any, Any, Any]:
-    """LLaMA-Factory's own train dataclasses (model, data, training, finetuning, generating).
+@dataclass
+class _Outputs:
+    """The two ``TrainingArguments`` fields Bastion needs, parsed without building ``TrainingArguments``
+    (whose initialisation sets up accelerator state, which a torchrun parent process must not do)."""
+
+    output_dir: str | None = None
+    do_train: bool = False
+
+
+def parse_train_args(args: Args) -> tuple[Any, Any, Any, _Outputs]:
+    """LLaMA-Factory's own model, data and finetuning dataclasses, plus output_dir/do_train.
 
     Unknown keys are let through here: LLaMA-Factory rejects them itself, with its own message.
     """
-    from llamafactory.hparams import (
-        DataArguments,
-        FinetuningArguments,
-        GeneratingArguments,
-        ModelArguments,
-        TrainingArguments,
-    )
+    from llamafactory.hparams import DataArguments, FinetuningArguments, ModelArguments
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(
-        [ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, GeneratingArguments]  # type: ignore[arg-type]
-    )
+    parser = HfArgumentParser([ModelArguments, DataArguments, FinetuningArguments, _Outputs])  # type: ignore[arg-type,list-item]
     if isinstance(args, dict):
         parsed = tuple(parser.parse_dict(args, allow_extra_keys=True))
     else:
-        parsed = tuple(parser.parse_args_into_dataclasses(args=list(args), return_remaining_strings=True))[:5]
-    model_args, data_args, training_args, finetuning_args, generating_args = parsed
-    return model_args, data_args, training_args, finetuning_args, generating_args
+        parsed = tuple(parser.parse_args_into_dataclasses(args=list(args), return_remaining_strings=True))[:4]
+    model_args, data_args, finetuning_args, outputs = parsed
+    assert isinstance(outputs, _Outputs)
+    return model_args, data_args, finetuning_args, outputs
 
 
 def resolve(args: Args, settings: BastionSettings, source: str) -> LlamaFactoryRun:
     """Resolve model, datasets and output dir; every problem LLaMA-Factory would only hit after loading
     the model (an unknown dataset name, a missing data file) is raised here, before training."""
-    model_args, data_args, training_args, finetuning_args, _ = parse_train_args(args)
+    model_args, data_args, finetuning_args, outputs = parse_train_args(args)
     dataset_dir = str(data_args.dataset_dir)
     unhashed: list[str] = []
 
@@ -277,10 +279,10 @@ def resolve(args: Args, settings: BastionSettings, source: str) -> LlamaFactoryR
         settings=settings,
         source=source,
         stage=str(finetuning_args.stage),
-        do_train=bool(training_args.do_train),
+        do_train=bool(outputs.do_train),
         model_name_or_path=model,
         adapter_name_or_path=model_args.adapter_name_or_path,
-        output_dir=Path(training_args.output_dir),
+        output_dir=Path(outputs.output_dir or "trainer_output"),  # transformers' default
         dataset_dir=dataset_dir,
         dataset_info=info_path,
         datasets=tuple(datasets),
