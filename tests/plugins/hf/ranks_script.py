@@ -14,46 +14,54 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
 import torch.distributed as dist
 from bastion.plugins.hf import BastionCallback
 from transformers import TrainerControl, TrainerState
 
-out, scenario = Path(sys.argv[1]), sys.argv[2]
+root = Path(sys.argv[1])
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-args = SimpleNamespace(output_dir=str(out), process_index=rank)
-state, control = TrainerState(is_world_process_zero=rank == 0, is_local_process_zero=rank == 0), TrainerControl()
-cb = BastionCallback() if scenario == "all" or rank == 0 else None
-hooks: dict[str, float] = {}
 
 
-def hook(name: str, *a: object) -> None:
-    if cb is None:
-        return
-    t = time.monotonic()
-    getattr(cb, name)(args, state, control, *a)
-    hooks[name] = max(hooks.get(name, 0.0), time.monotonic() - t)
+def run(scenario: str) -> None:
+    out = root / scenario
+    args = SimpleNamespace(output_dir=str(out), process_index=rank)
+    state = TrainerState(is_world_process_zero=rank == 0, is_local_process_zero=rank == 0)
+    control = TrainerControl()
+    cb = BastionCallback() if scenario == "all" or rank == 0 else None
+    hooks: dict[str, float] = {}
 
+    def hook(name: str) -> None:
+        if cb is None:
+            return
+        t = time.monotonic()
+        getattr(cb, name)(args, state, control)
+        hooks[name] = max(hooks.get(name, 0.0), time.monotonic() - t)
 
-hook("on_train_begin")
-for step in (1, 2):
-    state.global_step = step
-    dist.all_reduce(__import__("torch").ones(1))  # the training step's collective
-    ckpt = out / f"checkpoint-{step}"
-    ckpt.mkdir(parents=True, exist_ok=True)
+    hook("on_train_begin")
+    for step in (1, 2):
+        state.global_step = step
+        dist.all_reduce(torch.ones(1))  # the training step's collective
+        ckpt = out / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            (ckpt / "adapter_model.safetensors").write_bytes(os.urandom(1024))
+        if rank == 1:
+            time.sleep(1.0)  # a slow disk
+        (ckpt / f"rng_state_{rank}.pth").write_bytes(os.urandom(64))
+        hook("on_save")
+    hook("on_train_end")
+    dist.barrier()
     if rank == 0:
-        (ckpt / "adapter_model.safetensors").write_bytes(os.urandom(1024))
-    if rank == 1:
-        time.sleep(1.0)  # a slow disk
-    (ckpt / f"rng_state_{rank}.pth").write_bytes(os.urandom(64))
-    hook("on_save")
-hook("on_train_end")
-dist.barrier()
-if rank == 0:
-    (out / "adapter_model.safetensors").write_bytes(b"final")
-    assert cb is not None
-    t = time.monotonic()
-    cb.finalize()
-    hooks["finalize"] = time.monotonic() - t
-    (out.parent / f"{out.name}-report.json").write_text(json.dumps(hooks), encoding="utf-8")
+        assert cb is not None
+        (out / "adapter_model.safetensors").write_bytes(b"final")
+        t = time.monotonic()
+        cb.finalize()
+        hooks["finalize"] = time.monotonic() - t
+        (root / f"{scenario}-report.json").write_text(json.dumps(hooks), encoding="utf-8")
+
+
+run("all")
+run("rank0")
 dist.destroy_process_group()

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("ranks_script.py")
 
 
-def _torchrun(out: Path, scenario: str) -> dict[str, float]:
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One torchrun launch running both scenarios (the launch, not the scenarios, is what costs time)."""
+    root = tmp_path_factory.mktemp("ranks")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -24,18 +27,17 @@ def _torchrun(out: Path, scenario: str) -> dict[str, float]:
     env["OMP_NUM_THREADS"] = "1"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        "--master_addr=127.0.0.1", f"--master_port={port}", str(SCRIPT), str(out), scenario,
+        "--master_addr=127.0.0.1", f"--master_port={port}", str(SCRIPT), str(root),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    report: dict[str, float] = json.loads((out.parent / f"{out.name}-report.json").read_text(encoding="utf-8"))
-    return report
+    return root
 
 
 @pytest.mark.parametrize("scenario", ["all", "rank0"])
-def test_checkpoints_hashed_after_every_rank_wrote(tmp_path: Path, scenario: str) -> None:
-    out = tmp_path / "out"
-    hooks = _torchrun(out, scenario)
+def test_checkpoints_hashed_after_every_rank_wrote(launched: Path, scenario: str) -> None:
+    out = launched / scenario
+    hooks = json.loads((launched / f"{scenario}-report.json").read_text(encoding="utf-8"))
     entries = read_ledger(out / "bastion" / "ledger.jsonl")
     ckpts = {e["data"]["path"]: e["data"] for e in entries if e["kind"] == "checkpoint"}
     assert set(ckpts) == {"checkpoint-1", "checkpoint-2"}
