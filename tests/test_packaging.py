@@ -46,7 +46,11 @@ def test_wheel_and_editable_install_in_fresh_venv(wheel: Path, tmp_path: Path) -
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     subprocess.run([py, "-m", "pip", "install", "-q", str(wheel)], check=True, capture_output=True)
-    code = "import bastion.provenance, bastion.plugins, bastion.gateway, bastion.policies; print(bastion.provenance.__file__)"
+    code = (
+        "import bastion.provenance, bastion.plugins, bastion.gateway, bastion.policies;"
+        "bastion.policies.load_policy('pack:eu-gdpr');"
+        "print(bastion.provenance.__file__)"
+    )
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout
     assert "site-packages/bastion/provenance/__init__.py" in out
     site = next((env_dir / "lib").glob("python3*/site-packages"))
