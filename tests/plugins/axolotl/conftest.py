@@ -69,6 +69,8 @@ seed: 42
 
 def axolotl_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
+    # `axolotl train` starts `accelerate launch` from PATH, as in an activated virtual environment.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(
         {
             "HF_HUB_OFFLINE": "1",
@@ -117,7 +119,7 @@ def make_project(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
 
 @pytest.fixture(scope="session")
 def run_axolotl(axolotl_cli: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``axolotl <command> <config> --launcher python``-style commands in a project folder."""
+    """Run ``axolotl <command> ...`` (Axolotl's console script) in a project folder, offline."""
 
     def run(project: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

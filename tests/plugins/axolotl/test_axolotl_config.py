@@ -109,3 +109,46 @@ def test_cli_rejects_a_misspelt_key_before_loading_anything(
     assert not (project / "prepared").exists()
     assert not (project / "out" / "adapter_model.safetensors").exists()
     assert not (project / "out" / "bastion" / "ledger.jsonl").exists()
+
+
+class _Trainer:
+    """What ``add_callbacks_post_trainer`` reads from Axolotl's trainer: its tokenizer and datasets."""
+
+    processing_class = None
+    train_dataset = None
+    eval_dataset = None
+
+
+def test_strict_mode_stops_before_training_on_an_input_it_cannot_hash(
+    validate: Callable[[dict[str, Any]], Any],
+    make_project: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bastion.plugins.axolotl import BastionPlugin
+
+    monkeypatch.chdir(make_project("axolotl-strict"))
+    cfg = validate({"bastion_strict": True, "datasets": [{"path": "someorg/chat-data", "type": "chat_template"}]})
+    with pytest.raises(SystemExit) as info:
+        BastionPlugin().add_callbacks_post_trainer(cfg, _Trainer())
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "bastion: error: datasets[0].path: 'someorg/chat-data' is not a local file or directory" in err
+    assert "bastion_strict is on" in err
+
+
+def test_without_strict_the_problem_is_kept_for_the_ledger(
+    validate: Callable[[dict[str, Any]], Any],
+    make_project: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bastion.plugins.axolotl import BastionPlugin
+
+    monkeypatch.chdir(make_project("axolotl-lenient"))
+    cfg = validate({"datasets": [{"path": "someorg/chat-data", "type": "chat_template"}]})
+    plugin = BastionPlugin()
+    (callback,) = plugin.add_callbacks_post_trainer(cfg, _Trainer())
+    assert callback is plugin.callback and callback.framework == "axolotl"
+    assert [code for code, _ in callback.problems] == ["input.not_local"]
+    assert callback.base_model == Path("./model")
+    assert [(d.name, d.role) for d in callback.datasets] == [("eval.jsonl", "eval")]  # the local one is kept

@@ -76,7 +76,8 @@ def trained(
         generate_key_pair(project / "keys")
         config += "bastion_signing:\n  backend: key\n  private_key: keys/signing.pem\n"
     (project / "axolotl.yml").write_text(config, encoding="utf-8")
-    proc = run_axolotl(project, "train", "axolotl.yml", "--launcher", "python")
+    # Exactly the user's command: the default launcher (`accelerate launch`) runs the training process.
+    proc = run_axolotl(project, "train", "axolotl.yml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     out = project / "out"
     report = None
