@@ -103,8 +103,11 @@ def hash_result(
     show_progress: bool,
 ) -> dict[str, Any]:
     """The ``--json`` document for ``path`` (also used by the human-readable output)."""
-    if not path.exists() and not path.is_symlink():
-        raise InputError("path not found", path=path, hint="check the path; it may have been moved or deleted")
+    if not path.exists():
+        what = "symbolic link points to a missing file" if path.is_symlink() else "path not found"
+        raise InputError(what, path=path, hint="check the path; it may have been moved or deleted")
+    if not path.is_dir() and not path.is_file():
+        raise InputError("not a regular file or directory (a pipe, socket or device)", path=path)
     if dataset:
         if path.is_dir():
             raise InputError(

@@ -196,6 +196,8 @@ def hash_dataset(
         raise InputError("dataset file not found", path=p, hint="check the dataset path in your config")
     if p.is_dir():
         raise InputError("dataset path is a directory; pass the data files inside it", path=p)
+    if not p.is_file():
+        raise InputError("dataset is not a regular file (a pipe, socket or device)", path=p)
     suffix = p.suffix.lower()
     size = p.stat().st_size
     display = name or p.name

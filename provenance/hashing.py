@@ -68,6 +68,9 @@ def sha256_file(path: str | os.PathLike[str], *, progress: ProgressCallback | No
     buf = bytearray(BLOCK_SIZE)
     view = memoryview(buf)
     try:
+        if os.path.exists(p) and not os.path.isdir(p) and not os.path.isfile(p):
+            # A FIFO or device would block or never end: only regular files have a digest.
+            raise InputError("not a regular file (a pipe, socket or device)", path=p, hint="pass a regular file")
         with open(p, "rb", buffering=0) as fh:
             while n := fh.readinto(buf):
                 h.update(view[:n])

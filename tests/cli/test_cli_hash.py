@@ -145,8 +145,14 @@ def test_dataset_whole_file_format(tmp_path: Path, capsys: pytest.CaptureFixture
             ["hash", "{p}/d"],
             "{p}/d/l: symbolic link points outside the directory",
         ),
+        (
+            lambda p: (p / "l").symlink_to(p / "gone"),
+            ["hash", "{p}/l"],
+            "{p}/l: symbolic link points to a missing file",
+        ),
+        (lambda p: os.mkfifo(p / "f"), ["hash", "{p}/f", "--json"], "{p}/f: not a regular file or directory"),
     ],
-    ids=["missing", "non-json-line", "bad-utf8", "nan", "dataset-dir", "symlink-outside"],
+    ids=["missing", "non-json-line", "bad-utf8", "nan", "dataset-dir", "symlink-outside", "broken-link", "fifo"],
 )
 def test_bad_input_is_one_clear_error_with_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], setup: Any, args: list[str], message: str

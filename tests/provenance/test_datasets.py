@@ -345,3 +345,12 @@ def test_bom_and_deep_nesting_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nested too deeply") as info:
         hash_dataset(deep)
     assert info.value.line == 2
+
+
+def test_a_pipe_is_not_a_dataset(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "train.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        hash_dataset(fifo)

@@ -287,3 +287,13 @@ def test_iter_files_is_sorted_and_skips_special_files(make_tree: Callable[..., P
     os.mkfifo(root / "fifo")  # would block a naive reader forever
     # Walk order: sorted within each directory, files before subdirectories.
     assert [p.relative_to(root).as_posix() for p in iter_files(root)] == ["a", "b/1", "b/2", "c/d/e"]
+
+
+def test_special_files_are_refused_not_read_forever(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file") as info:
+        sha256_file(fifo)
+    assert info.value.path == fifo
+    with pytest.raises(InputError, match="not a regular file"):
+        sha256_file("/dev/zero")
