@@ -14,6 +14,7 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bastion.policies import prefilter
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, passes
 from bastion.policies.detectors.keywords import KeywordsDetector
@@ -105,6 +106,12 @@ class PolicyEngine:
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = all(d.raw_safe for d in self._standalone)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
+        self._native = None
+        if self._raw_ok:
+            keywords = [
+                (d.spec.keywords, d.spec.case_sensitive) for d in self._standalone if isinstance(d, KeywordsDetector)
+            ]
+            self._native = prefilter.build([kind for kind, _ in self._passes], keywords)
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
 
     # -- detection -------------------------------------------------------------------------------
@@ -121,6 +128,18 @@ class PolicyEngine:
             if pattern.search(raw_json_text):
                 return True
         return any(p.search(raw_json_text) for p in self._raw_keywords)
+
+    def may_contain_line(self, raw_json_text: str, raw_bytes: bytes) -> bool:
+        """:meth:`may_contain` for a line given both as text and as its (valid) UTF-8 bytes; uses the
+        Hyperscan pre-filter when it is available (see :mod:`bastion.policies.prefilter`)."""
+        if self._native is None:
+            return self.may_contain(raw_json_text)
+        return self._native.hit(raw_bytes)  # the database also matches the \\u and \\/ escapes
+
+    @property
+    def native_prefilter(self) -> bool:
+        """Whether the Hyperscan pre-filter is in use."""
+        return self._native is not None
 
     def find(self, text: str) -> list[Hit]:
         """Non-overlapping hits in one string (used for tests and the CLI; records use scan_record)."""

@@ -155,19 +155,27 @@ class JsonlScanner:
                 self._fail(self._too_long(self._line + 1))
             return b""
         data = bytes(self._buf) + chunk if self._buf else chunk
+        # Unchanged lines are not copied one by one: runs of them go out as slices of ``data``.
         out: list[bytes] = []
+        run = 0
         pos = 0
-        n = len(data)
-        while pos < n:
+        limit = self.max_line_bytes
+        while True:
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
-            if nl - pos > self.max_line_bytes:
+            if nl - pos > limit:
                 self._fail(self._too_long(self._line + 1))
-            out.append(self._line_out(data[pos:nl], b"\n"))
+            end = nl - 1 if nl > pos and data[nl - 1] == 13 else nl  # keep "\r\n" endings as they are
+            new = self._scan_line(data[pos:end])
+            if new is not None:
+                out.append(data[run:pos])
+                out.append(new)
+                run = end
             pos = nl + 1
+        out.append(data[run:pos])
         rest = data[pos:]
-        if len(rest) > self.max_line_bytes:
+        if len(rest) > limit:
             self._fail(self._too_long(self._line + 1))
         self._buf = bytearray(rest)
         result = b"".join(out)
@@ -181,7 +189,10 @@ class JsonlScanner:
         self.last_results = []
         result = b""
         if self._buf:
-            result = self._line_out(bytes(self._buf), b"")
+            last = bytes(self._buf)
+            end = len(last) - 1 if last.endswith(b"\r") else len(last)
+            new = self._scan_line(last[:end])
+            result = last if new is None else new + last[end:]
             self._buf = bytearray()
         if self.summary.records == 0:
             self._fail(
@@ -226,15 +237,10 @@ class JsonlScanner:
             hint="split the record, or raise the limit (max_line_bytes / --max-line-bytes) if it is legitimate",
         )
 
-    def _line_out(self, raw: bytes, newline: bytes) -> bytes:
-        self._line += 1
+    def _scan_line(self, body: bytes) -> bytes | None:
+        """Scan one line (without its line ending); return its replacement, or None to keep it as is."""
+        self._line_no_advance()
         line_no = self._line
-        self.summary.lines += 1
-        body = raw
-        ending = newline
-        if body.endswith(b"\r"):
-            body = body[:-1]
-            ending = b"\r" + newline
         prefix = b""
         if line_no == 1 and body.startswith(_BOM):
             prefix, body = _BOM, body[len(_BOM) :]
@@ -249,14 +255,15 @@ class JsonlScanner:
                     hint="re-encode the file as UTF-8",
                 )
             )
-        if not text.strip():
-            return raw + newline  # blank line: no record, passed through as is
-        self.summary.records += 1
-        record_no = self.summary.records
+        if not text or text.isspace():
+            return None  # blank line: no record, passed through as is
+        summary = self.summary
+        summary.records += 1
+        record_no = summary.records
         engine = self.engine
-        if not engine.may_contain(text):
+        if not engine.may_contain_line(text, body):
             self._parse(text, line_no, record_no, fast=True)
-            return raw + newline
+            return None
         obj = self._parse(text, line_no, record_no, fast=False)
         try:
             res = engine.scan_record(obj, record_no, copy_record=False)
@@ -273,18 +280,20 @@ class JsonlScanner:
         if res.findings:
             self._account(res, line_no)
         if not res.changed:
-            return raw + newline
+            return None
         try:
             encoded = json.dumps(res.record, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes: keep them escaped
             encoded = json.dumps(res.record, ensure_ascii=True).encode("ascii")
-        return prefix + encoded + ending
+        return prefix + encoded
+
+    def _line_no_advance(self) -> None:
+        self._line += 1
+        self.summary.lines += 1
 
     def _parse(self, text: str, line_no: int, record_no: int, *, fast: bool) -> Any:
         try:
-            if fast:
-                return json.loads(text, parse_constant=_reject_constant)
-            return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+            return _decode(_FAST_DECODER if fast else _CHECKING_DECODER, text)
         except json.JSONDecodeError as exc:
             self._fail(
                 ScanError(
@@ -373,3 +382,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise _BadConstant(name)
+
+
+def _decode(decoder: json.JSONDecoder, text: str) -> Any:
+    """``decoder.decode(text)`` without its two whitespace regex calls in the common case."""
+    try:
+        obj, end = decoder.raw_decode(text)
+    except json.JSONDecodeError:
+        if text[:1].isspace():
+            return decoder.decode(text)  # leading whitespace: let decode() skip it (or report the error)
+        raise
+    if end != len(text) and not text[end:].isspace():
+        while text[end] in " \t\r\n":
+            end += 1
+        raise json.JSONDecodeError("Extra data", text, end)
+    return obj
+
+
+# Built once: json.loads(text, **options) would build a decoder per line.
+_FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_CHECKING_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)

@@ -148,6 +148,7 @@ def test_scan_never_corrupts_records(
             3,
         ),
         (b'{"a": 1}\nana@example.es\n', "t.jsonl:2: record 2 is not valid JSON: Expecting value (column 1)", 2),
+        (b'{"a": 1} {"b": 2}\n', "t.jsonl:1: record 1 is not valid JSON: Extra data (column 10)", 1),
         (b'{"a": NaN}\n', "t.jsonl:1: record 1 is not valid JSON: NaN is not a JSON number", 1),
         (b'{"a": "x", "a": "ana@example.es"}\n', "t.jsonl:1: record 1 has the key 'a' twice in one object", 1),
         (b"", "t.jsonl: no records: the input is empty", None),

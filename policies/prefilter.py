@@ -1,0 +1,84 @@
+"""Optional native pre-filter for raw JSONL lines (Intel Hyperscan, ``pip install hyperscan``).
+
+The pure-Python engine decides "can this raw line contain a finding?" with one ``re`` pass per candidate
+kind (see :meth:`bastion.policies.PolicyEngine.may_contain`). With the ``hyperscan`` package installed,
+the same question is answered by one multi-pattern scan of the line's UTF-8 bytes, about ten times
+faster. The hyperscan patterns are prefixes of the candidate patterns (same character classes, lower
+repeat bounds, no look-arounds), so they match at least wherever the ``re`` candidates match: the
+answer may be "yes" more often, never "no" where the ``re`` path would say "yes". Lines that pass go
+down the same full path either way, so findings and output do not depend on whether it is installed.
+
+Set ``BASTION_NO_HYPERSCAN=1`` to turn it off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+# Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
+HS_PATTERNS: dict[str, bytes] = {
+    "email": rb"@",
+    "alnum": (
+        rb"[A-Z](?:[A-Z][0-9]{2}(?: ?[A-Z0-9]){10}"
+        rb"|[0-9]{7}-?[A-Z]"
+        rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
+    ),
+    "ipv6": rb":[0-9A-Fa-f]{0,4}:",
+    "number": rb"[+(0-9](?:[ \x{00a0}.\-/()]{0,3}[0-9]){3}",
+}
+
+
+class _Stop(Exception):
+    pass
+
+
+class HyperscanPrefilter:
+    """One compiled Hyperscan database; ``hit(line_bytes)`` is True when any pattern occurs."""
+
+    def __init__(self, kinds: Sequence[str], keywords: Sequence[tuple[Sequence[str], bool]]) -> None:
+        import hyperscan
+
+        self._hs = hyperscan
+        # JSON escapes \uXXXX and \/ can hide a candidate from the raw text: such lines always go the full way.
+        expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds)]
+        base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
+        flags = [base] * len(expressions)
+        for words, case_sensitive in keywords:
+            for word in words:
+                expressions.append(re.escape(word).encode("utf-8"))
+                flags.append(base if case_sensitive else base | hyperscan.HS_FLAG_CASELESS)
+        self._db = hyperscan.Database()
+        ids = list(range(len(expressions)))
+        self._db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
+        self._local = threading.local()  # scratch space is per thread
+
+    def hit(self, line: bytes) -> bool:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._hs.Scratch(self._db)
+        try:
+            self._db.scan(line, match_event_handler=_stop, scratch=scratch)
+        except self._hs.ScanTerminated:
+            return True
+        return False
+
+
+def _stop(*_: Any) -> bool:
+    return True  # stop at the first match: the line goes down the full path
+
+
+def build(kinds: Sequence[str], keywords: Sequence[tuple[Sequence[str], bool]]) -> HyperscanPrefilter | None:
+    """A Hyperscan pre-filter, or None when hyperscan is not installed, disabled, or cannot take a keyword
+    (case-insensitive non-ASCII keywords are left to the ``re`` path: Hyperscan folds case for ASCII only)."""
+    if os.environ.get("BASTION_NO_HYPERSCAN"):
+        return None
+    if any(not cs and not all(w.isascii() for w in words) for words, cs in keywords):
+        return None
+    try:
+        return HyperscanPrefilter(kinds, keywords)
+    except Exception:  # not installed, unsupported CPU, or a pattern it rejects: use the re path
+        return None
