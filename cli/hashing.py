@@ -87,10 +87,12 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]], footer: 
         table.add_column(c, no_wrap=True)
     for r in rows:
         table.add_row(*r)
+    # markup=False: file and dataset names are data, and "[bold]x[red].bin" is a valid file name.
     if rows:
-        console.print(table)
+        console.print(table, markup=False, highlight=False)
     for key, value in footer:
-        console.print(f"[bold]{key}:[/bold] {value}", highlight=False)
+        console.print(f"[bold]{key}:[/bold] ", end="", highlight=False)
+        console.print(value, markup=False, highlight=False)
 
 
 def hash_result(

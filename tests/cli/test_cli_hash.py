@@ -236,3 +236,17 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(tmp_path: Path) -> Non
     result = subprocess.run([BASTION, "hash", str(big), "--json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == ""
     assert json.loads(result.stdout)["size"] == 40 * 1024 * 1024
+
+
+def test_names_that_look_like_markup_are_printed_verbatim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "[bold]x[red].bin").write_bytes(b"x")
+    (d / "[i] y[\\i].bin").write_bytes(b"y")
+    code, out, err = run(capsys, "hash", str(d))
+    assert code == 0, err
+    assert "[bold]x[red].bin" in out and "[i] y[\\i].bin" in out
+    f = tmp_path / "[red]data.jsonl"
+    f.write_text('{"a": 1}\n')
+    code, out, _ = run(capsys, "hash", str(f), "--dataset")
+    assert code == 0 and "dataset: [red]data.jsonl (role train" in out

@@ -194,13 +194,14 @@ def test_missing_ledger(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_malformed_predicate_does_not_crash(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     p = run_dir / "bastion" / "statement.json"
     st = json.loads(p.read_text())
-    st["predicate"].update(datasets="not a list", environment=[1, 2], metrics=None, base_model=7)
+    st["predicate"].update(datasets="not a list", environment=[1, 2], metrics=None, base_model=7, framework="[/bold]x")
     st["predicate"]["ledger"] = {"path": "/etc/passwd", "head": 5}
     p.write_text(json.dumps(st))
     code, out, err = run(capsys, "inspect", str(run_dir))
     assert code == 1
     assert "Traceback" not in err
     assert "base model: not recorded" in out
+    assert "framework: [/bold]x" in out  # data, not markup
     assert "datasets: none recorded" in out
     assert "ledger path is absolute; not followed" in out
 

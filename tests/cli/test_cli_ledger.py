@@ -154,3 +154,12 @@ def test_real_entry_point(ledger: tuple[Path, list[dict[str, Any]]]) -> None:
     assert bad.returncode == 1
     assert f"{p}:7: last line is incomplete" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_show_prints_markup_like_data_verbatim(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p) as led:
+        led.append("[bold]kind", {"note": "[/bold] [red]not markup"})
+    code, out, _ = run(capsys, "ledger", "show", str(p))
+    assert code == 0
+    assert "[bold]kind" in out and '{"note":"[/bold] [red]not markup"}' in out
