@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from bastion.provenance.canonical import canonical_digest
 from bastion.provenance.datasets import JSON_SUFFIXES, DatasetDigest, hash_dataset
@@ -43,6 +43,9 @@ from bastion.provenance.statement import RECORD_DIR, build_statement, write_stat
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
+
+if TYPE_CHECKING:
+    from bastion.provenance.signing import SigningConfig
 
 logger = logging.getLogger("bastion")
 
@@ -349,7 +352,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         output_dir: str | Path | None = None,
         framework: str | None = None,
         strict: bool = False,
-        signing: Any = None,
+        signing: SigningConfig | Mapping[str, Any] | None = None,
         sign_checkpoints: bool = False,
         fsync: Literal["always", "interval", "never"] = "interval",
     ) -> None:
