@@ -531,6 +531,13 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 self._signing_config = self._resolve_signing()
             except BastionError as exc:
                 problems.append(exc)
+        elif self.sign_checkpoints:
+            problems.append(
+                ConfigError(
+                    "sign_checkpoints=True but no signing configured; checkpoints will not be signed",
+                    hint='pass signing={"backend": "key", "private_key": "keys/signing.pem"} (or another backend)',
+                )
+            )
         return problems
 
     def _resolve_signing(self) -> Any:

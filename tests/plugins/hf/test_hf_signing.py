@@ -55,3 +55,11 @@ def test_bad_signing_config_fails_strict_run_before_training(
     with pytest.raises(ConfigError, match="private_key"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_sign_checkpoints_without_signing_is_refused_in_strict_mode(tmp_path: Path) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    with pytest.raises(ConfigError, match="no signing configured"):
+        BastionCallback(sign_checkpoints=True, strict=True).on_train_begin(args, TrainerState(), TrainerControl())
