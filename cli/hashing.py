@@ -103,6 +103,7 @@ def hash_result(
     exclude: tuple[str, ...],
     workers: int | None,
     show_progress: bool,
+    proof: int | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` document for ``path`` (also used by the human-readable output)."""
     if not path.exists():
@@ -120,7 +121,24 @@ def hash_result(
         size = path.stat().st_size
         with progress_bar(size, path.name, enabled=show_progress) as advance:
             d = hash_dataset(path, role=role, progress=advance)
-        return {"kind": "dataset", "path": str(path), **d.as_dict()}
+        out: dict[str, Any] = {"kind": "dataset", "path": str(path), **d.as_dict()}
+        if proof is not None:
+            if d.records is not None and not 0 <= proof < d.records:
+                raise InputError(
+                    f"record index {proof} is out of range: the dataset has {d.records} records (0-based indexes)",
+                    path=path,
+                )
+            p = d.proof(proof)
+            out["proof"] = {
+                "index": p.index,
+                "size": p.size,
+                "record_sha256": d.record_digests[proof],
+                "leaf": p.leaf,
+                "path": list(p.path),
+                "root": p.root,
+                "verified": p.verify(),
+            }
+        return out
     if path.is_dir():
         size = total_size(path, exclude=exclude)
         with progress_bar(size, path.name, enabled=show_progress) as advance:
@@ -152,6 +170,13 @@ def hash_result(
     default=None,
     help="Dataset role to record (implies --dataset; default train).",
 )
+@click.option(
+    "--proof",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="INDEX",
+    help="Also print the Merkle inclusion proof of record INDEX (0-based; implies --dataset).",
+)
 @click.option("--exclude", multiple=True, metavar="NAME", help="Directory entries to skip (repeatable).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Threads for directories (default: CPUs).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr for large inputs (TTY only).")
@@ -160,6 +185,7 @@ def hash_command(
     as_json: bool,
     dataset: bool,
     role: str | None,
+    proof: int | None,
     exclude: tuple[str, ...],
     workers: int | None,
     progress: bool,
@@ -167,11 +193,12 @@ def hash_command(
     """Hash a file, a model directory (per file + manifest digest) or a dataset (records + Merkle root)."""
     result = hash_result(
         path,
-        dataset=dataset or role is not None,
+        dataset=dataset or role is not None or proof is not None,
         role=role or "train",
         exclude=exclude,
         workers=workers,
         show_progress=progress,
+        proof=proof,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
@@ -200,4 +227,11 @@ def hash_command(
             footer += [("records", str(result["records"])), ("merkle root", result["merkle_root"])]
         else:
             footer.append(("records", f"not digested per record ({result['format']} is hashed as a whole file)"))
+        if "proof" in result:
+            pr = result["proof"]
+            footer += [
+                (f"record {pr['index']} sha256", pr["record_sha256"]),
+                (f"inclusion proof ({len(pr['path'])} hashes, leaf first)", " ".join(pr["path"]) or "(none)"),
+                ("proof verifies against the merkle root", "yes" if pr["verified"] else "NO"),
+            ]
         _print_table(str(path), [], [], footer)
