@@ -37,6 +37,7 @@ def base_config(model: Path, data: Path, out: Path, stage: str) -> dict[str, Any
         "max_samples": 16,
         "preprocessing_num_workers": None,
         "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False,
         "output_dir": str(out),
         "logging_steps": 1,
         "save_steps": 1000,

@@ -179,3 +179,20 @@ def test_dpo_lora_run_records_preference_pairs(tmp_path: Path, tiny_model: Path,
     dpo_metrics = [e["data"]["metrics"] for e in _ledger(out) if e["kind"] == "log"]
     assert any(any(k.startswith("rewards/") for k in m) for m in dpo_metrics)  # DPO's own metrics were logged
     _check_signature(out, public_key)
+
+
+def test_python_run_exp_with_a_dict(tmp_path: Path, tiny_model: Path, lf_data: Path, monkeypatch: Any) -> None:
+    """The Python form: ``run_exp(config_dict)`` with a ``bastion:`` section, in this process."""
+    from bastion.plugins.llamafactory import run_exp
+    from lf_support import OFFLINE_ENV
+
+    for key, value in OFFLINE_ENV.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "out-py"
+    cfg = base_config(tiny_model, lf_data, out, "sft")
+    cfg.update(max_steps=2, eval_strategy="no", eval_dataset=None, bastion={"strict": True, "fsync": "always"})
+    cfg.pop("eval_steps")
+    statement_path = run_exp(cfg)
+    assert statement_path == out / "bastion" / "statement.json"
+    _check_record(out, tiny_model, {"train": {"tiny_chat": lf_data / "chat" / "train.jsonl"}})
+    assert json.loads(statement_path.read_text(encoding="utf-8"))["predicate"]["strict"] is True
