@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,93 +30,3 @@ def data(tmp_path: Path, demo_data_dir: Path) -> dict[str, Path]:
     out = tmp_path / "data"
     shutil.copytree(demo_data_dir, out)
     return {"train": out / "train.jsonl", "eval": out / "eval.jsonl", "preference": out / "preference.jsonl"}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def read_ledger(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def chat_dataset(tokenizer: Any, path: Path, max_length: int = 48) -> Any:
-    """Tokenize a chat JSONL with the tokenizer's chat template into a padded causal-LM dataset."""
-    from datasets import Dataset
-
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False)
-        enc = tokenizer(text, truncation=True, max_length=max_length, padding="max_length")
-        enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-        rows.append(dict(enc))
-    return Dataset.from_list(rows)
-
-
-def files_in(out: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under ``out``, the bastion/ record folders left out."""
-    result = {}
-    for root, dirs, files in os.walk(out):
-        dirs[:] = [d for d in dirs if d != "bastion"]
-        for f in files:
-            p = Path(root) / f
-            result[p.relative_to(out).as_posix()] = sha256(p)
-    return result
-
-
-class StepCounter:
-    """A second callback that counts optimizer steps (to prove a strict failure came before the first)."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
-        self.steps += 1
-
-
-def make_trainer(
-    model_dir: Path,
-    out: Path,
-    train: Path,
-    eval_: Path | None,
-    callbacks: list[Any],
-    *,
-    max_steps: int = 3,
-    save_steps: int | None = None,
-) -> Any:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(model_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
-    args = TrainingArguments(
-        output_dir=str(out),
-        max_steps=max_steps,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        logging_steps=1,
-        save_strategy="steps" if save_steps else "no",
-        save_steps=save_steps or 500,
-        eval_strategy="steps" if eval_ is not None else "no",
-        eval_steps=max_steps,
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=7,
-    )
-    train_ds = chat_dataset(tok, train) if train.is_file() else chat_dataset(tok, Path(__file__).parent / "none")
-    return Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=None if eval_ is None else chat_dataset(tok, eval_),
-        callbacks=callbacks,
-    )

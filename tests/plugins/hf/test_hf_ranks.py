@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_ledger, sha256
+from hf_helpers import read_ledger, sha256
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("ranks_script.py")

@@ -10,7 +10,7 @@ import pytest
 from bastion.plugins.hf import BastionCallback, DatasetInput
 from bastion.plugins.hf.callback import REDACTED, clean_metrics
 from bastion.provenance import canonical_json, load_statement, verify_ledger
-from conftest import files_in, read_ledger
+from hf_helpers import files_in, read_ledger
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -152,7 +152,7 @@ def test_on_train_begin_waits_for_hashing_only_when_strict(tiny_model_dir: Path,
 
 
 def test_resumed_run_continues_the_same_ledger(tiny_model_dir: Path, data: dict[str, Path], tmp_path: Path) -> None:
-    from conftest import make_trainer
+    from hf_helpers import make_trainer
 
     out = tmp_path / "out"
     first = BastionCallback(base_model=tiny_model_dir, datasets=[data["train"]])
@@ -179,7 +179,7 @@ def test_resumed_run_continues_the_same_ledger(tiny_model_dir: Path, data: dict[
 
 
 def test_dataset_directory_is_hashed_per_file(tmp_path: Path, data: dict[str, Path]) -> None:
-    from conftest import sha256
+    from hf_helpers import sha256
 
     lines = data["train"].read_text(encoding="utf-8").splitlines()
     shards = tmp_path / "train-shards"

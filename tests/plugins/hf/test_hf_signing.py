@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from bastion.plugins.hf import BastionCallback, DatasetInput
 from bastion.provenance import signing
-from conftest import make_trainer, read_ledger
+from hf_helpers import make_trainer, read_ledger
 
 from bastion.errors import ConfigError
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bastion.plugins.hf import BastionCallback, DatasetInput
 from bastion.provenance import load_statement, verify_ledger
-from conftest import files_in, read_ledger, sha256
+from hf_helpers import files_in, read_ledger, sha256
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
