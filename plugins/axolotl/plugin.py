@@ -90,12 +90,6 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
-
-
 class AxolotlBastionCallback(BastionCallback):
     """``BastionCallback`` plus the problems found while reading the Axolotl config.
 
@@ -166,7 +160,9 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
             try:
                 signing_cfg = check_signing(dict(signing))
                 signing_cfg.signer()  # load the key now: a bad key or password must not surface after training
-            except (ValueError, BastionError) as exc:
+            except BastionError as exc:
+                raise fail(exc) from None
+            except ValueError as exc:
                 raise fail(ConfigError(str(exc), hint="fix bastion_signing in the Axolotl config")) from None
         output_dir = Path(str(cfg.get("output_dir") or "."))
         self.callback = AxolotlBastionCallback(

@@ -74,7 +74,7 @@ def trained(
         from bastion.provenance.signing import generate_key_pair
 
         generate_key_pair(project / "keys")
-        config += "bastion_signing:\n  backend: key\n  private_key: keys/signing.pem\n"
+        config += "bastion_signing:\n  backend: key\n  private_key: keys/signing.pem\nbastion_sign_checkpoints: true\n"
     (project / "axolotl.yml").write_text(config, encoding="utf-8")
     # Exactly the user's command: the default launcher (`accelerate launch`) runs the training process.
     proc = run_axolotl(project, "train", "axolotl.yml")
@@ -194,6 +194,9 @@ def test_signed_record_verifies_and_detects_tampering(trained: Run, tmp_path: Pa
     assert report.ok, report.failures
     out = trained.project / "out"
     assert (out / "bastion" / "statement.sigstore.json").is_file() and (out / "bastion" / "model.sig").is_file()
+    for checkpoint in ("checkpoint-2", "checkpoint-4"):  # bastion_sign_checkpoints: each one stands alone
+        ck = verify(out / checkpoint, public_key=trained.project / "keys" / "signing.pub")
+        assert ck.ok, (checkpoint, ck.failures)
     tampered = tmp_path / "out"
     shutil.copytree(out, tampered)
     data = bytearray((tampered / "adapter_model.safetensors").read_bytes())
