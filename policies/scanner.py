@@ -146,6 +146,8 @@ class JsonlScanner:
     def feed(self, chunk: bytes) -> bytes:
         """Consume the next chunk; return the output bytes for the lines it completed."""
         self._check_usable()
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)  # bytearray / memoryview from a reader
         self._in_hash.update(chunk)
         self.summary.input_bytes += len(chunk)
         self.last_results = []

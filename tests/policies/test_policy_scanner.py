@@ -197,3 +197,11 @@ def test_deeply_nested_record_is_redacted_or_refused_never_a_crash(depth: int) -
         assert exc.line == 1 and "nested too deeply" in exc.message
     else:
         assert b"example.es" not in out and b"[EMAIL]" in out
+
+
+def test_feed_accepts_bytearray_and_memoryview() -> None:
+    scanner = JsonlScanner(ENGINE, source="t.jsonl")
+    out = scanner.feed(bytearray(b'{"a": "ana@example.es"}\n{"b"'))
+    out += scanner.feed(memoryview(b": 1}\n"))
+    out += scanner.finish()
+    assert out == b'{"a": "[EMAIL]"}\n{"b": 1}\n'
