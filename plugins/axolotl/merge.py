@@ -35,6 +35,7 @@ from bastion.errors import BastionError, InputError
 
 LEDGER_NAME = "ledger.jsonl"
 STATEMENT_NAME = "statement.json"
+BUNDLE_NAME = "statement.sigstore.json"
 MERGED_DIR = "merged"
 DEFAULT_OUTPUT_DIR = "./model-out"
 
@@ -144,6 +145,16 @@ def record_merge(
         except ValueError as exc:
             raise InputError(str(exc), hint="fix bastion_signing in the Axolotl config") from None
 
+    if signing_cfg is None and (record / BUNDLE_NAME).exists():
+        raise InputError(
+            "the training record is signed but no bastion_signing is set for merge-lora: "
+            "the updated record could not be re-signed",
+            path=record / BUNDLE_NAME,
+            hint="run merge-lora with the same config (bastion_signing included) used for training, "
+            "or set bastion_record_merge: false to leave the record alone",
+        )
+    if not merged.is_dir():
+        raise InputError("merged model directory not found", path=merged, hint="run `axolotl merge-lora` first")
     merged_digest = hash_directory(merged, exclude=(RECORD_DIR,))
     if not merged_digest.files:
         raise InputError("merged model directory is empty", path=merged)
