@@ -76,12 +76,22 @@ class DatasetDigest:
 
 
 def _iter_jsonl(path: Path, progress: ProgressCallback | None) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) for each line, reading in large blocks."""
-    with open(path, "rb") as fh:
+    """(line number, raw line) for each line, reading in large blocks.
+
+    Progress is reported in steps of about ``BLOCK_SIZE`` bytes (and once more at the end), not per
+    line: a progress bar updated for each of a million short records would cost more than the hashing.
+    """
+    pending = 0
+    with open(path, "rb", buffering=BLOCK_SIZE) as fh:
         for lineno, raw in enumerate(iter(fh.readline, b""), start=1):
             if progress is not None:
-                progress(len(raw))
+                pending += len(raw)
+                if pending >= BLOCK_SIZE:
+                    progress(pending)
+                    pending = 0
             yield lineno, raw
+    if progress is not None and pending:
+        progress(pending)
 
 
 # Records whose RFC 8785 form the C JSON encoder reproduces exactly are those without floats (RFC 8785

@@ -354,3 +354,14 @@ def test_a_pipe_is_not_a_dataset(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="not a regular file"):
         hash_dataset(fifo)
+
+
+def test_progress_is_reported_in_blocks_not_per_record(tmp_path: Path) -> None:
+    from bastion.provenance.hashing import BLOCK_SIZE
+
+    f = write_jsonl(tmp_path / "many.jsonl", [{"i": i} for i in range(200_000)])
+    seen: list[int] = []
+    d = hash_dataset(f, progress=seen.append)
+    assert d.records == 200_000
+    assert sum(seen) == f.stat().st_size
+    assert len(seen) <= f.stat().st_size // BLOCK_SIZE + 1
