@@ -123,6 +123,18 @@ class Ledger:
             self._head = entry["hash"]
             return entry
 
+    def sync(self) -> None:
+        """Flush and fsync now (group commit: append several entries with fsync="never", then sync once)."""
+        with self._lock:
+            if self._fh.closed:
+                raise LedgerError(f"ledger {self.path} is closed")
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise LedgerError(f"cannot sync the ledger {self.path}: {exc.strerror or exc}") from None
+            self._last_sync = time.monotonic()
+
     def close(self) -> None:
         with self._lock:
             if self._fh.closed:
