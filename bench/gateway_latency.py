@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from gateway_common import append_results, base_args, free_port, machine, start_gateway, start_sink, stop
 
 
@@ -69,6 +70,8 @@ def main() -> None:
         up_port, gw_port = free_port(), free_port()
         sink = start_sink(up_port)
         gw = start_gateway(Path(tmp), up_port, gw_port)
+        gw_proc = psutil.Process(gw.pid)
+        up_proc = psutil.Process(sink.pid)
         try:
             direct_url = f"http://127.0.0.1:{up_port}/v1/models"
             gw_url = f"http://127.0.0.1:{gw_port}/openai/v1/models"
@@ -78,18 +81,26 @@ def main() -> None:
                 err_direct: list[str] = []
                 err_via: list[str] = []
                 t_direct = t_via = 0.0
+                gw_cpu = up_cpu = 0.0
                 for _ in range(args.rounds):
                     t = time.perf_counter()
+                    u0 = up_proc.cpu_times()
                     direct += asyncio.run(run_phase(direct_url, clients, total, err_direct))
+                    u1 = up_proc.cpu_times()
+                    up_cpu += (u1.user - u0.user) + (u1.system - u0.system)
                     t_direct += time.perf_counter() - t
                     t = time.perf_counter()
+                    c0 = gw_proc.cpu_times()
                     via += asyncio.run(run_phase(gw_url, clients, total, err_via))
+                    c1 = gw_proc.cpu_times()
+                    gw_cpu += (c1.user - c0.user) + (c1.system - c0.system)
                     t_via += time.perf_counter() - t
                 d50, d99, g50, g99 = pct(direct, 0.5), pct(direct, 0.99), pct(via, 0.5), pct(via, 0.99)
                 results.append(
                     f"| {clients} | {len(via)} | {d50:.2f} / {d99:.2f} | {g50:.2f} / {g99:.2f} | "
                     f"**{g50 - d50:.2f} / {g99 - d99:.2f}** | {len(direct) / t_direct:.0f} / {len(via) / t_via:.0f} | "
-                    f"{_errs(err_direct)} / {_errs(err_via)} |"
+                    f"{_errs(err_direct)} / {_errs(err_via)} | "
+                    f"{1000 * up_cpu / max(1, len(direct)):.2f} / {1000 * gw_cpu / max(1, len(via)):.2f} |"
                 )
                 print(results[-1], f"(mean added {1000 * (statistics.mean(via) - statistics.mean(direct)):.2f} ms)")
         finally:
@@ -102,8 +113,8 @@ def main() -> None:
         f"1-min load average at start {load:.1f} (shared machine)",
         "",
         "| concurrent clients | requests via gateway | direct p50 / p99 ms | via gateway p50 / p99 ms "
-        "| added p50 / p99 ms | req/s direct / via | errors direct / via |",
-        "|---|---|---|---|---|---|---|",
+        "| added p50 / p99 ms | req/s direct / via | errors direct / via | CPU ms/request: upstream / gateway |",
+        "|---|---|---|---|---|---|---|---|",
         *results,
     ]
     print("\n".join(lines))

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 from bastion.adapters import Adapter, get_adapter
 from bastion.adapters.base import Route
 from bastion.gateway.audit import AuditLog, client_fingerprint
@@ -43,6 +44,7 @@ from bastion.errors import BastionError
 log = logging.getLogger("bastion.gateway")
 
 SCAN_BATCH = 1024 * 1024
+SMALL_RESPONSE = 256 * 1024
 _GENERIC_ADAPTER = "openai"
 
 
@@ -227,10 +229,7 @@ class Gateway:
             **ex.audit,
             **data,
         }
-        if wait:
-            await self.audit.record(entry)
-        else:
-            self.audit.record_later(entry)
+        await self.audit.record(entry, wait=wait)
 
     # -- request handling ---------------------------------------------------------------------------
     def error_response(self, adapter: Adapter, refusal: Refusal) -> JSONResponse:
@@ -349,6 +348,20 @@ class Gateway:
         self.metrics.requests.labels(ex.upstream_name, ex.route.name, "allow").inc()
         await self.record(ex, "allow", wait=False, status=reply.response.status_code)
         resp = reply.response
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) <= SMALL_RESPONSE:
+            # small answers (listings, job status): one read, no streaming machinery
+            try:
+                raw = b"".join([c async for c in resp.aiter_raw()])
+            except httpx.HTTPError as exc:
+                raise Refusal(
+                    502, "upstream_error", f"reading the upstream's answer failed ({type(exc).__name__})"
+                ) from None
+            finally:
+                await resp.aclose()
+            small = Response(raw, status_code=resp.status_code)
+            small.raw_headers = client_response_headers(resp.headers)
+            return small
         out = StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, background=None)
         out.raw_headers = client_response_headers(resp.headers)
 

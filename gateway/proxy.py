@@ -70,16 +70,20 @@ class UpstreamReply:
 
 
 class Upstream:
-    """One configured upstream: its base URL and a pooled :class:`httpx.AsyncClient`."""
+    """One configured upstream: its base URL and a pooled httpx transport.
+
+    Requests go straight to :class:`httpx.AsyncHTTPTransport` (httpx's connection pool): the
+    gateway needs none of the client layer (cookies, auth flows, redirects, URL/header merging),
+    and skipping it roughly halves the CPU the gateway spends per forwarded request.
+    """
 
     def __init__(self, name: str, config: UpstreamConfig, *, max_connections: int = 200) -> None:
         self.name = name
         self.config = config
         t = config.timeouts
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+        self.timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool).as_dict()
+        self.transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            follow_redirects=False,
             trust_env=False,
         )
 
@@ -97,16 +101,18 @@ class Upstream:
         content_length: int | None = None,
         route: str,
     ) -> UpstreamReply:
-        """Send a request and return the response with its body not yet read (``stream=True``)."""
+        """Send a request and return the response with its body not yet read (streaming)."""
         hdrs = list(headers)
         if isinstance(content, bytes):
             content_length = len(content)
         if content_length is not None:
             hdrs.append(("content-length", str(content_length)))
-        request = self.client.build_request(method, self.url(path, query), headers=hdrs, content=content)
+        request = httpx.Request(method, self.url(path, query), headers=hdrs, content=content)
+        request.extensions["timeout"] = self.timeout
         started = time.perf_counter()
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.transport.handle_async_request(request)
+            response.request = request
         except httpx.TimeoutException:
             raise Refusal(
                 504,
@@ -124,7 +130,7 @@ class Upstream:
         return UpstreamReply(response, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
 
 
 async def read_limited(response: httpx.Response, limit: int, what: str) -> bytes:

@@ -185,3 +185,21 @@ def test_response_headers_and_request_body_pass_through(
         assert httpx.get(f"{srv.url}/openai/v1/models").status_code == 403
     finally:
         srv.stop()
+
+
+def test_concurrent_requests_all_audited_in_one_chain(env: Env) -> None:
+    import asyncio
+
+    from bastion.provenance.ledger import verify_ledger
+
+    before = len(env.audit_entries())
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(headers={"Authorization": "Bearer t"}) as c:
+            rs = await asyncio.gather(*(c.get(f"{env.url}/openai/v1/models") for _ in range(60)))
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * 60
+    entries = env.audit_entries()
+    assert len(entries) - before == 60
+    assert verify_ledger(env.state_dir / "audit.jsonl").entries == len(entries)
