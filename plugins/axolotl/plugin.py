@@ -10,7 +10,8 @@ Hooks used (``axolotl.integrations.base.BasePlugin``):
 
 - ``get_input_args``: the ``bastion_*`` keys (:class:`~bastion.plugins.axolotl.args.BastionArgs`) join
   Axolotl's config schema and are validated with it.
-- ``register``: notes whether this process is ``axolotl merge-lora`` (see :mod:`.merge`).
+- ``register`` (raw config, before validation): opens Axolotl's debug log in ``bastion/`` (see
+  :data:`DEBUG_LOG`) and, in ``axolotl merge-lora``, installs the merge recorder (see :mod:`.merge`).
 - ``add_callbacks_post_trainer``: resolves the real inputs from the validated config (base model dir,
   tokenizer, dataset files, the prepared-dataset cache Axolotl trains on) and adds
   :class:`~bastion.plugins.hf.BastionCallback` (``framework="axolotl"``) to the trainer.
@@ -125,7 +126,7 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
         return ARGS_PATH
 
     def register(self, cfg: Any) -> None:
-        """Called with the raw config before validation; arms the merge recorder for ``merge-lora``."""
+        """Raw config, before validation: move the debug log; in ``merge-lora``, install the merge recorder."""
         if not isinstance(cfg, Mapping):
             return
         relocate_debug_log(cfg)
