@@ -1,0 +1,1 @@
+"""Bundled policy packs (YAML), loadable as ``pack:NAME``."""
