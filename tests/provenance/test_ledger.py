@@ -349,3 +349,20 @@ def test_matching_expectations_pass(tmp_path: Path) -> None:
     p = tmp_path / "ledger.jsonl"
     entries = make_ledger(p)
     assert verify_ledger(p, expected_head=entries[-1]["hash"], expected_entries=N) == LedgerHead(N, entries[-1]["hash"])
+
+
+def test_sync_is_one_fsync_for_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    p = tmp_path / "audit.jsonl"
+    led = Ledger(p, fsync="never")
+    for i in range(5):
+        led.append("decision", {"i": i})
+    assert synced == []
+    led.sync()
+    assert len(synced) == 1
+    assert verify_ledger(p).entries == 5  # everything appended so far is on disk and verifies
+    led.close()
+    with pytest.raises(LedgerError, match="closed"):
+        led.sync()
