@@ -87,12 +87,30 @@ def sink_app():  # type: ignore[no-untyped-def]
     )
 
 
+def server_env() -> dict[str, str]:
+    """Environment for the server processes; BENCH_EXTRA_PATH (e.g. uvloop + httptools) is prepended."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    extra = os.environ.get("BENCH_EXTRA_PATH")
+    if extra:
+        env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def server_stack() -> str:
+    """Which uvicorn loop / HTTP parser the server processes will use."""
+    code = (
+        "import importlib.util as u; print(('uvloop' if u.find_spec('uvloop') else 'asyncio') + ' + ' + "
+        "('httptools' if u.find_spec('httptools') else 'h11'))"
+    )
+    return subprocess.run([sys.executable, "-c", code], env=server_env(), capture_output=True, text=True).stdout.strip()
+
+
 def start_sink(port: int) -> subprocess.Popen[bytes]:
     code = (
         f"import sys, uvicorn; sys.path.insert(0, {str(REPO / 'bench')!r}); import gateway_common as g; "
         f"uvicorn.run(g.sink_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    proc = subprocess.Popen([sys.executable, "-c", code], env=server_env())
     wait_port(port)
     return proc
 
@@ -124,7 +142,7 @@ def start_gateway(workdir: Path, upstream_port: int, port: int, **settings: obje
             "--port",
             str(port),
         ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=server_env(),
     )
     wait_port(port)
     return proc

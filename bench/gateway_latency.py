@@ -6,6 +6,7 @@ each concurrency level the client runs the same bounded request loop directly ag
 and through the gateway, and reports p50/p99 of each and the difference ("added").
 
     .venv/bin/python bench/gateway_latency.py --clients 200 --requests 20000
+    BENCH_EXTRA_PATH=.venvs/gw-uvicorn-standard .venv/bin/python bench/gateway_latency.py   # uvloop + httptools
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from pathlib import Path
 
 import httpx
 import psutil
-from gateway_common import append_results, base_args, free_port, machine, start_gateway, start_sink, stop
+from gateway_common import (
+    append_results,
+    base_args,
+    free_port,
+    machine,
+    server_stack,
+    start_gateway,
+    start_sink,
+    stop,
+)
 
 
 async def run_phase(url: str, clients: int, total: int, errors: list[str]) -> list[float]:
@@ -110,7 +120,7 @@ def main() -> None:
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}; "
         f"`bench/gateway_latency.py --clients {args.clients} --requests {args.requests} --rounds {args.rounds}`; "
         "client, gateway and upstream are separate processes sharing the same CPUs; "
-        f"1-min load average at start {load:.1f} (shared machine)",
+        f"1-min load average at start {load:.1f} (shared machine); servers run uvicorn with {server_stack()}",
         "",
         "| concurrent clients | requests via gateway | direct p50 / p99 ms | via gateway p50 / p99 ms "
         "| added p50 / p99 ms | req/s direct / via | errors direct / via | CPU ms/request: upstream / gateway |",
