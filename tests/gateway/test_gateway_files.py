@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -91,3 +92,23 @@ def test_malformed_record_refused(env: Env) -> None:
         env.client().files.create(file=("p.jsonl", io.BytesIO(jsonl(chat("a"), {"text": "b"}))), purpose="fine-tune")
     assert info.value.code == "invalid_record" and "record 2" in str(info.value.body)
     assert env.upstream.received[n:] == []
+
+
+def test_bundled_eu_gdpr_pack_end_to_end(tmp_path: Any, fake_upstream: Any) -> None:
+    from bastion.policies import load_policy
+    from gw_support import make_env
+
+    fake, url = fake_upstream
+    gw, srv = make_env(tmp_path, load_policy("pack:eu-gdpr"), fake, url)
+    try:
+        env = Env(fake, url, gw, srv.url, tmp_path)
+        n = len(fake.received)
+        data = jsonl(chat(f"mail {EMAIL}"), chat("card 4111 1111 1111 1111"))
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            env.client().files.create(file=("t.jsonl", io.BytesIO(data)), purpose="fine-tune")
+        assert info.value.code == "policy_block" and "4111" not in info.value.message
+        assert fake.received[n:] == []
+        f = env.client().files.create(file=("t.jsonl", io.BytesIO(jsonl(chat(f"mail {EMAIL}")))), purpose="fine-tune")
+        assert EMAIL.encode() not in fake.contents[f.id]
+    finally:
+        srv.stop()
