@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import threading
@@ -37,8 +38,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from bastion.provenance.canonical import canonical_digest
 from bastion.provenance.datasets import JSON_SUFFIXES, DatasetDigest, hash_dataset
 from bastion.provenance.environment import capture_environment
-from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, hash_path, iter_files
-from bastion.provenance.ledger import Ledger
+from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, iter_files
+from bastion.provenance.ledger import Ledger, verify_ledger
+from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
@@ -94,6 +96,54 @@ class _Inputs:
     tokenizer: dict[str, Any] | None = None
     datasets: list[DatasetDigest] = field(default_factory=list)
     overlap: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordedExport:
+    """A directory saved outside the run's output folder and given its own record by ``record_export``."""
+
+    kind: str
+    directory: Path
+    statement: Path
+    digest: DirectoryDigest
+    ledger_entries: int
+    signed: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+RESERVED_EXPORT_NAMES = frozenset(
+    {
+        # ledger entry kinds the run itself writes
+        "run.start",
+        "run.aborted",
+        "inputs",
+        "log",
+        "warning",
+        "checkpoint",
+        "checkpoint.signed",
+        "train.end",
+        "outputs",
+        # predicate keys
+        "run_id",
+        "framework",
+        "base_model",
+        "tokenizer",
+        "datasets",
+        "config",
+        "training_arguments",
+        "environment",
+        "metrics",
+        "ledger",
+        "overlap",
+        "warnings",
+        "strict",
+        "started_at",
+        "finished_at",
+        "bastion_version",
+    }
+)
+"""Names ``record_export(kind=...)`` may not use: they would collide with the run's own entries or predicate."""
+_EXPORT_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
 def _utc_now() -> str:
@@ -355,6 +405,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         signing: SigningConfig | Mapping[str, Any] | None = None,
         sign_checkpoints: bool = False,
         fsync: Literal["always", "interval", "never"] = "interval",
+        hf_cache_dir: str | Path | None = None,
     ) -> None:
         if isinstance(datasets, (str, Path)):
             datasets = [datasets]
@@ -370,6 +421,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self.signing = signing
         self.sign_checkpoints = bool(sign_checkpoints)
         self.fsync: Literal["always", "interval", "never"] = fsync
+        self.hf_cache_dir = None if hf_cache_dir is None else Path(hf_cache_dir)
 
         self.run_id = str(uuid.uuid4())
         self.hash_threads: set[str] = set()
@@ -403,6 +455,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._aborted: str | None = None
         self._rank_sync: RankSync | None = None
         self._rank_sync_joined = False
+        self._sources: dict[str, BaseModelSource] = {}
+        self._export_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -413,6 +467,40 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
     @property
     def warnings(self) -> tuple[str, ...]:
         return tuple(self._warnings)
+
+    @property
+    def is_main_process(self) -> bool | None:
+        """Whether this process records (``None`` until ``on_train_begin`` has seen the trainer's rank)."""
+        return self._is_main
+
+    @property
+    def recording(self) -> bool:
+        """Whether a run is being recorded (training began with this callback and was not aborted)."""
+        return self._started
+
+    @property
+    def statement_path(self) -> Path | None:
+        """The run's ``statement.json`` once :meth:`finalize` has written it."""
+        return self._statement_path
+
+    def model_source(self, role: Literal["base_model", "tokenizer"]) -> BaseModelSource | None:
+        """Where the base model or tokenizer was found (local, Hub cache snapshot, uncached Hub id).
+
+        Known once ``on_train_begin`` has checked the inputs; ``None`` before, or when not declared.
+        """
+        return self._sources.get(role)
+
+    def warn(self, message: str, code: str = "warning") -> None:
+        """Log a warning and record it in the ledger (and the statement's ``warnings``).
+
+        ``message`` is logged and recorded as is: give paths and reasons, never record contents or secrets.
+        ``code`` is a short machine-readable tag (``"input.dataset"``, ``"export"``).
+        """
+        self._warn(message, code)
+
+    def report_problem(self, exc: BaseException, code: str) -> None:
+        """A provenance failure: raised in strict mode, otherwise recorded as a warning (see :meth:`warn`)."""
+        self._problem(exc, code)
 
     @staticmethod
     def _main_process(args: TrainingArguments, state: TrainerState) -> bool:
@@ -489,15 +577,36 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
     def _validate(self) -> list[BastionError]:
         """Problems with the declared inputs that can be seen without hashing (cheap, synchronous)."""
         problems: list[BastionError] = []
-        for label, path in (("base model", self.base_model), ("tokenizer", self.tokenizer)):
+        for role, label, path in (
+            ("base_model", "base model", self.base_model),
+            ("tokenizer", "tokenizer", self.tokenizer),
+        ):
             if path is None:
                 continue
-            if not path.exists():
+            try:
+                # A local path, a Hugging Face cache snapshot, or a Hub id in the local cache (never downloaded).
+                source: BaseModelSource | None = resolve_base_model(path, cache_dir=self.hf_cache_dir)
+            except InputError:
+                source = None
+            if source is not None:
+                self._sources[role] = source
+            if source is None:
                 problems.append(
                     InputError(
                         f"{label} not found",
                         path=path,
-                        hint="pass the local model directory (hub ids cannot be hashed; use the downloaded snapshot)",
+                        hint="pass the local model directory, a Hugging Face cache snapshot, or the Hub id of a "
+                        "model in the local cache (nothing is downloaded)",
+                    )
+                )
+            elif source.kind == "hub-uncached":
+                problems.append(
+                    InputError(
+                        f"{label} not found: no such path, and {source.repo_id} is not in the local Hugging Face "
+                        "cache; only its id is recorded",
+                        path=path,
+                        hint="pass the local model directory, or hf_cache_dir= the cache it was loaded from "
+                        "(nothing is downloaded)",
                     )
                 )
             elif path.is_dir():
@@ -563,16 +672,16 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
     def _hash_inputs(self) -> None:
         inputs = _Inputs()
         errors: list[tuple[BaseException, str]] = []
-        if self.base_model is not None and self.base_model.exists():
+        if self.base_model is not None:
             try:
-                inputs.base_model = _digest_entry(self.base_model.name, hash_path(self.base_model))
+                inputs.base_model = self._model_entry("base_model", self.base_model)
             except BastionError as exc:
                 errors.append((exc, "input.base_model"))
         if self.tokenizer is None:
             inputs.tokenizer = inputs.base_model
-        elif self.tokenizer.exists():
+        else:
             try:
-                inputs.tokenizer = _digest_entry(self.tokenizer.name, hash_path(self.tokenizer))
+                inputs.tokenizer = self._model_entry("tokenizer", self.tokenizer)
             except BastionError as exc:
                 errors.append((exc, "input.tokenizer"))
         for ds in self.datasets:
@@ -601,12 +710,35 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 "data.overlap",
             )
 
+    def _model_entry(self, role: str, path: Path) -> dict[str, Any] | None:
+        """Digests of the base model or tokenizer; a Hub model also records where it came from."""
+        source = self._sources.get(role)
+        if source is None:
+            return None
+        digest = hash_base_model(source)
+        if source.kind == "local":
+            assert digest is not None
+            return _digest_entry(path.name, digest)
+        name = source.repo_id or path.name
+        if digest is None:  # a Hub id not in the local cache: only the id is known
+            return {"path_name": name, "digest": None, "files": [], "source": source.as_dict()}
+        return {**_digest_entry(name, digest), "source": source.as_dict()}
+
+    def _declared_name(self, role: str, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        source = self._sources.get(role)
+        return source.repo_id if source is not None and source.repo_id else path.name
+
     @staticmethod
     def _inputs_data(inputs: _Inputs) -> dict[str, Any]:
         def brief(entry: dict[str, Any] | None) -> dict[str, Any] | None:
             if entry is None:
                 return None
-            return {"path_name": entry["path_name"], "digest": entry["digest"], "files": len(entry["files"])}
+            out = {"path_name": entry["path_name"], "digest": entry["digest"], "files": len(entry["files"])}
+            if "source" in entry:
+                out["source"] = entry["source"]
+            return out
 
         return {
             "base_model": brief(inputs.base_model),
@@ -743,8 +875,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 "training_arguments": {"digest": {"sha256": canonical_digest(self._training_args)}},
                 "environment": self._environment,
                 "inputs_declared": {
-                    "base_model": None if self.base_model is None else self.base_model.name,
-                    "tokenizer": None if self.tokenizer is None else self.tokenizer.name,
+                    "base_model": self._declared_name("base_model", self.base_model),
+                    "tokenizer": self._declared_name("tokenizer", self.tokenizer),
                     "datasets": [{"name": d.name or d.path.name, "role": d.role} for d in self.datasets],
                 },
             },
@@ -983,6 +1115,131 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 self._signed = True
             return path
 
+    # ------------------------------------------------------------------ exports
+
+    def record_export(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        kind: str = "export",
+        details: Mapping[str, Any] | None = None,
+    ) -> RecordedExport | None:
+        """Give a directory saved outside the run's output folder its own verifiable record.
+
+        For exports made after (or beside) training: a merged model, a GGUF conversion, an adapter
+        saved elsewhere. The directory is hashed (without its ``bastion/`` folder) and:
+
+        - while the run is still being recorded, a ``kind`` entry (``path``, ``digest``, ``files`` and
+          ``details``) is appended to the run ledger, and ``<directory>/bastion/ledger.jsonl`` is the
+          run ledger's prefix ending at that entry;
+        - after :meth:`finalize`, the run's record stays as it was: the copy is the whole run ledger
+          with the ``kind`` entry appended to it (a fork of the chain);
+        - ``<directory>/bastion/statement.json`` gets the directory's files as subjects and the run's
+          predicate, with ``ledger`` pointing at the copy and ``predicate[kind]`` = ``{"path", **details}``;
+        - the directory is signed when signing is configured.
+
+        Returns ``None`` on processes other than the main one, and for a directory inside the run's
+        output folder while the run is open (the run's own record describes it). Raises
+        :class:`ConfigError` when no run was recorded or ``kind``/``details`` are unusable, and
+        :class:`InputError` for a missing or empty directory; signing failures raise as in
+        :meth:`finalize`. Callers that must not fail a save pass the error to :meth:`report_problem`.
+        """
+        extra = dict(details or {})
+        label = str(extra.get("method") or kind)
+        if not _EXPORT_KIND.match(kind) or kind in RESERVED_EXPORT_NAMES:
+            raise ConfigError(
+                f"record_export: kind {kind!r} is not usable",
+                hint="use a short lowercase name (letters, digits, '.', '_', '-') that the run does not use, "
+                "e.g. 'export' or 'merge'",
+            )
+        clash = sorted({"path", "digest", "files"} & set(extra))
+        if clash:
+            raise ConfigError(f"record_export: details may not set {', '.join(clash)} (recorded from the directory)")
+        if self._is_main is False:
+            return None
+        path = Path(directory)
+        with self._export_lock:
+            if not self._started or self._record_dir is None:
+                raise ConfigError(
+                    f"{label}({path}) was recorded but no training run was: the save is not covered",
+                    hint="pass the callback to the trainer (callbacks=[cb]) and train before saving",
+                )
+            if not path.is_dir():
+                raise InputError(f"{label}: not a directory; nothing to record", path=path)
+            if path.resolve().is_relative_to(self._record_dir.parent.resolve()):
+                # The Trainer's own checkpoints and save_model() land here; the run record (checkpoint
+                # entries, then finalize()) describes them, so they get no record of their own.
+                if self._statement_path is not None:
+                    raise InputError(
+                        f"{label} saved into the run's output directory after its record was finalized; "
+                        "the files saved now are not covered by its statement",
+                        path=path,
+                        hint="save exports to a directory of their own, outside the trainer's output_dir",
+                    )
+                return None
+            for fut in list(self._futures):  # the predicate needs the inputs' digests
+                fut.result()
+            digest = hash_directory(path, exclude=(RECORD_DIR,))
+            if not digest.files:
+                raise InputError(f"{label} left the directory empty; nothing to record", path=path)
+            data: dict[str, Any] = {
+                "path": path.name,
+                "digest": {"sha256": digest.sha256},
+                "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
+                **_jsonable(extra),
+            }
+            record = path / RECORD_DIR
+            entry: dict[str, Any] | None = None
+            if self._statement_path is None and self._ledger is not None:
+                try:  # the run is still being recorded: the export becomes part of its ledger
+                    entry = self._ledger.append(kind, data)
+                except LedgerError:
+                    entry = None  # closed (the run was aborted): the export goes into the copy only
+            if entry is not None:
+                # The run ledger's first seq+1 lines form a complete chain ending at this export.
+                ledger_copy = self._copy_ledger(record, entries=int(entry["seq"]) + 1)
+            else:
+                # The run record is already sealed (finalize() ran): fork its chain in the copy.
+                ledger_copy = self._copy_ledger(record, entries=None)
+                with Ledger(ledger_copy, fsync="always") as forked:
+                    forked.append(kind, data)
+            head = verify_ledger(ledger_copy)
+            predicate = self._predicate()
+            predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
+            predicate[kind] = {"path": path.name, **_jsonable(extra)}
+            statement_path = write_statement(build_statement(digest, predicate), record / STATEMENT_NAME)
+            signed = False
+            if self.signing is not None:
+                if self._signing_config is None:
+                    self._signing_config = self._resolve_signing()
+                self._sign(path)
+                signed = True
+            return RecordedExport(
+                kind=kind,
+                directory=path,
+                statement=statement_path,
+                digest=digest,
+                ledger_entries=head.entries,
+                signed=signed,
+                details=extra,
+            )
+
+    def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:
+        """Copy the run ledger's first ``entries`` lines (None: all) into ``record``; verify the copy."""
+        assert self._record_dir is not None
+        record.mkdir(parents=True, exist_ok=True)
+        target = record / LEDGER_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        with open(self._record_dir / LEDGER_NAME, "rb") as src:
+            lines = list(src) if entries is None else [line for _, line in zip(range(entries), src, strict=False)]
+        with open(tmp, "wb") as fh:
+            fh.writelines(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        verify_ledger(target, expected_entries=entries)
+        return target
+
     def _atexit_finalize(self) -> None:
         """Fallback when the user forgot ``finalize()``: runs at interpreter exit on the main process."""
         if not self._atexit_registered or self._statement_path is not None or not self._started:
@@ -998,4 +1255,4 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             logger.error("bastion: could not write the run record at exit: %s", _error_text(exc))
 
 
-__all__ = ["ROLES", "BastionCallback", "DatasetInput", "clean_metrics", "load_config"]
+__all__ = ["ROLES", "BastionCallback", "DatasetInput", "RecordedExport", "clean_metrics", "load_config"]

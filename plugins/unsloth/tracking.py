@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bastion.plugins.hf.callback import BastionCallback, DatasetInput
-from bastion.plugins.unsloth.base_model import BaseModelSource, hash_base_model, model_reference, resolve_base_model
-from bastion.provenance.hashing import DirectoryDigest, hash_directory
-from bastion.provenance.ledger import Ledger, verify_ledger
-from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
+from bastion.plugins.unsloth.base_model import BaseModelSource, model_reference, resolve_base_model
+from bastion.provenance.hashing import DirectoryDigest
 
-from bastion.errors import BastionError, ConfigError, InputError, LedgerError
+from bastion.errors import BastionError, ConfigError, InputError
 
 logger = logging.getLogger("bastion")
 
@@ -42,8 +40,6 @@ MODEL_SAVE_METHODS = ("save_pretrained", "save_pretrained_merged", "save_pretrai
 TOKENIZER_SAVE_METHODS = ("save_pretrained",)
 SIBLING_WRITERS = frozenset({"save_pretrained_merged", "save_pretrained_gguf", "save_pretrained_torchao"})
 """Unsloth savers that may also write beside the target: ``<dir>_gguf``, ``<dir>-fp8``, ``<dir>-torchao-int8``."""
-LEDGER_NAME = "ledger.jsonl"
-STATEMENT_NAME = "statement.json"
 _WRAPPED_MARK = "__bastion_unsloth__"
 
 
@@ -102,60 +98,15 @@ class UnslothCallback(BastionCallback):
         self.tokenizer_source = tokenizer_source
         self.exports: list[ExportRecord] = []
         self._save_context = _SaveContext()
-        self._export_lock = threading.Lock()
+        self._saves_lock = threading.Lock()  # keeps ``exports`` in the order the records were written
         self._tracked: list[tuple[weakref.ref[Any], str]] = []
-
-    # ------------------------------------------------------------------ base model from the Hub cache
-
-    def _hash_inputs(self) -> None:
-        super()._hash_inputs()
-        entries: dict[str, dict[str, Any]] = {}
-        for role, src in (("base_model", self.base_source), ("tokenizer", self.tokenizer_source)):
-            if src is None:
-                continue
-            if src.kind == "local":  # hashed by BastionCallback itself: add where it came from
-                with self._lock:
-                    entry = getattr(self._inputs, role)
-                    if entry is not None:
-                        entry["source"] = src.as_dict()
-                continue
-            # A Hub model: cache snapshots are links into blobs/, which the plain directory hash refuses,
-            # so BastionCallback was given no path and the snapshot is hashed here, recorded on its own.
-            entries[role] = self._hub_entry(src, role)
-        if not entries:
-            return
-        with self._lock:
-            for role, entry in entries.items():
-                setattr(self._inputs, role, entry)
-            if self.tokenizer_source is None and "base_model" in entries:
-                self._inputs.tokenizer = entries["base_model"]
-        for role, entry in entries.items():
-            self._append(f"inputs.{role}", {k: (len(v) if k == "files" else v) for k, v in entry.items()})
-
-    def _hub_entry(self, src: BaseModelSource, role: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {"path_name": src.repo_id, "source": src.as_dict(), "digest": None, "files": []}
-        try:
-            digest = hash_base_model(src)
-        except BastionError as exc:
-            self._problem(exc, f"input.{role}")
-            return entry
-        if digest is None:
-            self._warn(
-                f"{role.replace('_', ' ')} {src.reference} is not in the local Hugging Face cache: "
-                "only its id is recorded",
-                f"input.{role}",
-            )
-            return entry
-        entry["digest"] = {"sha256": digest.sha256}
-        entry["files"] = [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)]
-        return entry
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         super().on_train_begin(args, state, control, **kwargs)
-        if self._started:
+        if self.recording:
             lost = self.unwrapped_save_methods()
             if lost:
-                self._problem(
+                self.report_problem(
                     ConfigError(
                         f"{', '.join(lost)} replaced after track(): saves made with it are not recorded",
                         hint="call track() on the model returned by get_peft_model, after any re-loading",
@@ -178,123 +129,52 @@ class UnslothCallback(BastionCallback):
     # ------------------------------------------------------------------ exports
 
     def _main(self) -> bool:
-        if self._is_main is not None:
-            return self._is_main
+        if self.is_main_process is not None:
+            return self.is_main_process
         return _rank_from_environment() == 0
 
-    def _wait_for_hashing(self) -> None:
-        for fut in list(self._futures):
-            fut.result()
-
-    def record_export(
+    def record_save(
         self, directory: str | os.PathLike[str], *, method: str, details: Mapping[str, Any] | None = None
     ) -> Path | None:
-        """Record a saved directory: ledger entry, ``<directory>/bastion/`` statement, signatures.
+        """Record a directory a save method wrote: ledger entry, ``<directory>/bastion/`` statement, signatures.
 
-        Returns the statement path, or None when nothing was recorded (not the main process, or a
-        problem that ``strict=False`` turned into a warning).
+        Uses :meth:`BastionCallback.record_export` (entry kind ``"export"``, ``method`` among the
+        details). Returns the statement path, or None when nothing was recorded (not the main process,
+        a save into the trainer's output directory, or a problem that ``strict=False`` turned into a
+        warning). Never lets a failure of the record break the user's save unless ``strict``.
         """
         if not self._main():
             return None
+        path = Path(directory)
         try:
-            return self._record_export(Path(directory), method, dict(details or {}))
+            if not path.is_dir():
+                raise InputError(
+                    f"{method} wrote nothing to a local directory here (pushed to the Hub?); nothing to record",
+                    path=path,
+                    hint="save locally first (push_to_hub=False) so the files can be hashed and signed",
+                )
+            with self._saves_lock:
+                recorded = self.record_export(path, details={"method": method, **(details or {})})
+                if recorded is None:
+                    return None
+                self.exports.append(
+                    ExportRecord(
+                        method=method,
+                        directory=recorded.directory,
+                        statement=recorded.statement,
+                        digest=recorded.digest,
+                        ledger_entries=recorded.ledger_entries,
+                        signed=recorded.signed,
+                    )
+                )
+                return recorded.statement
         except BastionError as exc:
-            self._problem(exc, "export")
+            self.report_problem(exc, "export")
         except Exception as exc:  # never let an unexpected failure of the record break the user's save
-            self._problem(
+            self.report_problem(
                 BastionError(f"recording {method}({directory}) failed: {type(exc).__name__}: {exc}"), "export"
             )
         return None
-
-    def _record_export(self, directory: Path, method: str, details: dict[str, Any]) -> Path | None:
-        with self._export_lock:
-            if not self._started or self._record_dir is None:
-                raise ConfigError(
-                    f"{method}({directory}) was recorded but no training run was: the save is not covered",
-                    hint="pass the callback from track() to the trainer (callbacks=[cb]) and train before saving",
-                )
-            if not directory.is_dir():
-                raise InputError(
-                    f"{method} wrote nothing to a local directory here (pushed to the Hub?); nothing to record",
-                    path=directory,
-                    hint="save locally first (push_to_hub=False) so the files can be hashed and signed",
-                )
-            run_dir = self._record_dir.parent.resolve()
-            if directory.resolve().is_relative_to(run_dir):
-                # The Trainer's own checkpoints and save_model() land here; the run record (checkpoint
-                # entries, then finalize()) describes them, so they get no record of their own.
-                if self._statement_path is not None:
-                    raise InputError(
-                        f"{method} saved into the run's output directory after its record was finalized; "
-                        "the files saved now are not covered by its statement",
-                        path=directory,
-                        hint="save exports to a directory of their own, outside the trainer's output_dir",
-                    )
-                return None
-            self._wait_for_hashing()
-            digest = hash_directory(directory, exclude=(RECORD_DIR,))
-            if not digest.files:
-                raise InputError(f"{method} left the directory empty; nothing to record", path=directory)
-            data: dict[str, Any] = {
-                "method": method,
-                "path": directory.name,
-                "digest": {"sha256": digest.sha256},
-                "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
-                **details,
-            }
-            record = directory / RECORD_DIR
-            entry: dict[str, Any] | None = None
-            if self._statement_path is None and self._ledger is not None:
-                try:  # the run is still being recorded: the export becomes part of its ledger
-                    entry = self._ledger.append("export", data)
-                except LedgerError:
-                    entry = None  # closed (the run was aborted): the export goes into the copy only
-            if entry is not None:
-                # The run ledger's first seq+1 lines form a complete chain ending at this export.
-                ledger_copy = self._copy_ledger(record, entries=int(entry["seq"]) + 1)
-            else:
-                # The run record is already sealed (finalize() ran): fork its chain in the copy.
-                ledger_copy = self._copy_ledger(record, entries=None)
-                with Ledger(ledger_copy, fsync="always") as forked:
-                    forked.append("export", data)
-            head = verify_ledger(ledger_copy)
-            predicate = self._predicate()
-            predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
-            predicate["export"] = {"method": method, "path": directory.name, **details}
-            statement_path = write_statement(build_statement(digest, predicate), record / STATEMENT_NAME)
-            signed = False
-            if self.signing is not None:
-                if self._signing_config is None:
-                    self._signing_config = self._resolve_signing()
-                self._sign(directory)
-                signed = True
-            self.exports.append(
-                ExportRecord(
-                    method=method,
-                    directory=directory,
-                    statement=statement_path,
-                    digest=digest,
-                    ledger_entries=head.entries,
-                    signed=signed,
-                )
-            )
-            return statement_path
-
-    def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:
-        """Copy the run ledger's first ``entries`` lines (None: all) into ``record``; verify the copy."""
-        assert self._record_dir is not None
-        record.mkdir(parents=True, exist_ok=True)
-        target = record / LEDGER_NAME
-        tmp = target.with_name(target.name + ".tmp")
-        with open(self._record_dir / LEDGER_NAME, "rb") as src:
-            lines = list(src) if entries is None else [line for _, line in zip(range(entries), src, strict=False)]
-        with open(tmp, "wb") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        verify_ledger(target, expected_entries=entries)
-        return target
 
     # ------------------------------------------------------------------ wrapping save methods
 
@@ -335,7 +215,9 @@ class UnslothCallback(BastionCallback):
     ) -> None:
         target = args[0] if args else kwargs.get("save_directory")
         if target is None:
-            self._problem(ConfigError(f"{method} was called without a save directory; nothing recorded"), "export")
+            self.report_problem(
+                ConfigError(f"{method} was called without a save directory; nothing recorded"), "export"
+            )
             return
         if kwargs.get("is_main_process") is False:
             return  # the transformers convention for "another rank: do not write"
@@ -354,7 +236,7 @@ class UnslothCallback(BastionCallback):
         for d in targets:
             if d == directory and not d.is_dir() and len(targets) > 1:
                 continue  # GGUF export with a disposable merge: the GGUF folder is what remains
-            self.record_export(d, method=method, details=details)
+            self.record_save(d, method=method, details=details)
 
     @staticmethod
     def _siblings(directory: Path, result: Any, started: float) -> list[Path]:
@@ -433,8 +315,9 @@ def track(
     callback = UnslothCallback(
         base_source=source,
         tokenizer_source=tokenizer_source,
-        base_model=source.path if source.kind == "local" else None,
-        tokenizer=tokenizer_source.path if tokenizer_source is not None and tokenizer_source.kind == "local" else None,
+        base_model=source.reference,
+        tokenizer=None if tokenizer_source is None else tokenizer_source.reference,
+        hf_cache_dir=None if cache_dir is None else Path(cache_dir),
         datasets=datasets,
         config=config,
         output_dir=output_dir,

@@ -246,7 +246,11 @@ def test_ledgers_are_valid_and_each_save_recorded_once(run: Run) -> None:
     assert (run.run_dir / "checkpoint-3" / "adapter_model.safetensors").is_file()
     assert not (run.run_dir / "checkpoint-3" / "bastion").exists()
     kinds = Counter(e["kind"] for e in entries)
-    assert kinds["inputs.base_model"] == 1 and kinds["checkpoint"] == 1 and kinds["outputs"] == 1
+    assert kinds["inputs"] == 1 and kinds["checkpoint"] == 1 and kinds["outputs"] == 1
+    # The Hub model's source (repo id, commit) is part of the run's one "inputs" entry.
+    (inputs,) = [e["data"] for e in entries if e["kind"] == "inputs"]
+    assert inputs["base_model"]["path_name"] == REPO_ID
+    assert inputs["base_model"]["source"]["kind"] == "hub" and inputs["base_model"]["source"]["revision"] == COMMIT
     for directory in (run.lora, run.merged):
         statement, on_disk = _statement_and_files(directory)
         ledger = directory / "bastion" / "ledger.jsonl"
