@@ -268,7 +268,13 @@ class Gateway:
         if upstream is None:
             return await self._refuse_unrouted(request, name, path)
         adapter = self.adapters[name]
-        route = adapter.classify(request.method, path) or Route("unknown", "passthrough")
+        segments = path.split("/")[1:]
+        if any(seg in (".", "..") for seg in segments) or "" in segments[:-1] or any(c in path for c in "?#\\"):
+            # dot segments, empty segments or decoded '?', '#', '\\' could make the upstream see a different
+            # route than the one classified here: refuse instead of normalising
+            route = Route("unknown", "passthrough")
+        else:
+            route = adapter.classify(request.method, path) or Route("unknown", "passthrough")
         ex = Exchange(request, upstream, adapter, route, path, client_fingerprint(request.headers))
         try:
             allowed_clients = self.settings.allowed_clients

@@ -48,7 +48,10 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """Headers to send upstream: end-to-end headers of the client request, credentials per auth mode."""
     items = list(incoming)
-    skip = set(HOP_BY_HOP) | _connection_tokens(items) | {"host", "content-length"} | {d.lower() for d in drop}
+    # "expect": the gateway answers 100-continue itself (uvicorn); the upstream gets a complete request
+    skip = (
+        set(HOP_BY_HOP) | _connection_tokens(items) | {"host", "content-length", "expect"} | {d.lower() for d in drop}
+    )
     if provider_key is not None:
         skip |= CLIENT_CREDENTIAL_HEADERS
     out = [(k, v) for k, v in items if k.lower() not in skip]

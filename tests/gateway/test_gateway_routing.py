@@ -203,3 +203,27 @@ def test_concurrent_requests_all_audited_in_one_chain(env: Env) -> None:
     entries = env.audit_entries()
     assert len(entries) - before == 60
     assert verify_ledger(env.state_dir / "audit.jsonl").entries == len(entries)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/openai/v1/models/..",
+        "/openai/v1/models/%2E%2E",
+        "/openai/v1/fine_tuning/jobs/../cancel",
+        "/openai/v1/files/x%3Fa=1",
+        "/openai/v1//files",
+    ],
+)
+def test_ambiguous_paths_refused(env: Env, path: str) -> None:
+    import http.client
+
+    n = len(env.upstream.received)
+    host, port = env.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # sends the path exactly as written
+    conn.request("POST" if "cancel" in path else "GET", path, headers={"Authorization": "Bearer t"})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    assert r.status in (403, 404), body
+    assert env.upstream.received[n:] == []
