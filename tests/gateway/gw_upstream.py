@@ -149,6 +149,20 @@ class FakeOpenAI:
             obj = self.files.get(request.path_params["fid"])
             return JSONResponse(obj) if obj else _error(404, "No such File object")
 
+        async def files_content(request: Request) -> Response:
+            await record(request)
+            content = self.contents.get(request.path_params["fid"])
+            if content is None:
+                return _error(404, "No such File object")
+
+            async def chunks() -> Any:
+                for i in range(0, len(content), 65536):
+                    yield content[i : i + 65536]
+
+            from starlette.responses import StreamingResponse
+
+            return StreamingResponse(chunks(), media_type="application/octet-stream")  # chunked, no length
+
         async def models_list(request: Request) -> Response:
             await record(request)
             return JSONResponse(
@@ -252,6 +266,7 @@ class FakeOpenAI:
                 Route("/v1/files", files_create, methods=["POST"]),
                 Route("/v1/files", files_list, methods=["GET"]),
                 Route("/v1/files/{fid}", files_retrieve, methods=["GET"]),
+                Route("/v1/files/{fid}/content", files_content, methods=["GET"]),
                 Route("/v1/models", models_list, methods=["GET"]),
                 Route("/v1/chat/completions", echo, methods=["POST"]),
                 Route("/v1/uploads", uploads_create, methods=["POST"]),

@@ -227,3 +227,14 @@ def test_ambiguous_paths_refused(env: Env, path: str) -> None:
     conn.close()
     assert r.status in (403, 404), body
     assert env.upstream.received[n:] == []
+
+
+def test_large_download_streams_through(env: Env) -> None:
+    from gw_support import chat, jsonl
+
+    data = jsonl(*[chat(f"record {i} " + "x" * 500) for i in range(3000)])  # ~1.6 MB
+    import io
+
+    f = env.client().files.create(file=("big.jsonl", io.BytesIO(data)), purpose="fine-tune")
+    got = env.client().files.content(f.id).read()
+    assert got == data
