@@ -9,6 +9,8 @@ import json
 import openai
 import pytest
 from gw_support import EMAIL, IBAN, Env, chat, jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def test_chunked_upload_with_line_spanning_parts_is_scanned_and_redacted(env: Env) -> None:
@@ -148,3 +150,22 @@ def test_job_metadata_goes_through_policy(env: Env) -> None:
         c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id, suffix=IBAN)
     assert info.value.code == "policy_block" and IBAN not in info.value.message
     assert env.upstream.received[n:] == []
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=10_000), min_size=1, max_size=6, unique=True))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_part_split_gives_the_same_upstream_file(env: Env, cuts: list[int]) -> None:
+    from bastion.policies import JsonlScanner, PolicyEngine
+
+    records = [chat(f"row {i} mail {EMAIL}" if i % 3 == 0 else f"row {i} plain text") for i in range(40)]
+    data = jsonl(*records)
+    points = sorted({c % len(data) for c in cuts} - {0})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    c = env.client()
+    up = c.uploads.create(bytes=len(data), filename="t.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+    part_ids = [c.uploads.parts.create(upload_id=up.id, data=p).id for p in pieces]
+    done = c.uploads.complete(upload_id=up.id, part_ids=part_ids)
+    assert done.file is not None
+    scanner = JsonlScanner(PolicyEngine(env.gateway.engine.policy), source="reference")
+    expected = scanner.feed(data) + scanner.finish()
+    assert env.upstream.contents[done.file.id] == expected
