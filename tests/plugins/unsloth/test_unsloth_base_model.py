@@ -122,3 +122,22 @@ def test_model_reference_reads_peft_then_config() -> None:
     assert model_reference(Plain()) == "from-config"
     assert model_reference(Wrapped()) == "from-peft"
     assert model_reference(object()) is None
+
+
+def test_cache_lookup_without_huggingface_hub_reads_the_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bastion.provenance.models import resolve_base_model as core_resolve
+
+    files = {"model-Q4_K_M.gguf": b"GGUF"}
+    snap = make_cache(tmp_path / "hub", "org/gguf-only", files)
+    make_cache(tmp_path / "hub", "org/gguf-only", {"old.gguf": b"old"}, commit="f" * 40, ref=None)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import now raises ImportError
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    src = core_resolve("org/gguf-only")
+    assert src.kind == "hub" and src.path == snap and src.revision == COMMIT  # refs/main wins over the newer one
+    assert core_resolve("org/absent").kind == "hub-uncached"
+    digest = hash_base_model(src)
+    assert digest is not None and {f.name: f.sha256 for f in digest.files} == {
+        n: hashlib.sha256(b).hexdigest() for n, b in files.items()
+    }
