@@ -1,4 +1,4 @@
-"""Fixtures for signing tests: real keys, a real CA hierarchy, a run directory as a trainer leaves it."""
+"""Fixtures shared by the signing and verification tests: real keys, a real CA hierarchy, run directories."""
 
 from __future__ import annotations
 
