@@ -14,6 +14,14 @@ does its work only on the main process, reads its settings once when training be
 a training run because of a provenance problem unless ``strict=True``, in which case every problem
 with the declared inputs is raised from ``on_train_begin``, before the first optimizer step. Hashing
 runs on a background thread so that large model directories do not hold up training.
+
+``base_model``/``tokenizer`` may be a local directory or file, a Hugging Face cache snapshot (what
+``snapshot_download()`` returns), or the Hub id of a model in the local cache (``hf_cache_dir``,
+default ``HF_HUB_CACHE``); see :mod:`bastion.provenance.models`. Nothing is ever downloaded.
+
+Integrations that save models outside the trainer's output folder (merges, GGUF exports) give each
+such directory its own verifiable record with :meth:`BastionCallback.record_export`, and report
+their own problems with :meth:`~BastionCallback.warn` / :meth:`~BastionCallback.report_problem`.
 """
 
 from __future__ import annotations
@@ -602,8 +610,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             elif source.kind == "hub-uncached":
                 problems.append(
                     InputError(
-                        f"{label} not found: no such path, and {source.repo_id} is not in the local Hugging Face "
-                        "cache; only its id is recorded",
+                        f"{label} is not a local path and not in the local Hugging Face cache; only its Hub id "
+                        "is recorded",
                         path=path,
                         hint="pass the local model directory, or hf_cache_dir= the cache it was loaded from "
                         "(nothing is downloaded)",

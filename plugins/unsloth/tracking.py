@@ -147,7 +147,7 @@ class UnslothCallback(BastionCallback):
             return None
         path = Path(directory)
         try:
-            if not path.is_dir():
+            if self.recording and not path.is_dir():
                 raise InputError(
                     f"{method} wrote nothing to a local directory here (pushed to the Hub?); nothing to record",
                     path=path,
