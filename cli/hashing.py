@@ -8,13 +8,11 @@ Merkle root over the canonical per-record digests.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from bastion.cli.progress import byte_progress
 from bastion.provenance.datasets import hash_dataset
 from bastion.provenance.hashing import hash_directory, hash_file, total_size
 
@@ -22,43 +20,6 @@ from bastion.errors import InputError
 
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 """Inputs smaller than this hash in well under a second: no progress bar for them."""
-
-
-@contextmanager
-def progress_bar(total: int, label: str, *, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr, or ``None`` when it would only be noise.
-
-    Shown only when stderr is a terminal and the input is large; stdout is never touched, so
-    ``--json`` output stays machine-readable even with the bar on screen.
-    """
-    if not enabled or total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=total)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-
-        yield advance
 
 
 def _short(digest: str | None, n: int = 16) -> str:
@@ -119,7 +80,7 @@ def hash_result(
                 hint="hash each data file, or drop --dataset to hash the directory per file",
             )
         size = path.stat().st_size
-        with progress_bar(size, path.name, enabled=show_progress) as advance:
+        with byte_progress(size, path.name, enabled=show_progress, min_bytes=PROGRESS_MIN_BYTES) as advance:
             d = hash_dataset(path, role=role, progress=advance)
         out: dict[str, Any] = {"kind": "dataset", "path": str(path), **d.as_dict()}
         if proof is not None:
@@ -141,7 +102,7 @@ def hash_result(
         return out
     if path.is_dir():
         size = total_size(path, exclude=exclude)
-        with progress_bar(size, path.name, enabled=show_progress) as advance:
+        with byte_progress(size, path.name, enabled=show_progress, min_bytes=PROGRESS_MIN_BYTES) as advance:
             dd = hash_directory(path, exclude=exclude, workers=workers, progress=advance)
         return {
             "kind": "directory",
@@ -151,7 +112,7 @@ def hash_result(
             "files": [{**f.as_subject(), "size": f.size} for f in dd.files],
         }
     size = path.stat().st_size
-    with progress_bar(size, path.name, enabled=show_progress) as advance:
+    with byte_progress(size, path.name, enabled=show_progress, min_bytes=PROGRESS_MIN_BYTES) as advance:
         fd = hash_file(path, progress=advance)
     return {"kind": "file", "path": str(path), "name": fd.name, "digest": {"sha256": fd.sha256}, "size": fd.size}
 

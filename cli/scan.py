@@ -13,35 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
+from bastion.cli.progress import byte_progress
 from bastion.policies import DEFAULT_MAX_LINE_BYTES, JsonlScanner, PolicyEngine, ScanSummary, load_policy
 
 from bastion.errors import InputError
 
 CHUNK = 1024 * 1024
-
-
-@contextmanager
-def _progress(total: int | None, label: str, enabled: bool) -> Iterator[Any]:
-    if not enabled or not total or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 @contextmanager
@@ -96,7 +76,7 @@ def scan(
     source = "<stdin>" if file == "-" else file
     scanner = JsonlScanner(engine, source=source, max_line_bytes=max_line_bytes)
     with _open_input(file) as (fh, total), _output(redacted_out) as out:
-        with _progress(total, f"scanning {Path(source).name}", not no_progress) as advance:
+        with byte_progress(total, f"scanning {Path(source).name}", enabled=not no_progress) as advance:
             while True:
                 chunk = fh.read(CHUNK)
                 if not chunk:
