@@ -9,20 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.cli.main import main
 from bastion.provenance.ledger import Ledger
+from cli_runner import run
 
 BASTION = str(Path(sys.executable).parent / "bastion")
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -8,18 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bastion.cli.main import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
+from cli_runner import run
 
 POLICY = """name: team
 detectors:

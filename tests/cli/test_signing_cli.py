@@ -9,18 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from bastion.cli.main import main
 from bastion.provenance.signing.testing import make_run_dir, make_test_pki
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_runner import run
 
 
 def test_keygen_prints_paths_and_fingerprint_never_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,19 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from bastion.cli.main import main
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
 from bastion.provenance.signing.testing import make_run_dir
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_runner import run
 
 
 @pytest.fixture
