@@ -1,8 +1,9 @@
 """Unsloth integration: ``track(model, tokenizer, ...)`` records the base model and signs every save.
 
-``track`` and ``UnslothCallback`` live in :mod:`bastion.plugins.unsloth.tracking`, base-model resolution
-(local directory or Hugging Face cache, offline) in :mod:`bastion.plugins.unsloth.base_model`. Imported on
-first use, so importing this package imports neither transformers nor torch (nor Unsloth, ever).
+``track`` and ``UnslothCallback`` live in :mod:`bastion.plugins.unsloth.tracking`; base-model resolution
+(local directory or Hugging Face cache, offline) is the core's :mod:`bastion.provenance.models`, re-exported
+by :mod:`bastion.plugins.unsloth.base_model`. Imported on first use, so importing this package imports
+neither transformers nor torch (nor Unsloth, ever).
 """
 
 from __future__ import annotations
