@@ -18,6 +18,7 @@ from bastion.policies import prefilter
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, passes
 from bastion.policies.detectors.keywords import KeywordsDetector
+from bastion.policies.detectors.regex import RegexDetector
 from bastion.policies.model import ACTION_ORDER, Policy
 
 _SEP = "\x00"
@@ -106,6 +107,8 @@ class PolicyEngine:
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = all(d.raw_safe for d in self._standalone)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
+        # Custom regexes (context-free ones only, else _raw_ok is False) pre-filter lines without backslashes.
+        self._raw_regexes = [d.pattern for d in self._standalone if isinstance(d, RegexDetector)]
         self._native = None
         if self._raw_ok:
             keywords = [
@@ -121,20 +124,32 @@ class PolicyEngine:
 
         Sound because candidate patterns never span characters that JSON escapes (see
         ``detectors/candidates.py``); lines with ``\\u`` or ``\\/`` escapes always take the full path.
+        Custom regexes may match anything (quotes, backslashes, newlines), so with any of them a line with a
+        backslash always takes the full path; without one, every decoded string (and key) is a substring of
+        the raw line, and a context-free pattern (no anchors or look-arounds, see
+        :func:`~bastion.policies.detectors.regex.context_free`) that matches in a string matches in the line.
         """
         if not self._raw_ok or "\\u" in raw_json_text or "\\/" in raw_json_text:
             return True
         for _, pattern in self._passes:
             if pattern.search(raw_json_text):
                 return True
-        return any(p.search(raw_json_text) for p in self._raw_keywords)
+        if any(p.search(raw_json_text) for p in self._raw_keywords):
+            return True
+        return self._may_match_regexes(raw_json_text)
+
+    def _may_match_regexes(self, raw_json_text: str) -> bool:
+        if not self._raw_regexes:
+            return False
+        return "\\" in raw_json_text or any(p.search(raw_json_text) for p in self._raw_regexes)
 
     def may_contain_line(self, raw_json_text: str, raw_bytes: bytes) -> bool:
         """:meth:`may_contain` for a line given both as text and as its (valid) UTF-8 bytes; uses the
         Hyperscan pre-filter when it is available (see :mod:`bastion.policies.prefilter`)."""
         if self._native is None:
             return self.may_contain(raw_json_text)
-        return self._native.hit(raw_bytes)  # the database also matches the \\u and \\/ escapes
+        # The database also matches the \\u and \\/ escapes; custom regexes stay with ``re``.
+        return self._native.hit(raw_bytes) or self._may_match_regexes(raw_json_text)
 
     @property
     def native_prefilter(self) -> bool:

@@ -1,0 +1,106 @@
+"""The raw-line fast path (a line the pre-filter calls clean is only validated, not scanned) gives the same
+output and summary as scanning every record, also for policies with custom regex detectors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from bastion.policies import PolicyEngine, policy_from_mapping
+from bastion.policies.detectors.regex import context_free
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from policy_helpers import scan_bytes
+
+# Context-free custom patterns, some of which match characters that JSON escapes (quote, backslash,
+# newline, slash) or only appear after decoding a \uXXXX escape.
+REGEXES = [r"PRJ-[0-9]{2}", r'a"b', r"x\\y", r"q\nq", r"k/k", r"[^ a-z]{3}z", r"é+s", r"(?i)zz@", r"\u2028w"]
+
+
+def _policy(extra: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "detectors": [
+            {"id": "email", "type": "email"},
+            {"id": "phone", "type": "phone"},
+            {"id": "iban", "type": "iban"},
+            *extra,
+        ],
+    }
+
+
+def _pair(extra: list[dict[str, Any]]) -> tuple[PolicyEngine, PolicyEngine]:
+    fast = PolicyEngine(policy_from_mapping(_policy(extra)))
+    slow = PolicyEngine(policy_from_mapping(_policy(extra)))
+    slow._raw_ok = False  # every line takes the full path
+    slow._native = None
+    return fast, slow
+
+
+_REGEX_DETECTORS = [
+    {"id": f"r{i}", "type": "regex", "entity": f"CODE{i}", "pattern": p, "action": ["redact", "allow", "block"][i % 3]}
+    for i, p in enumerate(REGEXES)
+]
+FAST, SLOW = _pair(_REGEX_DETECTORS)
+_SINGLE = {p: _pair([{"id": "r", "type": "regex", "entity": "C", "pattern": p}])[0] for p in REGEXES}
+
+_pieces = st.sampled_from(
+    [
+        "PRJ-12", "PRJ-1", 'a"b', "x\\y", "q\nq", "k/k", "ABCz", "éés", "ZZ@", "zz@x.io", "\u2028w", "ana@example.es",
+        "+49 30 901820", "DE89 3704 0044 0532 0130 00", "a", "b", "q", "x", "y", "z", "\\", '"', "/", "\n", " ", "é",
+    ]
+)  # fmt: skip
+_string = st.lists(_pieces | st.text(max_size=4), max_size=8).map("".join)
+_value = st.recursive(
+    _string | st.integers() | st.none(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_string, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _line(value: Any, ascii_only: bool) -> bytes:
+    return json.dumps(value, ensure_ascii=ascii_only).encode("utf-8")
+
+
+def test_the_fast_path_is_on_for_context_free_regexes() -> None:
+    assert FAST._raw_ok
+    assert not FAST.may_contain('{"t": "plain words"}')
+    assert FAST.may_contain('{"t": "PRJ-12"}')
+    assert FAST.may_contain('{"t": "no \\\\ code"}')  # any backslash: full path
+    raw = '{"t": "plain words"}'
+    assert not FAST.may_contain_line(raw, raw.encode())
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [("^PRJ", "PRJ-1"), ("PRJ$", "a PRJ"), (r"\bPRJ", "a PRJ"), ("(?<!x)PRJ", "PRJ"), ("PRJ(?=-)", "PRJ-"),
+     ("(?m)^x", "x"), (r"a(?:b|\Z)", "a")],
+)  # fmt: skip
+def test_anchors_and_lookarounds_turn_the_fast_path_off(pattern: str, text: str) -> None:
+    assert not context_free(pattern)
+    spec = {"id": "r", "type": "regex", "entity": "C", "pattern": pattern}
+    engine = PolicyEngine(policy_from_mapping(_policy([spec])))
+    assert engine.may_contain('{"t": "plain words"}')
+    _, summary = scan_bytes(engine, json.dumps({"t": text}).encode() + b"\n")
+    assert summary.findings == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_value, st.booleans()), min_size=1, max_size=6))
+def test_same_output_and_summary_with_the_fast_path_on_and_off(records: list[tuple[Any, bool]]) -> None:
+    data = b"\n".join(_line(v, a) for v, a in records) + b"\n"
+    out_fast, s_fast = scan_bytes(FAST, data)
+    out_slow, s_slow = scan_bytes(SLOW, data)
+    assert out_fast == out_slow
+    assert s_fast.as_dict() == s_slow.as_dict()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_string, st.sampled_from(REGEXES))
+def test_a_clean_verdict_means_no_finding_in_the_decoded_string(text: str, pattern: str) -> None:
+    fast = _SINGLE[pattern]
+    for ascii_only in (False, True):
+        raw = json.dumps({text: text}, ensure_ascii=ascii_only)
+        if not fast.may_contain(raw) or not fast.may_contain_line(raw, raw.encode()):
+            assert not fast.scan_record(json.loads(raw)).findings
