@@ -50,7 +50,9 @@ class BaseModelSource:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference": self.reference, "kind": self.kind}
         if self.path is not None:
-            out["path"] = str(self.path)
+            # A cache snapshot is named inside the cache (models--org--name/snapshots/<commit>): its
+            # absolute path would put the user's home directory into a statement that travels.
+            out["path"] = "/".join(self.path.parts[-3:]) if self.kind == "hub" else str(self.path)
         if self.repo_id is not None:
             out["repo_id"] = self.repo_id
         if self.revision is not None:
