@@ -32,6 +32,11 @@ HS_PATTERNS: dict[str, bytes] = {
 }
 
 
+# Non-ASCII characters that Python's ``re.IGNORECASE`` matches to ASCII letters (U+0130, U+0131 -> i,
+# U+017F -> s, U+212A -> k): a line holding one takes the full path when a keyword is case-insensitive.
+_ODD_CASE_FOLDS = rb"[\x{0130}\x{0131}\x{017f}\x{212a}]"
+
+
 class _Stop(Exception):
     pass
 
@@ -51,6 +56,10 @@ class HyperscanPrefilter:
             for word in words:
                 expressions.append(re.escape(word).encode("utf-8"))
                 flags.append(base if case_sensitive else base | hyperscan.HS_FLAG_CASELESS)
+        if any(not case_sensitive for _, case_sensitive in keywords):
+            # Python's re.IGNORECASE also matches these to i, s and k; Hyperscan does not for all of them.
+            expressions.append(_ODD_CASE_FOLDS)
+            flags.append(base)
         self._db = hyperscan.Database()
         ids = list(range(len(expressions)))
         self._db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)

@@ -44,7 +44,7 @@ _pieces = st.sampled_from(
     [
         "ana@example.es", "+49 30 901820", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111", "X2482300W",
         "RCCMNL83S18D969H", "fe80::1", "8.8.8.8", "2024", "12:30", "blue FALCON", "NIGHTJAR", "\\u0040", "\\/",
-        "AB12", "é", "\u00a0", " ", "(", "-", "x",
+        "AB12", "é", "\u00a0", " ", "(", "-", "x", "n\u0131ghtjar", "\u017f", "\u212a",
     ]
 )  # fmt: skip
 _line = st.lists(_pieces | st.text(max_size=6), max_size=12).map("".join)
@@ -82,3 +82,12 @@ def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_non_ascii_case_insensitive_keywords_keep_the_re_path() -> None:
     policy = {"name": "t", "detectors": [{"id": "k", "type": "keywords", "entity": "X", "keywords": ["Öl"]}]}
     assert not PolicyEngine(policy_from_mapping(policy)).native_prefilter
+
+
+@pytest.mark.parametrize("word", ["n\u0131ghtjar", "N\u0130GHTJAR", "blue falcon", "BLUE FALCON"])
+def test_case_insensitive_keywords_with_odd_case_folds(word: str) -> None:
+    # Python's re.IGNORECASE matches dotless i / dotted I to "i" (and long s to "s", Kelvin sign to "k").
+    raw = json.dumps({"t": f"about {word} today"}, ensure_ascii=False)
+    assert PLAIN.scan_record(json.loads(raw)).findings
+    assert NATIVE.may_contain_line(raw, raw.encode("utf-8"))
+    assert scan_bytes(NATIVE, raw.encode() + b"\n") == scan_bytes(PLAIN, raw.encode() + b"\n")
