@@ -96,18 +96,28 @@ class Ledger:
         with self._lock:
             if self._fh.closed:
                 raise LedgerError(f"ledger {self.path} is closed")
-            entry: dict[str, Any] = {
-                "seq": self._seq,
-                "time": utc_now(),
-                "kind": kind,
-                "data": data or {},
-                "prev": self._head,
-            }
+            seq, prev, stamp = self._seq, self._head, utc_now()
+            payload = data or {}
             try:
-                entry["hash"] = entry_hash(entry)
-                line = canonical_json(entry) + b"\n"
+                # One serialization serves both: the keys sort as data < hash < kind < prev < seq < time,
+                # so the line is the hashed body with '"hash":"…",' inserted after the data.
+                head = b'{"data":' + canonical_json(payload) + b","
+                tail = (
+                    f'"kind":{canonical_json(kind).decode()},"prev":"{prev}","seq":{seq},'
+                    f'"time":{canonical_json(stamp).decode()}}}'
+                ).encode()
             except Exception as exc:
                 raise LedgerError(f"ledger entry {kind!r} is not representable as canonical JSON: {exc}") from None
+            digest = hashlib.sha256(head + tail).hexdigest()
+            line = b"".join((head, b'"hash":"', digest.encode(), b'",', tail, b"\n"))
+            entry: dict[str, Any] = {
+                "seq": seq,
+                "time": stamp,
+                "kind": kind,
+                "data": payload,
+                "prev": prev,
+                "hash": digest,
+            }
             try:
                 self._fh.write(line)
                 self._fh.flush()
@@ -119,8 +129,8 @@ class Ledger:
                     self._last_sync = now
             except OSError as exc:
                 raise LedgerError(f"cannot write to the ledger {self.path}: {exc.strerror or exc}") from None
-            self._seq += 1
-            self._head = entry["hash"]
+            self._seq = seq + 1
+            self._head = digest
             return entry
 
     def sync(self) -> None:
