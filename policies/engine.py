@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -115,6 +116,7 @@ class PolicyEngine:
                 (d.spec.keywords, d.spec.case_sensitive) for d in self._standalone if isinstance(d, KeywordsDetector)
             ]
             self._native = prefilter.build([kind for kind, _ in self._passes], keywords)
+        self._gate = prefilter.build_gate([kind for kind, _ in self._passes]) if len(self._passes) > 1 else None
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
 
     # -- detection -------------------------------------------------------------------------------
@@ -151,6 +153,17 @@ class PolicyEngine:
         # The database also matches the \\u and \\/ escapes; custom regexes stay with ``re``.
         return self._native.hit(raw_bytes) or self._may_match_regexes(raw_json_text)
 
+    def line_checker(self) -> Callable[[str, bytes], bool]:
+        """:meth:`may_contain_line` as a function for one user at a time (a scanner): with Hyperscan, it
+        has its own scratch space and skips the per-call look-ups."""
+        if self._native is None:
+            return self.may_contain_line
+        hit = self._native.checker()
+        if not self._raw_regexes:
+            return lambda _text, raw_bytes: hit(raw_bytes)
+        may_match_regexes = self._may_match_regexes
+        return lambda text, raw_bytes: hit(raw_bytes) or may_match_regexes(text)
+
     @property
     def native_prefilter(self) -> bool:
         """Whether the Hyperscan pre-filter is in use."""
@@ -166,7 +179,10 @@ class PolicyEngine:
             joined = _SEP.join(texts)
             starts: list[int] | None = None
             found: list[Hit] = []
+            present = self._gate.present(joined) if self._gate is not None else None
             for kind, pattern in self._passes:
+                if present is not None and kind not in present:
+                    continue  # no candidate of this kind can occur (see prefilter.KindGate)
                 for m in pattern.finditer(joined):
                     s, e = m.start(), m.end()
                     if found and kind == "number" and any(h.start < e and s < h.end for h in found):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
@@ -65,6 +65,21 @@ class HyperscanPrefilter:
         self._db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
         self._local = threading.local()  # scratch space is per thread
 
+    def checker(self) -> Callable[[bytes], bool]:
+        """A ``hit`` function with its own scratch space, for one user at a time (e.g. one scanner)."""
+        scan = self._db.scan
+        scratch = self._hs.Scratch(self._db)
+        terminated = self._hs.ScanTerminated
+
+        def hit(line: bytes) -> bool:
+            try:
+                scan(line, match_event_handler=_stop, scratch=scratch)
+            except terminated:
+                return True
+            return False
+
+        return hit
+
     def hit(self, line: bytes) -> bool:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
@@ -74,6 +89,56 @@ class HyperscanPrefilter:
         except self._hs.ScanTerminated:
             return True
         return False
+
+
+class KindGate:
+    """Which candidate kinds can occur in a text: one Hyperscan scan instead of one ``re`` pass per kind.
+
+    A kind whose Hyperscan prefix pattern does not occur has no ``re`` candidate either (the prefixes
+    match wherever the candidates do), so the engine skips that pass; the passes that run are unchanged.
+    """
+
+    def __init__(self, kinds: Sequence[str]) -> None:
+        import hyperscan
+
+        self._hs = hyperscan
+        self.kinds = list(kinds)
+        base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
+        expressions = [HS_PATTERNS[k] for k in self.kinds]
+        self._db = hyperscan.Database()
+        self._db.compile(
+            expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
+            flags=[base] * len(expressions),
+        )  # fmt: skip
+        self._local = threading.local()
+
+    def present(self, text: str) -> set[str] | None:
+        """The kinds whose prefix occurs in ``text``; None when the text cannot be scanned (lone surrogates)."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._hs.Scratch(self._db)
+        found: set[str] = set()
+        kinds = self.kinds
+
+        def on_match(id_: int, *_: Any) -> None:
+            found.add(kinds[id_])
+
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        return found
+
+
+def build_gate(kinds: Sequence[str]) -> KindGate | None:
+    """A :class:`KindGate`, or None when hyperscan is not installed or disabled (then every pass runs)."""
+    if os.environ.get("BASTION_NO_HYPERSCAN") or not kinds:
+        return None
+    try:
+        return KindGate(kinds)
+    except Exception:
+        return None
 
 
 def _stop(*_: Any) -> bool:

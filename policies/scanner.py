@@ -138,6 +138,7 @@ class JsonlScanner:
         self._failed: ScanError | None = None
         self._finished = False
         self._keep_rank = engine.rank(engine.policy.default_classification)
+        self._may_contain = engine.line_checker()
         self.summary = ScanSummary(source=source)
         self.last_results: list[RecordScan] = []  # results of the lines completed by the last feed()
 
@@ -241,8 +242,9 @@ class JsonlScanner:
 
     def _scan_line(self, body: bytes) -> bytes | None:
         """Scan one line (without its line ending); return its replacement, or None to keep it as is."""
-        self._line_no_advance()
-        line_no = self._line
+        summary = self.summary
+        self._line = line_no = self._line + 1
+        summary.lines += 1
         prefix = b""
         if line_no == 1 and body.startswith(_BOM):
             prefix, body = _BOM, body[len(_BOM) :]
@@ -259,13 +261,16 @@ class JsonlScanner:
             )
         if not text or text.isspace():
             return None  # blank line: no record, passed through as is
-        summary = self.summary
         summary.records += 1
         record_no = summary.records
-        engine = self.engine
-        if not engine.may_contain_line(text, body):
-            self._parse(text, line_no, record_no, fast=True)
+        if not self._may_contain(text, body):
+            try:
+                _decode(_FAST_DECODER, text)  # validate only
+            except Exception:
+                self._parse(text, line_no, record_no, fast=True)  # the same error again, reported
+                raise  # pragma: no cover - _parse always raises here
             return None
+        engine = self.engine
         obj = self._parse(text, line_no, record_no, fast=False)
         try:
             res = engine.scan_record(obj, record_no, copy_record=False)
@@ -288,10 +293,6 @@ class JsonlScanner:
         except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes: keep them escaped
             encoded = json.dumps(res.record, ensure_ascii=True).encode("ascii")
         return prefix + encoded
-
-    def _line_no_advance(self) -> None:
-        self._line += 1
-        self.summary.lines += 1
 
     def _parse(self, text: str, line_no: int, record_no: int, *, fast: bool) -> Any:
         try:
