@@ -289,9 +289,9 @@ class JsonlScanner:
         if not res.changed:
             return None
         try:
-            encoded = json.dumps(res.record, ensure_ascii=False).encode("utf-8")
+            encoded = _ENCODER.encode(res.record).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes: keep them escaped
-            encoded = json.dumps(res.record, ensure_ascii=True).encode("ascii")
+            encoded = _ASCII_ENCODER.encode(res.record).encode("ascii")
         return prefix + encoded
 
     def _parse(self, text: str, line_no: int, record_no: int, *, fast: bool) -> Any:
@@ -405,3 +405,6 @@ def _decode(decoder: json.JSONDecoder, text: str) -> Any:
 # Built once: json.loads(text, **options) would build a decoder per line.
 _FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 _CHECKING_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+# What json.dumps(obj, ensure_ascii=...) builds per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True)
