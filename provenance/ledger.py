@@ -29,6 +29,7 @@ from bastion.provenance.canonical import canonical_json
 from bastion.errors import LedgerError, LedgerVerificationError
 
 GENESIS = "0" * 64
+_MAX_SAFE_INT = 2**53 - 1
 FsyncPolicy = Literal["always", "interval", "never"]
 
 
@@ -163,6 +164,16 @@ class Ledger:
         self.close()
 
 
+def _parse_int(text: str) -> int | float:
+    # RFC 8785 writes an integral float below 1e21 as plain digits (5.5e16 -> 55000000000000000). Beyond
+    # 2**53 such digits can only come from a float (the writer refuses larger integers), and only as a
+    # float do they canonicalize again (to the same digits), so the entry's hash can be checked.
+    if len(text) < 16:
+        return int(text)
+    value = int(text)
+    return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(text)
+
+
 def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, entry) for each line; raises on unreadable or non-JSON lines."""
     p = Path(path)
@@ -183,7 +194,7 @@ def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, 
                     hint="a crash or a cut copy leaves a partial last entry; restore the ledger from the run record",
                 )
             try:
-                entry = json.loads(raw)
+                entry = json.loads(raw, parse_int=_parse_int)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise LedgerVerificationError("line is not valid JSON", path=p, line=lineno, hint=damaged) from None
             if not isinstance(entry, dict):

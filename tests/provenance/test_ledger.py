@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from bastion.provenance.canonical import canonical_json
 from bastion.provenance.ledger import GENESIS, Ledger, LedgerHead, entry_hash, read_entries, verify_ledger
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bastion.errors import LedgerError, LedgerVerificationError
 
@@ -366,3 +371,69 @@ def test_sync_is_one_fsync_for_a_batch(tmp_path: Path, monkeypatch: pytest.Monke
     led.close()
     with pytest.raises(LedgerError, match="closed"):
         led.sync()
+
+
+# --- the fast append writes what the rfc8785 writer wrote -------------------------------------
+
+
+def rfc8785_line(entry: dict[str, Any]) -> bytes:
+    """An entry as the original writer serialized it: rfc8785 over the body, then over the whole entry."""
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return rfc8785.dumps({**body, "hash": hashlib.sha256(rfc8785.dumps(body)).hexdigest()}) + b"\n"
+
+
+_metric = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53) + 1, 2**53 - 1)
+_data = st.recursive(
+    st.none() | st.booleans() | _metric | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+    max_leaves=12,
+).map(lambda v: {"value": v}) | st.fixed_dictionaries(
+    {"step": st.integers(0, 10**6), "epoch": st.floats(0, 100)},
+    optional={"metrics": st.dictionaries(st.sampled_from(["loss", "grad_norm", "learning_rate", "epoch"]), _metric)},
+)
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["log", "run.start", "é\U0001f600", 'q"\n']), _data), min_size=1, max_size=5))
+def test_append_writes_the_rfc8785_bytes(tmp_path: Path, items: list[tuple[str, dict[str, Any]]]) -> None:
+    p = tmp_path / f"{uuid.uuid4().hex}.jsonl"
+    with Ledger(p, fsync="never") as led:
+        entries = [led.append(kind, data) for kind, data in items]
+    assert lines(p) == [rfc8785_line(e) for e in entries]
+    assert [entry for _, entry in read_entries(p)] == entries
+    assert verify_ledger(p) == LedgerHead(entries=len(items), head=entries[-1]["hash"])
+
+
+def test_a_ledger_written_by_the_rfc8785_writer_verifies_and_resumes(tmp_path: Path) -> None:
+    p = tmp_path / "old.jsonl"
+    prev, raw = GENESIS, []
+    for seq in range(4):
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "time": f"2026-11-25T21:00:0{seq}.000000Z",
+            "kind": "log",
+            "data": {"step": seq, "epoch": seq / 3, "metrics": {"loss": 2.5 - seq * 1e-3, "learning_rate": 5e-05}},
+            "prev": prev,
+        }
+        line = rfc8785_line(entry)
+        raw.append(line)
+        prev = json.loads(line)["hash"]
+    p.write_bytes(b"".join(raw))
+    assert verify_ledger(p, expected_head=prev, expected_entries=4) == LedgerHead(entries=4, head=prev)
+    with Ledger(p) as led:
+        new = led.append("log", {"step": 4, "metrics": {"loss": 1e-7}})
+    assert new["prev"] == prev and new["seq"] == 4
+    assert lines(p)[:4] == raw
+    assert lines(p)[4] == rfc8785_line(new)
+    assert verify_ledger(p).head == new["hash"]
+
+
+def test_integral_floats_beyond_2_to_the_53_verify(tmp_path: Path) -> None:
+    # Trainer's last log carries total_flos, a float that passes 2**53 for any real model: RFC 8785
+    # writes it as plain digits, which must read back as that float for the hash to be checked.
+    p = tmp_path / "l.jsonl"
+    with Ledger(p) as led:
+        e = led.append("log", {"metrics": {"total_flos": 3.5e17, "neg": -float(2**60), "edge": float(2**53)}})
+    assert b'"total_flos":350000000000000000' in lines(p)[0]
+    assert verify_ledger(p) == LedgerHead(entries=1, head=e["hash"])
+    assert next(read_entries(p))[1]["data"]["metrics"]["total_flos"] == 3.5e17
