@@ -178,6 +178,7 @@ def main() -> None:
     res["json_floor_mb_per_cpu_s"] = baseline_json(data, 50_000_000)
     plain = PolicyEngine(load_policy(args.policy))
     plain._native = None  # the pure-Python (re) pre-filter, for comparison
+    plain._gate = None  # and one re pass per candidate kind on every record
     res["native_prefilter"] = engine.native_prefilter
     res["throughput"] = throughput(engine, data, DATA / "redacted.jsonl")
     res["throughput_re"] = throughput(plain, data, DATA / "redacted.jsonl")
