@@ -54,14 +54,20 @@ def es6_number(value: float) -> str:
     return digits[0] + ("." + digits[1:] if k > 1 else "") + ("e+" if e > 0 else "e-") + str(abs(e))
 
 
+def _float(value: float) -> str:
+    if not math.isfinite(value):
+        raise _Fallback
+    r = float.__repr__(value)
+    # Most floats (1e-4 <= |x| < 1e16 with a fraction) are written the same way by both; -0.0 ends in ".0".
+    return es6_number(value) if "e" in r or r.endswith(".0") else r
+
+
 def _encode(value: Any, out: Callable[[str], None]) -> None:
     t = type(value)
     if t is str:
         out(encode_basestring(value))
     elif t is float:
-        if not math.isfinite(value):
-            raise _Fallback
-        out(es6_number(value))
+        out(_float(value))
     elif t is int:
         if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
             raise _Fallback
@@ -70,15 +76,16 @@ def _encode(value: Any, out: Callable[[str], None]) -> None:
         if not value:
             out("{}")
             return
-        keys = sorted(value)  # TypeError for mixed key types: rfc8785 words that
         sep = "{"
-        for key in keys:
+        for key in sorted(value):  # TypeError for mixed key types: rfc8785 words that
             if type(key) is not str or (not key.isascii() and max(key) > _BMP_MAX):
                 raise _Fallback
-            out(sep)
-            out(encode_basestring(key))
-            out(":")
-            _encode(value[key], out)
+            out(sep + encode_basestring(key) + ":")
+            item = value[key]
+            if type(item) is float:  # the common leaf, inline (the ledger's metrics)
+                out(_float(item))
+            else:
+                _encode(item, out)
             sep = ","
         out("}")
     elif t is list or t is tuple:
