@@ -140,6 +140,26 @@ class PolicyEngine:
             return True
         return self._may_match_regexes(raw_json_text)
 
+    def _may_contain_screened(self, raw_json_text: str, raw_bytes: bytes) -> bool:
+        """Exactly :meth:`may_contain`, but the slow ``re`` passes (``alnum``, ``number``: a character class
+        at every position) run only when a cheap screen of the line's bytes finds their necessary shape (see
+        ``prefilter.SCREENS``)."""
+        if not self._raw_ok or b"\\u" in raw_bytes or b"\\/" in raw_bytes:
+            return True
+        shapes: bytes | None = None
+        for kind, pattern in self._passes:
+            screen = prefilter.SCREENS.get(kind)
+            if screen is not None:
+                if shapes is None:
+                    shapes = raw_bytes.translate(prefilter.SHAPE_TABLE)
+                if not screen.search(shapes):
+                    continue  # no candidate of this kind can occur
+            if pattern.search(raw_json_text):
+                return True
+        if any(p.search(raw_json_text) for p in self._raw_keywords):
+            return True
+        return self._may_match_regexes(raw_json_text)
+
     def _may_match_regexes(self, raw_json_text: str) -> bool:
         if not self._raw_regexes:
             return False
@@ -149,7 +169,7 @@ class PolicyEngine:
         """:meth:`may_contain` for a line given both as text and as its (valid) UTF-8 bytes; uses the
         Hyperscan pre-filter when it is available (see :mod:`bastion.policies.prefilter`)."""
         if self._native is None:
-            return self.may_contain(raw_json_text)
+            return self._may_contain_screened(raw_json_text, raw_bytes)
         # The database also matches the \\u and \\/ escapes; custom regexes stay with ``re``.
         return self._native.hit(raw_bytes) or self._may_match_regexes(raw_json_text)
 

@@ -37,6 +37,29 @@ HS_PATTERNS: dict[str, bytes] = {
 _ODD_CASE_FOLDS = rb"[\x{0130}\x{0131}\x{017f}\x{212a}]"
 
 
+def _shape_table() -> bytes:
+    table = bytearray(b" " * 256)
+    table[ord("A") : ord("Z") + 1] = b"A" * 26
+    table[ord("0") : ord("9") + 1] = b"0" * 10
+    for ch in b" .-/)\xc2\xa0":  # number separators; U+00A0 is C2 A0 in UTF-8 (other bytes C2/A0: harmless)
+        table[ch] = ord("s")
+    table[ord("(")] = ord("(")  # starts a number and separates digits
+    table[ord("+")] = ord("+")
+    return bytes(table)
+
+
+# Without Hyperscan: a line's UTF-8 bytes mapped to shapes (A = ASCII capital, 0 = ASCII digit, s or ( = number
+# separator byte) and screened with patterns that start with a literal (fast in ``re``). Each screen is a
+# necessary condition for its candidate pattern: "alnum" needs a capital followed by a capital and two digits,
+# seven digits or five capitals; "number" needs three digits each separated by at most three separator
+# characters (at most six bytes).
+SHAPE_TABLE = _shape_table()
+SCREENS: dict[str, re.Pattern[bytes]] = {
+    "alnum": re.compile(rb"A(?:A00|0{7}|A{5})"),
+    "number": re.compile(rb"0(?:[s(]{0,6}0){2}"),
+}
+
+
 class _Stop(Exception):
     pass
 
