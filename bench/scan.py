@@ -176,9 +176,11 @@ def main() -> None:
         "policy": args.policy,
     }
     res["json_floor_mb_per_cpu_s"] = baseline_json(data, 50_000_000)
-    plain = PolicyEngine(load_policy(args.policy))
-    plain._native = None  # the pure-Python (re) pre-filter, for comparison
-    plain._gate = None  # and one re pass per candidate kind on every record
+    os.environ["BASTION_NO_HYPERSCAN"] = "1"  # the pure-Python (re) paths, as without hyperscan installed
+    try:
+        plain = PolicyEngine(load_policy(args.policy))
+    finally:
+        del os.environ["BASTION_NO_HYPERSCAN"]
     res["native_prefilter"] = engine.native_prefilter
     res["throughput"] = throughput(engine, data, DATA / "redacted.jsonl")
     res["throughput_re"] = throughput(plain, data, DATA / "redacted.jsonl")

@@ -29,9 +29,11 @@ CUSTOM = {"id": "project-code", "type": "regex", "entity": "PROJECT_CODE", "patt
 
 def engines(policy: str) -> dict[str, PolicyEngine]:
     base = load_policy(policy)
-    plain = PolicyEngine(base)
-    plain._native = None
-    plain._gate = None  # absent in older versions: harmless there
+    os.environ["BASTION_NO_HYPERSCAN"] = "1"  # what the engine does when hyperscan is not installed
+    try:
+        plain = PolicyEngine(base)
+    finally:
+        del os.environ["BASTION_NO_HYPERSCAN"]
     data = base.model_dump(mode="json", exclude_none=True)
     data["detectors"].append(CUSTOM)
     return {"hyperscan": PolicyEngine(base), "re": plain, "hyperscan+regex": PolicyEngine(policy_from_mapping(data))}

@@ -154,14 +154,32 @@ class KindGate:
         return found
 
 
-def build_gate(kinds: Sequence[str]) -> KindGate | None:
-    """A :class:`KindGate`, or None when hyperscan is not installed or disabled (then every pass runs)."""
-    if os.environ.get("BASTION_NO_HYPERSCAN") or not kinds:
+class ScreenGate:
+    """:class:`KindGate` without Hyperscan: the byte-shape ``SCREENS`` rule out the slow kinds."""
+
+    def __init__(self, kinds: Sequence[str]) -> None:
+        self.kinds = list(kinds)
+        self._screened = [(k, SCREENS[k]) for k in self.kinds if k in SCREENS]
+
+    def present(self, text: str) -> set[str] | None:
+        try:
+            shapes = text.encode("utf-8").translate(SHAPE_TABLE)
+        except UnicodeEncodeError:
+            return None
+        return {k for k in self.kinds if k not in SCREENS} | {k for k, s in self._screened if s.search(shapes)}
+
+
+def build_gate(kinds: Sequence[str]) -> KindGate | ScreenGate | None:
+    """A :class:`KindGate`, or a :class:`ScreenGate` when hyperscan is not installed or disabled; None when
+    no kind is screened (then every pass runs)."""
+    if not any(k in SCREENS for k in kinds):
         return None
-    try:
-        return KindGate(kinds)
-    except Exception:
-        return None
+    if not os.environ.get("BASTION_NO_HYPERSCAN"):
+        try:
+            return KindGate(kinds)
+        except Exception:  # not installed, or unsupported CPU
+            pass
+    return ScreenGate(kinds)
 
 
 def _stop(*_: Any) -> bool:
