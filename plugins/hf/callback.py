@@ -555,11 +555,14 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             self._deferred = None
             raise pending
 
-    def _append(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+    def _append(self, kind: str, data: dict[str, Any], *, defer: bool = False) -> dict[str, Any] | None:
         ledger = self._ledger
         if ledger is None:
             return None
         try:
+            if defer:  # per-step logs: written off the training thread, in order (see Ledger.submit)
+                ledger.submit(kind, data)
+                return None
             return ledger.append(kind, data)
         except LedgerError as exc:
             if self.strict:
@@ -941,7 +944,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                     self._nonfinite.pop(key, None)
                 self._log_entries += 1
                 self._global_step = int(state.global_step)
-            self._append("log", data)
+            # Strict runs append synchronously, so that a failure is raised from this very call.
+            self._append("log", data, defer=not self.strict)
 
         self._guard("on_log", work)
 

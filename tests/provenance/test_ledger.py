@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -437,3 +438,85 @@ def test_integral_floats_beyond_2_to_the_53_verify(tmp_path: Path) -> None:
     assert b'"total_flos":350000000000000000' in lines(p)[0]
     assert verify_ledger(p) == LedgerHead(entries=1, head=e["hash"])
     assert next(read_entries(p))[1]["data"]["metrics"]["total_flos"] == 3.5e17
+
+
+# --- submit: written off the caller's thread, in order ------------------------------------------
+
+
+def test_submitted_entries_are_written_in_order_between_appends(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p) as led:
+        led.append("run.start", {})
+        for i in range(5):
+            led.submit("log", {"step": i, "loss": 1.5 / (i + 1)})
+        mid = led.append("checkpoint", {"step": 5})  # writes the submitted ones first
+        assert mid["seq"] == 6
+        led.submit("log", {"step": 6})
+        assert led.head.entries == 8  # head includes what was submitted
+        led.submit("log", {"step": 7})
+    kinds = [(e["kind"], e["data"].get("step")) for _, e in read_entries(p)]
+    assert kinds == [("run.start", None)] + [("log", i) for i in range(5)] + [("checkpoint", 5), ("log", 6), ("log", 7)]
+    assert verify_ledger(p).entries == 9
+
+
+def test_the_writer_thread_writes_submitted_entries_without_another_call(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    led = Ledger(p, fsync="never")
+    try:
+        led.submit("log", {"step": 1})
+        deadline = time.monotonic() + 10 * Ledger.SUBMIT_WRITE_INTERVAL + 5
+        while not p.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [e["data"] for _, e in read_entries(p)] == [{"step": 1}]
+    finally:
+        led.close()
+    assert led._writer is not None and not led._writer.is_alive()
+
+
+def test_submit_with_fsync_always_writes_before_returning(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p, fsync="always") as led:
+        led.submit("log", {"step": 1})
+        assert len(lines(p)) == 1
+        assert led._writer is None
+
+
+def test_a_submitted_entry_that_cannot_be_written_is_raised_by_the_next_call(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p) as led:
+        led.submit("log", {"loss": float("nan")})
+        led.submit("log", {"step": 2})
+        with pytest.raises(LedgerError, match="not representable"):
+            led.append("next", {})
+        led.append("after", {})  # raised once; the ledger goes on
+    assert [e["kind"] for _, e in read_entries(p)] == ["log", "after"]
+    assert verify_ledger(p).entries == 2
+
+
+def test_submit_after_close_is_an_error(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.jsonl")
+    led.close()
+    with pytest.raises(LedgerError, match="closed"):
+        led.submit("log", {})
+
+
+def test_concurrent_submits_and_appends_form_one_valid_chain(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p, fsync="never") as led:
+
+        def work(t: int) -> None:
+            for i in range(50):
+                if i % 10 == 0:
+                    led.append("sync", {"t": t, "i": i})
+                else:
+                    led.submit("log", {"t": t, "i": i})
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    entries = [e for _, e in read_entries(p)]
+    assert verify_ledger(p).entries == len(entries) == 200
+    for t in range(4):  # each thread's entries keep their order
+        assert [e["data"]["i"] for e in entries if e["data"]["t"] == t] == list(range(50))
