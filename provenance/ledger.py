@@ -180,17 +180,26 @@ class Ledger:
             raise failed
 
     def _drain(self) -> None:
-        """Write the submitted entries (lock held); a failing one is kept for the next caller to raise."""
+        """Write the submitted entries in one write (lock held); a failure is kept for the next caller to raise."""
+        seq, head = self._seq, self._head
+        lines: list[bytes] = []
         while self._pending:
             kind, data, stamp = self._pending.popleft()
             try:
-                self._write(kind, data, stamp)
+                lines.append(self._encode(kind, data, stamp)[1])
             except LedgerError as exc:
                 if self._failed is None:
                     self._failed = exc
+        if lines:
+            try:
+                self._write_line(b"".join(lines))
+            except LedgerError as exc:  # none of them was written: the chain stays where it was
+                self._seq, self._head = seq, head
+                if self._failed is None:
+                    self._failed = exc
 
-    def _write(self, kind: str, payload: dict[str, Any], stamp: str) -> dict[str, Any]:
-        """Serialize, chain and write one entry (lock held)."""
+    def _encode(self, kind: str, payload: dict[str, Any], stamp: str) -> tuple[dict[str, Any], bytes]:
+        """The next entry and its line; advances the chain (lock held)."""
         seq, prev = self._seq, self._head
         try:
             # One serialization serves both: the keys sort as data < hash < kind < prev < seq < time,
@@ -203,16 +212,24 @@ class Ledger:
             raise LedgerError(f"ledger entry {kind!r} is not representable as canonical JSON: {exc}") from None
         digest = hashlib.sha256(head + tail).hexdigest()
         line = b"".join((head, b'"hash":"', digest.encode(), b'",', tail, b"\n"))
-        entry: dict[str, Any] = {
-            "seq": seq,
-            "time": stamp,
-            "kind": kind,
-            "data": payload,
-            "prev": prev,
-            "hash": digest,
-        }
+        entry = {"seq": seq, "time": stamp, "kind": kind, "data": payload, "prev": prev, "hash": digest}
+        self._seq, self._head = seq + 1, digest
+        return entry, line
+
+    def _write(self, kind: str, payload: dict[str, Any], stamp: str) -> dict[str, Any]:
+        """Serialize, chain and write one entry (lock held)."""
+        seq, head = self._seq, self._head
+        entry, line = self._encode(kind, payload, stamp)
         try:
-            view = memoryview(line)
+            self._write_line(line)
+        except LedgerError:
+            self._seq, self._head = seq, head
+            raise
+        return entry
+
+    def _write_line(self, data: bytes) -> None:
+        try:
+            view = memoryview(data)
             while view:  # a raw write may be partial (a signal, a nearly full disk): finish it
                 written = self._fh.write(view)
                 if not written:
@@ -224,9 +241,6 @@ class Ledger:
                 self._last_sync = now
         except OSError as exc:
             raise LedgerError(f"cannot write to the ledger {self.path}: {exc.strerror or exc}") from None
-        self._seq = seq + 1
-        self._head = digest
-        return entry
 
     def sync(self) -> None:
         """Flush and fsync now (group commit: append several entries with fsync="never", then sync once)."""
