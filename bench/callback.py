@@ -11,6 +11,9 @@ Two measurements:
    and with BastionCallback, alternated (without, with, ...) after one discarded warm-up run.
 2. The callback's own time per step: its ``on_log`` (the only per-step hook it implements; the
    ledger append happens there) timed directly around the call, median in µs.
+3. Ledger.append alone for the same kind of entry, against a reference writer doing what
+   Ledger.append did before the fast canonical encoder (``rfc8785.dumps`` of the entry without its
+   hash, then of the whole entry, write, flush), alternated in one process: the before/after.
 """
 
 from __future__ import annotations
@@ -57,6 +60,55 @@ class StepClock:
     def step_cpu(self) -> list[float]:
         """Process CPU time per step (all threads): less sensitive to other processes than wall time."""
         return self._deltas(self.cpu)
+
+
+def _log_data(i: int) -> dict[str, Any]:
+    """What on_log records for a Trainer log: step, epoch and the float metrics."""
+    return {
+        "epoch": i / 37,
+        "metrics": {
+            "epoch": i / 37,
+            "grad_norm": 1.2345678 + i / 7,
+            "learning_rate": 4.9e-05 * (1 - i / 1e4),
+            "loss": 2.3456 - i * 1e-4,
+        },
+        "step": i,
+    }
+
+
+def append_before_after(work: Path, n: int = 3000, rounds: int = 3) -> tuple[list[float], list[float]]:
+    """Per-entry seconds of Ledger.append and of the previous algorithm (rfc8785 twice), alternated."""
+    import hashlib
+    import threading
+
+    import rfc8785
+    from bastion.provenance.ledger import GENESIS, Ledger, utc_now
+
+    now_t: list[float] = []
+    ref_t: list[float] = []
+    for r in range(rounds):
+        path = work / f"append-{r}.jsonl"
+        path.unlink(missing_ok=True)
+        with Ledger(path, fsync="interval") as led:
+            for i in range(n):
+                data = _log_data(i)
+                t0 = time.perf_counter()
+                led.append("log", data)
+                now_t.append(time.perf_counter() - t0)
+        ref = work / f"append-ref-{r}.jsonl"
+        lock, prev = threading.Lock(), GENESIS
+        with open(ref, "wb") as fh:
+            for i in range(n):
+                data = _log_data(i)
+                t0 = time.perf_counter()
+                with lock:
+                    entry: dict[str, Any] = {"seq": i, "time": utc_now(), "kind": "log", "data": data, "prev": prev}
+                    entry["hash"] = hashlib.sha256(rfc8785.dumps(entry)).hexdigest()
+                    fh.write(rfc8785.dumps(entry) + b"\n")
+                    fh.flush()
+                    prev = entry["hash"]
+                ref_t.append(time.perf_counter() - t0)
+    return now_t, ref_t
 
 
 def tokenized(tok: Any, path: Path) -> Any:
@@ -119,11 +171,30 @@ def one_run(model_dir: Path, data: dict[str, Path], out: Path, steps: int, with_
         callbacks.append(cb)
     trainer = Trainer(model=model, args=args, train_dataset=tokenized(tok, data["train"]), callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # no per-step prints: they would be timed too
-    trainer.train()
+    from bastion.provenance.ledger import Ledger
+
+    drains: list[tuple[float, int]] = []  # the ledger writer's batches: (CPU seconds, entries)
+    real_drain = Ledger._drain
+
+    def timed_drain(self: Ledger) -> None:
+        n, t0 = len(self._pending), time.thread_time()  # CPU of the thread that writes (no GIL waits)
+        try:
+            real_drain(self)
+        finally:
+            if n:
+                drains.append((time.thread_time() - t0, n))
+
+    Ledger._drain = timed_drain  # type: ignore[method-assign]
+    try:
+        trainer.train()
+    finally:
+        Ledger._drain = real_drain  # type: ignore[method-assign]
     if cb is not None:
         trainer.save_model()
         cb.finalize()
     return {
+        "drain_s": [sum(d for d, _ in drains)],
+        "drain_n": [float(sum(n for _, n in drains))],
         "steps": clock.step_times(),
         "cpu": clock.step_cpu(),
         "hook": hook_times[WARMUP_STEPS:],
@@ -161,7 +232,7 @@ def main() -> None:
 
     load_before = load_average()
     one_run(model_dir, data, work / "warmup", args.steps, with_callback=True)  # discarded: imports, caches
-    keys = ("steps", "cpu", "hook", "hook_cpu")
+    keys = ("steps", "cpu", "hook", "hook_cpu", "drain_s", "drain_n")
     results: dict[bool, dict[str, list[float]]] = {b: {k: [] for k in keys} for b in (False, True)}
     run_medians: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     for i, with_cb in enumerate([False, True] * args.runs):
@@ -169,6 +240,7 @@ def main() -> None:
         for k in keys:
             results[with_cb][k] += r[k]
         run_medians[with_cb].append((statistics.median(r["steps"]), statistics.median(r["cpu"])))
+    now_t, ref_t = append_before_after(work)
     load_after = load_average()
 
     def us(x: float) -> str:
@@ -179,6 +251,10 @@ def main() -> None:
     base_cpu, withcb_cpu = med(results[False]["cpu"]), med(results[True]["cpu"])
     hook, hook_cpu = results[True]["hook"], results[True]["hook_cpu"]
     hook_med = med(hook)
+    from bastion.provenance.ledger import Ledger
+
+    writer_n = sum(results[True]["drain_n"])
+    writer_us = sum(results[True]["drain_s"]) / max(writer_n, 1) * 1e6
     hook_p90 = statistics.quantiles(hook, n=10)[-1]
     hook_cpu_p90 = statistics.quantiles(hook_cpu, n=10)[-1]
     n = len(results[False]["steps"])
@@ -196,9 +272,24 @@ def main() -> None:
             f"| {args.runs} runs; run medians {runs(True)}; "
             f"difference {(withcb - base) / base * 100:+.1f} % wall, "
             f"{(withcb_cpu - base_cpu) / base_cpu * 100:+.1f} % CPU |",
-            f"| **BastionCallback.on_log itself** (one ledger entry) | **{us(hook_med)}** | {us(med(hook_cpu))} | "
+            f"| **BastionCallback.on_log itself** (one ledger entry submitted) | **{us(hook_med)}** "
+            f"| {us(med(hook_cpu))} | "
             f"**{hook_med / base * 100:.2f} % of the median step** (wall); p90 {us(hook_p90)} µs wall, "
             f"{us(hook_cpu_p90)} µs CPU |",
+            f"| ledger writer thread, per log entry (batches every {Ledger.SUBMIT_WRITE_INTERVAL} s, off the "
+            f"training thread) | - | {writer_us:.0f} | mean over {writer_n:.0f} entries in "
+            f"{args.runs} runs; holds the GIL while it writes; on_log + writer: {hook_med * 1e6 + writer_us:.0f} µs "
+            f"= {(hook_med + writer_us / 1e6) / base * 100:.2f} % of the median step |",
+        ]
+    )
+    append_table = "\n".join(
+        [
+            "| Ledger.append, one log entry (step, epoch, 4 float metrics) | median µs | p90 µs |",
+            "|---|---:|---:|",
+            f"| before: rfc8785.dumps of the entry twice, write, flush (reference writer) | {med(ref_t) * 1e6:.1f} "
+            f"| {statistics.quantiles(ref_t, n=10)[-1] * 1e6:.1f} |",
+            f"| now: Ledger.append (fast canonical encoder, one serialization), write, flush | {med(now_t) * 1e6:.1f} "
+            f"| {statistics.quantiles(now_t, n=10)[-1] * 1e6:.1f} |",
         ]
     )
     body = (
@@ -214,6 +305,19 @@ def main() -> None:
         )
         + "\n\n"
         + table
+        + "\n\n"
+        + append_table
+        + f"\n\n{len(now_t)} appends each, alternated in {len(now_t) // 3000} rounds, same process, same entries. "
+        "Before (commit 5c5e95e, this bench at load average 8.9 on the 2 cores): on_log appended synchronously with "
+        "rfc8785 and took a median of 237 µs = 0.69 % of a 35 ms step, above the 0.5 % goal. Now: a fast RFC 8785 "
+        "encoder (byte-identical output, property-tested against rfc8785 in tests/provenance), one serialization "
+        "per entry, and on_log only submits the entry (Ledger.submit); the ledger's writer thread writes the "
+        "submitted entries in order every 0.25 s, with warm caches (right after a training step every Python call "
+        "costs several times its warm cost, which is why on_log's own ledger append cost ~80 µs there). "
+        "Durability: every other entry (run.start, inputs, checkpoints, train.end, outputs) is still written before "
+        "append() returns, and each append first writes the submitted log entries; a killed process can lose the "
+        "log entries of its last 0.25 s, a machine crash what fsync 'interval' has not synced (5 s). "
+        "strict=True and fsync='always' keep log entries synchronous."
         + "\n\nThe direct measurement of on_log is the reliable number; the end-to-end difference between runs "
         "is within the run-to-run spread (compare the run medians) when other processes share the two cores. "
         "Hashing of inputs and outputs runs on a background thread at train begin and in finalize(), not per step."
