@@ -520,3 +520,36 @@ def test_concurrent_submits_and_appends_form_one_valid_chain(tmp_path: Path) -> 
     assert verify_ledger(p).entries == len(entries) == 200
     for t in range(4):  # each thread's entries keep their order
         assert [e["data"]["i"] for e in entries if e["data"]["t"] == t] == list(range(50))
+
+
+def test_a_failed_batch_write_leaves_the_chain_where_it_was(tmp_path: Path) -> None:
+    p = tmp_path / "l.jsonl"
+    with Ledger(p, fsync="never") as led:
+        first = led.append("run.start", {})
+        led.submit("log", {"step": 1})
+        led.submit("log", {"step": 2})
+        real = led._fh
+        led._fh = _FailingFile(real)  # type: ignore[assignment]
+        with pytest.raises(LedgerError, match="No space left"):  # the submitted batch's write failed
+            led.append("checkpoint", {})
+        assert led.head == LedgerHead(entries=1, head=first["hash"])
+        led._fh = real
+        after = led.append("after", {})
+    assert after["seq"] == 1 and after["prev"] == first["hash"]
+    assert [e["kind"] for _, e in read_entries(p)] == ["run.start", "after"]
+    assert verify_ledger(p).entries == 2
+
+
+class _FailingFile:
+    """A ledger file whose writes fail (a full disk)."""
+
+    closed = False
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def write(self, data: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    def fileno(self) -> int:
+        return int(self.inner.fileno())
