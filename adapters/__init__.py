@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bastion.adapters.base import Adapter, Route, RouteSpec, RouteTable
-
 from bastion.errors import ConfigError
 
 __all__ = ["Adapter", "Route", "RouteSpec", "RouteTable", "get_adapter", "known_adapters"]

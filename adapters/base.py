@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from bastion.gateway.errors import Refusal
 
 if TYPE_CHECKING:
-    from bastion.gateway.app import Exchange, Gateway
     from starlette.responses import Response
+
+    from bastion.gateway.app import Exchange, Gateway
 
 RouteKind = Literal["passthrough", "training"]
 

@@ -82,6 +82,7 @@ def append_before_after(work: Path, n: int = 3000, rounds: int = 3) -> tuple[lis
     import threading
 
     import rfc8785
+
     from bastion.provenance.ledger import GENESIS, Ledger, utc_now
 
     now_t: list[float] = []
@@ -124,10 +125,11 @@ def tokenized(tok: Any, path: Path) -> Any:
 
 
 def one_run(model_dir: Path, data: dict[str, Path], out: Path, steps: int, with_callback: bool) -> dict[str, Any]:
-    from bastion.plugins.hf import BastionCallback, DatasetInput
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
+
+    from bastion.plugins.hf import BastionCallback, DatasetInput
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = get_peft_model(
@@ -218,8 +220,9 @@ def main() -> None:
     import logging
 
     import torch
-    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
     from transformers.utils import logging as hf_logging
+
+    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()

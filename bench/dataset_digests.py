@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rfc8785
 from _common import DATA, info_block, load_average, measure, update_doc, warm_cache
+
 from bastion.provenance.datasets import hash_dataset
 from bastion.provenance.hashing import sha256_file
 

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DATA, GiB, MiB, deterministic_file, info_block, load_average, measure, update_doc, warm_cache
+
 from bastion.provenance.hashing import BLOCK_SIZE, hash_directory, sha256_file
 
 ROUNDS = 3

@@ -27,8 +27,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bastion.policies import JsonlScanner, PolicyEngine, load_policy  # noqa: E402
 from scan_data import write_dataset, write_sample  # noqa: E402
+
+from bastion.policies import JsonlScanner, PolicyEngine, load_policy  # noqa: E402
 
 DATA = HERE / ".data" / "scan"  # other benchmarks keep their own files in bench/.data
 CHUNK = 1024 * 1024

@@ -20,9 +20,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from scan import DATA, throughput  # noqa: E402
+
 import bastion.policies  # noqa: E402
 from bastion.policies import PolicyEngine, load_policy, policy_from_mapping  # noqa: E402
-from scan import DATA, throughput  # noqa: E402
 
 CUSTOM = {"id": "project-code", "type": "regex", "entity": "PROJECT_CODE", "pattern": r"PRJ-[0-9]{4}"}
 

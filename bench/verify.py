@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DATA, MiB, info_block, load_average, update_doc, warm_cache
+
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
 from bastion.provenance.signing.testing import make_run_dir
 from bastion.provenance.verify import verify

@@ -131,12 +131,13 @@ def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
 
     with console.status("Building the tiny model, tokenizer and datasets locally…"):
         import torch
-        from bastion.plugins.hf import BastionCallback, DatasetInput
-        from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
         from transformers import logging as hf_logging
         from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+        from bastion.plugins.hf import BastionCallback, DatasetInput
+        from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

@@ -52,6 +52,7 @@ def gateway(
     appended to the hash-chained audit log in the state dir; Prometheus metrics are on /metrics.
     """
     import uvicorn
+
     from bastion.gateway.app import create_gateway
     from bastion.gateway.config import DEFAULT_CONFIG, config_from_mapping, load_config
     from bastion.policies import load_policy

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from bastion.cli.progress import byte_progress
+from bastion.errors import InputError
 from bastion.provenance.datasets import hash_dataset
 from bastion.provenance.hashing import hash_directory, hash_file, total_size
-
-from bastion.errors import InputError
 
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 """Inputs smaller than this hash in well under a second: no progress bar for them."""

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from bastion.provenance.ledger import verify_ledger
-from bastion.provenance.statement import RECORD_DIR, load_statement
 
 from bastion.errors import InputError, LedgerError, LedgerVerificationError
+from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.statement import RECORD_DIR, load_statement
 
 STATEMENT_NAME = "statement.json"
 SIGNATURE_SUFFIXES = (".sigstore.json", ".sigstore", ".sig", ".bundle", ".dsse.json")

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from bastion.provenance.ledger import LedgerHead, read_entries, verify_ledger
 
 from bastion.errors import LedgerVerificationError
+from bastion.provenance.ledger import LedgerHead, read_entries, verify_ledger
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

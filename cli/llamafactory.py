@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-from bastion.plugins.llamafactory.settings import FSYNC_MODES
 
 from bastion.errors import ConfigError
+from bastion.plugins.llamafactory.settings import FSYNC_MODES
 
 _TRAIN_HELP = """Train with LLaMA-Factory, exactly as `llamafactory-cli train ARGS...`, and record provenance.
 

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import click
+
 from bastion.policies import PolicyEngine, list_packs, load_policy
 from bastion.policies.cases import load_cases, run_case
 from bastion.policies.model import Policy

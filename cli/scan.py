@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import IO
 
 import click
-from bastion.cli.progress import byte_progress
-from bastion.policies import DEFAULT_MAX_LINE_BYTES, JsonlScanner, PolicyEngine, ScanSummary, load_policy
 
+from bastion.cli.progress import byte_progress
 from bastion.errors import InputError
+from bastion.policies import DEFAULT_MAX_LINE_BYTES, JsonlScanner, PolicyEngine, ScanSummary, load_policy
 
 CHUNK = 1024 * 1024
 

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import click
+
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_directory, sign_run
 from bastion.provenance.signing.run import MODEL_SIGNATURE_NAME, STATEMENT_NAME
 from bastion.provenance.statement import RECORD_DIR

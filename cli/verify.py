@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from bastion.provenance.verify import verify as verify_artifact
 
 

@@ -25,21 +25,21 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
-from bastion.adapters import Adapter, get_adapter
-from bastion.adapters.base import Route
-from bastion.gateway.audit import AuditLog, client_fingerprint
-from bastion.gateway.config import GatewayConfig, GatewaySettings
-from bastion.gateway.errors import Refusal
-from bastion.gateway.filemap import FileMap
-from bastion.gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from bastion.gateway.proxy import Upstream, client_response_headers, upstream_request_headers
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp
 
+from bastion.adapters import Adapter, get_adapter
+from bastion.adapters.base import Route
 from bastion.errors import BastionError
+from bastion.gateway.audit import AuditLog, client_fingerprint
+from bastion.gateway.config import GatewayConfig, GatewaySettings
+from bastion.gateway.errors import Refusal
+from bastion.gateway.filemap import FileMap
+from bastion.gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from bastion.gateway.proxy import Upstream, client_response_headers, upstream_request_headers
 
 log = logging.getLogger("bastion.gateway")
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bastion.gateway.errors import Refusal
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from bastion.gateway.errors import Refusal
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 32

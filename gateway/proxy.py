@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
+
 from bastion.gateway.config import UpstreamConfig
 from bastion.gateway.errors import Refusal
 

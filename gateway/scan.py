@@ -12,10 +12,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from bastion.errors import BastionError
 from bastion.gateway.errors import Refusal
 from bastion.gateway.spool import Spool
-
-from bastion.errors import BastionError
 
 
 def _scan_refusal(exc: BastionError) -> Refusal:

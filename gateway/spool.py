@@ -17,6 +17,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+
 from bastion.gateway.errors import Refusal
 
 READ_BLOCK = 1024 * 1024

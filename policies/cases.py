@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from bastion.policies.engine import PolicyEngine
-from bastion.policies.loader import format_loc, line_of
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bastion.errors import InputError
+from bastion.policies.engine import PolicyEngine
+from bastion.policies.loader import format_loc, line_of
 
 
 class _Strict(BaseModel):

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bastion.policies.model import DETECTOR_TYPES, Policy
 from pydantic import ValidationError
 
 from bastion.errors import PolicyError
+from bastion.policies.model import DETECTOR_TYPES, Policy
 
 PACK_PREFIX = "pack:"
 Loc = tuple[str | int, ...]

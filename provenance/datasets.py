@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.errors import InputError
 from bastion.provenance.canonical import canonical_json
 from bastion.provenance.hashing import BLOCK_SIZE, sha256_file
 from bastion.provenance.merkle import InclusionProof, MerkleTree, leaf_hash
-
-from bastion.errors import InputError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
 JSON_SUFFIXES = (".json",)

@@ -27,9 +27,8 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, Literal
 
-from bastion.provenance.canonical import canonical_json
-
 from bastion.errors import LedgerError, LedgerVerificationError
+from bastion.provenance.canonical import canonical_json
 
 GENESIS = "0" * 64
 _MAX_SAFE_INT = 2**53 - 1

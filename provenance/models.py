@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bastion.errors import InputError
 from bastion.provenance.hashing import DirectoryDigest, FileDigest, hash_file, hash_path
 from bastion.provenance.statement import RECORD_DIR
-
-from bastion.errors import InputError
 
 # A Hub repo id: "name" or "namespace/name" of letters, digits, "-", "_", "." (no "--" or ".." runs).
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")

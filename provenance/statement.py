@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bastion.provenance.hashing import DirectoryDigest, FileDigest
-
 from bastion.errors import InputError
+from bastion.provenance.hashing import DirectoryDigest, FileDigest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://bastion.dev/provenance/training-run/v1"

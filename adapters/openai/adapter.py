@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+from starlette.responses import JSONResponse, Response
+
 from bastion.adapters.base import Adapter
 from bastion.adapters.openai.records import FORMATS, RecordChecker
 from bastion.adapters.openai.routes import DEFAULT_ALLOWED, ROUTES
@@ -35,7 +37,6 @@ from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink, decision_refusal, summary_facts
 from bastion.gateway.spool import MultipartBody, Spool
-from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway

@@ -27,11 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bastion.errors import BastionError, InputError
 from bastion.provenance.hashing import hash_directory, hash_path
 from bastion.provenance.ledger import Ledger, verify_ledger
 from bastion.provenance.statement import RECORD_DIR, build_statement, load_statement, write_statement
-
-from bastion.errors import BastionError, InputError
 
 LEDGER_NAME = "ledger.jsonl"
 STATEMENT_NAME = "statement.json"

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from axolotl.integrations.base import BasePlugin
+
+from bastion.errors import BastionError, ConfigError
 from bastion.plugins.axolotl.inputs import (
     dataset_role,
     prepared_dataset_dirs,
@@ -39,8 +41,6 @@ from bastion.plugins.axolotl.inputs import (
 )
 from bastion.plugins.hf.callback import BastionCallback
 from bastion.provenance.statement import RECORD_DIR
-
-from bastion.errors import BastionError, ConfigError
 
 logger = logging.getLogger("bastion")
 

@@ -43,6 +43,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
 from bastion.provenance.canonical import canonical_digest
 from bastion.provenance.datasets import JSON_SUFFIXES, DatasetDigest, hash_dataset
 from bastion.provenance.environment import capture_environment
@@ -50,9 +53,6 @@ from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_fil
 from bastion.provenance.ledger import Ledger, verify_ledger
 from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-
-from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
 
 if TYPE_CHECKING:
     from bastion.provenance.signing import SigningConfig

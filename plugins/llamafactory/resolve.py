@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.plugins.llamafactory.settings import BastionSettings, redact, redact_argv, split_settings
-
 from bastion.errors import ConfigError, InputError
+from bastion.plugins.llamafactory.settings import BastionSettings, redact, redact_argv, split_settings
 
 logger = logging.getLogger("bastion")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.errors import ConfigError
 from bastion.plugins.llamafactory.resolve import (
     Args,
     LlamaFactoryRun,
@@ -27,8 +28,6 @@ from bastion.plugins.llamafactory.resolve import (
     resolve,
 )
 from bastion.plugins.llamafactory.settings import BastionSettings
-
-from bastion.errors import ConfigError
 
 logger = logging.getLogger("bastion")
 

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bastion.errors import BastionError, ConfigError, InputError
 from bastion.plugins.hf.callback import BastionCallback, DatasetInput
 from bastion.plugins.unsloth.base_model import BaseModelSource, model_reference, resolve_base_model
 from bastion.provenance.hashing import DirectoryDigest
-
-from bastion.errors import BastionError, ConfigError, InputError
 
 logger = logging.getLogger("bastion")
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bastion.policies.detectors.base import Detector, Hit, bounded
 from stdnum import iban
+
+from bastion.policies.detectors.base import Detector, Hit, bounded
 
 
 class IbanDetector(Detector):

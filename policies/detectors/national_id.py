@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from bastion.policies.detectors.base import Detector, Hit, bounded
 from stdnum.be import nn
 from stdnum.de import idnr
 from stdnum.es import dni, nie
@@ -25,6 +24,8 @@ from stdnum.nl import bsn
 from stdnum.pl import pesel
 from stdnum.se import personnummer
 from stdnum.us import ssn
+
+from bastion.policies.detectors.base import Detector, Hit, bounded
 
 
 class Scheme(NamedTuple):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bastion.policies.detectors.base import Detector, Hit, bounded
 from stdnum import luhn
+
+from bastion.policies.detectors.base import Detector, Hit, bounded
 
 # Issuer identification ranges: Visa, Mastercard (51-55, 2221-2720), Amex, Diners, Discover, JCB,
 # UnionPay, Maestro.

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from bastion.policies.detectors.base import Detector, Hit, bounded
 from phonenumbers import Leniency, NumberParseException, PhoneMetadata, PhoneNumberMatcher, is_valid_number, parse
+
+from bastion.policies.detectors.base import Detector, Hit, bounded
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 

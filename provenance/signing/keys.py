@@ -10,12 +10,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bastion.provenance.signing.bundle import SUPPORTED_CURVES, key_fingerprint
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bastion.errors import ConfigError, InputError, SigningError
+from bastion.provenance.signing.bundle import SUPPORTED_CURVES, key_fingerprint
 
 PRIVATE_KEY_NAME = "signing.pem"
 PUBLIC_KEY_NAME = "signing.pub"

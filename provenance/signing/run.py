@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.errors import BastionError, InputError, SigningError
 from bastion.provenance.signing.config import SigningConfig
 from bastion.provenance.signing.signer import Signer
 from bastion.provenance.statement import RECORD_DIR, load_statement, write_statement
-
-from bastion.errors import BastionError, InputError, SigningError
 
 STATEMENT_NAME = "statement.json"
 STATEMENT_BUNDLE_NAME = "statement.sigstore.json"

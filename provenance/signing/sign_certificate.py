@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bastion.provenance.signing.bundle import certificate_bundle
-from bastion.provenance.signing.keys import load_certificates, load_private_key
-from bastion.provenance.signing.signer import Signer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bastion.errors import ConfigError
+from bastion.provenance.signing.bundle import certificate_bundle
+from bastion.provenance.signing.keys import load_certificates, load_private_key
+from bastion.provenance.signing.signer import Signer
 
 if TYPE_CHECKING:
     from model_signing import signing as ms_signing

@@ -34,9 +34,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bastion.provenance.signing.signer import Signer
-
 from bastion.errors import ConfigError, SigningError
+from bastion.provenance.signing.signer import Signer
 
 DEFAULT_CLIENT_ID = "sigstore"
 

@@ -8,6 +8,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
+
 from bastion.provenance.signing.bundle import (
     IN_TOTO_PAYLOAD_TYPE,
     ParsedBundle,
@@ -19,10 +24,6 @@ from bastion.provenance.signing.bundle import (
 from bastion.provenance.signing.keys import load_certificates, load_public_key
 from bastion.provenance.signing.sign_certificate import can_sign_code, certificate_identity
 from bastion.provenance.verify.report import VerificationReport
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
 
 PathArg = str | os.PathLike[str]
 
@@ -218,8 +219,9 @@ def _check_certificate(
 
 
 def sigstore_trust_config(trust: Trust) -> Any:
-    from bastion.provenance.signing.sign_sigstore import load_trust_config
     from sigstore.models import ClientTrustConfig
+
+    from bastion.provenance.signing.sign_sigstore import load_trust_config
 
     if trust._sigstore_config is None:
         trust._sigstore_config = (

@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bastion.errors import BastionError, LedgerError, LedgerVerificationError, VerificationError
 from bastion.provenance.hashing import hash_directory
 from bastion.provenance.ledger import verify_ledger
 from bastion.provenance.signing.bundle import ParsedBundle, read_bundle
@@ -20,9 +23,6 @@ from bastion.provenance.statement import PREDICATE_TYPE, RECORD_DIR, STATEMENT_T
 from bastion.provenance.verify.policy import DeployPolicy, load_policy
 from bastion.provenance.verify.report import VerificationReport
 from bastion.provenance.verify.trust import PathArg, Trust, check_bundle
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from bastion.errors import BastionError, LedgerError, LedgerVerificationError, VerificationError
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from bastion.adapters import get_adapter
-from bastion.gateway.errors import Refusal
 
+from bastion.adapters import get_adapter
 from bastion.errors import ConfigError
+from bastion.gateway.errors import Refusal
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.provenance.datasets import hash_dataset
 from cli_runner import run
+
+from bastion.provenance.datasets import hash_dataset
 
 BASTION = str(Path(sys.executable).parent / "bastion")
 

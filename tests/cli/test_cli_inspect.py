@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run
+
 from bastion.provenance import (
     Ledger,
     build_statement,
@@ -18,7 +20,6 @@ from bastion.provenance import (
     hash_directory,
     write_statement,
 )
-from cli_runner import run
 
 BASTION = str(Path(sys.executable).parent / "bastion")
 
@@ -242,11 +243,12 @@ def test_real_entry_point(run_dir: Path, tmp_path: Path) -> None:
 def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real transformers Trainer run (tiny local model, LoRA, CPU) recorded by BastionCallback."""
     pytest.importorskip("peft")
-    from bastion.plugins.hf import BastionCallback, DatasetInput
-    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from bastion.plugins.hf import BastionCallback, DatasetInput
+    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 
     model_dir = build_tiny_model(tmp_path / "tiny")
     data = write_demo_datasets(tmp_path / "data")

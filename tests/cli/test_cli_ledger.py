@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.provenance.ledger import Ledger
 from cli_runner import run
+
+from bastion.provenance.ledger import Ledger
 
 BASTION = str(Path(sys.executable).parent / "bastion")
 

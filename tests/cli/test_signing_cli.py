@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from bastion.provenance.signing.testing import make_run_dir, make_test_pki
 from cli_runner import run
+
+from bastion.provenance.signing.testing import make_run_dir, make_test_pki
 
 
 def test_keygen_prints_paths_and_fingerprint_never_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import run
+
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
 from bastion.provenance.signing.testing import make_run_dir
-from cli_runner import run
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bastion.gateway.serve import ServerThread
-from bastion.policies import load_policy_text
 from gw_support import POLICY_YAML, Env, make_env
 from gw_upstream import FakeOpenAI
+
+from bastion.gateway.serve import ServerThread
+from bastion.policies import load_policy_text
 
 
 @pytest.fixture(scope="session")

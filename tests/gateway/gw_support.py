@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from gw_upstream import FakeOpenAI, parse_multipart
+
 from bastion.gateway.app import Gateway, create_gateway
 from bastion.gateway.config import config_from_mapping
 from bastion.gateway.serve import ServerThread
-from gw_upstream import FakeOpenAI, parse_multipart
 
 POLICY_YAML = """
 version: 1

@@ -95,8 +95,9 @@ def test_malformed_record_refused(env: Env) -> None:
 
 
 def test_bundled_eu_gdpr_pack_end_to_end(tmp_path: Any, fake_upstream: Any) -> None:
-    from bastion.policies import load_policy
     from gw_support import make_env
+
+    from bastion.policies import load_policy
 
     fake, url = fake_upstream
     gw, srv = make_env(tmp_path, load_policy("pack:eu-gdpr"), fake, url)

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bastion.adapters.openai.records import RecordChecker, record_problem
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.spool import MultipartBody, Spool
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 field_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_[]", min_size=1, max_size=12)
 field_values = st.text(max_size=40)

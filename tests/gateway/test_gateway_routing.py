@@ -104,10 +104,9 @@ def test_replace_mode_sends_gateway_key(replace_env: Env) -> None:
 
 
 def test_replace_mode_missing_key_fails_at_start(tmp_path: Path, policy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.errors import ConfigError
     from bastion.gateway.app import create_gateway
     from bastion.gateway.config import config_from_mapping
-
-    from bastion.errors import ConfigError
 
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     cfg = config_from_mapping(

@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from bastion.policies import PolicyEngine, load_policy, load_policy_text
 
 POLICY = """

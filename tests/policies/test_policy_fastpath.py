@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 import pytest
-from bastion.policies import PolicyEngine, policy_from_mapping, prefilter
-from bastion.policies.detectors.regex import context_free
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from policy_helpers import scan_bytes
+
+from bastion.policies import PolicyEngine, policy_from_mapping, prefilter
+from bastion.policies.detectors.regex import context_free
 
 # Context-free custom patterns, some of which match characters that JSON escapes (quote, backslash,
 # newline, slash) or only appear after decoding a \uXXXX escape.

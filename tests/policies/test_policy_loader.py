@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bastion.policies import PolicyEngine, list_packs, load_policy, load_policy_text
 
 from bastion.errors import PolicyError
+from bastion.policies import PolicyEngine, list_packs, load_policy, load_policy_text
 
 DETECTOR_TYPES = "email, phone, iban, payment_card, national_id, ip_address, regex, keywords"
 

@@ -7,10 +7,11 @@ import json
 import os
 
 import pytest
-from bastion.policies import PolicyEngine, load_policy, policy_from_mapping
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_helpers import scan_bytes
+
+from bastion.policies import PolicyEngine, load_policy, policy_from_mapping
 
 pytest.importorskip("hyperscan", reason="hyperscan not installed: the pure-Python pre-filter is the only one in use")
 if os.environ.get("BASTION_NO_HYPERSCAN"):

@@ -7,10 +7,11 @@ import hashlib
 import json
 
 import pytest
-from bastion.policies import JsonlScanner, PolicyEngine, ScanError, load_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_helpers import scan_bytes
+
+from bastion.policies import JsonlScanner, PolicyEngine, ScanError, load_policy
 
 ENGINE = PolicyEngine(load_policy("pack:eu-gdpr"))
 

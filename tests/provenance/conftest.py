@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from bastion.provenance.signing import KeyPair, generate_key_pair
 from bastion.provenance.signing.testing import TestPKI, make_run_dir, make_test_pki
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 import rfc8785
-from bastion.provenance.canonical import canonical_digest, canonical_json, es6_number
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bastion.provenance.canonical import canonical_digest, canonical_json, es6_number
 
 
 def test_sorted_keys_no_whitespace_utf8() -> None:

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import rfc8785
-from bastion.provenance.datasets import DatasetDigest, hash_dataset, overlap, record_digest
-from bastion.provenance.merkle import MerkleTree, leaf_hash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import InputError
+from bastion.provenance.datasets import DatasetDigest, hash_dataset, overlap, record_digest
+from bastion.provenance.merkle import MerkleTree, leaf_hash
 
 CHAT = [
     {"messages": [{"role": "user", "content": "Bonjour, ça va?"}, {"role": "assistant", "content": "Oui 👍"}]},

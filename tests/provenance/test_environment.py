@@ -8,6 +8,7 @@ import sys
 from importlib import metadata
 
 import pytest
+
 from bastion.provenance.canonical import canonical_json
 from bastion.provenance.environment import capture_environment, package_versions
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from bastion.errors import InputError
 from bastion.provenance.hashing import (
     BLOCK_SIZE,
     DirectoryDigest,
@@ -26,8 +28,6 @@ from bastion.provenance.hashing import (
     sha256_file,
     total_size,
 )
-
-from bastion.errors import InputError
 
 
 def _det_bytes(n: int, seed: int = 0) -> bytes:

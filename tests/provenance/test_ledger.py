@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import rfc8785
-from bastion.provenance.canonical import canonical_json
-from bastion.provenance.ledger import GENESIS, Ledger, LedgerHead, entry_hash, read_entries, verify_ledger
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import LedgerError, LedgerVerificationError
+from bastion.provenance.canonical import canonical_json
+from bastion.provenance.ledger import GENESIS, Ledger, LedgerHead, entry_hash, read_entries, verify_ledger
 
 N = 6  # entries in the ledger most tamper tests start from
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from bastion.provenance.merkle import EMPTY_ROOT, InclusionProof, MerkleTree, leaf_hash, node_hash, verify_inclusion
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from bastion.provenance.merkle import EMPTY_ROOT, InclusionProof, MerkleTree, leaf_hash, node_hash, verify_inclusion
 
 
 def rfc6962_root(leaves: list[bytes]) -> bytes:

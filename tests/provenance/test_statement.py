@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bastion.errors import InputError
 from bastion.provenance.hashing import FileDigest, hash_directory
 from bastion.provenance.statement import (
     PREDICATE_TYPE,
@@ -17,8 +19,6 @@ from bastion.provenance.statement import (
     load_statement,
     write_statement,
 )
-
-from bastion.errors import InputError
 
 PREDICATE: dict[str, Any] = {"run_id": "r1", "framework": "transformers", "metrics": {"train_loss": 1.25}}
 

@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from bastion.plugins.axolotl.args import BastionArgs
 from bastion.plugins.axolotl.inputs import (
     REDACTED,
@@ -13,9 +17,6 @@ from bastion.plugins.axolotl.inputs import (
     redact_secrets,
     resolve_inputs,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 
 def test_args_defaults() -> None:

@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
+
+from bastion.errors import InputError, LedgerVerificationError
 from bastion.plugins.axolotl.merge import record_merge
 from bastion.provenance.hashing import hash_directory
 from bastion.provenance.ledger import Ledger
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
 from bastion.provenance.statement import build_statement, write_statement
 from bastion.provenance.verify import verify
-
-from bastion.errors import InputError, LedgerVerificationError
 
 
 def _run_record(tmp_path: Path, *, signed: bool) -> tuple[Path, Path, dict[str, str]]:

@@ -56,7 +56,6 @@ def _recording_start(self: threading.Thread) -> None:
 threading.Thread.start = _recording_start  # type: ignore[method-assign]
 
 import datasets  # noqa: E402
-from bastion.plugins.hf import BastionCallback, DatasetInput  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -64,6 +63,8 @@ from transformers import (  # noqa: E402
     Trainer,
     TrainingArguments,
 )
+
+from bastion.plugins.hf import BastionCallback, DatasetInput  # noqa: E402
 
 SLOW_RANK1_SAVE_S = float(os.environ.get("BASTION_TEST_SLOW_RANK1_SAVE", "0"))
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 from bastion.provenance.hashing import hash_directory, sha256_file
 from bastion.provenance.ledger import read_entries, verify_ledger

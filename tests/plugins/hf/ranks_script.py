@@ -16,8 +16,9 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from bastion.plugins.hf import BastionCallback
 from transformers import TrainerControl, TrainerState
+
+from bastion.plugins.hf import BastionCallback
 
 root = Path(sys.argv[1])
 dist.init_process_group("gloo")

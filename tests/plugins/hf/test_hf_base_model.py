@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-from bastion.plugins.hf import BastionCallback
-from bastion.provenance.ledger import verify_ledger
-from bastion.provenance.statement import load_statement
 from hf_helpers import StepCounter, make_trainer, read_ledger, sha256
 
 from bastion.errors import InputError
+from bastion.plugins.hf import BastionCallback
+from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.statement import load_statement
 
 REPO_ID = "bastion-test/tiny-llama"
 COMMIT = "4b1d9c0e7f2a3b5c6d8e9f0a1b2c3d4e5f6a7b8c"

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.plugins.hf import BastionCallback, DatasetInput
-from bastion.provenance import PREDICATE_TYPE, canonical_digest, load_statement, verify_ledger
-from bastion.provenance.datasets import record_digest
 from hf_helpers import StepCounter, files_in, make_trainer, read_ledger, sha256
 
 from bastion.errors import ConfigError, InputError
+from bastion.plugins.hf import BastionCallback, DatasetInput
+from bastion.provenance import PREDICATE_TYPE, canonical_digest, load_statement, verify_ledger
+from bastion.provenance.datasets import record_digest
 
 PREDICATE_KEYS = {
     "run_id",

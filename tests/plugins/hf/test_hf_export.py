@@ -6,13 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hf_helpers import files_in, make_trainer, read_ledger
+
+from bastion.errors import ConfigError, InputError
 from bastion.plugins.hf import BastionCallback
 from bastion.provenance import signing
 from bastion.provenance.ledger import verify_ledger
 from bastion.provenance.statement import load_statement
-from hf_helpers import files_in, make_trainer, read_ledger
-
-from bastion.errors import ConfigError, InputError
 
 
 def _save_merged(tiny_model_dir: Path, target: Path) -> Path:

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.plugins.hf import BastionCallback, DatasetInput
-from bastion.plugins.hf.callback import REDACTED, clean_metrics
-from bastion.provenance import canonical_json, load_statement, verify_ledger
 from hf_helpers import files_in, read_ledger
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bastion.errors import InputError
+from bastion.plugins.hf import BastionCallback, DatasetInput
+from bastion.plugins.hf.callback import REDACTED, clean_metrics
+from bastion.provenance import canonical_json, load_statement, verify_ledger
 
 
 def _hooks(out: Path) -> tuple[Any, Any, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bastion.plugins.hf import BastionCallback, DatasetInput
-from bastion.provenance import signing
 from hf_helpers import make_trainer, read_ledger
 
 from bastion.errors import ConfigError
+from bastion.plugins.hf import BastionCallback, DatasetInput
+from bastion.provenance import signing
 
 
 def test_signed_run_verifies_and_tampering_is_caught(

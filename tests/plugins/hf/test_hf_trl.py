@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hf_helpers import files_in, read_ledger, sha256
+
 from bastion.plugins.hf import BastionCallback, DatasetInput
 from bastion.provenance import load_statement, verify_ledger
-from hf_helpers import files_in, read_ledger, sha256
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:

@@ -183,8 +183,9 @@ def test_dpo_lora_run_records_preference_pairs(tmp_path: Path, tiny_model: Path,
 
 def test_python_run_exp_with_a_dict(tmp_path: Path, tiny_model: Path, lf_data: Path, monkeypatch: Any) -> None:
     """The Python form: ``run_exp(config_dict)`` with a ``bastion:`` section, in this process."""
-    from bastion.plugins.llamafactory import run_exp
     from lf_support import OFFLINE_ENV
+
+    from bastion.plugins.llamafactory import run_exp
 
     for key, value in OFFLINE_ENV.items():
         monkeypatch.setenv(key, value)

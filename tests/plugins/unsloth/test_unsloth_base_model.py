@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from bastion.plugins.unsloth.base_model import hash_base_model, model_reference, resolve_base_model
 
 from bastion.errors import InputError
+from bastion.plugins.unsloth.base_model import hash_base_model, model_reference, resolve_base_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bastion.errors import BastionError, ConfigError
 from bastion.plugins.hf import DatasetInput
 from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 from bastion.plugins.unsloth import UnslothCallback, track, untrack
 from bastion.provenance.hashing import hash_directory
 from bastion.provenance.ledger import read_entries, verify_ledger
 from bastion.provenance.statement import load_statement
-
-from bastion.errors import BastionError, ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +125,9 @@ def load_lora_model(snapshot: Path) -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     import datasets as hf_datasets
-    from bastion.provenance.signing import generate_key_pair
     from trl import SFTConfig, SFTTrainer
+
+    from bastion.provenance.signing import generate_key_pair
 
     root = tmp_path_factory.mktemp("unsloth")
     build = build_tiny_model(root / "build")

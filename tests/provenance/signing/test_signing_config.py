@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bastion.provenance.signing import KeyPair, SigningConfig, generate_key_pair, load_public_key
-from bastion.provenance.signing.bundle import key_fingerprint
-from bastion.provenance.signing.testing import TestPKI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import BastionError, ConfigError, InputError
+from bastion.provenance.signing import KeyPair, SigningConfig, generate_key_pair, load_public_key
+from bastion.provenance.signing.bundle import key_fingerprint
+from bastion.provenance.signing.testing import TestPKI
 
 SOURCE = "axolotl.yaml: bastion_signing"
 

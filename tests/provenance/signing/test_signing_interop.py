@@ -9,9 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bastion.provenance.signing import KeyPair, SigningConfig, generate_key_pair, sign_directory, sign_run
-from bastion.provenance.signing.testing import TestPKI, write_key
-from bastion.provenance.verify import verify
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from model_signing import hashing as ms_hashing
@@ -23,6 +20,9 @@ from sigstore import dsse
 from sigstore_models.intoto import Envelope as EnvelopeModel
 
 from bastion.errors import ConfigError, SigningError
+from bastion.provenance.signing import KeyPair, SigningConfig, generate_key_pair, sign_directory, sign_run
+from bastion.provenance.signing.testing import TestPKI, write_key
+from bastion.provenance.verify import verify
 
 Stock = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import jwt
 import pytest
 import sigstore
-from bastion.provenance.signing import SigningConfig, sign_run
-from bastion.provenance.verify import verify
 
 from bastion.errors import ConfigError, SigningError
+from bastion.provenance.signing import SigningConfig, sign_run
+from bastion.provenance.verify import verify
 
 PUBLIC_TRUSTED_ROOT = (
     Path(sigstore.__file__).parent / "_store" / "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev" / "trusted_root.json"

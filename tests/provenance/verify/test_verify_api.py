@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from bastion.errors import InputError
 from bastion.provenance.signing import KeyPair, SigningConfig, sign_run
 from bastion.provenance.signing.testing import TestPKI
 from bastion.provenance.verify import verify
-
-from bastion.errors import InputError
 
 
 def key_signed(run_dir: Callable[..., Path], keys: KeyPair, **kwargs: object) -> Path:

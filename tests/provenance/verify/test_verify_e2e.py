@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from bastion.provenance.hashing import hash_path, sha256_file
 from bastion.provenance.signing.testing import TestPKI
 from bastion.provenance.verify import verify
@@ -35,9 +36,10 @@ def _chat_dataset(tok: Any, path: Path) -> Any:
 def test_ca_signed_training_run_passes_policy_and_stock_verifier(
     tmp_path: Path, pki: TestPKI, stock_verify: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
-    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
 
     model_dir = build_tiny_model(tmp_path / "tiny-llama")
     data = tmp_path / "data"

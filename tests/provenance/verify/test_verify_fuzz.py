@@ -8,16 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.provenance.signing import generate_key_pair
-from bastion.provenance.signing.bundle import key_bundle, read_bundle
-from bastion.provenance.signing.testing import make_run_dir
-from bastion.provenance.verify import verify
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import VerificationError
+from bastion.provenance.signing import generate_key_pair
+from bastion.provenance.signing.bundle import key_bundle, read_bundle
+from bastion.provenance.signing.testing import make_run_dir
+from bastion.provenance.verify import verify
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12)),

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
-from bastion.provenance.signing import KeyPair, SigningConfig, sign_run
-from bastion.provenance.signing.testing import TestPKI
-from bastion.provenance.verify import DeployPolicy, load_policy, parse_policy, verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
+from bastion.provenance.signing import KeyPair, SigningConfig, sign_run
+from bastion.provenance.signing.testing import TestPKI
+from bastion.provenance.verify import DeployPolicy, load_policy, parse_policy, verify
 
 BASE = "1" * 64
 TRAIN, EVAL, OTHER = "a" * 64, "b" * 64, "e" * 64

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from bastion.provenance.signing import KeyPair, SigningConfig, sign_run
 from bastion.provenance.signing.testing import TestPKI
 from bastion.provenance.verify import verify
