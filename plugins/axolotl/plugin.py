@@ -110,7 +110,7 @@ class AxolotlBastionCallback(BastionCallback):
         if self.ledger_path is None:
             return
         for code, message in self.problems:
-            self._warn(message, code)
+            self.warn(message, code)
 
 
 class BastionPlugin(BasePlugin):  # type: ignore[misc]
