@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -112,24 +111,13 @@ def append_before_after(work: Path, n: int = 3000, rounds: int = 3) -> tuple[lis
     return now_t, ref_t
 
 
-def tokenized(tok: Any, path: Path) -> Any:
-    from datasets import Dataset
-
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = tok.apply_chat_template(json.loads(line)["messages"], tokenize=False)
-        enc = tok(text, truncation=True, max_length=64, padding="max_length")
-        enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-        rows.append(dict(enc))
-    return Dataset.from_list(rows)
-
-
 def one_run(model_dir: Path, data: dict[str, Path], out: Path, steps: int, with_callback: bool) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     from bastion.plugins.hf import BastionCallback, DatasetInput
+    from bastion.plugins.hf.tiny import tokenize_chat_jsonl
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = get_peft_model(
@@ -171,7 +159,12 @@ def one_run(model_dir: Path, data: dict[str, Path], out: Path, steps: int, with_
 
         cb.on_log = timed_on_log  # type: ignore[method-assign]
         callbacks.append(cb)
-    trainer = Trainer(model=model, args=args, train_dataset=tokenized(tok, data["train"]), callbacks=callbacks)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenize_chat_jsonl(tok, data["train"], max_length=64),
+        callbacks=callbacks,
+    )
     trainer.remove_callback(PrinterCallback)  # no per-step prints: they would be timed too
     from bastion.provenance.ledger import Ledger
 

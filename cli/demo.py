@@ -13,7 +13,6 @@ result with the same verifier a deploy pipeline uses. Layout under ``--output-di
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -79,19 +78,6 @@ def _prepare(output_dir: Path, force: bool) -> None:
         ) from None
 
 
-def _chat_dataset(tokenizer: Any, path: Path, max_length: int = 48) -> Any:
-    from datasets import Dataset
-
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            text = tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False)
-            enc = tokenizer(text, truncation=True, max_length=max_length, padding="max_length")
-            enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-            rows.append(dict(enc))
-    return Dataset.from_list(rows)
-
-
 def _short(hexdigest: str | None) -> str:
     return "-" if not hexdigest else f"{hexdigest[:16]}…"
 
@@ -137,7 +123,7 @@ def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
         from bastion.plugins.hf import BastionCallback, DatasetInput
-        from bastion.plugins.hf.tiny import build_tiny_model, write_demo_datasets
+        from bastion.plugins.hf.tiny import build_tiny_model, tokenize_chat_jsonl, write_demo_datasets
 
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -209,8 +195,8 @@ def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_chat_dataset(tokenizer, data["train"]),
-        eval_dataset=_chat_dataset(tokenizer, data["eval"]),
+        train_dataset=tokenize_chat_jsonl(tokenizer, data["train"]),
+        eval_dataset=tokenize_chat_jsonl(tokenizer, data["eval"]),
         callbacks=[callback, _Steps()],
     )
     trainer.remove_callback(PrinterCallback)

@@ -179,3 +179,21 @@ def write_demo_datasets(directory: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 __all__ = ["CHATML_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_model", "build_tokenizer", "write_demo_datasets"]
+
+
+def tokenize_chat_jsonl(tokenizer: Any, path: str | os.PathLike[str], max_length: int = 48) -> Any:
+    """A chat JSONL (``{"messages": [...]}`` per line) as a padded causal-LM ``datasets.Dataset``.
+
+    Each conversation goes through the tokenizer's chat template; padding positions get label -100 so
+    they do not count in the loss. Used by ``bastion demo``, the benchmarks and the tests.
+    """
+    from datasets import Dataset
+
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            text = tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False)
+            enc = tokenizer(text, truncation=True, max_length=max_length, padding="max_length")
+            enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+            rows.append(dict(enc))
+    return Dataset.from_list(rows)

@@ -8,26 +8,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bastion.plugins.hf.tiny import tokenize_chat_jsonl
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+chat_dataset = tokenize_chat_jsonl
+
+
 def read_ledger(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def chat_dataset(tokenizer: Any, path: Path, max_length: int = 48) -> Any:
-    """Tokenize a chat JSONL with the tokenizer's chat template into a padded causal-LM dataset."""
-    from datasets import Dataset
-
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False)
-        enc = tokenizer(text, truncation=True, max_length=max_length, padding="max_length")
-        enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-        rows.append(dict(enc))
-    return Dataset.from_list(rows)
 
 
 def files_in(out: Path) -> dict[str, str]:

@@ -3,11 +3,9 @@ verified by `bastion verify` with a deploy policy and by the stock OpenSSF model
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -18,18 +16,6 @@ from bastion.provenance.verify import verify
 
 pytest.importorskip("peft")
 hf = pytest.importorskip("bastion.plugins.hf")
-
-
-def _chat_dataset(tok: Any, path: Path) -> Any:
-    from datasets import Dataset
-
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        text = tok.apply_chat_template(json.loads(line)["messages"], tokenize=False)
-        enc = tok(text, truncation=True, max_length=48, padding="max_length")
-        enc["labels"] = [t if m else -100 for t, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
-        rows.append(dict(enc))
-    return Dataset.from_list(rows)
 
 
 @pytest.mark.slow
@@ -77,7 +63,7 @@ def test_ca_signed_training_run_passes_policy_and_stock_verifier(
         disable_tqdm=True,
         seed=7,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_chat_dataset(tok, train), callbacks=[cb])
+    trainer = Trainer(model=model, args=args, train_dataset=hf.tiny.tokenize_chat_jsonl(tok, train), callbacks=[cb])
     trainer.train()
     trainer.save_model()
     cb.finalize()
