@@ -93,6 +93,16 @@ class GatewaySettings(_Strict):
     # purposes of /v1/files and /v1/uploads that carry training data and are scanned as JSONL
     scan_purposes: tuple[str, ...] = ("fine-tune",)
 
+    # --- state store, audit log and server (owned by the gwstate work; see gateway/state, audit, serve) ---
+    # NAME of the env var holding the 32-byte held-part key (64 hex digits or base64). Unset: a random
+    # per-process key, held parts do not survive a restart and only one process may use the state dir.
+    part_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # An in-progress idempotency key or /complete whose process died is taken over this long after its
+    # last renewal (live owners renew every third of it).
+    state_lease_s: float = Field(default=30.0, gt=0)
+    # How long a finished Idempotency-Key answer is replayed.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+
     @property
     def audit_path(self) -> Path:
         return self.audit_log if self.audit_log is not None else self.state_dir / "audit.jsonl"
