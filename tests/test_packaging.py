@@ -172,7 +172,7 @@ def test_core_only_help_lists_every_extra_as_missing(core_bin: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_core_only_commands_work_without_any_extra(core_bin: Path, tmp_path: Path) -> None:
-    """keygen, sign, verify, inspect, ledger, hash, scan and policy need no extra."""
+    """keygen, sign, verify, inspect, ledger, hash, scan and policy need no extra; nor does --help."""
     make = "import sys; from bastion.provenance.signing.testing import make_run_dir; make_run_dir(sys.argv[1])"
     subprocess.run([core_bin / "python", "-c", make, "run"], check=True, capture_output=True, cwd=tmp_path)
     record = {"messages": [{"role": "user", "content": "I'm ana@example.es"}]}
@@ -186,6 +186,10 @@ def test_core_only_commands_work_without_any_extra(core_bin: Path, tmp_path: Pat
         (["hash", "run", "--json"], "{"),
         (["policy", "check", "pack:eu-gdpr"], ""),
         (["policy", "packs"], ""),
+        # The help of the commands that need an extra is there without it.
+        (["gateway", "--help"], "Usage: bastion gateway "),
+        (["demo", "--help"], "Usage: bastion demo "),
+        (["llamafactory", "train", "--help"], "Usage: bastion llamafactory train "),
         (["scan", "data.jsonl", "--policy", "pack:eu-gdpr", "--json"], "{"),
     ]
     for args, starts in steps:
