@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bastion.errors import ConfigError
+from bastion.extras import require
 
 
 @click.command("gateway")
@@ -51,6 +52,7 @@ def gateway(
     Training uploads are scanned against the policy and forwarded only when admitted; every decision is
     appended to the hash-chained audit log in the state dir; Prometheus metrics are on /metrics.
     """
+    require("gateway", feature="bastion gateway")
     import uvicorn
 
     from bastion.gateway.app import create_gateway
