@@ -103,6 +103,26 @@ class GatewaySettings(_Strict):
     # How long a finished Idempotency-Key answer is replayed.
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
 
+    # --- shared state for replicas (owned by the PostgreSQL state-store work; see gateway/state/postgres.py) ---
+    # Where the state store lives: unset = SQLite in state_dir (one machine); sqlite:///DIR (SQLite in
+    # DIR); postgresql://USER@HOST:PORT/DB = one database shared by every replica (needs part_key_env; put
+    # the password in PGPASSWORD or ~/.pgpass, never here). The audit log and spool stay in state_dir.
+    state_url: str | None = Field(default=None, pattern=r"^(sqlite:///|postgresql://|postgres://)\S+$")
+    # Connections each gateway process keeps to PostgreSQL at most.
+    state_pool_size: int = Field(default=10, gt=0, le=1000)
+
+    @field_validator("state_url")
+    @classmethod
+    def _no_password_in_state_url(cls, v: str | None) -> str | None:
+        if v is not None and (re.match(r"^postgres(ql)?://[^/@?]*:[^/@?]*@", v) or "password=" in v.lower()):
+            raise ValueError("must not carry a password: put it in PGPASSWORD or ~/.pgpass (libpq reads both)")
+        return v
+
+    @property
+    def state_location(self) -> Path | str:
+        """What to pass to :func:`bastion.gateway.state.open_state_store`: the state URL, else the state dir."""
+        return self.state_url if self.state_url else self.state_dir
+
     @property
     def audit_path(self) -> Path:
         return self.audit_log if self.audit_log is not None else self.state_dir / "audit.jsonl"

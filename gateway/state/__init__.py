@@ -1,7 +1,9 @@
 """The gateway's persistent state: admitted files/objects, idempotency results, held uploads and parts.
 
-``open_state_store(settings)`` opens the configured backend (SQLite in ``gateway.state_dir`` by
-default). See :class:`StateStore` for the interface and ``store.py`` for the concurrency model.
+``open_state_store(location)`` opens the configured backend: SQLite in ``gateway.state_dir`` by
+default (one machine), or the PostgreSQL database of ``gateway.state_url`` (replicas on several
+processes and machines; held parts in the database). See :class:`StateStore` for the interface and
+``store.py`` for the concurrency model.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bastion.extras import require
 from bastion.gateway.state.errors import StateConflict, StateError
 from bastion.gateway.state.models import Admitted, Completion, HeldPart, HeldUpload, IdemBegin, PartBlob
 from bastion.gateway.state.parts import EncryptedPartStore, PartWriter
-from bastion.gateway.state.protocol import StateStore
+from bastion.gateway.state.protocol import PartSink, PartStore, StateStore
 from bastion.gateway.state.sqlite import open_sqlite_store, prepare_state_dir
 from bastion.gateway.state.store import SQLStateStore
 
 SPOOL_DIR = "spool"
+SQLITE_SCHEME = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def part_key_from_env(name: str | None) -> bytes | None:
@@ -62,22 +67,79 @@ def clean_spool_dir(spool_dir: Path) -> int:
     return removed
 
 
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+
+
+def sqlite_dir(location: Path | str) -> Path:
+    """The state dir of a SQLite location: a path, or ``sqlite:///DIR`` (``sqlite:////abs/dir`` absolute)."""
+    if isinstance(location, Path):
+        return location
+    if location.startswith(SQLITE_SCHEME):
+        rest = location[len(SQLITE_SCHEME) :]
+        if not rest:
+            raise StateError(
+                "gateway.state_url sqlite:/// names no directory; write sqlite:///DIR or sqlite:////ABS/DIR"
+            )
+        return Path(rest)
+    if "://" in location:
+        scheme = location.split("://", 1)[0][:20]
+        raise StateError(
+            f"gateway.state_url has the unsupported scheme {scheme!r}",
+            hint="use sqlite:///DIR (one machine) or postgresql://USER@HOST:PORT/DB (replicas)",
+        )
+    return Path(location)
+
+
 def open_state_store(
-    state_dir: Path,
+    location: Path | str,
     *,
     part_key_env: str | None = None,
     lease_s: float = 30.0,
     idempotency_ttl_s: float = 24 * 3600.0,
     clock: Callable[[], float] = time.time,
+    pool_size: int | None = None,
 ) -> SQLStateStore:
-    """The configured store (SQLite in ``state_dir``), after start-up clean-up of stale parts."""
+    """The configured store, schema migrated and start-up clean-up done.
+
+    ``location`` is the state dir (or ``sqlite:///DIR``): SQLite, held parts as files there; or a
+    ``postgresql://`` URL: the shared database, held parts in it (then ``part_key_env`` is required:
+    every replica must read the parts the others wrote). Pass ``settings.state_location``.
+    """
+    if is_postgres_url(location):
+        assert isinstance(location, str)
+        key = part_key_from_env(part_key_env)
+        require("postgres", feature="a postgresql:// state store (gateway.state_url)")
+        from bastion.gateway.state.postgres import DEFAULT_POOL_SIZE, open_postgres_store
+
+        return open_postgres_store(
+            location,
+            part_key=key,
+            lease_s=lease_s,
+            idempotency_ttl_s=idempotency_ttl_s,
+            clock=clock,
+            pool_size=pool_size or DEFAULT_POOL_SIZE,
+        )
     return open_sqlite_store(
-        state_dir,
+        sqlite_dir(location),
         part_key=part_key_from_env(part_key_env),
         lease_s=lease_s,
         idempotency_ttl_s=idempotency_ttl_s,
         clock=clock,
     )
+
+
+def migrate_state(location: Path | str) -> tuple[int, int]:
+    """Bring the schema at ``location`` to the latest version; returns (version before, version after)."""
+    if is_postgres_url(location):
+        assert isinstance(location, str)
+        require("postgres", feature="bastion gateway migrate")
+        from bastion.gateway.state.postgres import migrate_postgres
+
+        return migrate_postgres(location)
+    from bastion.gateway.state.sqlite import migrate_sqlite
+
+    return migrate_sqlite(sqlite_dir(location))
 
 
 __all__ = [
@@ -89,12 +151,16 @@ __all__ = [
     "HeldUpload",
     "IdemBegin",
     "PartBlob",
+    "PartSink",
+    "PartStore",
     "PartWriter",
     "SQLStateStore",
     "StateConflict",
     "StateError",
     "StateStore",
     "clean_spool_dir",
+    "is_postgres_url",
+    "migrate_state",
     "open_sqlite_store",
     "open_state_store",
     "part_key_from_env",

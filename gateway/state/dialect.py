@@ -24,6 +24,7 @@ class Dialect:
     blob: ClassVar[str] = "BLOB"
     begin_write: ClassVar[str] = "BEGIN"
     for_update: ClassVar[str] = " FOR UPDATE"
+    migration_lock: ClassVar[str | None] = None  # run first in the migration transaction (serialises migrators)
     errors: ClassVar[tuple[type[Exception], ...]] = ()
 
     def sql(self, query: str) -> str:

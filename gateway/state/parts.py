@@ -25,6 +25,7 @@ import hmac
 import os
 import secrets
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +58,24 @@ def _aad(header: bytes, counter: int, final: bool) -> bytes:
     return header + counter.to_bytes(4, "big") + (b"\x01" if final else b"\x00")
 
 
+def part_header(kid: bytes, prefix: bytes) -> bytes:
+    """The header a part's chunks are bound to: ``MAGIC | key id | nonce prefix``."""
+    return MAGIC + kid + prefix
+
+
+def seal_chunk(aead: AESGCM, header: bytes, counter: int, chunk: bytes, final: bool) -> bytes:
+    """Chunk ``counter`` of the part with ``header``, sealed (ciphertext + tag); shared by every part store."""
+    return aead.encrypt(_nonce(header[14:], counter), chunk, _aad(header, counter, final))
+
+
+def open_chunk(aead: AESGCM, header: bytes, counter: int, sealed: bytes, final: bool) -> bytes | None:
+    """The plaintext of a sealed chunk, or None when it was edited, moved, cut or sealed under another key."""
+    try:
+        return aead.decrypt(_nonce(header[14:], counter), sealed, _aad(header, counter, final))
+    except InvalidTag:
+        return None
+
+
 class PartWriter:
     """Encrypts one part as it is written; :meth:`commit` makes it readable, :meth:`discard` removes it."""
 
@@ -71,7 +90,7 @@ class PartWriter:
         fcntl.flock(fd, fcntl.LOCK_EX)  # tells remove_stale() a live writer owns this file
         self._fh: BinaryIO = os.fdopen(fd, "wb")
         self._prefix = os.urandom(8)
-        self._header = MAGIC + store.key_id + self._prefix
+        self._header = part_header(store.key_id, self._prefix)
         self._counter = 0
         self._buf = bytearray()
         self._sha = hashlib.sha256()
@@ -87,9 +106,7 @@ class PartWriter:
             raise self._store.io_error("write a held part to", exc) from None
 
     def _seal(self, chunk: bytes, final: bool) -> None:
-        sealed = self._store.aead.encrypt(
-            _nonce(self._prefix, self._counter), chunk, _aad(self._header, self._counter, final)
-        )
+        sealed = seal_chunk(self._store.aead, self._header, self._counter, chunk, final)
         self._counter += 1
         self._put(_LEN.pack(len(sealed)) + sealed)
 
@@ -227,7 +244,6 @@ class EncryptedPartStore:
             header = fh.read(_HEADER)
             if len(header) != _HEADER or not header.startswith(MAGIC) or header[6:14] != self.key_id:
                 raise damaged
-            prefix = header[14:]
             counter = 0
             while True:
                 raw_len = fh.read(4)
@@ -238,10 +254,9 @@ class EncryptedPartStore:
                 if len(sealed) != n:
                     raise damaged
                 final = not fh.peek(1)
-                try:
-                    plain = self.aead.decrypt(_nonce(prefix, counter), sealed, _aad(header, counter, final))
-                except InvalidTag:
-                    raise damaged from None
+                plain = open_chunk(self.aead, header, counter, sealed, final)
+                if plain is None:
+                    raise damaged
                 counter += 1
                 if plain:
                     yield plain
@@ -268,6 +283,22 @@ class EncryptedPartStore:
     def handles(self) -> set[str]:
         """Handles of all finished parts in the directory."""
         return {p.stem for p in self.directory.glob("*.part") if len(p.stem) == 32}
+
+    def remove_unreferenced(self, referenced: set[str], grace_s: float) -> int:
+        """Delete finished parts not in ``referenced`` written at least ``grace_s`` seconds ago; count removed.
+
+        The grace keeps a part another live process wrote but has not attached to its upload yet.
+        """
+        removed = 0
+        for handle in self.handles() - referenced:
+            try:
+                age = time.time() - self.path(handle).stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age >= grace_s:
+                self.delete(handle)
+                removed += 1
+        return removed
 
     def remove_stale(self) -> int:
         """Delete unfinished parts whose writer is gone and parts sealed under another key; count removed."""

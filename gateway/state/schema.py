@@ -74,20 +74,50 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX idempotency_created ON idempotency (created_at)",
         ],
     ),
+    (
+        2,
+        "held-part bytes in the database (sealed chunks), for stores shared by several replicas",
+        [
+            # A part is visible once its part_blobs row exists; its writer inserts the chunks and that
+            # row in one transaction, so a writer that dies leaves nothing behind.
+            """CREATE TABLE part_blobs (
+                handle TEXT PRIMARY KEY,
+                key_id TEXT NOT NULL,
+                header {blob} NOT NULL,
+                chunks INTEGER NOT NULL,
+                size BIGINT NOT NULL,
+                sha256 TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )""",
+            """CREATE TABLE part_chunks (
+                handle TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                data {blob} NOT NULL,
+                PRIMARY KEY (handle, seq)
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
 
 
 def migrate(conn: Any, dialect: Dialect, where: str, now_ms: int) -> int:
-    """Bring the schema to :data:`LATEST` (in one write transaction); returns the version found before."""
+    """Bring the schema to :data:`LATEST` (in one write transaction); returns the version found before.
+
+    Safe to run from several processes at once: the first takes the dialect's migration lock (SQLite:
+    the write lock of BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock) and the others
+    wait for it, then find the schema current and change nothing.
+    """
     cur = conn.cursor()
-    cur.execute(
-        "CREATE TABLE IF NOT EXISTS bastion_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-        "applied_at BIGINT NOT NULL)"
-    )
     cur.execute(dialect.begin_write)
     try:
+        if dialect.migration_lock:
+            cur.execute(dialect.migration_lock)
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS bastion_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied_at BIGINT NOT NULL)"
+        )
         cur.execute("SELECT MAX(version) FROM bastion_schema")
         row = cur.fetchone()
         current = int(row[0]) if row and row[0] is not None else 0

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bastion.gateway.state.db import SingleConnection
 from bastion.gateway.state.dialect import FIX, SQLiteDialect
 from bastion.gateway.state.errors import StateError
 from bastion.gateway.state.parts import EncryptedPartStore
@@ -72,7 +73,7 @@ def open_sqlite_store(
     try:
         parts = EncryptedPartStore(state_dir / PARTS_DIR, part_key)
         return SQLStateStore(
-            conn,
+            SingleConnection(conn),
             dialect,
             parts,
             where=str(db),
@@ -88,3 +89,21 @@ def open_sqlite_store(
         if parts is not None:
             parts.close()
         raise
+
+
+def migrate_sqlite(state_dir: Path) -> tuple[int, int]:
+    """Bring ``state_dir/state.sqlite3`` to the latest schema; returns (version before, version after)."""
+    from bastion.gateway.state.schema import LATEST, migrate
+
+    prepare_state_dir(state_dir)
+    db = state_dir / DB_NAME
+    dialect = SQLiteDialect()
+    try:
+        conn = sqlite3.connect(str(db), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            before = migrate(conn, dialect, str(db), int(time.time() * 1000))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise dialect.describe(exc, str(db)) from None
+    return before, LATEST

@@ -24,10 +24,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from bastion.gateway.state.db import Connections
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateConflict, StateError
 from bastion.gateway.state.models import Admitted, Completion, HeldPart, HeldUpload, IdemBegin, to_ms, utc
-from bastion.gateway.state.parts import EncryptedPartStore
+from bastion.gateway.state.protocol import PartStore
 from bastion.gateway.state.schema import migrate
 
 DEFAULT_LEASE_S = 30.0
@@ -67,13 +68,17 @@ def _upload(row: Sequence[Any]) -> HeldUpload:
 
 
 class SQLStateStore:
-    """:class:`~bastion.gateway.state.protocol.StateStore` over one DB-API connection (autocommit mode)."""
+    """:class:`~bastion.gateway.state.protocol.StateStore` over DB-API connections in autocommit mode.
+
+    ``db`` hands out the connections: one shared SQLite connection, or a PostgreSQL pool (then calls
+    from several threads run concurrently, each transaction on its own connection).
+    """
 
     def __init__(
         self,
-        conn: Any,
+        db: Connections,
         dialect: Dialect,
-        parts: EncryptedPartStore,
+        parts: PartStore,
         *,
         where: str,
         lease_s: float = DEFAULT_LEASE_S,
@@ -84,7 +89,7 @@ class SQLStateStore:
     ) -> None:
         if lease_s <= 0:
             raise StateError(f"the state lease must be positive, got {lease_s}")
-        self._conn = conn
+        self._db = db
         self.dialect = dialect
         self.parts = parts
         self.where = where
@@ -92,14 +97,15 @@ class SQLStateStore:
         self.idempotency_ttl_s = idempotency_ttl_s
         self.clock = clock
         self.owner = secrets.token_hex(8)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _closed; the condition wakes waiters of this process
         self._changed = threading.Condition(self._lock)
         self._owned_keys: set[tuple[str, str]] = set()
         self._owned_uploads: set[str] = set()
         self._closed = False
         self._stop = threading.Event()
         try:
-            migrate(conn, dialect, where, self._now())
+            with db.connection() as conn:
+                migrate(conn, dialect, where, self._now())
         except dialect.errors as exc:
             raise dialect.describe(exc, where) from None
         if cleanup:
@@ -116,39 +122,39 @@ class SQLStateStore:
     def _lease_end(self) -> int:
         return self._now() + int(self.lease_s * 1000)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateError(f"state database {self.where} is closed")
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:
         """A write transaction: the cursor, committed on success, rolled back on any error."""
-        with self._lock:
-            if self._closed:
-                raise StateError(f"state database {self.where} is closed")
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self.dialect.begin_write)
-                yield cur
-                cur.execute("COMMIT")
-            except self.dialect.errors as exc:
-                with contextlib.suppress(*self.dialect.errors):
-                    cur.execute("ROLLBACK")
-                raise self.dialect.describe(exc, self.where) from None
-            except BaseException:
-                with contextlib.suppress(*self.dialect.errors):
-                    cur.execute("ROLLBACK")
-                raise
+        self._check_open()
+        try:
+            with self._db.connection() as conn:
+                cur = conn.cursor()
+                try:
+                    cur.execute(self.dialect.begin_write)
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(*self.dialect.errors):
+                        cur.execute("ROLLBACK")
+                    raise
+        except self.dialect.errors as exc:
+            raise self.dialect.describe(exc, self.where) from None
 
     def _q(self, cur: Any, query: str, params: Sequence[Any] = ()) -> Any:
         cur.execute(self.dialect.sql(query), tuple(params))
         return cur
 
     def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            if self._closed:
-                raise StateError(f"state database {self.where} is closed")
-            try:
-                cur = self._conn.cursor()
-                return list(self._q(cur, query, params).fetchall())
-            except self.dialect.errors as exc:
-                raise self.dialect.describe(exc, self.where) from None
+        self._check_open()
+        try:
+            with self._db.connection() as conn:
+                return list(self._q(conn.cursor(), query, params).fetchall())
+        except self.dialect.errors as exc:
+            raise self.dialect.describe(exc, self.where) from None
 
     # -- admitted files / objects -------------------------------------------------------------------
     def admit(self, item: Admitted) -> None:
@@ -448,7 +454,7 @@ class SQLStateStore:
                 for r in self._q(
                     cur,
                     "SELECT upload_id FROM held_uploads WHERE expires_at <= ? "
-                    "AND NOT (state = 'completing' AND lease_until > ?)",
+                    "AND NOT (state = 'completing' AND lease_until > ?) ORDER BY upload_id" + self.dialect.for_update,
                     (now_ms, now_ms),
                 ).fetchall()
             ]
@@ -476,20 +482,13 @@ class SQLStateStore:
         for uid in broken:  # a part lost (per-process key of a previous run, a crash): the upload cannot complete
             self.upload_delete(uid)
             removed += 1
-        grace = 0.0 if self.parts.ephemeral else self.lease_s
-        for handle in self.parts.handles() - referenced:
-            try:
-                age = time.time() - self.parts.path(handle).stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if age >= grace:  # a part another live process wrote but has not attached yet is kept a while
-                self.parts.delete(handle)
-                removed += 1
+        # a part another live process wrote but has not attached yet is kept a while
+        removed += self.parts.remove_unreferenced(referenced, 0.0 if self.parts.ephemeral else self.lease_s)
         return removed
 
     def renew_leases(self) -> None:
         """Extend the leases of everything this store owns now (called by the heartbeat thread)."""
-        keys, uploads = list(self._owned_keys), list(self._owned_uploads)
+        keys, uploads = sorted(self._owned_keys), sorted(self._owned_uploads)  # one lock order everywhere
         if not keys and not uploads:
             return
         until = self._lease_end()
@@ -523,6 +522,6 @@ class SQLStateStore:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(*self.dialect.errors):
-                self._conn.close()
         self.parts.close()
+        with contextlib.suppress(*self.dialect.errors):
+            self._db.close()

@@ -49,6 +49,7 @@ EXTRAS: dict[str, Extra] = {
         ),
         Extra("gateway", "bastion gateway: the egress gateway", _GATEWAY),
         Extra("gateway-fast", "uvloop + httptools under bastion gateway", (*_GATEWAY, "uvloop", "httptools")),
+        Extra("postgres", "gateway state on PostgreSQL, shared by replicas", (*_GATEWAY, "psycopg", "psycopg_pool")),
         Extra("fast", "Hyperscan pre-filter for bastion scan (x86-64)", ("hyperscan",)),
         Extra("axolotl", "Axolotl plugin (bastion.plugins.axolotl)", ("axolotl",)),
         Extra(
@@ -65,6 +66,7 @@ PACKAGE_NAMES: dict[str, str] = {
     "python_multipart": "python-multipart",
     "prometheus_client": "prometheus-client",
     "huggingface_hub": "huggingface-hub",
+    "psycopg_pool": "psycopg-pool",
 }
 """pip names of the modules whose import name differs."""
 

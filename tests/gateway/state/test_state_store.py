@@ -301,7 +301,8 @@ def test_schema_version_is_recorded_once(tmp_path: Path) -> None:
     open_sqlite_store(tmp_path).close()
     open_sqlite_store(tmp_path).close()
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-        assert db.execute("SELECT version FROM bastion_schema").fetchall() == [(LATEST,)]
+        rows = db.execute("SELECT version FROM bastion_schema ORDER BY version").fetchall()
+    assert rows == [(v,) for v in range(1, LATEST + 1)]  # each migration recorded once
 
 
 def one_line(exc: StateError) -> str:
