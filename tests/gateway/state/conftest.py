@@ -1,4 +1,10 @@
-"""Fixtures of the state-store tests: a store in a temp state dir, a fixed part key."""
+"""Fixtures of the state-store tests: a store on each backend (SQLite state dir, PostgreSQL schema), a part key.
+
+PostgreSQL: the run creates its own database (``bastion_test_<pid>_<random>``) on the server of
+``$BASTION_TEST_POSTGRES`` (default: the local server, user postgres) and drops it at the end; each
+test gets a fresh schema in it. Without a reachable server the PostgreSQL cases are skipped, or FAIL
+when ``BASTION_REQUIRE_POSTGRES=1`` (what ``.ci/run`` sets).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bastion.gateway.state import SQLStateStore, open_sqlite_store
+from pg_support import Backend, PgServer, PostgresBackend, SqliteBackend, pg_server_or_skip
+
+from bastion.gateway.state import SQLStateStore
 
 
 @pytest.fixture
@@ -19,10 +27,36 @@ def key() -> bytes:
     return secrets.token_bytes(32)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLStateStore]:
-    s = open_sqlite_store(tmp_path / "state")
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = pg_server_or_skip()
     try:
-        yield s
+        yield server
     finally:
-        s.close()
+        server.drop()
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty schema in the run's database, as a URL whose search_path points at it."""
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_schema_url()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every behavioural test runs against both backends."""
+    b: Backend
+    if request.param == "sqlite":
+        b = SqliteBackend(tmp_path / "state")
+    else:
+        b = PostgresBackend(request.getfixturevalue("pg_url"))
+    try:
+        yield b
+    finally:
+        b.close_all()
+
+
+@pytest.fixture
+def store(backend: Backend) -> SQLStateStore:
+    return backend.open()

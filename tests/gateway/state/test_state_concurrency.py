@@ -1,4 +1,8 @@
-"""Races between threads and between processes on one state database, and a process killed mid-work."""
+"""Races between threads and between processes on one state database, and a process killed mid-work.
+
+Every test runs on SQLite (processes sharing a state dir) and on PostgreSQL (processes sharing a
+database, as replicas on several machines do).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pg_support import Backend
 from state_support import PII, add_part, new_upload
 
-from bastion.gateway.state import IdemBegin, SQLStateStore, StateConflict, open_sqlite_store
+from bastion.gateway.state import IdemBegin, SQLStateStore, StateConflict
 
 WORKER = str(Path(__file__).parent / "state_worker.py")
 
@@ -58,27 +63,25 @@ def begin(s: SQLStateStore, key: str, barrier: threading.Barrier, outcomes: list
     outcomes.append(s.idempotency_begin("openai:files", key, "req").outcome)
 
 
-def test_threads_same_idempotency_key_one_proceeds(tmp_path: Path) -> None:
-    stores = [open_sqlite_store(tmp_path, part_key=b"k" * 32) for _ in range(2)]
-    try:
-        for round_ in range(20):
-            barrier = threading.Barrier(2)
-            outcomes: list[str] = []
-            threads = [threading.Thread(target=begin, args=(s, f"key-{round_}", barrier, outcomes)) for s in stores]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert sorted(outcomes) == ["in_progress", "proceed"]
-    finally:
-        for s in stores:
-            s.close()
+def test_threads_same_idempotency_key_one_proceeds(backend: Backend) -> None:
+    stores = [backend.open(part_key=b"k" * 32) for _ in range(2)]
+    for round_ in range(20):
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+        threads = [threading.Thread(target=begin, args=(s, f"key-{round_}", barrier, outcomes)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["in_progress", "proceed"]
 
 
 class Worker:
-    def __init__(self, state_dir: Path, key: bytes, *args: str) -> None:
+    """A separate process with its own store on the same location (state dir or database URL)."""
+
+    def __init__(self, location: str, key: bytes, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, WORKER, str(state_dir), key.hex(), *args],
+            [sys.executable, WORKER, location, key.hex(), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -115,12 +118,12 @@ class Worker:
                 f.close()
 
 
-def test_processes_completing_one_upload_forward_once(tmp_path: Path, key: bytes) -> None:
-    s = open_sqlite_store(tmp_path, part_key=key)
+def test_processes_completing_one_upload_forward_once(backend: Backend, key: bytes) -> None:
+    s = backend.open(part_key=key)
     up = new_upload()
     s.upload_create(up)
     add_part(s, up.upload_id, PII)
-    workers = [Worker(tmp_path, key, "complete", up.upload_id) for _ in range(3)]
+    workers = [Worker(backend.location, key, "complete", up.upload_id) for _ in range(3)]
     try:
         for w in workers:
             w.send()
@@ -133,12 +136,10 @@ def test_processes_completing_one_upload_forward_once(tmp_path: Path, key: bytes
     got = s.upload_get(up.upload_id)
     assert got is not None and got.state == "completed" and got.result == str(replies[0]["result"]).encode()
     assert s.upload_parts(up.upload_id) == []
-    s.close()
 
 
-def test_processes_same_idempotency_key_one_proceeds(tmp_path: Path, key: bytes) -> None:
-    open_sqlite_store(tmp_path, part_key=key).close()  # schema in place before the race
-    workers = [Worker(tmp_path, key, "begin", "openai:files", "key-1", "req-1") for _ in range(2)]
+def test_processes_same_idempotency_key_one_proceeds(backend: Backend, key: bytes) -> None:
+    workers = [Worker(backend.location, key, "begin", "openai:files", "key-1", "req-1") for _ in range(3)]
     try:
         for w in workers:
             w.send()
@@ -146,46 +147,39 @@ def test_processes_same_idempotency_key_one_proceeds(tmp_path: Path, key: bytes)
     finally:
         for w in workers:
             w.finish()
-    assert outcomes == ["in_progress", "proceed"]
+    assert outcomes == ["in_progress", "in_progress", "proceed"]
 
 
-def test_kill9_of_an_idempotency_owner_is_taken_over_after_the_lease(tmp_path: Path, key: bytes) -> None:
-    w = Worker(tmp_path, key, "begin", "openai:files", "key-1", "req-1")
+def test_kill9_of_an_idempotency_owner_is_taken_over_after_the_lease(backend: Backend, key: bytes) -> None:
+    w = Worker(backend.location, key, "begin", "openai:files", "key-1", "req-1")
     w.send()
     assert w.reply() == {"outcome": "proceed"}
     w.kill9()
     w.finish()
-    live = open_sqlite_store(tmp_path, part_key=key)
+    live = backend.open(part_key=key)
     # 31 s later (default lease 30 s, no renewal from the dead owner): a store whose clock reads that
-    later = open_sqlite_store(tmp_path, part_key=key, clock=lambda: time.time() + live.lease_s + 1, cleanup=False)
-    try:
-        assert live.idempotency_begin("openai:files", "key-1", "req-1") == IdemBegin("in_progress")
-        assert later.idempotency_begin("openai:files", "key-1", "req-1") == IdemBegin("proceed")
-        assert later.idempotency_begin("openai:files", "key-1", "req-2") == IdemBegin("mismatch")
-    finally:
-        live.close()
-        later.close()
+    later = backend.open(part_key=key, clock=lambda: time.time() + live.lease_s + 1, cleanup=False)
+    assert live.idempotency_begin("openai:files", "key-1", "req-1") == IdemBegin("in_progress")
+    assert later.idempotency_begin("openai:files", "key-1", "req-1") == IdemBegin("proceed")
+    assert later.idempotency_begin("openai:files", "key-1", "req-2") == IdemBegin("mismatch")
 
 
-def test_kill9_during_complete_is_taken_over_after_the_lease(tmp_path: Path, key: bytes) -> None:
-    s = open_sqlite_store(tmp_path, part_key=key)
+def test_kill9_during_complete_is_taken_over_after_the_lease(backend: Backend, key: bytes) -> None:
+    s = backend.open(part_key=key)
     up = new_upload()
     s.upload_create(up)
     add_part(s, up.upload_id, PII)
-    w = Worker(tmp_path, key, "hold", up.upload_id)
+    w = Worker(backend.location, key, "hold", up.upload_id)
     w.send()
     assert w.reply() == {"held": True}
     w.kill9()
     w.finish()
-    later = open_sqlite_store(tmp_path, part_key=key, clock=lambda: time.time() + s.lease_s + 1, cleanup=False)
+    later = backend.open(part_key=key, clock=lambda: time.time() + s.lease_s + 1, cleanup=False)
     # the dead holder's lease is still valid for this clock
     with pytest.raises(StateConflict, match="being completed by another"), s.upload_completing(up.upload_id, wait_s=0):
         pass
-    try:
-        with later.upload_completing(up.upload_id, wait_s=0) as c:
-            assert c.result is None
-            assert len(later.upload_parts(up.upload_id)) == 1
-            later.upload_set_result(up.upload_id, b"done", "upload_up")
-    finally:
-        later.close()
-        s.close()
+    with later.upload_completing(up.upload_id, wait_s=0) as c:
+        assert c.result is None
+        parts = later.upload_parts(up.upload_id)
+        assert len(parts) == 1 and b"".join(later.parts.read(parts[0].blob)) == PII
+        later.upload_set_result(up.upload_id, b"done", "upload_up")

@@ -1,13 +1,17 @@
-"""The SQLite state store: admitted files, idempotency, held uploads, expiry, start-up clean-up."""
+"""The state store on both backends: admitted files, idempotency, held uploads, expiry, start-up clean-up.
+
+Tests that take ``store`` or ``backend`` run on SQLite and on PostgreSQL; the ones about the state dir
+itself (files, permissions, SQLite corruption) run on SQLite only.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
+from pg_support import Backend
 from state_support import PII, add_part, contains, new_upload, now
 
 from bastion.gateway.state import (
@@ -54,15 +58,11 @@ def test_admit_is_idempotent_first_admission_kept(store: SQLStateStore) -> None:
     assert got is not None and got.records == 3 and got.client == "sha256:aaaaaaaaaaaaaaaa"
 
 
-def test_admitted_survives_reopen(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_admitted_survives_reopen(backend: Backend) -> None:
+    s = backend.open()
     s.admit(admitted())
     s.close()
-    s = open_sqlite_store(tmp_path)
-    try:
-        assert s.admitted("openai", "file-abc") is not None
-    finally:
-        s.close()
+    assert backend.open().admitted("openai", "file-abc") is not None
 
 
 def test_idempotency_proceed_in_progress_finish_replay_mismatch(store: SQLStateStore) -> None:
@@ -84,43 +84,36 @@ def test_idempotency_abandon_lets_a_retry_proceed(store: SQLStateStore) -> None:
     assert store.idempotency_begin("s", "k", "r").proceed
 
 
-def test_idempotency_results_expire_after_ttl(tmp_path: Path) -> None:
+def test_idempotency_results_expire_after_ttl(backend: Backend) -> None:
     clock = [1_000_000.0]
-    s = open_sqlite_store(tmp_path, idempotency_ttl_s=60, clock=lambda: clock[0])
-    try:
-        assert s.idempotency_begin("s", "k", "r").proceed
-        s.idempotency_finish("s", "k", 201, [], b"{}")
-        from datetime import UTC, datetime
+    s = backend.open(idempotency_ttl_s=60, clock=lambda: clock[0])
+    assert s.idempotency_begin("s", "k", "r").proceed
+    s.idempotency_finish("s", "k", 201, [], b"{}")
+    from datetime import UTC, datetime
 
-        s.expire(datetime.fromtimestamp(clock[0] + 30, UTC))
-        assert s.idempotency_begin("s", "k", "r").replay
-        s.expire(datetime.fromtimestamp(clock[0] + 61, UTC))
-        assert s.idempotency_begin("s", "k", "r").proceed
-    finally:
-        s.close()
+    s.expire(datetime.fromtimestamp(clock[0] + 30, UTC))
+    assert s.idempotency_begin("s", "k", "r").replay
+    s.expire(datetime.fromtimestamp(clock[0] + 61, UTC))
+    assert s.idempotency_begin("s", "k", "r").proceed
 
 
-def test_lease_renewal_keeps_a_live_owner(tmp_path: Path) -> None:
+def test_lease_renewal_keeps_a_live_owner(backend: Backend) -> None:
     clock = [1_000_000.0]
-    a = open_sqlite_store(tmp_path, part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
-    b = open_sqlite_store(tmp_path, part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
-    try:
-        assert a.idempotency_begin("s", "k", "r").proceed
-        clock[0] += 20
-        a.renew_leases()  # what the heartbeat thread does every lease_s / 3
-        clock[0] += 20  # 40 s after begin, 20 s after the renewal
-        assert b.idempotency_begin("s", "k", "r").in_progress
-        clock[0] += 11  # 31 s after the last renewal: the owner is presumed dead
-        assert b.idempotency_begin("s", "k", "r").proceed
-        # the old owner cannot abandon what was taken over
-        a.idempotency_abandon("s", "k")
-        assert a.idempotency_begin("s", "k", "r").in_progress
-    finally:
-        a.close()
-        b.close()
+    a = backend.open(part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
+    b = backend.open(part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
+    assert a.idempotency_begin("s", "k", "r").proceed
+    clock[0] += 20
+    a.renew_leases()  # what the heartbeat thread does every lease_s / 3
+    clock[0] += 20  # 40 s after begin, 20 s after the renewal
+    assert b.idempotency_begin("s", "k", "r").in_progress
+    clock[0] += 11  # 31 s after the last renewal: the owner is presumed dead
+    assert b.idempotency_begin("s", "k", "r").proceed
+    # the old owner cannot abandon what was taken over
+    a.idempotency_abandon("s", "k")
+    assert a.idempotency_begin("s", "k", "r").in_progress
 
 
-def test_upload_parts_in_order_and_complete_is_idempotent(store: SQLStateStore, tmp_path: Path) -> None:
+def test_upload_parts_in_order_and_complete_is_idempotent(store: SQLStateStore) -> None:
     up = new_upload()
     store.upload_create(up)
     with pytest.raises(StateConflict):
@@ -259,18 +252,30 @@ def test_restart_with_a_per_process_key_removes_held_parts(tmp_path: Path) -> No
         s.close()
 
 
-def test_restart_with_a_configured_key_keeps_held_parts(tmp_path: Path, key: bytes) -> None:
-    s = open_sqlite_store(tmp_path, part_key=key)
+def test_restart_with_a_configured_key_keeps_held_parts(backend: Backend, key: bytes) -> None:
+    s = backend.open(part_key=key)
     up = new_upload()
     s.upload_create(up)
     part = add_part(s, up.upload_id, PII)
     s.close()
-    s = open_sqlite_store(tmp_path, part_key=key)
-    try:
-        assert [p.part_id for p in s.upload_parts(up.upload_id)] == [part.part_id]
-        assert b"".join(s.parts.read(part.blob)) == PII
-    finally:
-        s.close()
+    s = backend.open(part_key=key)
+    assert [p.part_id for p in s.upload_parts(up.upload_id)] == [part.part_id]
+    assert b"".join(s.parts.read(part.blob)) == PII
+
+
+def test_startup_removes_parts_never_attached(backend: Backend, key: bytes) -> None:
+    s = backend.open(part_key=key)
+    up = new_upload()
+    s.upload_create(up)
+    kept = add_part(s, up.upload_id, PII)
+    orphan = s.parts.put(PII)  # written, never attached (the process was killed before upload_add_part)
+    s.close()
+    # a configured key keeps an unattached part for lease_s (another live process may attach it yet)
+    backend.open(part_key=key).close()
+    assert backend.open(part_key=key, heartbeat=False).parts.exists(orphan.handle)
+    s = backend.open(part_key=key, lease_s=0.001, heartbeat=False)  # ... and removes it after that
+    assert not s.parts.exists(orphan.handle)
+    assert s.parts.exists(kept.blob) and b"".join(s.parts.read(kept.blob)) == PII
 
 
 def test_startup_removes_stray_part_files(tmp_path: Path) -> None:
@@ -297,11 +302,10 @@ def test_leftover_spool_files_are_removed(tmp_path: Path) -> None:
     assert clean_spool_dir(tmp_path / "missing") == 0
 
 
-def test_schema_version_is_recorded_once(tmp_path: Path) -> None:
-    open_sqlite_store(tmp_path).close()
-    open_sqlite_store(tmp_path).close()
-    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-        rows = db.execute("SELECT version FROM bastion_schema ORDER BY version").fetchall()
+def test_schema_version_is_recorded_once(backend: Backend) -> None:
+    backend.open().close()
+    backend.open().close()
+    rows = backend.sql("SELECT version FROM bastion_schema ORDER BY version")
     assert rows == [(v,) for v in range(1, LATEST + 1)]  # each migration recorded once
 
 
@@ -310,12 +314,11 @@ def one_line(exc: StateError) -> str:
     return exc.message
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    open_sqlite_store(tmp_path).close()
-    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
-        db.execute("INSERT INTO bastion_schema VALUES (?, 'future', 0)", (LATEST + 1,))
+def test_newer_schema_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.sql("INSERT INTO bastion_schema VALUES (%s, 'future', 0)", (LATEST + 1,))
     with pytest.raises(StateError) as err:
-        open_sqlite_store(tmp_path)
+        backend.open()
     assert f"schema version {LATEST + 1}, newer than this Bastion knows" in one_line(err.value)
 
 
@@ -341,8 +344,8 @@ def test_database_path_that_is_a_directory(tmp_path: Path) -> None:
         open_sqlite_store(tmp_path)
 
 
-def test_closed_store_says_so(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_closed_store_says_so(backend: Backend) -> None:
+    s = backend.open()
     s.close()
     with pytest.raises(StateError, match="is closed"):
         s.upload_get("x")
