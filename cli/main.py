@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("bastion.cli.verify:verify", "Verify a model artifact against its signed provenance."),
     "policy": ("bastion.cli.policy:policy", "Check and test gateway/scan policy files."),
     "scan": ("bastion.cli.scan:scan", "Scan a dataset offline against a policy (pre-flight check)."),
-    "gateway": ("bastion.cli.gateway:gateway", "Run the egress gateway in front of fine-tune APIs."),
+    "gateway": ("bastion.cli.gateway_state:gateway", "Run the egress gateway in front of fine-tune APIs."),
     "llamafactory": ("bastion.cli.llamafactory:llamafactory", "Run LLaMA-Factory with provenance."),
 }
 

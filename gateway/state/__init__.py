@@ -18,6 +18,8 @@ from pathlib import Path
 
 from bastion.extras import require
 from bastion.gateway.state.errors import StateConflict, StateError
+from bastion.gateway.state.location import describe_location, is_postgres_url, sqlite_dir
+from bastion.gateway.state.maintenance import drop_held_uploads, migrate_state
 from bastion.gateway.state.models import Admitted, Completion, HeldPart, HeldUpload, IdemBegin, PartBlob
 from bastion.gateway.state.parts import EncryptedPartStore, PartWriter
 from bastion.gateway.state.protocol import PartSink, PartStore, StateStore
@@ -25,8 +27,6 @@ from bastion.gateway.state.sqlite import open_sqlite_store, prepare_state_dir
 from bastion.gateway.state.store import SQLStateStore
 
 SPOOL_DIR = "spool"
-SQLITE_SCHEME = "sqlite:///"
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def part_key_from_env(name: str | None) -> bytes | None:
@@ -67,30 +67,6 @@ def clean_spool_dir(spool_dir: Path) -> int:
     return removed
 
 
-def is_postgres_url(location: object) -> bool:
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
-
-
-def sqlite_dir(location: Path | str) -> Path:
-    """The state dir of a SQLite location: a path, or ``sqlite:///DIR`` (``sqlite:////abs/dir`` absolute)."""
-    if isinstance(location, Path):
-        return location
-    if location.startswith(SQLITE_SCHEME):
-        rest = location[len(SQLITE_SCHEME) :]
-        if not rest:
-            raise StateError(
-                "gateway.state_url sqlite:/// names no directory; write sqlite:///DIR or sqlite:////ABS/DIR"
-            )
-        return Path(rest)
-    if "://" in location:
-        scheme = location.split("://", 1)[0][:20]
-        raise StateError(
-            f"gateway.state_url has the unsupported scheme {scheme!r}",
-            hint="use sqlite:///DIR (one machine) or postgresql://USER@HOST:PORT/DB (replicas)",
-        )
-    return Path(location)
-
-
 def open_state_store(
     location: Path | str,
     *,
@@ -129,19 +105,6 @@ def open_state_store(
     )
 
 
-def migrate_state(location: Path | str) -> tuple[int, int]:
-    """Bring the schema at ``location`` to the latest version; returns (version before, version after)."""
-    if is_postgres_url(location):
-        assert isinstance(location, str)
-        require("postgres", feature="bastion gateway migrate")
-        from bastion.gateway.state.postgres import migrate_postgres
-
-        return migrate_postgres(location)
-    from bastion.gateway.state.sqlite import migrate_sqlite
-
-    return migrate_sqlite(sqlite_dir(location))
-
-
 __all__ = [
     "SPOOL_DIR",
     "Admitted",
@@ -159,10 +122,13 @@ __all__ = [
     "StateError",
     "StateStore",
     "clean_spool_dir",
+    "describe_location",
+    "drop_held_uploads",
     "is_postgres_url",
     "migrate_state",
     "open_sqlite_store",
     "open_state_store",
     "part_key_from_env",
     "prepare_state_dir",
+    "sqlite_dir",
 ]

@@ -6,23 +6,14 @@ database, as replicas on several machines do).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from pg_support import Backend
-from state_support import PII, add_part, new_upload
+from state_support import PII, Worker, add_part, new_upload
 
 from bastion.gateway.state import IdemBegin, SQLStateStore, StateConflict
-
-WORKER = str(Path(__file__).parent / "state_worker.py")
 
 
 def test_threads_completing_one_upload_forward_once(store: SQLStateStore) -> None:
@@ -74,48 +65,6 @@ def test_threads_same_idempotency_key_one_proceeds(backend: Backend) -> None:
         for t in threads:
             t.join()
         assert sorted(outcomes) == ["in_progress", "proceed"]
-
-
-class Worker:
-    """A separate process with its own store on the same location (state dir or database URL)."""
-
-    def __init__(self, location: str, key: bytes, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, WORKER, location, key.hex(), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.line() == "ready", self.proc.stderr.read() if self.proc.stderr else ""
-
-    def line(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().strip()
-
-    def send(self, text: str = "go") -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-
-    def reply(self) -> dict[str, object]:
-        text = self.line()
-        assert text, self.proc.stderr.read() if self.proc.stderr else ""
-        out: dict[str, object] = json.loads(text)
-        return out
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def finish(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(BrokenPipeError):
-                self.send("")
-            self.proc.wait(60)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
 
 
 def test_processes_completing_one_upload_forward_once(backend: Backend, key: bytes) -> None:
