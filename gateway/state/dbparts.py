@@ -7,9 +7,10 @@ nonce = prefix || counter, header + counter + final flag as associated data), la
     part_chunks (handle, seq, data)                                          data = ciphertext + tag
 
 A writer inserts its chunks and, at :meth:`DatabasePartWriter.commit`, the ``part_blobs`` row in ONE
-transaction on a connection of its own (not one of the store's pool: a part arrives as fast as the
-client sends it). A writer that dies (kill -9, a lost machine) leaves nothing: the server rolls the
-transaction back when the connection drops. A reordered, cut, moved or edited chunk fails to decrypt.
+transaction on a connection it holds until then (from a pool of writer connections, not the store's:
+a part arrives only as fast as the client sends it). A writer that dies (kill -9, a lost machine)
+leaves nothing: the server rolls the transaction back when the connection drops. A reordered, cut,
+moved or edited chunk fails to decrypt.
 
 The key must be configured (never per process): every replica must read what another one wrote.
 """
@@ -21,9 +22,9 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,6 +36,13 @@ from bastion.gateway.state.models import PartBlob
 from bastion.gateway.state.parts import CHUNK, key_id, open_chunk, part_header, seal_chunk
 
 _HANDLE_CHARS = frozenset("0123456789abcdef")
+
+
+class WriterConnections(Protocol):
+    """Connections a part writer holds from its first byte to its commit (autocommit mode)."""
+
+    def acquire(self) -> Any: ...
+    def release(self, conn: Any) -> None: ...
 
 
 def _check_handle(handle: str) -> str:
@@ -58,23 +66,28 @@ class DatabasePartWriter:
         self._conn: Any = None
         self._cur: Any = None
         try:
-            self._conn = store.connect()
+            self._conn = store.writers.acquire()
             self._cur = self._conn.cursor()
             self._cur.execute(store.dialect.begin_write)
         except store.dialect.errors as exc:
             self.discard()
             raise store.dialect.describe(exc, store.where) from None
 
-    def _exec(self, query: str, params: Sequence[Any]) -> None:
+    def _exec(self, query: str, params: Sequence[Any], *, binary: bool = False) -> None:
+        dialect = self._store.dialect
         try:
-            self._cur.execute(self._store.dialect.sql(query), tuple(params))
+            self._cur.execute(dialect.sql_binary(query) if binary else dialect.sql(query), tuple(params))
         except self._store.dialect.errors as exc:
             self.discard()
             raise self._store.dialect.describe(exc, self._store.where) from None
 
     def _seal(self, chunk: bytes, final: bool) -> None:
         sealed = seal_chunk(self._store.aead, self._header, self._counter, chunk, final)
-        self._exec("INSERT INTO part_chunks (handle, seq, data) VALUES (?, ?, ?)", (self.handle, self._counter, sealed))
+        self._exec(
+            "INSERT INTO part_chunks (handle, seq, data) VALUES (?, ?, ?)",
+            (self.handle, self._counter, sealed),
+            binary=True,
+        )
         self._counter += 1
 
     def write(self, data: bytes) -> None:
@@ -124,9 +137,8 @@ class DatabasePartWriter:
 
     def _close(self) -> None:
         if self._conn is not None:
-            with contextlib.suppress(*self._store.dialect.errors):
-                self._conn.close()
-            self._conn = self._cur = None
+            conn, self._conn, self._cur = self._conn, None, None
+            self._store.writers.release(conn)
 
     def __enter__(self) -> DatabasePartWriter:
         return self
@@ -138,14 +150,14 @@ class DatabasePartWriter:
 class DatabasePartStore:
     """Encrypted held parts in the ``part_blobs`` / ``part_chunks`` tables of the shared state database.
 
-    ``db`` serves reads and deletes (the store's pool); ``connect`` opens the dedicated connection of
-    one writer. ``key`` (32 bytes) is required: a per-process key cannot work across replicas.
+    ``db`` serves reads and deletes (the store's pool); ``writers`` lends each writer its connection.
+    ``key`` (32 bytes) is required: a per-process key cannot work across replicas.
     """
 
     ephemeral = False
 
     def __init__(
-        self, db: Connections, connect: Callable[[], Any], dialect: Dialect, key: bytes, *, where: str
+        self, db: Connections, writers: WriterConnections, dialect: Dialect, key: bytes, *, where: str
     ) -> None:
         if len(key) != 32:
             raise StateError(
@@ -153,16 +165,16 @@ class DatabasePartStore:
                 hint="generate one with: python -c 'import secrets; print(secrets.token_hex(32))'",
             )
         self.db = db
-        self.connect = connect
+        self.writers = writers
         self.dialect = dialect
         self.where = where
         self.aead = AESGCM(key)
         self.key_id = key_id(key)
 
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, query: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[Any]:
         try:
             with self.db.connection() as conn:
-                cur = conn.cursor()
+                cur = conn.cursor(**self.dialect.binary_cursor) if binary else conn.cursor()
                 cur.execute(self.dialect.sql(query), tuple(params))
                 return list(cur.fetchall())
         except self.dialect.errors as exc:
@@ -218,7 +230,9 @@ class DatabasePartStore:
         if row[0] != self.key_id.hex() or chunks < 1 or bytes(header[6:14]) != self.key_id:
             raise damaged
         for counter in range(chunks):
-            got = self._rows("SELECT data FROM part_chunks WHERE handle = ? AND seq = ?", (handle, counter))
+            got = self._rows(
+                "SELECT data FROM part_chunks WHERE handle = ? AND seq = ?", (handle, counter), binary=True
+            )
             if not got:
                 raise damaged
             plain = open_chunk(self.aead, header, counter, bytes(got[0][0]), counter == chunks - 1)

@@ -17,9 +17,10 @@ after ``pool_timeout_s``; the pool reconnects by itself once the server is back.
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -37,6 +38,7 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_POOL_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 10
 RECONNECT_TIMEOUT_S = 10.0
+TCP_USER_TIMEOUT_S = 30.0
 
 KEY_NEEDED = (
     "a postgresql:// state store needs a configured held-part key: set gateway.part_key_env to the name of "
@@ -75,8 +77,13 @@ class PostgresDialect(Dialect):
     migration_lock = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
     errors = (psycopg.Error,)
 
+    binary_cursor: ClassVar[dict[str, bool]] = {"binary": True}
+
     def sql(self, query: str) -> str:
         return query.replace("?", "%s")
+
+    def sql_binary(self, query: str) -> str:
+        return query.replace("?", "%b")
 
     def describe(self, exc: Exception, where: str) -> StateError:
         if isinstance(exc, PoolTimeout):
@@ -98,11 +105,25 @@ class PostgresDialect(Dialect):
         )
 
 
+def check_idle_connection(conn: Any) -> None:
+    """Raise if a pooled connection is dead; costs a round trip only when the server said something.
+
+    An idle connection's socket has nothing to read unless the server ended it (a restart,
+    ``pg_terminate_backend``: an error message and EOF): then the pool's own check runs and fails, and
+    the pool replaces the connection instead of a request failing on it.
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        ConnectionPool.check_connection(conn)
+
+
 class PoolConnections:
     """:class:`~bastion.gateway.state.db.Connections` from a psycopg pool (autocommit connections).
 
-    Each connection is checked when it is taken from the pool (one empty query), so connections the
-    server dropped (a restart, ``pg_terminate_backend``) are replaced instead of failing a request.
+    Connections the server dropped are replaced when taken from the pool (:func:`check_idle_connection`).
+    Held-part writers get their connections from a second pool of the same size, so slow uploads
+    cannot starve the store's short transactions.
     """
 
     def __init__(self, url: str, *, size: int, timeout_s: float, connect_timeout_s: int, application_name: str) -> None:
@@ -111,30 +132,45 @@ class PoolConnections:
             "autocommit": True,
             "connect_timeout": connect_timeout_s,
             "application_name": application_name,
+            # a server that vanished without closing the connection (a lost host) is noticed in seconds
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(TCP_USER_TIMEOUT_S * 1000),
         }
-        self.pool: ConnectionPool[Any] = ConnectionPool(
-            url,
+        self.pool: ConnectionPool[Any] = self._pool("bastion-state", 1, size, timeout_s)
+        self.writer_pool: ConnectionPool[Any] = self._pool("bastion-state-parts", 0, size, timeout_s)
+
+    def _pool(self, name: str, min_size: int, size: int, timeout_s: float) -> ConnectionPool[Any]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self.url,
             kwargs=self.kwargs,
-            min_size=1,
+            min_size=min_size,
             max_size=max(1, size),
             timeout=timeout_s,
-            check=ConnectionPool.check_connection,
+            check=check_idle_connection,
             reconnect_timeout=RECONNECT_TIMEOUT_S,
-            name="bastion-state",
+            name=name,
             open=False,
         )
-        self.pool.open(wait=False)
+        pool.open(wait=False)
+        return pool
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
         with self.pool.connection() as conn:
             yield conn
 
-    def dedicated(self) -> Any:
-        """A connection outside the pool (a held-part writer keeps one for the whole part)."""
-        return psycopg.connect(self.url, **self.kwargs)
+    def acquire(self) -> Any:
+        """A connection for one held-part writer, until :meth:`release` (a rolled-back one if it failed)."""
+        return self.writer_pool.getconn()
+
+    def release(self, conn: Any) -> None:
+        self.writer_pool.putconn(conn)
 
     def close(self) -> None:
+        self.writer_pool.close()
         self.pool.close()
 
 
@@ -175,7 +211,7 @@ def open_postgres_store(
         application_name="bastion-gateway",
     )
     try:
-        parts = DatabasePartStore(db, db.dedicated, dialect, part_key, where=where)
+        parts = DatabasePartStore(db, db, dialect, part_key, where=where)
         store = SQLStateStore(
             db,
             dialect,
