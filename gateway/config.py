@@ -102,6 +102,9 @@ class GatewaySettings(_Strict):
     state_lease_s: float = Field(default=30.0, gt=0)
     # How long a finished Idempotency-Key answer is replayed.
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    # The audit log's active segment is sealed and a new one chained to it once it reaches either limit.
+    audit_segment_max_bytes: int = Field(default=64 * 1024**2, gt=0)
+    audit_segment_max_entries: int | None = Field(default=None, gt=0)
 
     @property
     def audit_path(self) -> Path:
