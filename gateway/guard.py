@@ -3,8 +3,9 @@ and Content-Length above the limit refused before a byte of the body is read.
 
 uvicorn alone arms no timer until a first request has been parsed (a client that connects and then
 sends its request head one byte at a time - slow-loris - holds a connection forever) and caps
-concurrency only by answering 503 to *parsed* requests. :func:`guarded_h11` subclasses uvicorn's h11
-protocol with:
+concurrency only by answering 503 to *parsed* requests. :func:`guarded_protocol` subclasses uvicorn's
+HTTP protocol (httptools when installed, else h11; both keep the per-request ``cycle`` the guard
+watches) with:
 
 - a **head timeout**: the request head must be complete within ``header_timeout_s`` of the connection
   being made (first request) or of its first byte (later requests on a kept-alive connection);
@@ -23,7 +24,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -47,8 +48,16 @@ def _error(status: int, code: str, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus head/body-idle timeouts and a hard connection cap (see module doc)."""
+class ProtocolGuard(asyncio.Protocol):
+    """Mixed in before uvicorn's HTTP protocol: head/body-idle timeouts, head size, connection cap."""
+
+    # provided by uvicorn's protocol classes
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    logger: logging.Logger
+    connections: set[Any]
+    cycle: Any
+    flow: Any
 
     header_timeout_s: ClassVar[float] = 10.0
     body_idle_timeout_s: ClassVar[float] = 60.0
@@ -56,7 +65,7 @@ class GuardedH11Protocol(H11Protocol):
     max_header_bytes: ClassVar[int] = 32 * 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        cast(Any, super()).__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._awaiting_head = True
@@ -158,17 +167,43 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         self._awaiting_head = True
-        super().on_response_complete()
+        cast(Any, super()).on_response_complete()
         self._after_events()  # a pipelined request may have been parsed
 
 
-def guarded_h11(
-    *, header_timeout_s: float, body_idle_timeout_s: float, max_connections: int, max_header_bytes: int
-) -> type[GuardedH11Protocol]:
-    """A :class:`GuardedH11Protocol` subclass with these limits (pass it as uvicorn's ``http``)."""
+def _base(parser: str) -> type[asyncio.Protocol]:
+    if parser == "auto":
+        try:
+            import httptools  # noqa: F401
+        except ImportError:
+            parser = "h11"
+        else:
+            parser = "httptools"
+    if parser == "h11":
+        return H11Protocol
+    if parser == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    raise ValueError(f"unknown HTTP parser {parser!r}; use 'auto', 'h11' or 'httptools'")
+
+
+def guarded_protocol(
+    *,
+    header_timeout_s: float,
+    body_idle_timeout_s: float,
+    max_connections: int,
+    max_header_bytes: int,
+    parser: str = "auto",
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (``parser``: auto = httptools if installed, else h11) with the guard mixed in.
+
+    Pass the class as uvicorn's ``http`` setting.
+    """
+    base = _base(parser)
     return type(
-        "GatewayH11Protocol",
-        (GuardedH11Protocol,),
+        f"Guarded{base.__name__}",
+        (ProtocolGuard, base),
         {
             "header_timeout_s": header_timeout_s,
             "body_idle_timeout_s": body_idle_timeout_s,

@@ -15,16 +15,20 @@ from starlette.types import ASGIApp, Scope
 from bastion.gateway.audit import REFUSED_BEFORE_FORWARDING, client_fingerprint
 from bastion.gateway.config import GatewaySettings
 from bastion.gateway.errors import Refusal
-from bastion.gateway.guard import ContentLengthLimit, ShutdownCancellation, guarded_h11
+from bastion.gateway.guard import ContentLengthLimit, ShutdownCancellation, guarded_protocol
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Gateway
 
 
-def server_options(settings: GatewaySettings) -> dict[str, Any]:
-    """uvicorn settings for the gateway's inbound limits (see :mod:`bastion.gateway.guard`)."""
+def server_options(settings: GatewaySettings, *, parser: str = "auto") -> dict[str, Any]:
+    """uvicorn settings for the gateway's inbound limits (see :mod:`bastion.gateway.guard`).
+
+    ``parser``: "auto" (httptools when installed, else h11), "h11" or "httptools".
+    """
     return {
-        "http": guarded_h11(
+        "http": guarded_protocol(
+            parser=parser,
             header_timeout_s=settings.header_timeout_s,
             body_idle_timeout_s=settings.body_idle_timeout_s,
             max_connections=settings.max_inbound_connections,

@@ -3,6 +3,7 @@ cap, oversized heads and a Content-Length above the limit (413 before the body i
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,9 @@ from bastion.gateway.guard import ContentLengthLimit
 from bastion.gateway.serve import ServerThread, server_options
 
 calls: list[str] = []
+
+# h11 always; httptools too where the [gateway-fast] extra installed it (the guard wraps either parser)
+PARSERS = ["h11"] + (["httptools"] if importlib.util.find_spec("httptools") else [])
 
 
 async def ok(request: Request) -> JSONResponse:
@@ -36,13 +40,23 @@ async def echo(request: Request) -> JSONResponse:
 APP = Starlette(routes=[Route("/ok", ok), Route("/echo", echo, methods=["POST"])])
 
 
+@pytest.fixture(params=PARSERS)
+def parser(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def server(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+def server(request: pytest.FixtureRequest, parser: str) -> Iterator[ServerThread]:
     limits: dict[str, Any] = getattr(request, "param", {})
     settings = GatewaySettings(**limits)
     app = ContentLengthLimit(APP, settings.max_upload_bytes)
     calls.clear()
-    with ServerThread(app, **server_options(settings)) as srv:
+    with ServerThread(app, **server_options(settings, parser=parser)) as srv:
+        assert (
+            getattr(srv.config.http, "__name__", "")
+            == {"h11": "GuardedH11Protocol", "httptools": "GuardedHttpToolsProtocol"}[parser]
+        )
         yield srv
 
 
