@@ -92,3 +92,27 @@ def test_bad_key_and_handle(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="not a held-part handle"):
         ps.path("../../etc/passwd")
     ps.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 7])
+@pytest.mark.parametrize("split", ["whole", "chunks", "odd", "byte-then-rest"])
+def test_any_split_round_trips(tmp_path: Path, size: int, split: str) -> None:
+    import hashlib
+
+    data = hashlib.shake_256(str(size).encode()).digest(size) if size else b""
+    cuts = {
+        "whole": [size],
+        "chunks": [CHUNK] * (size // CHUNK) + [size % CHUNK],
+        "odd": [333_333] * (size // 333_333) + [size % 333_333],
+        "byte-then-rest": [min(1, size), max(0, size - 1)],
+    }[split]
+    ps = EncryptedPartStore(tmp_path, secrets.token_bytes(32))
+    with ps.writer() as w:
+        pos = 0
+        for n in cuts:
+            w.write(data[pos : pos + n])
+            pos += n
+        blob = w.commit()
+    assert pos == size and blob.size == size and blob.sha256 == hashlib.sha256(data).hexdigest()
+    assert b"".join(ps.read(blob.handle)) == data
+    ps.close()
