@@ -116,3 +116,29 @@ def test_any_split_round_trips(tmp_path: Path, size: int, split: str) -> None:
     assert pos == size and blob.size == size and blob.sha256 == hashlib.sha256(data).hexdigest()
     assert b"".join(ps.read(blob.handle)) == data
     ps.close()
+
+
+def test_arbitrary_part_files_only_raise_state_error(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ps = EncryptedPartStore(tmp_path, b"\x07" * 32)
+    good = ps.path(ps.put(PII * 10).handle).read_bytes()
+    handle = "b" * 32
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        st.one_of(
+            st.binary(max_size=300),
+            st.builds(lambda cut, tail: good[:cut] + tail, st.integers(0, len(good)), st.binary(max_size=40)),
+        )
+    )
+    def check(content: bytes) -> None:
+        ps.path(handle).write_bytes(content)
+        if content == good:
+            return
+        with pytest.raises(StateError):
+            b"".join(ps.read(handle))
+
+    check()
+    ps.close()
