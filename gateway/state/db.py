@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
+
+from bastion.gateway.state.dialect import Dialect
 
 
 class Connections(Protocol):
@@ -38,3 +40,59 @@ class SingleConnection:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+# A pooled connection can die between the pool's check and its first statement (a server restart,
+# pg_terminate_backend racing the check). A transaction whose BEGIN failed that way, or a read, did
+# nothing: it is retried on another connection, this many times.
+RECONNECT_RETRIES = 3
+
+
+@contextlib.contextmanager
+def transaction(db: Connections, dialect: Dialect) -> Iterator[Any]:
+    """A write transaction on a connection of ``db``: the cursor; COMMIT on success, ROLLBACK on any error.
+
+    Driver errors propagate unchanged (the caller turns them into StateError with ``dialect.describe``).
+    """
+    with contextlib.ExitStack() as stack:
+        cur = _begin(db, dialect, stack)
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(*dialect.errors):
+                cur.execute("ROLLBACK")
+            raise
+
+
+def _begin(db: Connections, dialect: Dialect, stack: contextlib.ExitStack) -> Any:
+    for attempt in range(RECONNECT_RETRIES + 1):
+        lease = contextlib.ExitStack()
+        conn = lease.enter_context(db.connection())
+        try:
+            cur = conn.cursor()
+            cur.execute(dialect.begin_write)
+        except dialect.errors as exc:
+            lease.close()  # the pool drops a broken connection
+            if attempt < RECONNECT_RETRIES and dialect.lost_connection(exc, conn):
+                continue
+            raise
+        stack.enter_context(lease)
+        return cur
+    raise AssertionError("unreachable")
+
+
+def read_rows(
+    db: Connections, dialect: Dialect, query: str, params: Sequence[Any] = (), *, binary: bool = False
+) -> list[Any]:
+    """All rows of one read-only ``query`` (``?`` placeholders); retried on a connection that was lost."""
+    for attempt in range(RECONNECT_RETRIES + 1):
+        with db.connection() as conn:
+            try:
+                cur = conn.cursor(**dialect.binary_cursor) if binary else conn.cursor()
+                cur.execute(dialect.sql(query), tuple(params))
+                return list(cur.fetchall())
+            except dialect.errors as exc:
+                if not (attempt < RECONNECT_RETRIES and dialect.lost_connection(exc, conn)):
+                    raise
+    raise AssertionError("unreachable")

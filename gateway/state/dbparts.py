@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import anyio.to_thread
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bastion.gateway.state.db import Connections
+from bastion.gateway.state.db import Connections, read_rows, transaction
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateError
 from bastion.gateway.state.models import PartBlob
@@ -173,10 +173,7 @@ class DatabasePartStore:
 
     def _rows(self, query: str, params: Sequence[Any] = (), *, binary: bool = False) -> list[Any]:
         try:
-            with self.db.connection() as conn:
-                cur = conn.cursor(**self.dialect.binary_cursor) if binary else conn.cursor()
-                cur.execute(self.dialect.sql(query), tuple(params))
-                return list(cur.fetchall())
+            return read_rows(self.db, self.dialect, query, params, binary=binary)
         except self.dialect.errors as exc:
             raise self.dialect.describe(exc, self.where) from None
 
@@ -259,19 +256,11 @@ class DatabasePartStore:
         if not handles:
             return
         try:
-            with self.db.connection() as conn:
-                cur = conn.cursor()
-                cur.execute(self.dialect.begin_write)
-                try:
-                    for handle in handles:
-                        params = (_check_handle(handle),)
-                        cur.execute(self.dialect.sql("DELETE FROM part_blobs WHERE handle = ?"), params)
-                        cur.execute(self.dialect.sql("DELETE FROM part_chunks WHERE handle = ?"), params)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(*self.dialect.errors):
-                        cur.execute("ROLLBACK")
-                    raise
+            with transaction(self.db, self.dialect) as cur:
+                for handle in handles:
+                    params = (_check_handle(handle),)
+                    cur.execute(self.dialect.sql("DELETE FROM part_blobs WHERE handle = ?"), params)
+                    cur.execute(self.dialect.sql("DELETE FROM part_chunks WHERE handle = ?"), params)
         except self.dialect.errors as exc:
             raise self.dialect.describe(exc, self.where) from None
 

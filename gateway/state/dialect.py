@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bastion.gateway.state.errors import StateError
 
@@ -39,6 +39,10 @@ class Dialect:
 
     def describe(self, exc: Exception, where: str) -> StateError:
         return StateError(f"state database {where} failed: {exc}", hint=FIX)
+
+    def lost_connection(self, exc: Exception, conn: Any) -> bool:
+        """``exc`` means ``conn`` was dead before the statement ran (safe to retry elsewhere)."""
+        return False
 
 
 class SQLiteDialect(Dialect):

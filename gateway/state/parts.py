@@ -63,7 +63,7 @@ def part_header(kid: bytes, prefix: bytes) -> bytes:
     return MAGIC + kid + prefix
 
 
-def seal_chunk(aead: AESGCM, header: bytes, counter: int, chunk: bytes, final: bool) -> bytes:
+def seal_chunk(aead: AESGCM, header: bytes, counter: int, chunk: bytes | bytearray | memoryview, final: bool) -> bytes:
     """Chunk ``counter`` of the part with ``header``, sealed (ciphertext + tag); shared by every part store."""
     return aead.encrypt(_nonce(header[14:], counter), chunk, _aad(header, counter, final))
 
@@ -105,20 +105,32 @@ class PartWriter:
             self.discard()
             raise self._store.io_error("write a held part to", exc) from None
 
-    def _seal(self, chunk: bytes, final: bool) -> None:
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
         sealed = seal_chunk(self._store.aead, self._header, self._counter, chunk, final)
         self._counter += 1
-        self._put(_LEN.pack(len(sealed)) + sealed)
+        self._put(_LEN.pack(len(sealed)))
+        self._put(sealed)
 
     def write(self, data: bytes) -> None:
         if self._done:
             raise StateError("held part writer is already closed")
         self._sha.update(data)
         self.size += len(data)
-        self._buf += data
-        while len(self._buf) > CHUNK:  # keep at least one byte back: the last chunk is sealed as final
-            chunk, self._buf = bytes(self._buf[:CHUNK]), self._buf[CHUNK:]
-            self._seal(chunk, final=False)
+        # Whole chunks are sealed straight from ``data``; at most one chunk waits in the buffer, and
+        # it is sealed only once more data follows (the last chunk is sealed as final by commit()).
+        view = memoryview(data)
+        if self._buf:
+            need = CHUNK - len(self._buf)
+            self._buf += view[:need]
+            view = view[need:]
+            if not view:
+                return
+            self._seal(self._buf, final=False)
+            self._buf = bytearray()
+        while len(view) > CHUNK:
+            self._seal(view[:CHUNK], final=False)
+            view = view[CHUNK:]
+        self._buf += view
 
     def commit(self) -> PartBlob:
         """Seal the last chunk, close and publish the part; returns its handle, size and SHA-256."""

@@ -85,6 +85,9 @@ class PostgresDialect(Dialect):
     def sql_binary(self, query: str) -> str:
         return query.replace("?", "%b")
 
+    def lost_connection(self, exc: Exception, conn: Any) -> bool:
+        return isinstance(exc, psycopg.OperationalError) and bool(conn.closed or conn.broken)
+
     def describe(self, exc: Exception, where: str) -> StateError:
         if isinstance(exc, PoolTimeout):
             return StateError(

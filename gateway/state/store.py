@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from bastion.gateway.state.db import Connections
+from bastion.gateway.state.db import Connections, read_rows, transaction
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateConflict, StateError
 from bastion.gateway.state.models import Admitted, Completion, HeldPart, HeldUpload, IdemBegin, to_ms, utc
@@ -131,16 +131,8 @@ class SQLStateStore:
         """A write transaction: the cursor, committed on success, rolled back on any error."""
         self._check_open()
         try:
-            with self._db.connection() as conn:
-                cur = conn.cursor()
-                try:
-                    cur.execute(self.dialect.begin_write)
-                    yield cur
-                    cur.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(*self.dialect.errors):
-                        cur.execute("ROLLBACK")
-                    raise
+            with transaction(self._db, self.dialect) as cur:
+                yield cur
         except self.dialect.errors as exc:
             raise self.dialect.describe(exc, self.where) from None
 
@@ -151,8 +143,7 @@ class SQLStateStore:
     def _read(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         self._check_open()
         try:
-            with self._db.connection() as conn:
-                return list(self._q(conn.cursor(), query, params).fetchall())
+            return read_rows(self._db, self.dialect, query, params)
         except self.dialect.errors as exc:
             raise self.dialect.describe(exc, self.where) from None
 

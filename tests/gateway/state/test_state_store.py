@@ -349,3 +349,24 @@ def test_closed_store_says_so(backend: Backend) -> None:
     s.close()
     with pytest.raises(StateError, match="is closed"):
         s.upload_get("x")
+
+
+def test_read_only_state_dir(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only file system (root ignores chmod)")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        open_sqlite_store(mnt).close()  # a working state dir first
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with pytest.raises(StateError) as err:
+            open_sqlite_store(mnt)
+        assert one_line(err.value) == (
+            f"state dir {mnt} is not writable: Read-only file system; fix permissions or set gateway.state_dir"
+        )
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
