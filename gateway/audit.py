@@ -177,13 +177,14 @@ class AuditLog:
                         )
                     index, before = 1, 0  # a log written before segments existed: it is segment 1
                 else:
-                    index, before = header.get("segment"), header.get("entries_before")
-                    if type(index) is not int or type(before) is not int or index < 2 or before < 0:
+                    seg, prior = header.get("segment"), header.get("entries_before")
+                    if type(seg) is not int or type(prior) is not int or seg < 2 or prior < 0:
                         ledger.close()
                         raise AuditUnavailable(
                             f"the active audit segment {active} starts with a malformed segment header",
                             hint=f"check the log with `bastion audit verify {active.parent}`",
                         )
+                    index, before = seg, prior
                 if sealed and sealed[-1][0] != index - 1:
                     ledger.close()
                     raise AuditUnavailable(

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from pg_support import Backend, PgServer, PostgresBackend, SqliteBackend, pg_server_or_skip
+from state_support import StoreFactory
 
 from bastion.gateway.state import SQLStateStore
 
@@ -55,6 +56,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield b
     finally:
         b.close_all()
+
+
+@pytest.fixture
+def open_store(backend: Backend) -> StoreFactory:
+    """``open_store(**options)``: another store on this test's location (same database and parts)."""
+    return backend.open
 
 
 @pytest.fixture
