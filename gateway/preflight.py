@@ -47,16 +47,19 @@ def check_upstream_transport(config: GatewayConfig) -> None:
 def check_state(config: GatewayConfig) -> None:
     """Open (and close) the state store once: an unusable state dir or database fails here, in one line.
 
+    The schema is migrated here too (a PostgreSQL store shared by replicas: under an advisory lock).
+
     Opening removes stale held parts; with a per-process part key (the state dir is then this
     process's alone) leftover spool files of an earlier run are removed too. With a configured key
     other processes may share the state dir and be spooling now, so spools are left to them.
     """
     settings = config.gateway
     store = open_state_store(
-        settings.state_dir,
+        settings.state_location,  # gateway.state_url (PostgreSQL for replicas) or the state dir
         part_key_env=settings.part_key_env,
         lease_s=settings.state_lease_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        pool_size=settings.state_pool_size,
     )
     try:
         if store.parts.ephemeral:
