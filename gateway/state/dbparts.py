@@ -81,7 +81,7 @@ class DatabasePartWriter:
             self.discard()
             raise self._store.dialect.describe(exc, self._store.where) from None
 
-    def _seal(self, chunk: bytes, final: bool) -> None:
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
         sealed = seal_chunk(self._store.aead, self._header, self._counter, chunk, final)
         self._exec(
             "INSERT INTO part_chunks (handle, seq, data) VALUES (?, ?, ?)",
@@ -95,10 +95,21 @@ class DatabasePartWriter:
             raise StateError("held part writer is already closed")
         self._sha.update(data)
         self.size += len(data)
-        self._buf += data
-        while len(self._buf) > CHUNK:  # keep at least one byte back: the last chunk is sealed as final
-            chunk, self._buf = bytes(self._buf[:CHUNK]), self._buf[CHUNK:]
-            self._seal(chunk, final=False)
+        # as PartWriter: whole chunks sealed straight from ``data``, at most one chunk waits in the
+        # buffer and is sealed once more data follows (the last one is sealed as final by commit())
+        view = memoryview(data)
+        if self._buf:
+            need = CHUNK - len(self._buf)
+            self._buf += view[:need]
+            view = view[need:]
+            if not view:
+                return
+            self._seal(self._buf, final=False)
+            self._buf = bytearray()
+        while len(view) > CHUNK:
+            self._seal(view[:CHUNK], final=False)
+            view = view[CHUNK:]
+        self._buf += view
 
     def commit(self) -> PartBlob:
         """Seal the last chunk and publish the part (one COMMIT); returns its handle, size and SHA-256."""
