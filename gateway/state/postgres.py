@@ -91,7 +91,8 @@ class PostgresDialect(Dialect):
     def describe(self, exc: Exception, where: str) -> StateError:
         if isinstance(exc, PoolTimeout):
             return StateError(
-                f"state database {where} is unreachable: no connection within the pool timeout",
+                f"state database {where} is unavailable: no connection within the pool timeout "
+                "(the server is down or unreachable, or every pooled connection is busy)",
                 hint="check that PostgreSQL is running and reachable; the gateway reconnects by itself once it is",
             )
         if isinstance(exc, psycopg.OperationalError):
@@ -117,7 +118,9 @@ def check_idle_connection(conn: Any) -> None:
     """
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
-    if select.select([conn.fileno()], [], [], 0)[0]:
+    poller = select.poll()  # not select(): a busy gateway's descriptors go past FD_SETSIZE
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
         ConnectionPool.check_connection(conn)
 
 

@@ -294,7 +294,7 @@ def test_outage_gives_clean_errors_and_the_store_recovers_without_a_restart(pg: 
             with pytest.raises(StateError) as err:
                 call()
             msg = one_line(err.value)
-            assert msg.startswith("state database postgresql://postgres@127.0.0.1:") and " is un" in msg
+            assert msg.startswith("state database postgresql://postgres@127.0.0.1:") and " is unavailable: " in msg
         relay.start()  # back, same address; the store is not reopened
         got = None
         for _ in range(100):  # each try waits up to the pool timeout for a new connection
