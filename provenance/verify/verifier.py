@@ -10,7 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bastion.errors import BastionError, LedgerError, LedgerVerificationError, VerificationError
-from bastion.provenance.hashing import hash_directory
+from bastion.provenance.artifact import scan_artifact
+from bastion.provenance.hashing import hash_listed
 from bastion.provenance.ledger import verify_ledger
 from bastion.provenance.signing.bundle import ParsedBundle, read_bundle
 from bastion.provenance.signing.run import (
@@ -109,14 +110,28 @@ def verify(
 
     # 3. Files on disk vs the signed subjects.
     subjects = _subjects(report, statement)
+    before = len(report.failures)
     try:
-        digest = hash_directory(root, exclude=(RECORD_DIR,), workers=workers)
+        listing = scan_artifact(root)
+        digest = hash_listed(root, listing.files, workers=workers)
     except BastionError as exc:
         report.fail("subject.unreadable", exc.message)
         return report
+    except OSError as exc:  # a file vanished or became unreadable between listing and hashing
+        report.fail("subject.unreadable", f"{exc.filename or root}: {exc.strerror or exc}")
+        return report
+    # Only the top-level record folder is outside the signature; every other entry must be a signed
+    # regular file. Links and special files are refused by name (the stock verifier refuses them too).
+    for entry in listing.irregular:
+        check = "subject.symlink" if "symbolic link" in entry.kind else "subject.special"
+        report.fail(
+            check,
+            f"{entry.path}: not a regular file; only regular files are signed and verified",
+            _expected_entry(entry.path),
+            entry.kind,
+        )
     actual = {f.name: f.sha256 for f in digest.files}
     report.files = len(actual)
-    before = len(report.failures)
     for name in sorted(subjects.keys() - actual.keys()):
         report.fail("subject.missing", f"{name}: signed file is missing", f"sha256:{subjects[name]}", "no such file")
     for name in sorted(actual.keys() - subjects.keys()):
@@ -148,6 +163,14 @@ def verify(
         if len(report.failures) == before:
             report.passed.append("policy")
     return report
+
+
+def _expected_entry(path: str) -> str:
+    if path == RECORD_DIR:
+        return "the record folder itself, not a link"
+    if path.startswith(f"{RECORD_DIR}/"):
+        return "a regular record file"
+    return "a signed regular file"
 
 
 def _explain_statement_difference(report: VerificationReport, signed: bytes, on_disk: bytes) -> None:
