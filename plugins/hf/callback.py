@@ -27,6 +27,7 @@ their own problems with :meth:`~BastionCallback.warn` / :meth:`~BastionCallback.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import math
@@ -52,7 +53,7 @@ from bastion.provenance.environment import capture_environment
 from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, iter_files
 from bastion.provenance.ledger import Ledger, verify_ledger
 from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
-from bastion.provenance.redaction import redact_secrets
+from bastion.provenance.redaction import redact_secrets, relative_paths
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -258,13 +259,26 @@ def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
     return _jsonable(value), path.name
 
 
-def _training_arguments(args: TrainingArguments) -> tuple[dict[str, Any], list[str]]:
-    """``TrainingArguments`` as a plain dict, credentials (``hub_token`` …) withheld, and their key paths."""
+def _local_anchors(output_dir: Path) -> list[tuple[Path, str]]:
+    """Where local absolute paths in a recorded config are written relative to (see relative_paths)."""
+    anchors = [(output_dir.absolute(), "<output_dir>"), (Path.cwd(), ".")]
+    with contextlib.suppress(OSError, RuntimeError):  # no resolvable home (a bare container): paths kept
+        anchors += [(output_dir.resolve(), "<output_dir>"), (Path.home(), "~")]
+    return anchors
+
+
+def _training_arguments(args: TrainingArguments, output_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """``TrainingArguments`` as a plain dict, credentials (``hub_token`` …) withheld, and their key paths.
+
+    Absolute paths (``output_dir``, ``logging_dir`` …) are written relative to the output directory,
+    the working directory or the home folder: they would name the machine's layout and its user.
+    """
     try:
         raw = args.to_dict()  # type: ignore[no-untyped-call]
     except Exception:  # a subclass with odd fields must not break the run
         raw = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     value, paths = _redacted(raw)
+    value = relative_paths(value, _local_anchors(output_dir))
     return (value if isinstance(value, dict) else {}), paths
 
 
@@ -865,10 +879,11 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._ledger = ledger
         self._started = True
         self._started_at = _utc_now()
-        self._training_args, self._training_args_redacted = _training_arguments(args)
+        self._training_args, self._training_args_redacted = _training_arguments(args, out)
         if self._config_value is None and self.config is None:
             self._config_value, self._config_source = self._training_args, "TrainingArguments"
             self._config_redacted = list(self._training_args_redacted)
+        self._config_value = relative_paths(self._config_value, _local_anchors(out))
         try:
             self._environment = _jsonable(capture_environment())
         except Exception as exc:  # environment probing is informative only

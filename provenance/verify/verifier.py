@@ -67,7 +67,15 @@ def verify(
     root = Path(artifact_dir)
     report = VerificationReport(artifact=root)
     if not root.is_dir():
-        report.fail("record.missing", "artifact directory not found", "a directory", str(root))
+        if root.exists():
+            report.fail(
+                "record.missing",
+                f"{root} is a file; expected the training output directory (the folder that holds {RECORD_DIR}/)",
+                "a directory",
+                "a file",
+            )
+        else:
+            report.fail("record.missing", f"artifact directory not found: {root}", "a directory", "nothing")
         return report
     record = root / RECORD_DIR
     statement_path = record / STATEMENT_NAME
@@ -82,6 +90,8 @@ def verify(
     except VerificationError as exc:
         check = "record.missing" if not bundle_path.exists() else "bundle.invalid"
         report.fail(check, exc.message, f"a Sigstore bundle at {RECORD_DIR}/{STATEMENT_BUNDLE_NAME}", None)
+    if bundle is not None and _refuse_unused_trust(report, bundle, trust):
+        bundle = None
     if bundle is not None:
         signer = check_bundle(bundle, trust, report, what=f"{RECORD_DIR}/{STATEMENT_BUNDLE_NAME}")
         if signer is not None:
@@ -163,6 +173,30 @@ def verify(
         if len(report.failures) == before:
             report.passed.append("policy")
     return report
+
+
+def _refuse_unused_trust(report: VerificationReport, bundle: ParsedBundle, trust: Trust) -> bool:
+    """Trust arguments that do not apply to how the run was signed are refused, not silently ignored:
+    someone who passes ``--trust-config`` or ``--issuer`` believes it constrains the check."""
+    unused = []
+    if trust.trust_config is not None and bundle.kind != "sigstore":
+        unused.append("--trust-config (a Sigstore trust root)")
+    if trust.issuer is not None and bundle.kind == "key":
+        unused.append("--issuer")
+    if not unused:
+        return False
+    how = {
+        "key": "a bare key (trust it with --key)",
+        "certificate": "a certificate (trust it with --certificate-chain)",
+    }
+    report.fail(
+        "trust.unused",
+        f"{RECORD_DIR}/{STATEMENT_BUNDLE_NAME} is signed with {how.get(bundle.kind, bundle.kind)}; "
+        f"{' and '.join(unused)} would be ignored: drop it, or check that this is the artifact you meant",
+        f"trust arguments for a {bundle.kind}-signed run",
+        ", ".join(u.split(" ")[0] for u in unused),
+    )
+    return True
 
 
 def _expected_entry(path: str) -> str:
