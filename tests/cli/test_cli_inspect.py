@@ -242,7 +242,6 @@ def test_real_entry_point(run_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real transformers Trainer run (tiny local model, LoRA, CPU) recorded by BastionCallback."""
-    pytest.importorskip("peft")
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
