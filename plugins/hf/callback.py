@@ -53,7 +53,7 @@ from bastion.provenance.environment import capture_environment
 from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, iter_files
 from bastion.provenance.ledger import Ledger, verify_ledger
 from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
-from bastion.provenance.redaction import redact_secrets, relative_paths
+from bastion.provenance.redaction import redact_secrets, redact_text, relative_paths
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -529,6 +529,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
 
     def _warn(self, message: str, code: str) -> None:
         """Log a warning (paths and reasons only, never record contents) and record it in the ledger."""
+        message = redact_text(message)[0]  # an error may quote a URL with a password or a token
         logger.warning("bastion: %s", message)
         with self._lock:
             self._warnings.append(message)
