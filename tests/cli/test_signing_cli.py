@@ -120,7 +120,7 @@ def test_sign_refuses_a_directory_with_links_naming_them(tmp_path: Path, capsys:
     out_dir = make_run_dir(tmp_path / "out")
     (out_dir / "checkpoint-99").symlink_to("nested", target_is_directory=True)
     os.mkfifo(out_dir / "model-00002.safetensors")
-    code, out, err = run(capsys, "sign", str(out_dir), "--key", str(tmp_path / "keys" / "signing.pem"))
+    code, _, err = run(capsys, "sign", str(out_dir), "--key", str(tmp_path / "keys" / "signing.pem"))
     assert code == 2 and "Traceback" not in err
     assert "checkpoint-99: symbolic link to a directory" in err and "model-00002.safetensors: FIFO" in err
     assert "replace links with copies" in err
