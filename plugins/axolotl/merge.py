@@ -181,8 +181,29 @@ def record_merge(
         "training_statement": {"sha256": hashlib.sha256(statement_path.read_bytes()).hexdigest()},
     }
 
+    # The merged model's own record comes first: it sits inside the output directory, so (like every
+    # nested ``bastion`` folder) it is signed content of the training record and must be final before
+    # the training statement is written. Its ledger copy ends at the merge entry.
     with Ledger(ledger_path, fsync="always") as ledger:
         ledger.append("merge", {**merge_info, "files": _files(merged_digest)})
+        merge_head = ledger.head
+    merged_record = merged / RECORD_DIR
+    merged_record.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ledger_path, merged_record / LEDGER_NAME)
+    merged_predicate = copy.deepcopy(predicate)
+    merged_predicate["ledger"] = {
+        "path": f"{RECORD_DIR}/{LEDGER_NAME}",
+        "head": merge_head.head,
+        "entries": merge_head.entries,
+    }
+    merged_predicate["merge"] = merge_info
+    merged_statement = write_statement(build_statement(merged_digest, merged_predicate), merged_record / STATEMENT_NAME)
+    if signing_cfg is not None:
+        from bastion.provenance.signing import sign_run
+
+        sign_run(merged, signing_cfg)
+
+    with Ledger(ledger_path, fsync="always") as ledger:
         outputs = hash_directory(out, exclude=(RECORD_DIR,))
         ledger.append("outputs", {"digest": {"sha256": outputs.sha256}, "files": _files(outputs)})
         head = ledger.head
@@ -191,19 +212,10 @@ def record_merge(
     new_predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
     new_predicate["merge"] = merge_info
     write_statement(build_statement(outputs, new_predicate), statement_path)
-
-    # The merged model's own record: same run, same ledger (copied so the folder stands alone).
-    merged_record = merged / RECORD_DIR
-    merged_record.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ledger_path, merged_record / LEDGER_NAME)
-    merged_predicate = copy.deepcopy(new_predicate)
-    merged_statement = write_statement(build_statement(merged_digest, merged_predicate), merged_record / STATEMENT_NAME)
-
     if signing_cfg is not None:
         from bastion.provenance.signing import sign_run
 
         sign_run(out, signing_cfg)
-        sign_run(merged, signing_cfg)
     return statement_path, merged_statement
 
 

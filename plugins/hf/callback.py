@@ -27,6 +27,7 @@ their own problems with :meth:`~BastionCallback.warn` / :meth:`~BastionCallback.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import math
@@ -52,6 +53,7 @@ from bastion.provenance.environment import capture_environment
 from bastion.provenance.hashing import DirectoryDigest, hash_directory, hash_file, iter_files
 from bastion.provenance.ledger import Ledger, verify_ledger
 from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
+from bastion.provenance.redaction import redact_secrets, redact_text, relative_paths
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -158,20 +160,10 @@ def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-SECRET_KEY = re.compile(
-    r"^token$|(?:^|[_-])(?:(?:hf|hub|api|access|auth|bearer|refresh|session|github|gh|wandb|openai)[_-]?token"
-    r"|password|passwd|secret|secret[_-]?key|api[_-]?key|credentials?)$",
-    re.IGNORECASE,
-)
-"""Config keys whose values are never recorded (the statement travels with the model)."""
-REDACTED = "[REDACTED]"
-
-
 def _jsonable(value: Any) -> Any:
     """A canonical-JSON-safe copy: non-finite floats and huge ints become strings, other objects ``str``.
 
-    Values under keys that name credentials (``hf_token``, ``api_key``, ``password`` …) are replaced
-    by ``"[REDACTED]"`` so that a config recorded in a statement never carries a secret.
+    Credentials are withheld separately, by :func:`_redacted` (one redaction module for every path).
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -180,10 +172,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else _nonfinite_name(value)
     if isinstance(value, Mapping):
-        return {
-            str(k): REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "", False) else _jsonable(v)
-            for k, v in value.items()
-        }
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -197,6 +186,12 @@ def _jsonable(value: Any) -> Any:
         except (TypeError, ValueError, RuntimeError):
             pass
     return str(value)
+
+
+def _redacted(value: Any) -> tuple[Any, list[str]]:
+    """A JSON-safe copy with every credential replaced by ``"[REDACTED]"``, and where (key paths)."""
+    r = redact_secrets(_jsonable(value))
+    return r.value, list(r.paths)
 
 
 def _nonfinite_name(value: float) -> str:
@@ -264,13 +259,27 @@ def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
     return _jsonable(value), path.name
 
 
-def _training_arguments(args: TrainingArguments) -> dict[str, Any]:
-    """``TrainingArguments`` as a plain dict; credential fields (``hub_token`` …) are left out."""
+def _local_anchors(output_dir: Path) -> list[tuple[Path, str]]:
+    """Where local absolute paths in a recorded config are written relative to (see relative_paths)."""
+    anchors = [(output_dir.absolute(), "<output_dir>"), (Path.cwd(), ".")]
+    with contextlib.suppress(OSError, RuntimeError):  # no resolvable home (a bare container): paths kept
+        anchors += [(output_dir.resolve(), "<output_dir>"), (Path.home(), "~")]
+    return anchors
+
+
+def _training_arguments(args: TrainingArguments, output_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """``TrainingArguments`` as a plain dict, credentials (``hub_token`` …) withheld, and their key paths.
+
+    Absolute paths (``output_dir``, ``logging_dir`` …) are written relative to the output directory,
+    the working directory or the home folder: they would name the machine's layout and its user.
+    """
     try:
         raw = args.to_dict()  # type: ignore[no-untyped-call]
     except Exception:  # a subclass with odd fields must not break the run
         raw = {k: v for k, v in vars(args).items() if not k.startswith("_")}
-    return {k: v for k, v in _jsonable(raw).items() if v != REDACTED}
+    value, paths = _redacted(raw)
+    value = relative_paths(value, _local_anchors(output_dir))
+    return (value if isinstance(value, dict) else {}), paths
 
 
 CHECKPOINT_SYNC_TIMEOUT = timedelta(minutes=30)
@@ -444,7 +453,9 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._inputs = _Inputs()
         self._config_value: Any = None
         self._config_source: str | None = None
+        self._config_redacted: list[str] = []
         self._training_args: dict[str, Any] | None = None
+        self._training_args_redacted: list[str] = []
         self._environment: dict[str, Any] = {}
         self._signing_config: Any = None
         self._warnings: list[str] = []
@@ -518,6 +529,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
 
     def _warn(self, message: str, code: str) -> None:
         """Log a warning (paths and reasons only, never record contents) and record it in the ledger."""
+        message = redact_text(message)[0]  # an error may quote a URL with a password or a token
         logger.warning("bastion: %s", message)
         with self._lock:
             self._warnings.append(message)
@@ -643,7 +655,8 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                     problems.append(InputError(f"{ds.role} dataset directory holds no files", path=ds.path))
         if self.config is not None:
             try:
-                self._config_value, self._config_source = load_config(self.config)
+                value, self._config_source = load_config(self.config)
+                self._config_value, self._config_redacted = _redacted(value)
             except BastionError as exc:
                 problems.append(exc)
         if self.signing is not None:
@@ -867,9 +880,11 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         self._ledger = ledger
         self._started = True
         self._started_at = _utc_now()
-        self._training_args = _training_arguments(args)
+        self._training_args, self._training_args_redacted = _training_arguments(args, out)
         if self._config_value is None and self.config is None:
             self._config_value, self._config_source = self._training_args, "TrainingArguments"
+            self._config_redacted = list(self._training_args_redacted)
+        self._config_value = relative_paths(self._config_value, _local_anchors(out))
         try:
             self._environment = _jsonable(capture_environment())
         except Exception as exc:  # environment probing is informative only
@@ -1023,10 +1038,15 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 "source": self._config_source,
                 "digest": {"sha256": self._config_digest()},
                 "value": self._config_value,
+                "redacted": list(self._config_redacted),
             },
             "training_arguments": None
             if self._training_args is None
-            else {"digest": {"sha256": canonical_digest(self._training_args)}, "value": self._training_args},
+            else {
+                "digest": {"sha256": canonical_digest(self._training_args)},
+                "value": self._training_args,
+                "redacted": list(self._training_args_redacted),
+            },
             "environment": self._environment,
             "metrics": metrics,
             "ledger": {
@@ -1198,7 +1218,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
                 "path": path.name,
                 "digest": {"sha256": digest.sha256},
                 "files": [f.as_subject() for f in sorted(digest.files, key=lambda f: f.name)],
-                **_jsonable(extra),
+                **_redacted(extra)[0],
             }
             record = path / RECORD_DIR
             entry: dict[str, Any] | None = None
@@ -1218,7 +1238,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             head = verify_ledger(ledger_copy)
             predicate = self._predicate()
             predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
-            predicate[kind] = {"path": path.name, **_jsonable(extra)}
+            predicate[kind] = {"path": path.name, **_redacted(extra)[0]}
             statement_path = write_statement(build_statement(digest, predicate), record / STATEMENT_NAME)
             signed = False
             if self.signing is not None:

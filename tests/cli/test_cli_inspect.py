@@ -242,7 +242,6 @@ def test_real_entry_point(run_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real transformers Trainer run (tiny local model, LoRA, CPU) recorded by BastionCallback."""
-    pytest.importorskip("peft")
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -299,3 +298,119 @@ def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert doc["ledger"]["verified"] is True
     assert any(s["name"] == "adapter_model.safetensors" for s in doc["subjects"])
     assert doc["base_model"]["files"] >= 2
+
+
+def test_signer_and_config_values_are_shown_with_credentials_withheld(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
+    from bastion.provenance.signing.testing import make_run_dir
+    from bastion.provenance.statement import load_statement
+
+    out = make_run_dir(tmp_path / "out")
+    # A record written by an older version that kept a credential in the config: inspect withholds it.
+    secret = "hf_" + "Zy9" * 12
+    st = load_statement(out / "bastion" / "statement.json")
+    st["predicate"]["config"] = {
+        "source": "train.yaml",
+        "digest": {"sha256": "c" * 64},
+        "value": {"learning_rate": 0.0001, "hub_token": secret, "db": "postgresql://u:pw9@h/x"},
+        "redacted": ["/wandb_api_key"],
+    }
+    write_statement(st, out / "bastion" / "statement.json")
+    keys = generate_key_pair(tmp_path / "keys")
+    sign_run(out, SigningConfig(backend="key", private_key=keys.private_key))
+
+    code, text, err = run(capsys, "inspect", str(out), "--key", str(keys.public_key))
+    assert code == 0, err
+    from bastion.provenance.signing.bundle import key_fingerprint
+    from bastion.provenance.signing.keys import load_public_key
+
+    fingerprint = key_fingerprint(load_public_key(keys.public_key))
+    assert f"signer: key {fingerprint}" in text
+    assert "config: from train.yaml; credentials withheld at /db, /hub_token, /wandb_api_key" in text
+    assert "  learning_rate: 0.0001" in text and "  hub_token: [REDACTED]" in text
+    assert "  db: postgresql://u:[REDACTED]@h/x" in text
+    assert secret not in text and "pw9" not in text
+
+    code, text, _ = run(capsys, "inspect", str(out))  # without the public key: its id, and how to get more
+    assert "signer: key id " in text and "pass --key PUBLIC_KEY" in text
+    code, raw, _ = run(capsys, "inspect", str(out), "--json")
+    doc = json.loads(raw)
+    assert doc["signer"]["type"] == "key" and doc["signer"]["key_hint"]
+    assert doc["config"]["hub_token"] == "[REDACTED]" and secret not in raw
+
+
+def test_certificate_signer_is_named_by_its_san(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography import x509
+
+    from bastion.provenance.signing import SigningConfig, sign_run
+    from bastion.provenance.signing.sign_certificate import certificate_identity
+    from bastion.provenance.signing.testing import make_run_dir, make_test_pki
+
+    pki = make_test_pki(tmp_path / "pki")
+    out = make_run_dir(tmp_path / "out")
+    cfg = SigningConfig(
+        backend="certificate",
+        private_key=pki.leaf_key,
+        certificate=pki.leaf_cert,
+        certificate_chain=(pki.intermediate_cert,),
+    )
+    sign_run(out, cfg)
+    ident = certificate_identity(x509.load_pem_x509_certificate(pki.leaf_cert.read_bytes()))
+    code, text, _ = run(capsys, "inspect", str(out))
+    assert code == 0
+    [line] = [ln for ln in text.splitlines() if ln.startswith("signer: ")]
+    assert f"certificate {ident['subject']}" in line and ident["san"][0] in line and ident["issuer"] in line
+
+
+def test_sigstore_signer_is_named_by_identity_and_issuer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A keyless bundle: the identity (SAN) and OIDC issuer come from the Fulcio certificate's extensions."""
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from bastion.provenance.signing.testing import make_run_dir
+
+    out = make_run_dir(tmp_path / "out")
+    issuer = "https://token.actions.example.com"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sigstore.dev")])
+    now = dt.datetime.now(dt.UTC)
+    utf8 = issuer.encode()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(minutes=10))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("ci@acme.example")]), critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), bytes([0x0C, len(utf8)]) + utf8),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    statement = (out / "bastion" / "statement.json").read_bytes()
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {
+            "certificate": {"rawBytes": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()},
+            "tlogEntries": [],
+        },
+        "dsseEnvelope": {
+            "payload": base64.b64encode(statement).decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"x" * 64).decode()}],
+        },
+    }
+    (out / "bastion" / "statement.sigstore.json").write_text(json.dumps(bundle))
+    code, text, err = run(capsys, "inspect", str(out))
+    assert code == 0, err
+    assert f"signer: Sigstore identity ci@acme.example (issuer {issuer})" in text

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from bastion.errors import InputError
 from bastion.plugins.hf import BastionCallback, DatasetInput
-from bastion.plugins.hf.callback import REDACTED, clean_metrics
+from bastion.plugins.hf.callback import clean_metrics
 from bastion.provenance import canonical_json, load_statement, verify_ledger
+from bastion.provenance.redaction import REDACTED
 
 
 def _hooks(out: Path) -> tuple[Any, Any, Any]:
@@ -212,3 +213,37 @@ def test_dataset_directory_is_hashed_per_file(tmp_path: Path, data: dict[str, Pa
     empty.mkdir()
     with pytest.raises(InputError, match="holds no files"):
         BastionCallback(datasets=[empty], strict=True).on_train_begin(*_hooks(tmp_path / "o2"))
+
+
+def test_local_absolute_paths_are_recorded_relative(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "out"
+    args, state, control = _hooks(out)
+    config = {"output_dir": str(out), "deepspeed": str(Path.home() / "ds.json"), "data": "/srv/data/train.jsonl"}
+    cb = BastionCallback(config=config)
+    cb.on_train_begin(args, state, control)
+    cb.on_train_end(args, state, control)
+    (out / "model.bin").write_bytes(b"m")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    targs = pred["training_arguments"]["value"]
+    assert targs["output_dir"] == "<output_dir>"
+    assert pred["config"]["value"] == {
+        "output_dir": "<output_dir>",
+        "deepspeed": "~/ds.json",
+        "data": "/srv/data/train.jsonl",  # under no local anchor: kept
+    }
+    text = (out / "bastion" / "statement.json").read_text(encoding="utf-8")
+    assert str(tmp_path) not in text
+
+
+def test_a_warning_quoting_a_credential_is_recorded_without_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback()
+    cb.on_train_begin(args, state, control)
+    cb.warn("could not reach postgresql://trainer:Pg9-secret@db.internal/runs for the run index", "index")
+    cb.on_train_end(args, state, control)
+    (out / "model.bin").write_bytes(b"m")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    assert "could not reach postgresql://trainer:[REDACTED]@db.internal/runs for the run index" in pred["warnings"]
+    for f in (out / "bastion").iterdir():
+        assert "Pg9-secret" not in f.read_text(encoding="utf-8")
