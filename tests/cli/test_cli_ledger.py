@@ -143,7 +143,7 @@ def test_real_entry_point(ledger: tuple[Path, list[dict[str, Any]]]) -> None:
     p.write_bytes(p.read_bytes()[:-10])  # cut the last entry mid-line
     bad = subprocess.run([BASTION, "ledger", "verify", str(p)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
-    assert f"{p}:7: last line is incomplete" in bad.stderr
+    assert f"{p}:7: the last line is torn" in bad.stderr and "bastion ledger repair" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
