@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from bastion.errors import LedgerVerificationError
+from bastion.errors import LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import LedgerHead, read_entries, verify_ledger
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -66,7 +66,14 @@ def ledger() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def verify_command(file: Path, expect_head: str | None, expect_entries: int | None, as_json: bool) -> None:
     """Verify the hash chain of FILE; exit 1 and name the first broken line if it was tampered with."""
-    head, err = check_ledger(file, expect_head, expect_entries)
+    try:
+        head, err = check_ledger(file, expect_head, expect_entries)
+    except LedgerError as exc:  # unreadable: exit 2, and still JSON when JSON was asked for
+        if not as_json:
+            raise
+        doc = {"ok": False, "path": str(file), "line": None, "reason": exc.message, "hint": exc.hint}
+        click.echo(json.dumps(doc, indent=2))
+        sys.exit(2)
     if err is not None:
         if as_json:
             click.echo(json.dumps(_failure_dict(err), indent=2))

@@ -19,6 +19,8 @@ from bastion.gateway.errors import Refusal
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 32
+MAX_BOUNDARY_BYTES = 256
+"""The longest boundary python-multipart accepts (RFC 2046 allows 70; real clients stay well below)."""
 
 
 class Sink(Protocol):
@@ -55,6 +57,11 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise _invalid("the multipart Content-Type has no boundary parameter")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        raise _invalid(
+            f"the multipart boundary is {len(boundary)} bytes long; at most {MAX_BOUNDARY_BYTES} are accepted",
+            hint="use a boundary of at most 70 characters, as RFC 2046 requires (the official SDKs do)",
+        )
     return boundary
 
 
@@ -81,8 +88,9 @@ class FormReader:
         self._in_part = False
         self._error: Refusal | None = None
         self.bytes_read = 0
+        boundary = boundary_of(content_type)
         self._parser = MultipartParser(
-            boundary_of(content_type),
+            boundary,
             callbacks={
                 "on_part_begin": self._on_part_begin,
                 "on_header_field": self._on_header_field,

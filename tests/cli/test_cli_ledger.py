@@ -154,3 +154,31 @@ def test_show_prints_markup_like_data_verbatim(tmp_path: Path, capsys: pytest.Ca
     code, out, _ = run(capsys, "ledger", "show", str(p))
     assert code == 0
     assert "[bold]kind" in out and '{"note":"[/bold] [red]not markup"}' in out
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"data":{"n":' + b"7" * 4301 + b"}}", "a number with 4301 digits"),
+        (b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    ],
+    ids=["4301-digit-int", "100000-deep"],
+)
+def test_verify_json_names_the_line_of_a_hostile_entry(
+    ledger: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str], line: bytes, reason: str
+) -> None:
+    p, _ = ledger
+    p.write_bytes(p.read_bytes() + line + b"\n")
+    code, out, err = run(capsys, "ledger", "verify", str(p), "--json")
+    assert code == 1 and "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["line"] == 8 and reason in doc["reason"]
+    code, out, err = run(capsys, "ledger", "verify", str(p))
+    assert code == 1 and f"{p}:8: " in err and reason in err
+
+
+def test_verify_json_for_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ledger", "verify", str(tmp_path / "nope.jsonl"), "--json")
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["line"] is None and "ledger not found" in doc["reason"]

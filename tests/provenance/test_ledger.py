@@ -364,6 +364,8 @@ def test_every_byte_level_edit_is_reported_at_its_line(tmp_path: Path, what: str
     assert any(
         text in err.message for text in ("not the canonical JSON", "same key twice", "byte-order mark", "CR LF")
     ), err.message
+
+
 def test_whole_last_entry_removed_needs_the_signed_head(tmp_path: Path) -> None:
     p = tmp_path / "ledger.jsonl"
     entries = make_ledger(p)
