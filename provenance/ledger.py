@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NoReturn
 
 from bastion.errors import LedgerError, LedgerVerificationError
 from bastion.provenance.canonical import canonical_json
@@ -117,6 +117,8 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger directory {self.path.parent}: {exc.strerror or exc}") from None
         if self.path.exists() and self.path.stat().st_size > 0:
+            # A torn last line (a crash or full disk mid-write) raises LedgerTornError here, naming the
+            # byte and `bastion ledger repair`: appending after it would glue the next entry to it.
             head = verify_ledger(self.path)
             self._seq, self._head = head.entries, head.head
         else:
@@ -124,6 +126,7 @@ class Ledger:
         try:
             # Unbuffered: an entry reaches the OS in one write(2), nothing waits in a user-space buffer.
             self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open for the ledger's lifetime
+            self._size = os.fstat(self._fh.fileno()).st_size  # where the last whole line ends
         except OSError as exc:
             raise LedgerError(f"cannot open the ledger {self.path} for appending: {exc.strerror or exc}") from None
 
@@ -203,6 +206,12 @@ class Ledger:
                 self._seq, self._head = seq, head
                 if self._failed is None:
                     self._failed = exc
+                return
+            try:
+                self._maybe_sync()
+            except LedgerError as exc:
+                if self._failed is None:
+                    self._failed = exc
 
     def _encode(self, kind: str, payload: dict[str, Any], stamp: str) -> tuple[dict[str, Any], bytes]:
         """The next entry and its line; advances the chain (lock held)."""
@@ -231,9 +240,11 @@ class Ledger:
         except LedgerError:
             self._seq, self._head = seq, head
             raise
+        self._maybe_sync()  # may raise; the entry is written and chained either way
         return entry
 
     def _write_line(self, data: bytes) -> None:
+        """Write whole lines, or nothing: a failed or short write is cut back to the last whole line."""
         try:
             view = memoryview(data)
             while view:  # a raw write may be partial (a signal, a nearly full disk): finish it
@@ -241,12 +252,38 @@ class Ledger:
                 if not written:
                     raise OSError(f"no progress writing {len(view)} bytes")
                 view = view[written:]
-            now = time.monotonic()
-            if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.fsync_interval):
-                os.fsync(self._fh.fileno())
-                self._last_sync = now
         except OSError as exc:
-            raise LedgerError(f"cannot write to the ledger {self.path}: {exc.strerror or exc}") from None
+            self._cut_back(exc)
+        self._size += len(data)
+
+    def _maybe_sync(self) -> None:
+        """fsync as the policy says (lock held, after the chain has advanced over what was written)."""
+        now = time.monotonic()
+        if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.fsync_interval):
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:  # the entries are written (the OS has them); only their sync failed
+                raise LedgerError(f"cannot sync the ledger {self.path}: {exc.strerror or exc}") from None
+            self._last_sync = now
+
+    def _cut_back(self, exc: OSError) -> NoReturn:
+        """After a failed write: truncate to the last whole line, so the chain stays appendable; then raise."""
+        reason = exc.strerror or str(exc)
+        try:
+            os.ftruncate(self._fh.fileno(), self._size)
+        except (OSError, ValueError) as cut:
+            # The file may now end in a partial line: stop writing to it, say how to repair it.
+            self._fh.close()
+            raise LedgerError(
+                f"cannot write to the ledger {self.path}: {reason}; cutting the partial entry back to byte"
+                f" {self._size} also failed ({getattr(cut, 'strerror', None) or cut}), so the ledger is closed",
+                hint=f"free disk space, then run `bastion ledger repair {self.path}` before writing to it again",
+            ) from None
+        raise LedgerError(
+            f"cannot write to the ledger {self.path}: {reason} (what was written of the entry was cut off;"
+            f" the ledger still ends with its last whole entry, at byte {self._size})",
+            hint="free disk space (or fix the file system) and retry; nothing of the failed entry was kept",
+        ) from None
 
     def sync(self) -> None:
         """Flush and fsync now (group commit: append several entries with fsync="never", then sync once)."""
@@ -513,3 +550,56 @@ def verify_ledger(
             hint=hint,
         )
     return head
+
+
+@dataclass(frozen=True)
+class LedgerRepair:
+    """What :func:`repair_ledger` cut and recorded."""
+
+    cut_at: int
+    """Byte offset where the torn line began (the file's new end before the repair entry)."""
+    cut_bytes: int
+    cut_sha256: str
+    entry: dict[str, Any]
+    """The ``ledger.repair`` entry appended to record the cut."""
+
+
+REPAIR_KIND = "ledger.repair"
+
+
+def repair_ledger(path: str | os.PathLike[str]) -> LedgerRepair | None:
+    """Cut a torn last line off a ledger and record that it was cut; ``None`` when nothing is torn.
+
+    Only a torn *last* line is repaired, and only when every whole line before it verifies: any
+    other damage is tampering or corruption that a repair must not paper over, and raises
+    :class:`~bastion.errors.LedgerVerificationError`. The appended ``ledger.repair`` entry (chained like
+    any other) records where the cut was, how many bytes were cut and their SHA-256 — never the
+    bytes themselves, which may hold anything the interrupted entry carried.
+    """
+    p = Path(path)
+    try:
+        verify_ledger(p)
+        return None
+    except LedgerTornError as torn:
+        cut_at = torn.offset
+    try:
+        with open(p, "r+b") as fh:
+            fh.seek(cut_at)
+            cut = fh.read()
+            fh.truncate(cut_at)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise LedgerError(f"cannot repair the ledger {p}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(cut).hexdigest()
+    with Ledger(p, fsync="always") as led:
+        entry = led.append(
+            REPAIR_KIND,
+            {
+                "reason": "torn last line (an interrupted write) cut off",
+                "cut_at_byte": cut_at,
+                "cut_bytes": len(cut),
+                "cut_sha256": digest,
+            },
+        )
+    return LedgerRepair(cut_at=cut_at, cut_bytes=len(cut), cut_sha256=digest, entry=entry)
