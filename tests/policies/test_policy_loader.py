@@ -164,6 +164,9 @@ HOSTILE_YAML = [
         "expands (through aliases) to more than",
     ),
     ("name: t\n---\nname: u\n", 2, "expected a single document"),
+    # found by tests/fuzz/fuzz_policy_loader.py: a mapping tag on a scalar
+    ("!!set t\n0\n", 1, "expected a mapping node, but found scalar"),
+    ("name: t\nx: !!omap t\n", 2, "expected a sequence"),
 ]
 
 
