@@ -16,7 +16,8 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports():
+# Only the code under test is instrumented (coverage feedback where it matters, a fast start).
+with atheris.instrument_imports(include=["bastion.gateway.multipart", "python_multipart"]):
     from bastion.gateway.errors import Refusal
     from bastion.gateway.multipart import FormReader, PartInfo, Sink
 
