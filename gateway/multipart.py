@@ -4,10 +4,17 @@ The body is fed chunk by chunk (:meth:`FormReader.write`); text fields are colle
 file parts are pushed to a sink chosen by the caller as soon as their headers are known, so a 2 GB
 file never sits in memory. :meth:`FormReader.finish` checks that the closing boundary was seen: a
 truncated body is an error, not a short upload. Duplicate field names are refused.
+
+Chunking never changes the outcome: the same body gives the same fields, file bytes and refusal
+(with the same byte position, counted from the start of the body) whether it arrives in one chunk or
+byte by byte. The preamble (RFC 2046: text before the first delimiter line, which the gateway never
+forwards) is skipped here, up to the first ``--boundary`` at the start of the body or of a line,
+because python-multipart's own skipping depends on where the chunks end.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +26,15 @@ from bastion.gateway.errors import Refusal
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 32
+MAX_PREAMBLE_BYTES = 64 * 1024
+"""Bytes allowed before the first delimiter line (clients send none)."""
+MAX_BOUNDARY_BYTES = 256
+"""The longest boundary python-multipart accepts (RFC 2046 allows 70; real clients stay well below)."""
+
+
+# python-multipart ends some messages with the position in the chunk ("... (12)", "... at 12"); the
+# refusal gives the position in the body instead.
+_CHUNK_POSITION = re.compile(r"\s*(\(\d+\)|at \d+)$")
 
 
 class Sink(Protocol):
@@ -55,6 +71,11 @@ def boundary_of(content_type: str | None) -> bytes:
     boundary = params.get(b"boundary")
     if not boundary:
         raise _invalid("the multipart Content-Type has no boundary parameter")
+    if len(boundary) > MAX_BOUNDARY_BYTES:
+        raise _invalid(
+            f"the multipart boundary is {len(boundary)} bytes long; at most {MAX_BOUNDARY_BYTES} are accepted",
+            hint="use a boundary of at most 70 characters, as RFC 2046 requires (the official SDKs do)",
+        )
     return boundary
 
 
@@ -81,8 +102,12 @@ class FormReader:
         self._in_part = False
         self._error: Refusal | None = None
         self.bytes_read = 0
+        boundary = boundary_of(content_type)
+        self._dash_boundary = b"--" + boundary
+        self._preamble: bytearray | None = bytearray()  # until the first delimiter line is found
+        self._searched = 0  # preamble bytes already searched for it
         self._parser = MultipartParser(
-            boundary_of(content_type),
+            boundary,
             callbacks={
                 "on_part_begin": self._on_part_begin,
                 "on_header_field": self._on_header_field,
@@ -169,19 +194,52 @@ class FormReader:
     def write(self, chunk: bytes) -> None:
         if self._error is not None:
             raise self._error
+        base = self.bytes_read  # body offset of data[0]
         self.bytes_read += len(chunk)
+        data = chunk
+        if self._preamble is not None:
+            self._preamble += chunk
+            at = self._first_delimiter()
+            if at is None or at > MAX_PREAMBLE_BYTES:
+                if at is not None or len(self._preamble) > MAX_PREAMBLE_BYTES + len(self._dash_boundary):
+                    self._error = _invalid(
+                        f"the multipart body does not start with its boundary within {MAX_PREAMBLE_BYTES} bytes"
+                    )
+                    raise self._error
+                return
+            data, base = bytes(self._preamble[at:]), at
+            self._preamble = None
         try:
-            self._parser.write(chunk)
+            self._parser.write(data)
         except MultipartParseError as exc:
-            self._error = _invalid(f"malformed multipart body near byte {self.bytes_read}: {exc}")
+            where = base + exc.offset + 1 if exc.offset >= 0 else self.bytes_read
+            reason = _CHUNK_POSITION.sub("", str(exc))
+            self._error = _invalid(f"malformed multipart body at byte {where}: {reason}")
             raise self._error from None
         except Refusal as exc:
             self._error = exc
             raise
 
+    def _first_delimiter(self) -> int | None:
+        """Where the first ``--boundary`` at the start of the body or of a line begins (None: not yet seen)."""
+        pre, dash = self._preamble, self._dash_boundary
+        assert pre is not None
+        if len(pre) < len(dash) and dash.startswith(pre):
+            return None  # could still be the delimiter at byte 0
+        if pre.startswith(dash):
+            return 0
+        found = pre.find(b"\n" + dash, max(self._searched - len(dash), 0))
+        self._searched = len(pre)
+        return None if found < 0 else found + 1
+
     def finish(self) -> None:
         if self._error is not None:
             raise self._error
+        if self._preamble is not None:
+            raise _invalid(
+                f"the multipart body has no boundary line: it ended after {self.bytes_read} bytes",
+                hint="the upload was cut off or is not multipart/form-data; send it again",
+            )
         if not self._ended:
             where = "inside a part" if self._in_part else "before the closing boundary"
             raise _invalid(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bastion.errors import PolicyError
 from bastion.policies.model import DETECTOR_TYPES, Policy
+from bastion.safe_yaml import YamlProblem, load_yaml
 
 PACK_PREFIX = "pack:"
 Loc = tuple[str | int, ...]
@@ -35,17 +36,14 @@ def load_policy(source: str | Path) -> Policy:
 def load_policy_text(text: str, *, source: str = "<policy>") -> Policy:
     """Validate policy YAML given as text; ``source`` names it in error messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
+        data, node = load_yaml(text)
+    except YamlProblem as exc:
         raise PolicyError(
-            f"{where}: not valid YAML: {problem}", hint="fix the YAML syntax (indentation, quotes, colons)"
+            f"{source}:{exc.line}: not valid YAML: {exc.problem}",
+            hint="fix the YAML syntax (indentation, quotes, colons)",
         ) from None
     if data is None:
-        raise PolicyError(f"{source}: the policy is empty", hint="a policy needs at least a 'name' and 'detectors'")
+        raise PolicyError(f"{source}:1: the policy is empty", hint="a policy needs at least a 'name' and 'detectors'")
     return _validate(data, node, source)
 
 

@@ -332,6 +332,16 @@ class JsonlScanner:
                     f"record {record_no} is nested too deeply", source=self.source, line=line_no, record=record_no
                 )
             )
+        except ValueError:  # Python's int() limit: an integer of more than 4,300 digits
+            self._fail(
+                ScanError(
+                    f"record {record_no} holds a number too long to read (more than 4300 digits)",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                    hint="a fine-tuning record has no use for such a number; remove it",
+                )
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _account(self, res: RecordScan, line_no: int) -> None:

@@ -9,6 +9,11 @@ Each line is the RFC 8785 canonical JSON of one entry::
 and ``seq`` counts from 0. Editing a line breaks its own ``hash``; deleting, inserting or reordering
 lines breaks ``seq``/``prev``; truncation is caught by comparing the head with the one recorded in the
 signed statement (``expected_head``/``expected_entries``).
+
+The verifier checks bytes, not parsed JSON: a line is valid only if it is exactly the canonical
+serialization of its content (so a re-ordered key, added whitespace, a ``\\u`` escape, ``0.0`` for ``0``,
+a BOM or a CRLF are reported although the parsed content and its hash would still match), and a
+duplicate key (which readers resolve differently) is refused outright.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -25,13 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, NoReturn
 
 from bastion.errors import LedgerError, LedgerVerificationError
 from bastion.provenance.canonical import canonical_json
 
 GENESIS = "0" * 64
 _MAX_SAFE_INT = 2**53 - 1
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 FsyncPolicy = Literal["always", "interval", "never"]
 
 
@@ -110,6 +117,8 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger directory {self.path.parent}: {exc.strerror or exc}") from None
         if self.path.exists() and self.path.stat().st_size > 0:
+            # A torn last line (a crash or full disk mid-write) raises LedgerTornError here, naming the
+            # byte and `bastion ledger repair`: appending after it would glue the next entry to it.
             head = verify_ledger(self.path)
             self._seq, self._head = head.entries, head.head
         else:
@@ -117,6 +126,7 @@ class Ledger:
         try:
             # Unbuffered: an entry reaches the OS in one write(2), nothing waits in a user-space buffer.
             self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open for the ledger's lifetime
+            self._size = os.fstat(self._fh.fileno()).st_size  # where the last whole line ends
         except OSError as exc:
             raise LedgerError(f"cannot open the ledger {self.path} for appending: {exc.strerror or exc}") from None
 
@@ -196,6 +206,12 @@ class Ledger:
                 self._seq, self._head = seq, head
                 if self._failed is None:
                     self._failed = exc
+                return
+            try:
+                self._maybe_sync()
+            except LedgerError as exc:
+                if self._failed is None:
+                    self._failed = exc
 
     def _encode(self, kind: str, payload: dict[str, Any], stamp: str) -> tuple[dict[str, Any], bytes]:
         """The next entry and its line; advances the chain (lock held)."""
@@ -224,9 +240,11 @@ class Ledger:
         except LedgerError:
             self._seq, self._head = seq, head
             raise
+        self._maybe_sync()  # may raise; the entry is written and chained either way
         return entry
 
     def _write_line(self, data: bytes) -> None:
+        """Write whole lines, or nothing: a failed or short write is cut back to the last whole line."""
         try:
             view = memoryview(data)
             while view:  # a raw write may be partial (a signal, a nearly full disk): finish it
@@ -234,12 +252,38 @@ class Ledger:
                 if not written:
                     raise OSError(f"no progress writing {len(view)} bytes")
                 view = view[written:]
-            now = time.monotonic()
-            if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.fsync_interval):
-                os.fsync(self._fh.fileno())
-                self._last_sync = now
         except OSError as exc:
-            raise LedgerError(f"cannot write to the ledger {self.path}: {exc.strerror or exc}") from None
+            self._cut_back(exc)
+        self._size += len(data)
+
+    def _maybe_sync(self) -> None:
+        """fsync as the policy says (lock held, after the chain has advanced over what was written)."""
+        now = time.monotonic()
+        if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.fsync_interval):
+            try:
+                os.fsync(self._fh.fileno())
+            except OSError as exc:  # the entries are written (the OS has them); only their sync failed
+                raise LedgerError(f"cannot sync the ledger {self.path}: {exc.strerror or exc}") from None
+            self._last_sync = now
+
+    def _cut_back(self, exc: OSError) -> NoReturn:
+        """After a failed write: truncate to the last whole line, so the chain stays appendable; then raise."""
+        reason = exc.strerror or str(exc)
+        try:
+            os.ftruncate(self._fh.fileno(), self._size)
+        except (OSError, ValueError) as cut:
+            # The file may now end in a partial line: stop writing to it, say how to repair it.
+            self._fh.close()
+            raise LedgerError(
+                f"cannot write to the ledger {self.path}: {reason}; cutting the partial entry back to byte"
+                f" {self._size} also failed ({getattr(cut, 'strerror', None) or cut}), so the ledger is closed",
+                hint=f"free disk space, then run `bastion ledger repair {self.path}` before writing to it again",
+            ) from None
+        raise LedgerError(
+            f"cannot write to the ledger {self.path}: {reason} (what was written of the entry was cut off;"
+            f" the ledger still ends with its last whole entry, at byte {self._size})",
+            hint="free disk space (or fix the file system) and retry; nothing of the failed entry was kept",
+        ) from None
 
     def sync(self) -> None:
         """Flush and fsync now (group commit: append several entries with fsync="never", then sync once)."""
@@ -276,44 +320,172 @@ class Ledger:
         self.close()
 
 
+class _NotALedgerValue(ValueError):
+    """A JSON value the ledger writer never produces (duplicate key, NaN, an over-long number)."""
+
+
+# The writer refuses integers beyond ±(2**53 - 1) and writes floats with at most 309 integer digits
+# (1.8e308 is written as 1.8e+308): a longer digit run cannot come from it. Refusing it before int()
+# also keeps Python's 4,300-digit conversion limit (a ValueError) out of the verifier.
+_MAX_NUMBER_CHARS = 400
+
+
 def _parse_int(text: str) -> int | float:
     # RFC 8785 writes an integral float below 1e21 as plain digits (5.5e16 -> 55000000000000000). Beyond
     # 2**53 such digits can only come from a float (the writer refuses larger integers), and only as a
     # float do they canonicalize again (to the same digits), so the entry's hash can be checked.
     if len(text) < 16:
         return int(text)
+    if len(text) > _MAX_NUMBER_CHARS:
+        raise _NotALedgerValue(f"a number with {len(text)} digits")
     value = int(text)
     return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(text)
 
 
-def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, entry) for each line; raises on unreadable or non-JSON lines."""
-    p = Path(path)
+def _parse_float(text: str) -> float:
+    if len(text) > _MAX_NUMBER_CHARS:
+        raise _NotALedgerValue(f"a number of {len(text)} characters")
+    return float(text)
+
+
+def _no_constants(name: str) -> Any:
+    raise _NotALedgerValue(f"{name} (not a JSON number)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _NotALedgerValue("the same key twice in one object (readers would disagree on which copy counts)")
+    return out
+
+
+_DECODER = json.JSONDecoder(
+    parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constants, object_pairs_hook=_unique_keys
+)
+_DAMAGED = "the ledger was modified or damaged; restore it from the signed run record"
+
+
+class LedgerTornError(LedgerVerificationError):
+    """The ledger ends in a partial line (a crash or a full disk mid-write); ``offset`` is where it starts."""
+
+    def __init__(self, path: Path, line: int, offset: int, size: int) -> None:
+        super().__init__(
+            f"the last line is torn: {size - offset} bytes from byte {offset} on are not a whole entry"
+            " (a crash or a full disk interrupted a write)",
+            path=path,
+            line=line,
+            hint=f"run `bastion ledger repair {path}` to cut the torn line and record that it was cut,"
+            " or restore the ledger from the signed run record",
+        )
+        self.offset = offset
+        self.size = size
+
+
+def _open_for_reading(p: Path) -> BinaryIO:
     try:
-        fh = open(p, "rb")  # noqa: SIM115
+        return open(p, "rb")
     except FileNotFoundError:
         raise LedgerError(f"ledger not found: {p}") from None
+    except IsADirectoryError:
+        raise LedgerError(f"cannot read the ledger {p}: it is a directory, not a .jsonl file") from None
     except OSError as exc:
         raise LedgerError(f"cannot read the ledger {p}: {exc.strerror or exc}") from None
-    damaged = "the ledger was modified or damaged; restore it from the signed run record"
-    with fh:
+
+
+def _decode_line(raw: bytes, p: Path, lineno: int) -> dict[str, Any]:
+    """The entry on one whole line (without its ``\\n``), checked to be exactly the bytes the writer produces."""
+    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raise LedgerVerificationError(
+            "line starts with a byte-order mark, which the ledger writer never writes",
+            path=p,
+            line=lineno,
+            hint=_DAMAGED,
+        )
+    if raw.endswith(b"\r"):
+        raise LedgerVerificationError(
+            "line ends with CR LF; the ledger writer ends lines with LF only", path=p, line=lineno, hint=_DAMAGED
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LedgerVerificationError(
+            f"line is not valid JSON: not valid UTF-8 at byte {exc.start + 1}", path=p, line=lineno, hint=_DAMAGED
+        ) from None
+    try:
+        entry = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise LedgerVerificationError(
+            f"line is not valid JSON: {exc.msg} (column {exc.colno})", path=p, line=lineno, hint=_DAMAGED
+        ) from None
+    except _NotALedgerValue as exc:
+        raise LedgerVerificationError(
+            f"line holds {exc}, which the ledger writer never writes", path=p, line=lineno, hint=_DAMAGED
+        ) from None
+    except RecursionError:
+        raise LedgerVerificationError(
+            "line is nested too deeply to be a ledger entry", path=p, line=lineno, hint=_DAMAGED
+        ) from None
+    except ValueError as exc:  # any other number the json module cannot convert
+        raise LedgerVerificationError(
+            f"line is not valid JSON: {type(exc).__name__}", path=p, line=lineno, hint=_DAMAGED
+        ) from None
+    if not isinstance(entry, dict):
+        raise LedgerVerificationError("line is not a ledger entry (JSON object)", path=p, line=lineno, hint=_DAMAGED)
+    return entry
+
+
+def _canonical_problem(raw: bytes, entry: dict[str, Any]) -> str | None:
+    """Why ``raw`` is not the canonical serialization of ``entry`` (None when it is)."""
+    try:
+        canon = canonical_json(entry)
+    except (ValueError, TypeError, RecursionError):
+        return "its content has no canonical JSON form (the ledger writer cannot have written it)"
+    if canon == raw:
+        return None
+    at = next((i for i, (a, b) in enumerate(zip(raw, canon, strict=False)) if a != b), min(len(raw), len(canon)))
+    return (
+        "its bytes are not the canonical JSON the ledger writer produces (from byte"
+        f" {at + 1} on: key order, spacing, escapes, number form or a duplicate were changed)"
+    )
+
+
+def read_entries(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, entry) for each line; raises for an unreadable file, a torn last line or a non-entry line.
+
+    Strict: a line must be one JSON object without duplicate keys, NaN or over-long numbers, and the
+    file must end with a newline (a torn last line raises :class:`LedgerTornError`).
+    """
+    for lineno, _offset, raw, entry in _read_lines(Path(path)):
+        del raw
+        yield lineno, entry
+
+
+def _read_lines(p: Path) -> Iterator[tuple[int, int, bytes, dict[str, Any]]]:
+    """(line number, byte offset, raw line without its newline, entry) for each line."""
+    offset = 0
+    with _open_for_reading(p) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.endswith(b"\n"):
-                raise LedgerVerificationError(
-                    "last line is incomplete (the ledger was truncated mid-write)",
-                    path=p,
-                    line=lineno,
-                    hint="a crash or a cut copy leaves a partial last entry; restore the ledger from the run record",
-                )
-            try:
-                entry = json.loads(raw, parse_int=_parse_int)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise LedgerVerificationError("line is not valid JSON", path=p, line=lineno, hint=damaged) from None
-            if not isinstance(entry, dict):
-                raise LedgerVerificationError(
-                    "line is not a ledger entry (JSON object)", path=p, line=lineno, hint=damaged
-                )
-            yield lineno, entry
+                raise LedgerTornError(p, lineno, offset, offset + len(raw))
+            body = raw[:-1]
+            yield lineno, offset, body, _decode_line(body, p, lineno)
+            offset += len(raw)
+
+
+def _body_hash(raw: bytes, stated: Any) -> str | None:
+    """SHA-256 of the hashed body of a canonical line: the line without its ``"hash":"…",`` member.
+
+    In canonical form the keys are sorted (data < hash < kind < prev < seq < time), so the top-level
+    ``hash`` member is the last occurrence of that text (nothing after it can contain an unescaped
+    quote sequence like it): cutting it out gives ``canonical_json(body)`` without serializing again.
+    """
+    if type(stated) is not str or not _HEX64.fullmatch(stated):
+        return None
+    member = b'"hash":"' + stated.encode() + b'",'
+    at = raw.rfind(member)
+    if at < 0:  # pragma: no cover - a canonical line with its fields always has it
+        return None
+    return hashlib.sha256(raw[:at] + raw[at + len(member) :]).hexdigest()
 
 
 def verify_ledger(
@@ -331,15 +503,14 @@ def verify_ledger(
     prev, seq = GENESIS, 0
     lineno = 0
     hint = "the ledger was modified after it was written; restore it from the signed run record"
-    for lineno, entry in read_entries(p):
+    for lineno, _offset, raw, entry in _read_lines(p):
         missing = {"seq", "time", "kind", "data", "prev", "hash"} - entry.keys()
         if missing:
             raise LedgerVerificationError(f"entry lacks field(s) {sorted(missing)}", path=p, line=lineno, hint=hint)
-        try:
-            recomputed = entry_hash(entry)
-        except Exception:
-            raise LedgerVerificationError("entry cannot be canonicalized", path=p, line=lineno, hint=hint) from None
-        if recomputed != entry["hash"]:
+        problem = _canonical_problem(raw, entry)
+        if problem is not None:
+            raise LedgerVerificationError(f"line was rewritten: {problem}", path=p, line=lineno, hint=hint)
+        if _body_hash(raw, entry["hash"]) != entry["hash"]:
             raise LedgerVerificationError(
                 "entry was edited: its content does not match its hash", path=p, line=lineno, hint=hint
             )
@@ -379,3 +550,56 @@ def verify_ledger(
             hint=hint,
         )
     return head
+
+
+@dataclass(frozen=True)
+class LedgerRepair:
+    """What :func:`repair_ledger` cut and recorded."""
+
+    cut_at: int
+    """Byte offset where the torn line began (the file's new end before the repair entry)."""
+    cut_bytes: int
+    cut_sha256: str
+    entry: dict[str, Any]
+    """The ``ledger.repair`` entry appended to record the cut."""
+
+
+REPAIR_KIND = "ledger.repair"
+
+
+def repair_ledger(path: str | os.PathLike[str]) -> LedgerRepair | None:
+    """Cut a torn last line off a ledger and record that it was cut; ``None`` when nothing is torn.
+
+    Only a torn *last* line is repaired, and only when every whole line before it verifies: any
+    other damage is tampering or corruption that a repair must not paper over, and raises
+    :class:`~bastion.errors.LedgerVerificationError`. The appended ``ledger.repair`` entry (chained like
+    any other) records where the cut was, how many bytes were cut and their SHA-256 — never the
+    bytes themselves, which may hold anything the interrupted entry carried.
+    """
+    p = Path(path)
+    try:
+        verify_ledger(p)
+        return None
+    except LedgerTornError as torn:
+        cut_at = torn.offset
+    try:
+        with open(p, "r+b") as fh:
+            fh.seek(cut_at)
+            cut = fh.read()
+            fh.truncate(cut_at)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise LedgerError(f"cannot repair the ledger {p}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(cut).hexdigest()
+    with Ledger(p, fsync="always") as led:
+        entry = led.append(
+            REPAIR_KIND,
+            {
+                "reason": "torn last line (an interrupted write) cut off",
+                "cut_at_byte": cut_at,
+                "cut_bytes": len(cut),
+                "cut_sha256": digest,
+            },
+        )
+    return LedgerRepair(cut_at=cut_at, cut_bytes=len(cut), cut_sha256=digest, entry=entry)

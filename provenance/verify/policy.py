@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import ConfigError
+from bastion.safe_yaml import YamlProblem, load_yaml
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -311,16 +312,22 @@ def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
 def parse_policy(text: str, *, source: str = "deploy policy") -> DeployPolicy:
     """Validate policy YAML; errors name the file, the line and the key path."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    if data is None:
-        data = {}
+        data, root = load_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError(
+            f"{source}:{exc.line}: not valid YAML: {exc.problem}",
+            hint="fix the YAML syntax (indentation, quotes, colons); see `bastion verify --help` for the format",
+        ) from None
+    if data is None or data == {}:
+        raise ConfigError(
+            f"{source}:1: the deploy policy is empty, so it would allow any signed run",
+            hint="state the rules it enforces (allowed_signers, allowed_base_models, datasets, max_age...)",
+        )
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a deploy policy must be a mapping (keys such as allowed_signers, max_age)")
+        raise ConfigError(
+            f"{source}:1: a deploy policy must be a mapping (keys such as allowed_signers, max_age),"
+            f" got {type(data).__name__}"
+        )
     try:
         return DeployPolicy.model_validate(data)
     except ValidationError as exc:
@@ -341,9 +348,14 @@ def load_policy(path: str | os.PathLike[str]) -> DeployPolicy:
     """Read and validate a deploy policy YAML file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{p}: deploy policy not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the deploy policy ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the deploy policy ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: the deploy policy is not valid UTF-8") from None
     return parse_policy(text, source=str(p))

@@ -81,7 +81,8 @@ BAD_POLICIES = [
         "p.yaml:4: not valid YAML: expected <block end>, but found '<block mapping start>'",
     ),
     ("- a\n- b\n", "p.yaml:1: the policy must be a mapping (key: value), got a list"),
-    ("", "p.yaml: the policy is empty"),
+    ("", "p.yaml:1: the policy is empty"),
+    ("# only a comment\n\n", "p.yaml:1: the policy is empty"),
     ("name: t\nversion: 2\n", "p.yaml:2: version: Input should be 1 (got 2)"),
 ]
 
@@ -139,3 +140,60 @@ def test_policy_defaults() -> None:
     assert policy.detectors == [] and policy.residency == []
     engine = PolicyEngine(policy)
     assert engine.scan_record({"a": "ana@example.es"}).action == "allow"
+
+
+# --- PyYAML's own exceptions (found by fuzzing): each a located PolicyError, exit 2 in the CLI -------
+
+HOSTILE_YAML = [
+    ("name: t\nversion: !!int zz\n", 2, "cannot be read as 'int'"),
+    ("name: t\nversion: !!float y\n", 2, "cannot be read as 'float'"),
+    ("name: !!float\n", 1, "cannot be read as 'float'"),
+    ("name: t\ndetectors: []\nx: !!timestamp nope\n", 3, "cannot be read as 'timestamp'"),
+    ("name: t\nx: !!binary 'a'\n", 2, "base64"),
+    ("name: t\ndetectors: " + "[" * 500 + "]" * 500 + "\n", 2, "nested more than 64 levels"),
+    ("name: t\nx:\n" + "".join("  " * i + "- \n" for i in range(1, 200)), 66, "nested more than 64 levels"),
+    ("name: t\ndescription: a\x07b\n", 2, "control character #x0007"),
+    ("name: t\n\x00\n", 2, "control character #x0000"),
+    ("name: t\nname: u\n", 2, "the key 'name' appears twice"),
+    ("name: t\nx: !!python/object:os.system {}\n", 2, "could not determine a constructor"),
+    (
+        "name: t\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+        1,
+        "expands (through aliases) to more than",
+    ),
+    ("name: t\n---\nname: u\n", 2, "expected a single document"),
+    # found by tests/fuzz/fuzz_policy_loader.py: a mapping tag on a scalar
+    ("!!set t\n0\n", 1, "expected a mapping node, but found scalar"),
+    ("name: t\nx: !!omap t\n", 2, "expected a sequence"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "needle"), HOSTILE_YAML)
+def test_yaml_constructor_errors_are_located_policy_errors(text: str, line: int, needle: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        load_policy_text(text, source="p.yaml")
+    assert info.value.message.startswith(f"p.yaml:{line}: not valid YAML: "), info.value.message
+    assert needle in info.value.message
+
+
+def _bastion(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from bastion.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return int(info.value.code or 0), capsys.readouterr().err
+
+
+def test_hostile_policy_files_exit_2_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i, (text, line, _) in enumerate(HOSTILE_YAML):
+        p = tmp_path / f"p{i}.yaml"
+        p.write_text(text)
+        code, err = _bastion(capsys, "policy", "check", str(p))
+        assert code == 2, (text[:40], err)
+        assert f"{p}:{line}: " in err and "Traceback" not in err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    code, err = _bastion(capsys, "policy", "check", str(empty))
+    assert code == 2 and f"{empty}:1: the policy is empty" in err

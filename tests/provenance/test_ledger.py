@@ -295,8 +295,8 @@ def _reformat(c: list[bytes]) -> list[bytes]:
         (_array, 2, "not a ledger entry"),
         (_missing_field, 3, "lacks field(s) ['time']"),
         (_bad_utf8, 3, "not valid JSON"),
-        (_truncate_mid_last, 6, "truncated mid-write"),
-        (_truncate_mid_line_4, 4, "truncated mid-write"),
+        (_truncate_mid_last, 6, "last line is torn"),
+        (_truncate_mid_line_4, 4, "last line is torn"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else None,
 )
@@ -310,11 +310,60 @@ def test_tampering_is_detected_at_the_right_line(tmp_path: Path, tamper: Tamper,
     assert "\n  hint: " in str(err)  # every report says what to do next
 
 
-def test_reformatted_line_is_not_tampering(tmp_path: Path) -> None:
+# --- byte-level edits: the content still parses to the entry its hash covers, the bytes changed -----
+
+
+def _dup_key(raw: bytes) -> bytes:
+    # A reader that keeps the first copy of "data" would see other content than the hash covers.
+    return b'{"data":{"run_id":"EVIL"},' + raw[1:]
+
+
+def _reordered(raw: bytes) -> bytes:
+    entry = json.loads(raw)
+    return json.dumps(dict(reversed(list(entry.items()))), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _spaced(raw: bytes) -> bytes:
+    return raw.replace(b'","kind":', b'", "kind":', 1)
+
+
+def _u_escape(raw: bytes) -> bytes:
+    return raw.replace(b'"kind":"log"', b'"kind":"\\u006cog"', 1)
+
+
+# (edit, line it applies to): line 1 is step 0 / loss 1.0 (written "1"), line 2 step 1 / loss 0.5.
+_EDITS: dict[str, tuple[Callable[[bytes], bytes], int]] = {
+    "duplicate key": (_dup_key, 2),
+    "re-ordered keys": (_reordered, 1),
+    "whitespace": (_spaced, 2),
+    "u-escape": (_u_escape, 2),
+    "0.0 for 0": (lambda raw: raw.replace(b'"step":0', b'"step":0.0', 1), 1),
+    "-0 for 0": (lambda raw: raw.replace(b'"step":0', b'"step":-0', 1), 1),
+    "1E0 for 1": (lambda raw: raw.replace(b'"loss":1', b'"loss":1E0', 1), 1),
+    "5e-1 for 0.5": (lambda raw: raw.replace(b'"loss":0.5', b'"loss":5e-1', 1), 2),
+    "trailing space": (lambda raw: raw + b" ", 2),
+    "CRLF": (lambda raw: raw + b"\r", 1),
+    "BOM": (lambda raw: b"\xef\xbb\xbf" + raw, 1),
+}
+
+
+@pytest.mark.parametrize("what", sorted(_EDITS))
+def test_every_byte_level_edit_is_reported_at_its_line(tmp_path: Path, what: str) -> None:
     p = tmp_path / "ledger.jsonl"
-    entries = make_ledger(p)
-    write_lines(p, _reformat(lines(p)))
-    assert verify_ledger(p, expected_head=entries[-1]["hash"], expected_entries=N).entries == N
+    entries = make_ledger(p, 2)
+    c = lines(p)
+    edit, line = _EDITS[what]
+    edited = edit(c[line - 1][:-1])
+    assert edited != c[line - 1][:-1]  # the edit applies
+    if what != "duplicate key":  # the parsed content is unchanged: only the bytes tell
+        assert json.loads(edited.decode("utf-8-sig")) == json.loads(c[line - 1])
+    c[line - 1] = edited + b"\n"
+    write_lines(p, c)
+    err = broken_at(p, expected_head=entries[-1]["hash"], expected_entries=2)
+    assert err.line == line, str(err)
+    assert any(
+        text in err.message for text in ("not the canonical JSON", "same key twice", "byte-order mark", "CR LF")
+    ), err.message
 
 
 def test_whole_last_entry_removed_needs_the_signed_head(tmp_path: Path) -> None:
@@ -553,3 +602,32 @@ class _FailingFile:
 
     def fileno(self) -> int:
         return int(self.inner.fileno())
+
+
+# --- hostile lines: a clean report naming the line, never a traceback ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"data":{"n":' + b"9" * 4301 + b"}}", "a number with 4301 digits"),
+        (b'{"data":{"n":-' + b"1" * 5000 + b"}}", "digits"),
+        (b'{"data":{"n":1.' + b"5" * 5000 + b"}}", "a number of"),
+        (b'{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"data":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}", "nested too deeply"),
+        (b'{"data":{"n":NaN}}', "NaN (not a JSON number)"),
+        (b'{"data":{"n":-Infinity}}', "-Infinity (not a JSON number)"),
+        (b'{"data":{"n":1e400}}', "no canonical JSON form"),
+    ],
+    ids=["4301-digits", "5000-digits", "long-fraction", "deep-list", "deep-object", "nan", "-inf", "1e400"],
+)
+def test_hostile_lines_are_reported_not_raised(tmp_path: Path, line: bytes, reason: str) -> None:
+    p = tmp_path / "ledger.jsonl"
+    make_ledger(p, 2)
+    c = lines(p)
+    if line.startswith(b'{"data":{"n":1e400'):  # complete it into an entry so it gets to the canonical check
+        line = b'{"data":{"n":1e400},"hash":"' + b"0" * 64 + b'","kind":"log","prev":"' + b"0" * 64
+        line += b'","seq":0,"time":"t"}'
+    write_lines(p, [*c, line + b"\n"])
+    err = broken_at(p)
+    assert err.line == 3 and reason in err.message, err.message

@@ -175,7 +175,8 @@ def test_invalid_policies_name_file_line_and_key(tmp_path: Path, text: str, frag
 def test_policy_file_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="deploy policy not found"):
         load_policy(tmp_path / "missing.yaml")
-    assert parse_policy("").allowed_signers is None  # an empty policy allows everything the signature allows
+    with pytest.raises(ConfigError, match="deploy policy is empty"):  # it would allow any signed run
+        parse_policy("")
 
 
 def test_durations() -> None:
