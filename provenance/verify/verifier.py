@@ -19,7 +19,7 @@ from bastion.provenance.signing.run import (
     STATEMENT_BUNDLE_NAME,
     STATEMENT_NAME,
 )
-from bastion.provenance.statement import PREDICATE_TYPE, RECORD_DIR, STATEMENT_TYPE
+from bastion.provenance.statement import ACCEPTED_PREDICATE_TYPES, PREDICATE_TYPE, RECORD_DIR, STATEMENT_TYPE
 from bastion.provenance.verify.policy import DeployPolicy, load_policy
 from bastion.provenance.verify.report import VerificationReport
 from bastion.provenance.verify.trust import PathArg, Trust, check_bundle
@@ -212,7 +212,7 @@ def _parse_statement(report: VerificationReport, raw: bytes | None) -> dict[str,
             str(st.get("_type") if isinstance(st, dict) else type(st).__name__),
         )
         return None
-    if st.get("predicateType") != PREDICATE_TYPE:
+    if st.get("predicateType") not in ACCEPTED_PREDICATE_TYPES:  # the current name, or a legacy one
         report.fail(
             "statement.invalid", "not a Bastion training-run statement", PREDICATE_TYPE, str(st.get("predicateType"))
         )
