@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -351,6 +352,7 @@ class RunRecorder:
         """Where ``started_at``/``finished_at`` come from (default: the system clock, UTC)."""
         self._given_inputs: _Inputs | None = None
         self._given_records: tuple[DatasetRecord, ...] = ()
+        self._reopened: RunPredicate | None = None
         self.hash_threads: set[str] = set()
         """Names of the threads that hashed inputs and checkpoints (never the training thread)."""
         self._started = False
@@ -1264,6 +1266,84 @@ class RunRecorder:
                 signed=signed,
                 details=extra,
             )
+
+    # ------------------------------------------------------------------ after training
+
+    @classmethod
+    def reopen(cls, output_dir: str | Path, *, signing: SigningConfig | Mapping[str, Any] | None = None) -> RunRecorder:
+        """The finished record in ``output_dir``, to extend with what was done after training (a merge).
+
+        The statement must parse as a run predicate and the ledger must verify up to the head the
+        statement vouches for: a record is only ever extended from a state its signature covers.
+        """
+        from bastion.provenance.statement import load_statement
+
+        out = Path(output_dir)
+        record = out / RECORD_DIR
+        statement_path = record / STATEMENT_NAME
+        statement = load_statement(statement_path)
+        predicate = RunPredicate.parse(statement.get("predicate"))
+        if predicate.ledger.head is None:
+            raise InputError("the statement records no ledger head; the record cannot be extended", path=statement_path)
+        verify_ledger(
+            out / predicate.ledger.path, expected_head=predicate.ledger.head, expected_entries=predicate.ledger.entries
+        )
+        rec = cls(framework=predicate.framework, strict=predicate.strict, signing=signing, run_id=predicate.run_id)
+        rec.output_dir = out
+        rec._record_dir = record
+        rec._statement_path = statement_path
+        rec._reopened = predicate
+        if signing is not None:
+            rec._signing_config = rec._resolve_signing()
+        return rec
+
+    def _reopened_predicate(self) -> RunPredicate:
+        if self._reopened is None:
+            raise ConfigError("extend()/copy_record() work on a record opened with RunRecorder.reopen()")
+        return self._reopened
+
+    def extend(self, kind: str, data: Mapping[str, Any], *, details: Mapping[str, Any]) -> Path:
+        """Append a ``kind`` entry and a new ``outputs`` entry to the reopened run's ledger; rewrite its statement.
+
+        The statement then describes the output directory as it now is, with ``predicate[kind]`` =
+        ``details`` (which must hold ``path``); it is re-signed when signing is configured.
+        """
+        check_export(kind, {k: v for k, v in data.items() if k not in ("path", "digest", "files")})
+        predicate = self._reopened_predicate()
+        assert self.output_dir is not None and self._statement_path is not None
+        out = self.output_dir
+        safe = recordable(dict(details))
+        with Ledger(out / predicate.ledger.path, fsync="always") as ledger:
+            ledger.append(kind, recordable(dict(data)))
+            outputs = hash_directory(out, exclude=(RECORD_DIR,))
+            ledger.append("outputs", {"digest": {"sha256": outputs.sha256}, "files": _files_json(outputs)})
+            head = ledger.head
+        self._reopened = predicate = dataclasses.replace(
+            predicate,
+            ledger=LedgerRef(predicate.ledger.path, head.head, head.entries),
+            exports={**predicate.exports, kind: ExportRef.parse(safe, kind)},
+        )
+        write_statement(build_statement(outputs, predicate.to_json()), self._statement_path)
+        if self._signing_config is not None:
+            self._sign(out)
+        return self._statement_path
+
+    def copy_record(self, directory: str | Path) -> Path:
+        """Give ``directory`` (e.g. ``merged/``) its own record: the reopened run's ledger and predicate, its files."""
+        predicate = self._reopened_predicate()
+        assert self.output_dir is not None
+        path = Path(directory)
+        digest = hash_directory(path, exclude=(RECORD_DIR,))
+        if not digest.files:
+            raise InputError("directory is empty; nothing to record", path=path)
+        record = path / RECORD_DIR
+        copy_ledger_prefix(self.output_dir / predicate.ledger.path, record / LEDGER_NAME, entries=None)
+        head, entries = predicate.ledger.head, predicate.ledger.entries
+        own = dataclasses.replace(predicate, ledger=LedgerRef(f"{RECORD_DIR}/{LEDGER_NAME}", head, entries))
+        statement = write_statement(build_statement(digest, own.to_json()), record / STATEMENT_NAME)
+        if self._signing_config is not None:
+            self._sign(path)
+        return statement
 
     def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:
         """Copy the run ledger's first ``entries`` lines (None: all) into ``record``; verify the copy."""
