@@ -58,7 +58,7 @@ def build_record(root: Path) -> Path:
     ckpt = out / "checkpoint-2"
     ckpt.mkdir(parents=True)
     (ckpt / "adapter_model.safetensors").write_bytes(b"\x01" * 64)
-    rec.log(2, 1.0, {"loss": 1.5, "grad_norm": 0.25})
+    rec.log(2, 1.0, {"loss": 1.5, "epoch_time": 3})
     rec.checkpoint(ckpt, 2)
     rec.wait()
     rec.train_end(2, 1.0)
