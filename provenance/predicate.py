@@ -148,6 +148,10 @@ def _file_refs(value: Any, where: str) -> tuple[FileRef, ...]:
     return tuple(FileRef.parse(f, f"{where}[{i}]") for i, f in enumerate(_list(value, where)))
 
 
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(_str(x, f"{where}[{i}]") for i, x in enumerate(_list(value, where)))
+
+
 def _digest(sha256: str) -> dict[str, str]:
     return {"sha256": sha256}
 
@@ -260,6 +264,8 @@ class ConfigRecord:
     sha256: str
     value: Any = None
     source: str | None = None
+    redacted: tuple[str, ...] = ()
+    """JSON-pointer paths (RFC 6901) of the values withheld as ``[REDACTED]``; never the values."""
 
     @classmethod
     def parse(cls, value: Any, where: str) -> ConfigRecord | None:
@@ -270,10 +276,16 @@ class ConfigRecord:
             sha256=_sha(v.get("digest", _MISSING), f"{where}.digest"),
             value=v.get("value"),
             source=_opt_str(v.get("source", _MISSING), f"{where}.source"),
+            redacted=_strings(v.get("redacted", []), f"{where}.redacted"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "digest": _digest(self.sha256), "value": self.value}
+        return {
+            "source": self.source,
+            "digest": _digest(self.sha256),
+            "value": self.value,
+            "redacted": list(self.redacted),
+        }
 
 
 @dataclass(frozen=True)
@@ -282,6 +294,8 @@ class TrainingArgumentsRecord:
 
     sha256: str
     value: Mapping[str, Any]
+    redacted: tuple[str, ...] = ()
+    """JSON-pointer paths (RFC 6901) of the values withheld as ``[REDACTED]``; never the values."""
 
     @classmethod
     def parse(cls, value: Any, where: str) -> TrainingArgumentsRecord | None:
@@ -291,10 +305,11 @@ class TrainingArgumentsRecord:
         return cls(
             sha256=_sha(v.get("digest", _MISSING), f"{where}.digest"),
             value=dict(_obj(v.get("value", {}), f"{where}.value")),
+            redacted=_strings(v.get("redacted", []), f"{where}.redacted"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": _digest(self.sha256), "value": dict(self.value)}
+        return {"digest": _digest(self.sha256), "value": dict(self.value), "redacted": list(self.redacted)}
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import signal
 import threading
@@ -71,6 +70,7 @@ from bastion.provenance.predicate import (
     RunPredicate,
     TrainingArgumentsRecord,
 )
+from bastion.provenance.redaction import REDACTED, redact_secrets
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -91,26 +91,6 @@ def utc_now() -> str:
 
 
 # ---------------------------------------------------------------------------- values
-
-
-SECRET_KEY = re.compile(
-    r"^token$|(?:^|[_-])(?:(?:hf|hub|api|access|auth|bearer|refresh|session|github|gh|wandb|openai)[_-]?token"
-    r"|password|passwd|secret|secret[_-]?key|api[_-]?key|credentials?)$",
-    re.IGNORECASE,
-)
-"""Config keys whose values are never recorded (the statement travels with the model)."""
-REDACTED = "[REDACTED]"
-
-
-def _redact(value: Any) -> Any:
-    """A copy of a JSON value with the values under credential-like keys replaced by ``[REDACTED]``."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if SECRET_KEY.search(k) and v not in (None, "", False) else _redact(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
 
 
 def jsonable(value: Any) -> Any:
@@ -138,13 +118,19 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def recordable(value: Any) -> Any:
-    """What the record may hold of a config value: JSON-safe, credentials redacted.
+def redacted(value: Any) -> tuple[Any, list[str]]:
+    """A JSON-safe copy with every credential replaced by ``"[REDACTED]"``, and where (JSON-pointer key paths).
 
-    The one place run records redact secrets: every config, argument set, environment and export
-    detail goes through here before it reaches a ledger entry or statement.
+    The one place run records redact secrets (through :mod:`bastion.provenance.redaction`): every
+    config, argument set and export detail goes through here before it reaches a ledger entry or statement.
     """
-    return _redact(jsonable(value))
+    r = redact_secrets(jsonable(value))
+    return r.value, list(r.paths)
+
+
+def recordable(value: Any) -> Any:
+    """:func:`redacted` without the paths."""
+    return redacted(value)[0]
 
 
 def _nonfinite_name(value: float) -> str:
@@ -180,9 +166,9 @@ def clean_metrics(logs: Mapping[str, Any]) -> tuple[dict[str, int | float], dict
 
 
 def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
-    """The resolved config value (credentials redacted) and where it came from (file name, or ``"mapping"``)."""
+    """The resolved config value (JSON-safe, not yet redacted) and where it came from (file name, or ``"mapping"``)."""
     if isinstance(config, Mapping):
-        return recordable(dict(config)), "mapping"
+        return jsonable(dict(config)), "mapping"
     path = Path(config)
     try:
         text = path.read_text(encoding="utf-8")
@@ -209,7 +195,7 @@ def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or "syntax error"
             raise InputError(f"config is not valid YAML ({problem})", path=path, line=line) from None
-    return recordable(value), path.name
+    return jsonable(value), path.name
 
 
 def error_text(exc: BaseException) -> str:
@@ -365,6 +351,8 @@ class RunRecorder:
         self._config_value: Any = None
         self._config_source: str | None = None
         self._training_args: dict[str, Any] | None = None
+        self._config_redacted: list[str] = []
+        self._training_args_redacted: list[str] = []
         self._environment: dict[str, Any] = {}
         self._signing_config: Any = None
         self._warnings: list[str] = []
@@ -559,7 +547,8 @@ class RunRecorder:
                     problems.append(InputError(f"{ds.role} dataset directory holds no files", path=ds.path))
         if self.config is not None:
             try:
-                self._config_value, self._config_source = load_config(self.config)
+                value, self._config_source = load_config(self.config)
+                self._config_value, self._config_redacted = redacted(value)
             except BastionError as exc:
                 problems.append(exc)
         if self.signing is not None:
@@ -828,11 +817,13 @@ class RunRecorder:
                 {"run_id": carried.run_id, "reason": "the run ended without finishing (found when this run started)"},
             )
         if training_arguments is not None:
-            self._training_args = {k: v for k, v in recordable(dict(training_arguments)).items() if v != REDACTED}
+            value, self._training_args_redacted = redacted(dict(training_arguments))
+            self._training_args = value if isinstance(value, dict) else {}
         if self._config_value is None and self.config is None and self._training_args is not None:
             self._config_value, self._config_source = self._training_args, "TrainingArguments"
+            self._config_redacted = list(self._training_args_redacted)
         try:
-            self._environment = recordable(capture_environment())
+            self._environment = jsonable(capture_environment())
         except Exception as exc:  # environment probing is informative only
             self._environment = {}
             problems.append(ConfigError(f"could not capture the environment: {error_text(exc)}"))
@@ -1040,11 +1031,16 @@ class RunRecorder:
                 datasets=tuple(DatasetRecord.parse(d.as_dict(), "dataset") for d in inputs.datasets)
                 + self._given_records,
                 config=ConfigRecord(
-                    sha256=canonical_digest(self._config_value), value=self._config_value, source=self._config_source
+                    sha256=canonical_digest(self._config_value),
+                    value=self._config_value,
+                    source=self._config_source,
+                    redacted=tuple(self._config_redacted),
                 ),
                 training_arguments=None
                 if self._training_args is None
-                else TrainingArgumentsRecord(canonical_digest(self._training_args), self._training_args),
+                else TrainingArgumentsRecord(
+                    canonical_digest(self._training_args), self._training_args, tuple(self._training_args_redacted)
+                ),
                 environment=self._environment,
                 metrics=Metrics(
                     final=dict(self._last_metrics),
@@ -1442,4 +1438,5 @@ __all__ = [
     "jsonable",
     "load_config",
     "recordable",
+    "redacted",
 ]

@@ -13,7 +13,6 @@ cache folder name so that it cannot drift from the version in use.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +28,6 @@ RL_PREFERENCE = ("dpo", "ipo", "orpo", "kto", "simpo")
 # Files inside a dataset directory that describe it rather than hold records.
 _METADATA_NAMES = {"dataset_info.json", "state.json", "dataset_dict.json", "readme.md", ".gitattributes"}
 
-_SECRET_KEY = re.compile(
-    r"(?:^|_)(?:api_?key|secret|secret_key|password|passwd|access_key|credentials?)$"
-    r"|^(?:token|hf_token|hub_token|auth_token|access_token|api_token|bearer_token|wandb_token|comet_api_key)$",
-    re.IGNORECASE,
-)
-REDACTED = "[REDACTED]"
-
 
 @dataclass
 class ResolvedInputs:
@@ -46,22 +38,6 @@ class ResolvedInputs:
     datasets: list[DatasetInput] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     """``(code, message)`` for inputs that cannot be hashed (hub ids, missing files)."""
-
-
-def redact_secrets(value: Any) -> Any:
-    """A copy of a config with string values under secret-looking keys replaced by ``[REDACTED]``."""
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = str(k)
-            if _SECRET_KEY.search(key) and isinstance(v, str) and v:
-                out[key] = REDACTED
-            else:
-                out[key] = redact_secrets(v)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [redact_secrets(v) for v in value]
-    return value
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -225,12 +201,10 @@ def prepared_inputs(
 
 
 __all__ = [
-    "REDACTED",
     "RL_PREFERENCE",
     "ResolvedInputs",
     "dataset_role",
     "prepared_dataset_dirs",
     "prepared_inputs",
-    "redact_secrets",
     "resolve_inputs",
 ]

@@ -36,10 +36,10 @@ from bastion.plugins.axolotl.inputs import (
     dataset_role,
     prepared_dataset_dirs,
     prepared_inputs,
-    redact_secrets,
     resolve_inputs,
 )
 from bastion.plugins.hf.callback import BastionCallback
+from bastion.provenance.redaction import redact_secrets
 from bastion.provenance.statement import RECORD_DIR
 
 logger = logging.getLogger("bastion")
@@ -170,7 +170,7 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
             base_model=resolved.base_model,
             tokenizer=resolved.tokenizer,
             datasets=datasets,
-            config=redact_secrets(_plain(cfg)),
+            config=redact_secrets(_plain(cfg)).value,  # the callback records where (key paths)
             output_dir=output_dir,
             framework="axolotl",
             strict=strict,

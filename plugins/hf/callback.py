@@ -36,7 +36,6 @@ from bastion.provenance.inputs import DatasetInput
 from bastion.provenance.models import BaseModelSource
 from bastion.provenance.predicate import RESERVED_NAMES, ROLES
 from bastion.provenance.recorder import (
-    REDACTED,
     RecordedExport,
     RunRecorder,
     check_export,
@@ -44,6 +43,7 @@ from bastion.provenance.recorder import (
     error_text,
     load_config,
 )
+from bastion.provenance.redaction import REDACTED
 
 if TYPE_CHECKING:
     from bastion.provenance.signing import SigningConfig
@@ -56,7 +56,7 @@ RESERVED_EXPORT_NAMES = RESERVED_NAMES
 
 
 def _training_arguments(args: TrainingArguments) -> dict[str, Any]:
-    """``TrainingArguments`` as a plain dict (the recorder drops credential fields such as ``hub_token``)."""
+    """``TrainingArguments`` as a plain dict (the recorder withholds credentials such as ``hub_token``)."""
     try:
         raw: dict[str, Any] = args.to_dict()  # type: ignore[no-untyped-call]
     except Exception:  # a subclass with odd fields must not break the run

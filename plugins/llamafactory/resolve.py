@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError, InputError
-from bastion.plugins.llamafactory.settings import BastionSettings, redact, redact_argv, split_settings
+from bastion.plugins.llamafactory.settings import BastionSettings, split_settings
+from bastion.provenance.redaction import redact_argv, redact_secrets
 
 logger = logging.getLogger("bastion")
 
@@ -105,7 +106,10 @@ class LlamaFactoryRun:
             digest = hashlib.sha256(self.dataset_info.read_bytes()).hexdigest()
             info = {"path": str(self.dataset_info), "sha256": digest}
         return {
-            "llamafactory": redact(self.args) if isinstance(self.args, dict) else {"argv": redact_argv(self.args)},
+            # Credentials withheld here (argv: ``--hf_hub_token X`` pairs); the callback records where.
+            "llamafactory": redact_secrets(self.args).value
+            if isinstance(self.args, dict)
+            else {"argv": redact_argv(self.args).value},
             "source": self.source,
             "stage": self.stage,
             "model_name_or_path": self.model_name_or_path,

@@ -17,7 +17,6 @@ sees the config::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -27,10 +26,6 @@ from bastion.errors import ConfigError
 SETTINGS_KEY = "bastion"
 FSYNC_MODES: tuple[str, ...] = ("always", "interval", "never")
 _KEYS = ("strict", "signing", "sign_checkpoints", "fsync")
-
-# Config keys whose values are credentials: never written to the run record.
-_SECRET_KEY = re.compile(r"(^|_)(token|api_key|apikey|secret|password|passwd|credentials?)$", re.IGNORECASE)
-REDACTED = "[REDACTED]"
 
 
 @dataclass(frozen=True)
@@ -111,37 +106,4 @@ def split_settings(args: Mapping[str, Any], *, source: str) -> tuple[dict[str, A
     return clean, BastionSettings.from_mapping(args.get(SETTINGS_KEY), source=source)
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with credential-like keys (``hf_hub_token``, ``*_api_key``, ...) replaced."""
-    if isinstance(value, Mapping):
-        return {
-            str(k): (REDACTED if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    return value
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """``--hf_hub_token X`` / ``--hf_hub_token=X`` style arguments with the credential values replaced."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        name, eq, _ = arg.lstrip("-").partition("=")
-        if arg.startswith("--") and _SECRET_KEY.search(name):
-            if eq:
-                out.append(f"{arg.split('=', 1)[0]}={REDACTED}")
-            else:
-                out.append(arg)
-                hide_next = True
-            continue
-        out.append(arg)
-    return out
-
-
-__all__ = ["FSYNC_MODES", "REDACTED", "SETTINGS_KEY", "BastionSettings", "redact", "redact_argv", "split_settings"]
+__all__ = ["FSYNC_MODES", "SETTINGS_KEY", "BastionSettings", "split_settings"]

@@ -18,7 +18,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 #    pyopenssl: model-signing 1.1.1 imports OpenSSL without declaring it.
 "${pip[@]}" --no-deps -e "$root"
 "${pip[@]}" torch==2.13.0 pydantic==2.12.5 rfc8785 pyyaml click rich "sigstore>=4.0,<5" "model-signing>=1.1.1,<2" \
-    cryptography pyopenssl phonenumbers python-stdnum pytest pytest-timeout hypothesis
+    cryptography pyopenssl phonenumbers python-stdnum "detect-secrets>=1.5,<2" pytest pytest-timeout hypothesis
 # Fail now, not in the first test, if the stack does not import together.
 HF_HUB_OFFLINE=1 "$venv/bin/python" -c "import axolotl.cli.train, axolotl.train, bastion.plugins.axolotl.plugin, bastion.provenance.signing"
 echo "axolotl venv ready in $venv ($((SECONDS - start)) s)"

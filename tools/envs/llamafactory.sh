@@ -17,7 +17,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 #    pyopenssl: model-signing 1.1.1 imports OpenSSL without declaring it.
 "${pip[@]}" --no-deps -e "$root"
 "${pip[@]}" torch==2.14.1 rfc8785 pydantic pyyaml click rich "sigstore>=4.0,<5" "model-signing>=1.1.1,<2" \
-    cryptography pyopenssl phonenumbers python-stdnum pytest pytest-timeout
+    cryptography pyopenssl phonenumbers python-stdnum "detect-secrets>=1.5,<2" pytest pytest-timeout
 # Fail now, not in the first test, if the stack does not import together.
 "$venv/bin/python" -c "import torchaudio, llamafactory.train.tuner, bastion.plugins.hf.callback"
 echo "llamafactory venv ready in $venv ($((SECONDS - start)) s)"

@@ -11,12 +11,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bastion.plugins.axolotl.args import BastionArgs
-from bastion.plugins.axolotl.inputs import (
-    REDACTED,
-    prepared_inputs,
-    redact_secrets,
-    resolve_inputs,
-)
+from bastion.plugins.axolotl.inputs import prepared_inputs, resolve_inputs
+from bastion.provenance.redaction import REDACTED, redact_secrets
 
 
 def test_args_defaults() -> None:
@@ -139,10 +135,19 @@ def test_secrets_are_redacted_from_the_recorded_config() -> None:
         "list": [{"token": "t"}],
         "bastion_signing": {"backend": "key", "private_key": "keys/signing.pem"},
     }
-    out = redact_secrets(cfg)
+    redacted = redact_secrets(cfg)
+    out = redacted.value
     assert out["hf_token"] == REDACTED and out["wandb_api_key"] == REDACTED
     assert out["nested"] == {"password": REDACTED, "password_env": "SIGNING_PASSWORD", "secret": ""}
     assert out["special_tokens"] == {"pad_token": "<pad>"}
     assert out["tokenizer_config"] == "./model"
     assert out["list"] == [{"token": REDACTED}]
-    assert out["bastion_signing"] == cfg["bastion_signing"]  # a path, not key material
+    # a path to key material is withheld too: the key name says "private_key", and a path says little
+    assert out["bastion_signing"] == {"backend": "key", "private_key": REDACTED}
+    assert set(redacted.paths) == {
+        "/hf_token",
+        "/wandb_api_key",
+        "/nested/password",
+        "/list/0/token",
+        "/bastion_signing/private_key",
+    }

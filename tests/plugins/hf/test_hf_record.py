@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from bastion.errors import InputError
 from bastion.plugins.hf import BastionCallback, DatasetInput
-from bastion.plugins.hf.callback import REDACTED, clean_metrics
+from bastion.plugins.hf.callback import clean_metrics
 from bastion.provenance import canonical_json, load_statement, verify_ledger
+from bastion.provenance.redaction import REDACTED
 
 
 def _hooks(out: Path) -> tuple[Any, Any, Any]:

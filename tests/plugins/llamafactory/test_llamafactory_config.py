@@ -170,20 +170,23 @@ def test_bad_signing_config_fails_before_training(tmp_path: Path, tiny_model: Pa
 
 
 def test_settings_precedence_and_redaction() -> None:
-    from bastion.plugins.llamafactory.settings import BastionSettings, redact, redact_argv
+    from bastion.plugins.llamafactory.settings import BastionSettings
+    from bastion.provenance.redaction import redact_argv, redact_secrets
 
     yaml_settings = BastionSettings.from_mapping({"strict": False, "fsync": "never"}, source="a.yaml")
     merged = yaml_settings.override(strict=True, fsync=None, source="flags")
     assert (merged.strict, merged.fsync, merged.source) == (True, "never", "a.yaml + flags")
     cfg = {"hf_hub_token": "s1", "swanlab_api_key": "s2", "max_new_tokens": 5, "nested": [{"password": "s3"}]}
-    assert redact(cfg) == {
+    assert redact_secrets(cfg).value == {
         "hf_hub_token": "[REDACTED]",
         "swanlab_api_key": "[REDACTED]",
         "max_new_tokens": 5,
         "nested": [{"password": "[REDACTED]"}],
     }
     argv = ["--hf_hub_token", "s1", "--om_hub_token=s2", "--max_new_tokens", "5"]
-    assert redact_argv(argv) == ["--hf_hub_token", "[REDACTED]", "--om_hub_token=[REDACTED]", "--max_new_tokens", "5"]
+    redacted = redact_argv(argv)
+    assert redacted.value == ["--hf_hub_token", "[REDACTED]", "--om_hub_token=[REDACTED]", "--max_new_tokens", "5"]
+    assert redacted.paths == ("/1", "/2")
 
 
 def _sha256(path: Path) -> str:
