@@ -1364,6 +1364,8 @@ class RunRecorder:
 _ACTIVE: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
 """Recorders with an open run in this process: marked aborted when the process gets SIGTERM."""
 _sigterm_installed = False
+SIGTERM_GRACE_SECONDS = 30.0
+"""How long a terminated process waits for its open runs' ``run.aborted`` entries before it ends."""
 
 
 def _install_sigterm_handler() -> None:
@@ -1378,10 +1380,17 @@ def _install_sigterm_handler() -> None:
         if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
             return
 
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        def abort_all() -> None:
             for rec in list(_ACTIVE):
                 with contextlib.suppress(Exception):
                     rec.abort("terminated by SIGTERM")
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            # On another thread: the interrupted main thread may hold a ledger lock. Bounded, so that
+            # a long checkpoint hash cannot keep a terminated process alive.
+            worker = threading.Thread(target=abort_all, name="bastion-sigterm", daemon=True)
+            worker.start()
+            worker.join(SIGTERM_GRACE_SECONDS)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
