@@ -632,11 +632,12 @@ class RunRecorder:
                 inputs.tokenizer = self._model_entry("tokenizer", self.tokenizer)
             except BastionError as exc:
                 errors.append((exc, "input.tokenizer"))
+        parents: dict[Path, DatasetDigest] = {}  # a carved split's parent is hashed once for both sides
         for ds in self.datasets:
             if not ds.path.exists():
                 continue
             try:
-                inputs.datasets.extend(ds.digests())
+                inputs.datasets.extend(ds.digests(parents))
             except BastionError as exc:
                 errors.append((exc, "input.dataset"))
         # Overlap needs per-record digests on both sides; unknown (None) if any data file lacks them.
@@ -668,6 +669,13 @@ class RunRecorder:
             return ModelInput(path_name=name, sha256=None, files=(), source=source.as_dict())
         entry = _model_input(name, digest)
         return ModelInput(path_name=entry.path_name, sha256=entry.sha256, files=entry.files, source=source.as_dict())
+
+    @staticmethod
+    def _declared_dataset(d: DatasetInput) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": d.name or d.path.name, "role": d.role}
+        if d.carve is not None:
+            out["carved"] = d.carve.describe()
+        return out
 
     def _declared_name(self, role: str, path: Path | None) -> str | None:
         if path is None:
@@ -838,7 +846,7 @@ class RunRecorder:
             "inputs_declared": {
                 "base_model": self._declared_name("base_model", self.base_model),
                 "tokenizer": self._declared_name("tokenizer", self.tokenizer),
-                "datasets": [{"name": d.name or d.path.name, "role": d.role} for d in self.datasets],
+                "datasets": [self._declared_dataset(d) for d in self.datasets],
             },
         }
         if self._previous is not None:
