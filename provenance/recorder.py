@@ -338,6 +338,7 @@ class RunRecorder:
         """Where ``started_at``/``finished_at`` come from (default: the system clock, UTC)."""
         self._given_inputs: _Inputs | None = None
         self._given_records: tuple[DatasetRecord, ...] = ()
+        self._early_warnings: list[tuple[str, str]] = []
         self._reopened: RunPredicate | None = None
         self.hash_threads: set[str] = set()
         """Names of the threads that hashed inputs and checkpoints (never the training thread)."""
@@ -424,6 +425,8 @@ class RunRecorder:
         logger.warning("bastion: %s", message)
         with self._lock:
             self._warnings.append(message)
+            if self._ledger is None and not self.done:
+                self._early_warnings.append((code, message))  # written to the ledger when it opens
             if self._ledger is not None:
                 try:
                     self._ledger.append("warning", {"code": code, "message": message})
@@ -852,6 +855,9 @@ class RunRecorder:
         if self._previous is not None:
             start["previous_run"] = {k: v for k, v in self._previous.to_json().items() if k != "files"}
         self._append("run.start", start)
+        for code, message in self._early_warnings:  # warnings given before the ledger existed
+            self._append("warning", {"code": code, "message": message})
+        self._early_warnings.clear()
         for problem in problems:
             self.warn(error_text(problem), "input.invalid")
         if self._previous is not None:
