@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from bastion.errors import InputError, LedgerError, LedgerVerificationError
+from bastion.errors import BastionError, InputError, LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.redaction import redact_secrets
 from bastion.provenance.statement import RECORD_DIR, load_statement
 
 STATEMENT_NAME = "statement.json"
@@ -81,7 +82,80 @@ def _ledger_status(run_dir: Path, led: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarize(run_dir: Path, statement_path: Path) -> dict[str, Any]:
+_FULCIO_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"
+_FULCIO_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"
+
+
+def _der_utf8(raw: bytes) -> str | None:
+    """The text of a DER UTF8String (Fulcio's OIDC-issuer extension, v2)."""
+    if len(raw) < 2 or raw[0] != 0x0C:
+        return None
+    length, pos = raw[1], 2
+    if length & 0x80:
+        n = length & 0x7F
+        length, pos = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
+    return raw[pos : pos + length].decode("utf-8", errors="replace")
+
+
+def _oidc_issuer(cert: Any) -> str | None:
+    from cryptography import x509
+
+    for oid, decode in ((_FULCIO_ISSUER_V2, _der_utf8), (_FULCIO_ISSUER_V1, lambda b: b.decode("utf-8", "replace"))):
+        try:
+            ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid))
+        except x509.ExtensionNotFound:
+            continue
+        value = getattr(ext.value, "value", None)
+        if isinstance(value, bytes):
+            return decode(value)
+    return None
+
+
+def describe_signer(bundle_path: Path, public_keys: tuple[Path, ...] = ()) -> dict[str, Any] | None:
+    """Who signed a bundle, as the bundle itself says (NOT a trust decision: that is ``bastion verify``).
+
+    Key: the key id (model_signing's hint) and, when one of ``public_keys`` matches it, the key's
+    fingerprint as policies name it. Certificate: subject, SANs, issuer. Sigstore: the identity (SAN) and
+    the OIDC issuer from the Fulcio certificate.
+    """
+    from bastion.provenance.signing.bundle import key_fingerprint, key_hint, read_bundle
+    from bastion.provenance.signing.keys import load_public_key
+    from bastion.provenance.signing.sign_certificate import certificate_identity
+
+    if not bundle_path.is_file():
+        return None
+    try:
+        bundle = read_bundle(bundle_path)
+    except BastionError as exc:
+        return {"type": "unreadable", "problem": exc.message}
+    if bundle.kind == "key":
+        info: dict[str, Any] = {"type": "key", "key_hint": bundle.key_hint, "fingerprint": None}
+        for path in public_keys:
+            key = load_public_key(path)
+            if key_hint(key) == bundle.key_hint:
+                info["fingerprint"] = key_fingerprint(key)
+        return info
+    if bundle.kind == "certificate":
+        ident = certificate_identity(bundle.chain[0])
+        return {k: ident[k] for k in ("type", "subject", "san", "issuer", "fingerprint", "not_after")}
+    try:
+        from sigstore.models import Bundle
+
+        cert = Bundle.from_json(bundle.raw).signing_certificate
+    except Exception as exc:  # a malformed Sigstore bundle: say so, do not crash the summary
+        return {"type": "sigstore", "problem": f"cannot read the signing certificate ({type(exc).__name__})"}
+    ident = certificate_identity(cert)
+    return {"type": "sigstore", "identity": ", ".join(ident["san"]) or None, "issuer": _oidc_issuer(cert)}
+
+
+def _config_values(value: Any) -> tuple[Any, list[str]]:
+    """The recorded config, credentials withheld (again: records written before redaction was complete
+    may still carry some), and every path the record or this pass withheld."""
+    red = redact_secrets(value)
+    return red.value, list(red.paths)
+
+
+def summarize(run_dir: Path, statement_path: Path, *, public_keys: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The facts ``inspect`` shows, as one JSON-ready dictionary."""
     st = load_statement(statement_path)
     pred = _obj(st.get("predicate"))
@@ -120,6 +194,8 @@ def summarize(run_dir: Path, statement_path: Path) -> dict[str, Any]:
         if p.is_file() and p.name != STATEMENT_NAME and p.name.endswith(SIGNATURE_SUFFIXES)
     )
     metrics = _obj(pred.get("metrics"))
+    config = _obj(pred.get("config"))
+    config_value, config_redacted = _config_values(config.get("value"))
     return {
         "run_dir": str(run_dir),
         "statement": str(statement_path),
@@ -134,6 +210,10 @@ def summarize(run_dir: Path, statement_path: Path) -> dict[str, Any]:
         "datasets": datasets,
         "overlap_train_eval_records": _obj(pred.get("overlap")).get("train_eval_records"),
         "config_sha256": _sha(pred.get("config")),
+        "config_source": config.get("source"),
+        "config": config_value,
+        "config_redacted": sorted(set(config_redacted) | {str(p) for p in _list(config.get("redacted"))}),
+        "signer": describe_signer(record_dir / "statement.sigstore.json", public_keys),
         "environment": {
             "python": env.get("python"),
             "platform": env.get("platform"),
@@ -164,6 +244,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _signer_text(signer: dict[str, Any]) -> str:
+    kind = signer.get("type")
+    if "problem" in signer:
+        return f"{kind}: {signer['problem']}"
+    if kind == "key":
+        fp = signer.get("fingerprint")
+        return f"key {fp}" if fp else f"key id {signer.get('key_hint')} (pass --key PUBLIC_KEY for its fingerprint)"
+    if kind == "certificate":
+        san = ", ".join(signer.get("san") or []) or "-"
+        return f"certificate {signer.get('subject')} (SAN {san}; issuer {signer.get('issuer')})"
+    return f"Sigstore identity {signer.get('identity')} (issuer {signer.get('issuer')})"
+
+
 def _render(info: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -187,7 +280,28 @@ def _render(info: dict[str, Any]) -> None:
             line(label, "not recorded")
         else:
             line(label, f"{_fmt(a['path_name'])}  sha256 {_fmt(a['sha256'])}  ({_fmt(a['files'])} files)")
+    signer = info["signer"]
+    if signer is None:
+        line("signer", "none (unsigned run record)")
+    else:
+        line("signer", _signer_text(signer) + "  (as the bundle says; `bastion verify` checks it)")
     line("config sha256", info["config_sha256"])
+    config = info["config"]
+    if isinstance(config, dict) and config:
+        line(
+            "config",
+            f"from {_fmt(info['config_source'])}"
+            + (
+                "" if not info["config_redacted"] else f"; credentials withheld at {', '.join(info['config_redacted'])}"
+            ),
+        )
+        for key in sorted(config):
+            value = config[key]
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            console.print(f"  {key}: ", end="")
+            console.print(text, markup=False)
+    elif config is not None:
+        line("config", json.dumps(config, default=str))
     env = info["environment"]
     pk = env["packages"]
     versions = ", ".join(f"{k} {v}" for k, v in sorted(pk.items()) if k in ("torch", "transformers", "peft", "trl"))
@@ -237,10 +351,17 @@ def _render(info: dict[str, Any]) -> None:
 @click.command("inspect")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def inspect_command(run_dir: Path, as_json: bool) -> None:
+@click.option(
+    "--key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key (PEM) to name a key signer by its fingerprint (repeatable); no trust decision is made.",
+)
+def inspect_command(run_dir: Path, as_json: bool, public_keys: tuple[Path, ...]) -> None:
     """Summarize the run record of RUN_DIR (an output directory, its bastion/ folder, or statement.json)."""
     root, statement_path = locate_record(run_dir)
-    info = summarize(root, statement_path)
+    info = summarize(root, statement_path, public_keys=public_keys)
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
     else:

@@ -97,7 +97,11 @@ def hash_file(
 
 
 def iter_files(root: Path, *, exclude: Iterable[str] = ()) -> Iterator[Path]:
-    """Regular files under ``root`` in sorted order, skipping excluded top-level/relative names.
+    """Regular files under ``root`` in sorted order, skipping excluded paths.
+
+    ``exclude`` holds paths relative to ``root`` (POSIX form): ``"bastion"`` leaves out the top-level
+    record folder only, never a folder or file of that name deeper down (which an attacker could
+    otherwise use to hide files from a digest).
 
     Symbolic links are followed only when they point inside ``root``; a link leading outside would
     let an artifact's digest depend on files that are not shipped with it.
@@ -106,7 +110,7 @@ def iter_files(root: Path, *, exclude: Iterable[str] = ()) -> Iterator[Path]:
     root_resolved = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in excluded and d not in excluded)
+        dirnames[:] = sorted(d for d in dirnames if (rel_dir / d).as_posix() not in excluded)
         for d in dirnames:
             # os.walk does not descend into linked directories; one leading outside would silently
             # drop files the artifact depends on, so it is refused like a linked file.
@@ -119,7 +123,7 @@ def iter_files(root: Path, *, exclude: Iterable[str] = ()) -> Iterator[Path]:
                 )
         for fname in sorted(filenames):
             rel = (rel_dir / fname).as_posix()
-            if rel in excluded or fname in excluded:
+            if rel in excluded:
                 continue
             full = Path(dirpath) / fname
             if full.is_symlink():
@@ -147,7 +151,7 @@ def hash_directory(
     """Hash every regular file under ``path`` concurrently.
 
     ``workers`` defaults to the number of usable CPUs. ``exclude`` holds names or relative paths
-    (POSIX form) to skip, e.g. ``("bastion",)`` to leave out the run record itself.
+    (POSIX form, relative to ``path``) to skip, e.g. ``("bastion",)`` to leave out the run record itself.
     """
     root = Path(path)
     if not root.exists():
@@ -159,19 +163,32 @@ def hash_directory(
         files = sorted(iter_files(root, exclude=exclude), key=lambda f: f.relative_to(root).as_posix())
     except PermissionError as exc:
         raise InputError(f"permission denied while listing ({exc.filename})", path=root) from None
+    return hash_listed(root, [f.relative_to(root).as_posix() for f in files], workers=workers, progress=progress)
+
+
+def hash_listed(
+    root: str | os.PathLike[str],
+    names: Iterable[str],
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> DirectoryDigest:
+    """Hash the given files (relative POSIX names under ``root``, kept in the given order) concurrently."""
+    base = Path(root)
+    listed = list(names)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(workers, len(files) or 1))
+    workers = max(1, min(workers, len(listed) or 1))
 
-    def one(f: Path) -> FileDigest:
-        return hash_file(f, name=f.relative_to(root).as_posix(), progress=progress)
+    def one(name: str) -> FileDigest:
+        return hash_file(base / name, name=name, progress=progress)
 
     if workers == 1:
-        digests = [one(f) for f in files]
+        digests = [one(n) for n in listed]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bastion-hash") as pool:
-            digests = list(pool.map(one, files))
-    return DirectoryDigest(root=str(root), files=tuple(digests))
+            digests = list(pool.map(one, listed))
+    return DirectoryDigest(root=str(base), files=tuple(digests))
 
 
 def hash_path(

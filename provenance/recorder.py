@@ -70,7 +70,7 @@ from bastion.provenance.predicate import (
     RunPredicate,
     TrainingArgumentsRecord,
 )
-from bastion.provenance.redaction import REDACTED, redact_secrets
+from bastion.provenance.redaction import REDACTED, redact_secrets, relative_paths
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -196,6 +196,17 @@ def load_config(config: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
             problem = getattr(exc, "problem", None) or "syntax error"
             raise InputError(f"config is not valid YAML ({problem})", path=path, line=line) from None
     return jsonable(value), path.name
+
+
+def local_anchors(output_dir: Path) -> list[tuple[Path, str]]:
+    """Where local absolute paths in a recorded config are written relative to (see ``relative_paths``).
+
+    A record travels with the model: ``/home/alice/runs/out/logs`` is recorded as ``<output_dir>/logs``.
+    """
+    anchors = [(output_dir.absolute(), "<output_dir>"), (Path.cwd(), ".")]
+    with contextlib.suppress(OSError, RuntimeError):  # no resolvable home (a bare container): paths kept
+        anchors += [(output_dir.resolve(), "<output_dir>"), (Path.home(), "~")]
+    return anchors
 
 
 def error_text(exc: BaseException) -> str:
@@ -827,12 +838,15 @@ class RunRecorder:
                 "run.aborted",
                 {"run_id": carried.run_id, "reason": "the run ended without finishing (found when this run started)"},
             )
+        anchors = local_anchors(out)
         if training_arguments is not None:
             value, self._training_args_redacted = redacted(dict(training_arguments))
+            value = relative_paths(value, anchors)
             self._training_args = value if isinstance(value, dict) else {}
         if self._config_value is None and self.config is None and self._training_args is not None:
             self._config_value, self._config_source = self._training_args, "TrainingArguments"
             self._config_redacted = list(self._training_args_redacted)
+        self._config_value = relative_paths(self._config_value, anchors)
         try:
             self._environment = jsonable(capture_environment())
         except Exception as exc:  # environment probing is informative only
@@ -1309,29 +1323,38 @@ class RunRecorder:
 
     def _reopened_predicate(self) -> RunPredicate:
         if self._reopened is None:
-            raise ConfigError("extend()/copy_record() work on a record opened with RunRecorder.reopen()")
+            raise ConfigError("add_entry()/copy_record()/seal() work on a record opened with RunRecorder.reopen()")
         return self._reopened
 
-    def extend(self, kind: str, data: Mapping[str, Any], *, details: Mapping[str, Any]) -> Path:
-        """Append a ``kind`` entry and a new ``outputs`` entry to the reopened run's ledger; rewrite its statement.
+    def add_entry(self, kind: str, data: Mapping[str, Any], *, details: Mapping[str, Any]) -> None:
+        """Append a ``kind`` entry to the reopened run's ledger; ``predicate[kind]`` becomes ``details``.
 
-        The statement then describes the output directory as it now is, with ``predicate[kind]`` =
-        ``details`` (which must hold ``path``); it is re-signed when signing is configured.
+        ``details`` must hold ``path``. The run's statement is rewritten by :meth:`seal`; records of
+        directories inside the output folder (:meth:`copy_record`) must be written before that, since
+        they are part of what the statement covers.
         """
-        check_export(kind, {k: v for k, v in data.items() if k not in ("path", "digest", "files")})
+        predicate = self._reopened_predicate()
+        assert self.output_dir is not None
+        with Ledger(self.output_dir / predicate.ledger.path, fsync="always") as ledger:
+            ledger.append(kind, recordable(dict(data)))
+            head = ledger.head
+        self._reopened = dataclasses.replace(
+            predicate,
+            ledger=LedgerRef(predicate.ledger.path, head.head, head.entries),
+            exports={**predicate.exports, kind: ExportRef.parse(recordable(dict(details)), kind)},
+        )
+
+    def seal(self) -> Path:
+        """Record the output directory as it now is (``outputs`` entry), rewrite the statement, re-sign."""
         predicate = self._reopened_predicate()
         assert self.output_dir is not None and self._statement_path is not None
         out = self.output_dir
-        safe = recordable(dict(details))
         with Ledger(out / predicate.ledger.path, fsync="always") as ledger:
-            ledger.append(kind, recordable(dict(data)))
             outputs = hash_directory(out, exclude=(RECORD_DIR,))
             ledger.append("outputs", {"digest": {"sha256": outputs.sha256}, "files": _files_json(outputs)})
             head = ledger.head
         self._reopened = predicate = dataclasses.replace(
-            predicate,
-            ledger=LedgerRef(predicate.ledger.path, head.head, head.entries),
-            exports={**predicate.exports, kind: ExportRef.parse(safe, kind)},
+            predicate, ledger=LedgerRef(predicate.ledger.path, head.head, head.entries)
         )
         write_statement(build_statement(outputs, predicate.to_json()), self._statement_path)
         if self._signing_config is not None:
@@ -1339,7 +1362,10 @@ class RunRecorder:
         return self._statement_path
 
     def copy_record(self, directory: str | Path) -> Path:
-        """Give ``directory`` (e.g. ``merged/``) its own record: the reopened run's ledger and predicate, its files."""
+        """Give ``directory`` (e.g. ``merged/``) its own record: the reopened run's ledger and predicate, its files.
+
+        The ledger copy is the run's ledger as it is now (ending at the last :meth:`add_entry`).
+        """
         predicate = self._reopened_predicate()
         assert self.output_dir is not None
         path = Path(directory)

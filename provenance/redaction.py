@@ -38,9 +38,11 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -488,4 +490,38 @@ def redact_argv(argv: Sequence[str]) -> Redacted:
     return Redacted(out, tuple(paths))
 
 
-__all__ = ["REDACTED", "Redacted", "is_secret_key", "redact_argv", "redact_secrets", "redact_text"]
+def relative_paths(value: Any, anchors: Sequence[tuple[str | os.PathLike[str], str]]) -> Any:
+    """A copy of ``value`` with absolute paths written relative to the longest anchor they lie under.
+
+    ``anchors`` are ``(absolute folder, label)`` pairs, e.g. ``(output_dir, "<output_dir>")``,
+    ``(cwd, ".")``, ``(home, "~")``: ``/home/alice/runs/out/logs`` becomes ``<output_dir>/logs``. A
+    record travels with the model; local absolute paths say nothing to its reader but name the
+    machine's layout and often a person (their home folder). Paths under no anchor are kept.
+    The file system is not consulted; ``/`` is never an anchor.
+    """
+    pairs = sorted(
+        ((PurePosixPath(os.fspath(a)), label) for a, label in anchors if PurePosixPath(os.fspath(a)).parts[1:]),
+        key=lambda p: len(p[0].parts),
+        reverse=True,
+    )
+
+    def one(v: Any) -> Any:
+        if isinstance(v, str) and v.startswith("/") and "\n" not in v:
+            path = PurePosixPath(v)
+            for anchor, label in pairs:
+                if path == anchor:
+                    return label
+                if path.is_relative_to(anchor):
+                    return f"{label}/{path.relative_to(anchor).as_posix()}"
+            return v
+        if isinstance(v, Mapping):
+            return {k: one(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            items = [one(x) for x in v]
+            return tuple(items) if isinstance(v, tuple) else items
+        return v
+
+    return one(value)
+
+
+__all__ = ["REDACTED", "Redacted", "is_secret_key", "redact_argv", "redact_secrets", "redact_text", "relative_paths"]

@@ -172,9 +172,12 @@ def record_merge(
         "training_statement": {"sha256": hashlib.sha256(statement_path.read_bytes()).hexdigest()},
     }
 
-    recorder.extend("merge", {**merge_info, "files": _files(merged_digest)}, details=merge_info)
-    # The merged model's own record: same run, same ledger (copied so the folder stands alone).
+    recorder.add_entry("merge", {**merge_info, "files": _files(merged_digest)}, details=merge_info)
+    # The merged model's own record comes first: it sits inside the output directory, so (like every
+    # nested ``bastion`` folder) it is signed content of the training record and must be final before
+    # the training statement is written. Its ledger copy ends at the merge entry.
     merged_statement = recorder.copy_record(merged)
+    recorder.seal()
     return statement_path, merged_statement
 
 

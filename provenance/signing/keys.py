@@ -77,6 +77,12 @@ def load_public_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
         raise InputError("public key not found", path=p) from None
     except OSError as exc:
         raise InputError(f"cannot read the public key: {exc.strerror or exc}", path=p) from None
+    if b"PRIVATE KEY-----" in data:
+        raise InputError(
+            "this is a PRIVATE key; a verifier needs the PUBLIC key",
+            path=p,
+            hint="pass the .pub file written next to it by bastion keygen (keep the private key with the signer)",
+        )
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

@@ -6,7 +6,10 @@ On disk, inside ``<output_dir>/bastion/``::
     statement.sigstore.json     Sigstore bundle: DSSE envelope whose payload is statement.json, byte for byte
     model.sig                   OpenSSF model_signing signature of the directory (ignores bastion/)
 
-Both are made by the same signer. The model signature records ``bastion`` in its ``ignore_paths``,
+Both are made by the same signer and cover the same files: every regular file except the top-level
+``bastion/`` folder (nested ``bastion`` folders, e.g. checkpoint records, are signed content). A
+directory holding symbolic links, FIFOs, sockets or device files is not signed (see
+:mod:`bastion.provenance.artifact`). The model signature records ``bastion`` in its ``ignore_paths``,
 so the stock verifier needs nothing but the signature path::
 
     model_signing verify key OUTPUT_DIR --signature OUTPUT_DIR/bastion/model.sig --public_key signing.pub
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import BastionError, InputError, SigningError
+from bastion.provenance.artifact import scan_artifact
 from bastion.provenance.signing.config import SigningConfig
 from bastion.provenance.signing.signer import Signer
 from bastion.provenance.statement import RECORD_DIR, load_statement, write_statement
@@ -59,18 +63,19 @@ class SignedRun:
         }
 
 
-def record_dirs(directory: Path) -> list[str]:
-    """Relative paths of every run-record folder (top level and inside checkpoints) to leave unsigned."""
-    found = [RECORD_DIR]
-    for dirpath, dirnames, _ in os.walk(directory):
-        rel = Path(dirpath).relative_to(directory)
-        if rel == Path(RECORD_DIR):
-            dirnames[:] = []
-            continue
-        for d in dirnames:
-            if d == RECORD_DIR and rel != Path("."):
-                found.append((rel / d).as_posix())
-    return sorted(set(found))
+def refuse_irregular_entries(directory: Path) -> None:
+    """Refuse to sign a directory holding anything but folders and regular files (see
+    :mod:`bastion.provenance.artifact`): model_signing signs with ``allow_symlinks: false``, the stock
+    verifier then rejects links and special files anywhere, and ``bastion verify`` refuses them too."""
+    listing = scan_artifact(directory)
+    if listing.irregular:
+        shown = "; ".join(e.describe() for e in listing.irregular[:5])
+        more = f"; and {len(listing.irregular) - 5} more" if len(listing.irregular) > 5 else ""
+        raise SigningError(
+            f"cannot sign {directory}: it holds entries that are not regular files: {shown}{more}",
+            hint="replace links with copies of the files they point to and remove pipes, sockets and device "
+            "files; only regular files can be signed and verified",
+        )
 
 
 def oms_resources(signature_path: Path) -> dict[str, str]:
@@ -154,6 +159,7 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
                 subjects[str(s["name"])] = str(s["digest"]["sha256"])
             except (KeyError, TypeError):
                 raise InputError(f"subject[{i}] lacks name or digest.sha256", path=statement_path) from None
+    refuse_irregular_entries(directory)
     want_oms = _want_model_signature(config)
     signer = _as_signer(config)
     record.mkdir(parents=True, exist_ok=True)
@@ -168,7 +174,9 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
             from model_signing import hashing as ms_hashing
 
             hashing = ms_hashing.Config()  # type: ignore[no-untyped-call]
-            hashing.set_ignored_paths(paths=record_dirs(directory), ignore_git_paths=True)
+            # Only the top-level record folder is left out; nested ``bastion`` folders (checkpoint records)
+            # are signed content like any other file.
+            hashing.set_ignored_paths(paths=[RECORD_DIR], ignore_git_paths=True)
             try:
                 signer.model_signing_config().set_hashing_config(hashing).sign(directory, sig_tmp)
             except BastionError:

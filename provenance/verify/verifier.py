@@ -10,7 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bastion.errors import BastionError, LedgerError, LedgerVerificationError, VerificationError
-from bastion.provenance.hashing import hash_directory
+from bastion.provenance.artifact import scan_artifact
+from bastion.provenance.hashing import hash_listed
 from bastion.provenance.ledger import verify_ledger
 from bastion.provenance.signing.bundle import ParsedBundle, read_bundle
 from bastion.provenance.signing.run import (
@@ -66,7 +67,15 @@ def verify(
     root = Path(artifact_dir)
     report = VerificationReport(artifact=root)
     if not root.is_dir():
-        report.fail("record.missing", "artifact directory not found", "a directory", str(root))
+        if root.exists():
+            report.fail(
+                "record.missing",
+                f"{root} is a file; expected the training output directory (the folder that holds {RECORD_DIR}/)",
+                "a directory",
+                "a file",
+            )
+        else:
+            report.fail("record.missing", f"artifact directory not found: {root}", "a directory", "nothing")
         return report
     record = root / RECORD_DIR
     statement_path = record / STATEMENT_NAME
@@ -81,6 +90,8 @@ def verify(
     except VerificationError as exc:
         check = "record.missing" if not bundle_path.exists() else "bundle.invalid"
         report.fail(check, exc.message, f"a Sigstore bundle at {RECORD_DIR}/{STATEMENT_BUNDLE_NAME}", None)
+    if bundle is not None and _refuse_unused_trust(report, bundle, trust):
+        bundle = None
     if bundle is not None:
         signer = check_bundle(bundle, trust, report, what=f"{RECORD_DIR}/{STATEMENT_BUNDLE_NAME}")
         if signer is not None:
@@ -109,14 +120,28 @@ def verify(
 
     # 3. Files on disk vs the signed subjects.
     subjects = _subjects(report, statement)
+    before = len(report.failures)
     try:
-        digest = hash_directory(root, exclude=(RECORD_DIR,), workers=workers)
+        listing = scan_artifact(root)
+        digest = hash_listed(root, listing.files, workers=workers)
     except BastionError as exc:
         report.fail("subject.unreadable", exc.message)
         return report
+    except OSError as exc:  # a file vanished or became unreadable between listing and hashing
+        report.fail("subject.unreadable", f"{exc.filename or root}: {exc.strerror or exc}")
+        return report
+    # Only the top-level record folder is outside the signature; every other entry must be a signed
+    # regular file. Links and special files are refused by name (the stock verifier refuses them too).
+    for entry in listing.irregular:
+        check = "subject.symlink" if "symbolic link" in entry.kind else "subject.special"
+        report.fail(
+            check,
+            f"{entry.path}: not a regular file; only regular files are signed and verified",
+            _expected_entry(entry.path),
+            entry.kind,
+        )
     actual = {f.name: f.sha256 for f in digest.files}
     report.files = len(actual)
-    before = len(report.failures)
     for name in sorted(subjects.keys() - actual.keys()):
         report.fail("subject.missing", f"{name}: signed file is missing", f"sha256:{subjects[name]}", "no such file")
     for name in sorted(actual.keys() - subjects.keys()):
@@ -148,6 +173,38 @@ def verify(
         if len(report.failures) == before:
             report.passed.append("policy")
     return report
+
+
+def _refuse_unused_trust(report: VerificationReport, bundle: ParsedBundle, trust: Trust) -> bool:
+    """Trust arguments that do not apply to how the run was signed are refused, not silently ignored:
+    someone who passes ``--trust-config`` or ``--issuer`` believes it constrains the check."""
+    unused = []
+    if trust.trust_config is not None and bundle.kind != "sigstore":
+        unused.append("--trust-config (a Sigstore trust root)")
+    if trust.issuer is not None and bundle.kind == "key":
+        unused.append("--issuer")
+    if not unused:
+        return False
+    how = {
+        "key": "a bare key (trust it with --key)",
+        "certificate": "a certificate (trust it with --certificate-chain)",
+    }
+    report.fail(
+        "trust.unused",
+        f"{RECORD_DIR}/{STATEMENT_BUNDLE_NAME} is signed with {how.get(bundle.kind, bundle.kind)}; "
+        f"{' and '.join(unused)} would be ignored: drop it, or check that this is the artifact you meant",
+        f"trust arguments for a {bundle.kind}-signed run",
+        ", ".join(u.split(" ")[0] for u in unused),
+    )
+    return True
+
+
+def _expected_entry(path: str) -> str:
+    if path == RECORD_DIR:
+        return "the record folder itself, not a link"
+    if path.startswith(f"{RECORD_DIR}/"):
+        return "a regular record file"
+    return "a signed regular file"
 
 
 def _explain_statement_difference(report: VerificationReport, signed: bytes, on_disk: bytes) -> None:

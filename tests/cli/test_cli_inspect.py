@@ -299,3 +299,67 @@ def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert doc["ledger"]["verified"] is True
     assert any(s["name"] == "adapter_model.safetensors" for s in doc["subjects"])
     assert doc["base_model"]["files"] >= 2
+
+
+def test_signer_and_config_values_are_shown_with_credentials_withheld(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
+    from bastion.provenance.signing.testing import make_run_dir
+    from bastion.provenance.statement import load_statement
+
+    out = make_run_dir(tmp_path / "out")
+    # A record written by an older version that kept a credential in the config: inspect withholds it.
+    secret = "hf_" + "Zy9" * 12
+    st = load_statement(out / "bastion" / "statement.json")
+    st["predicate"]["config"] = {
+        "source": "train.yaml",
+        "digest": {"sha256": "c" * 64},
+        "value": {"learning_rate": 0.0001, "hub_token": secret, "db": "postgresql://u:pw9@h/x"},
+        "redacted": ["/wandb_api_key"],
+    }
+    write_statement(st, out / "bastion" / "statement.json")
+    keys = generate_key_pair(tmp_path / "keys")
+    sign_run(out, SigningConfig(backend="key", private_key=keys.private_key))
+
+    code, text, err = run(capsys, "inspect", str(out), "--key", str(keys.public_key))
+    assert code == 0, err
+    from bastion.provenance.signing.bundle import key_fingerprint
+    from bastion.provenance.signing.keys import load_public_key
+
+    fingerprint = key_fingerprint(load_public_key(keys.public_key))
+    assert f"signer: key {fingerprint}" in text
+    assert "config: from train.yaml; credentials withheld at /db, /hub_token, /wandb_api_key" in text
+    assert "  learning_rate: 0.0001" in text and "  hub_token: [REDACTED]" in text
+    assert "  db: postgresql://u:[REDACTED]@h/x" in text
+    assert secret not in text and "pw9" not in text
+
+    code, text, _ = run(capsys, "inspect", str(out))  # without the public key: its id, and how to get more
+    assert "signer: key id " in text and "pass --key PUBLIC_KEY" in text
+    code, raw, _ = run(capsys, "inspect", str(out), "--json")
+    doc = json.loads(raw)
+    assert doc["signer"]["type"] == "key" and doc["signer"]["key_hint"]
+    assert doc["config"]["hub_token"] == "[REDACTED]" and secret not in raw
+
+
+def test_certificate_signer_is_named_by_its_san(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography import x509
+
+    from bastion.provenance.signing import SigningConfig, sign_run
+    from bastion.provenance.signing.sign_certificate import certificate_identity
+    from bastion.provenance.signing.testing import make_run_dir, make_test_pki
+
+    pki = make_test_pki(tmp_path / "pki")
+    out = make_run_dir(tmp_path / "out")
+    cfg = SigningConfig(
+        backend="certificate",
+        private_key=pki.leaf_key,
+        certificate=pki.leaf_cert,
+        certificate_chain=(pki.intermediate_cert,),
+    )
+    sign_run(out, cfg)
+    ident = certificate_identity(x509.load_pem_x509_certificate(pki.leaf_cert.read_bytes()))
+    code, text, _ = run(capsys, "inspect", str(out))
+    assert code == 0
+    [line] = [ln for ln in text.splitlines() if ln.startswith("signer: ")]
+    assert f"certificate {ident['subject']}" in line and ident["san"][0] in line and ident["issuer"] in line

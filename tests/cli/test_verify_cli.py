@@ -68,3 +68,42 @@ def test_verify_without_trust_fails(signed: tuple[Path, Path], capsys: pytest.Ca
     out, _ = signed
     code, stdout, _ = run(capsys, "verify", str(out))
     assert code == 1 and "FAIL trust.missing" in stdout
+
+
+def test_private_key_given_as_key_says_so(
+    signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out, _ = signed
+    private = tmp_path / "keys" / "signing.pem"
+    assert private.is_file()
+    code, stdout, err = run(capsys, "verify", str(out), "--key", str(private))
+    assert code == 2 and "Traceback" not in err
+    assert "this is a PRIVATE key; a verifier needs the PUBLIC key" in err and str(private) in err
+    assert ".pub" in err  # what to pass instead
+    assert "BEGIN" not in err + stdout  # nothing of the key itself is echoed
+
+
+def test_verify_a_file_says_it_is_a_file(signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out, pub = signed
+    weights = out / "adapter_model.safetensors"
+    code, stdout, _ = run(capsys, "verify", str(weights), "--key", str(pub))
+    assert code == 1
+    assert f"FAIL record.missing: {weights} is a file; expected the training output directory" in stdout
+    assert "not found" not in stdout
+    code, stdout, _ = run(capsys, "verify", str(out / "nope"), "--key", str(pub))
+    assert code == 1 and f"artifact directory not found: {out / 'nope'}" in stdout
+
+
+@pytest.mark.parametrize("extra", [["--trust-config", "trust.json"], ["--issuer", "CN=Acme Root"]])
+def test_sigstore_only_trust_arguments_on_a_key_signed_run_are_refused(
+    signed: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str]
+) -> None:
+    out, pub = signed
+    (tmp_path / "trust.json").write_text("{}")
+    args = [a if a != "trust.json" else str(tmp_path / "trust.json") for a in extra]
+    code, stdout, _ = run(capsys, "verify", str(out), "--key", str(pub), *args)
+    assert code == 1
+    [line] = [ln for ln in stdout.splitlines() if ln.startswith("FAIL trust.unused")]
+    assert "signed with a bare key" in line and f"{extra[0]}" in line and "would be ignored" in line
+    # the same run verifies once the argument that does not apply is dropped
+    assert run(capsys, "verify", str(out), "--key", str(pub))[0] == 0

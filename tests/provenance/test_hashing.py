@@ -169,14 +169,16 @@ def test_excluded_names_and_relative_paths(make_tree: Callable[..., Path]) -> No
             "bastion/statement.json": b"{}",
             "logs/keep.txt": b"k",
             "logs/skip.txt": b"s",
-            "nested/bastion/also-excluded.txt": b"n",
+            "nested/bastion/also-hashed.txt": b"n",
         }
     )
+    # Exclusions are paths relative to the root: a deeper folder of the same name is hashed.
     names = [f.name for f in hash_directory(root, exclude=("bastion", "logs/skip.txt")).files]
-    assert names == ["logs/keep.txt", "model.bin"]
-    assert total_size(root, exclude=("bastion", "logs/skip.txt")) == 2
+    assert names == ["logs/keep.txt", "model.bin", "nested/bastion/also-hashed.txt"]
+    assert total_size(root, exclude=("bastion", "logs/skip.txt")) == 3
     # Trailing slashes are tolerated in exclusion entries.
-    assert [f.name for f in hash_directory(root, exclude=("bastion/", "logs/")).files] == ["model.bin"]
+    names = [f.name for f in hash_directory(root, exclude=("bastion/", "logs/", "nested/bastion")).files]
+    assert names == ["model.bin"]
 
 
 def test_empty_directory(tmp_path: Path) -> None:

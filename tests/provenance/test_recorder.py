@@ -94,17 +94,17 @@ def test_reopen_refuses_what_it_cannot_vouch_for(tmp_path: Path) -> None:
         RunRecorder.reopen(tmp_path / "nothing")
 
 
-def test_extend_and_copy_record(tmp_path: Path) -> None:
+def test_add_entry_copy_record_and_seal(tmp_path: Path) -> None:
     out = make_run_dir(tmp_path / "out")
     merged = out / "merged"
     merged.mkdir()
     (merged / "model.safetensors").write_bytes(b"m")
     rec = RunRecorder.reopen(out)
-    rec.extend("merge", {"path": "merged", "method": "x"}, details={"path": "merged", "method": "x"})
+    rec.add_entry("merge", {"path": "merged", "method": "x"}, details={"path": "merged", "method": "x"})
     copy = load_statement(rec.copy_record(merged))
-    main = load_statement(out / "bastion" / "statement.json")
+    main = load_statement(rec.seal())
     assert kinds(out / "bastion" / "ledger.jsonl")[-2:] == ["merge", "outputs"]
-    assert "merged/model.safetensors" in {s["name"] for s in main["subject"]}
+    assert {"merged/model.safetensors", "merged/bastion/statement.json"} <= {s["name"] for s in main["subject"]}
     assert [s["name"] for s in copy["subject"]] == ["model.safetensors"]
     assert main["predicate"]["merge"] == {"path": "merged", "method": "x"} == copy["predicate"]["merge"]
     led = copy["predicate"]["ledger"]

@@ -31,11 +31,12 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 def files_in(root: Path) -> dict[str, str]:
-    """Digests of every file under ``root`` except run-record folders, computed here independently."""
+    """Digests of every file under ``root`` except its top-level run-record folder, computed here
+    independently (nested records, e.g. ``merged/bastion/``, are signed content like any other file)."""
     out = {}
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root)
-        if f.is_file() and "bastion" not in rel.parts:
+        if f.is_file() and rel.parts[0] != "bastion":
             out[rel.as_posix()] = sha256(f)
     return out
 

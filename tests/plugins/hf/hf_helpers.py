@@ -23,10 +23,12 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 def files_in(out: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under ``out``, the bastion/ record folders left out."""
+    """Relative path -> sha256 of every file under ``out``, the top-level bastion/ record folder left out
+    (checkpoint records nested deeper are signed outputs like any other file)."""
     result = {}
     for root, dirs, files in os.walk(out):
-        dirs[:] = [d for d in dirs if d != "bastion"]
+        if Path(root) == out:
+            dirs[:] = [d for d in dirs if d != "bastion"]
         for f in files:
             p = Path(root) / f
             result[p.relative_to(out).as_posix()] = sha256(p)

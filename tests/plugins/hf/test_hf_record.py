@@ -213,3 +213,23 @@ def test_dataset_directory_is_hashed_per_file(tmp_path: Path, data: dict[str, Pa
     empty.mkdir()
     with pytest.raises(InputError, match="holds no files"):
         BastionCallback(datasets=[empty], strict=True).on_train_begin(*_hooks(tmp_path / "o2"))
+
+
+def test_local_absolute_paths_are_recorded_relative(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "out"
+    args, state, control = _hooks(out)
+    config = {"output_dir": str(out), "deepspeed": str(Path.home() / "ds.json"), "data": "/srv/data/train.jsonl"}
+    cb = BastionCallback(config=config)
+    cb.on_train_begin(args, state, control)
+    cb.on_train_end(args, state, control)
+    (out / "model.bin").write_bytes(b"m")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    targs = pred["training_arguments"]["value"]
+    assert targs["output_dir"] == "<output_dir>"
+    assert pred["config"]["value"] == {
+        "output_dir": "<output_dir>",
+        "deepspeed": "~/ds.json",
+        "data": "/srv/data/train.jsonl",  # under no local anchor: kept
+    }
+    text = (out / "bastion" / "statement.json").read_text(encoding="utf-8")
+    assert str(tmp_path) not in text

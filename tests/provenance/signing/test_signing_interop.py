@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from model_signing import hashing as ms_hashing
 from model_signing import verifying as ms_verifying
 from model_signing._signing import sign_certificate as ms_certificate
 from model_signing._signing import sign_ec_key as ms_ec_key
@@ -203,27 +202,33 @@ def test_sign_directory_with_a_statement_signs_both(tmp_path: Path, keys: KeyPai
     assert report.ok, report.lines()
 
 
-def test_checkpoint_records_nested_in_the_output_dir_are_left_out_of_both_signatures(
+def test_checkpoint_records_nested_in_the_output_dir_are_signed_by_both_signatures(
     run_dir: Callable[..., Path], keys: KeyPair, stock_verify: Stock
 ) -> None:
-    files = {"adapter_model.safetensors": b"w" * 100, "checkpoint-2/adapter_model.safetensors": b"c" * 100}
+    # A checkpoint record written during training (e.g. by sign_checkpoints), before the run's statement.
+    files = {
+        "adapter_model.safetensors": b"w" * 100,
+        "checkpoint-2/adapter_model.safetensors": b"c" * 100,
+        "checkpoint-2/bastion/statement.json": b"{}",
+    }
     out = run_dir(files=files)
-    # A checkpoint record written during training (e.g. by sign_checkpoints), after the statement was built.
-    ckpt_record = out / "checkpoint-2" / "bastion"
-    ckpt_record.mkdir()
-    (ckpt_record / "statement.json").write_text("{}")
     signed = sign_run(out, key_cfg(keys))
+    assert signed.model_signature is not None
     payload = json.loads(
         __import__("base64").b64decode(json.loads(signed.model_signature.read_text())["dsseEnvelope"]["payload"])
-    )  # type: ignore[union-attr]
-    assert "checkpoint-2/bastion" in payload["predicate"]["serialization"]["ignore_paths"]
-    assert (
-        stock_verify(
-            "key", str(out), "--signature", str(signed.model_signature), "--public_key", str(keys.public_key)
-        ).returncode
-        == 0
     )
+    ignored = payload["predicate"]["serialization"]["ignore_paths"]
+    assert [p for p in ignored if "bastion" in p] == ["bastion"]  # only the top-level record folder
+    resources = {r["name"] for r in payload["predicate"]["resources"]}
+    assert "checkpoint-2/bastion/statement.json" in resources
+    stock = ("key", str(out), "--signature", str(signed.model_signature), "--public_key", str(keys.public_key))
+    assert stock_verify(*stock).returncode == 0
     assert verify(out, public_key=keys.public_key).ok
+    # The nested record is signed content: editing it fails both verifiers.
+    (out / "checkpoint-2" / "bastion" / "statement.json").write_text('{"edited": true}')
+    assert stock_verify(*stock).returncode != 0
+    report = verify(out, public_key=keys.public_key)
+    assert "subject.modified" in report.reasons(), report.lines()
 
 
 def test_a_stale_statement_is_not_signed_and_nothing_is_written(run_dir: Callable[..., Path], keys: KeyPair) -> None:
@@ -260,15 +265,6 @@ def test_model_signature_can_be_turned_off(run_dir: Callable[..., Path], keys: K
     assert signed.model_signature is None and not (out / "bastion/model.sig").exists()
     assert verify(out, public_key=keys.public_key, require_model_signature=False).ok
     assert "model_signature.missing" in verify(out, public_key=keys.public_key).reasons()
-
-
-def test_hashing_config_ignores_only_record_dirs(run_dir: Callable[..., Path]) -> None:
-    from bastion.provenance.signing.run import record_dirs
-
-    out = run_dir(files={"a": b"1", "ckpt/bastion/x": b"2", "ckpt/sub/bastion/y": b"3", "bastion_notes.txt": b"4"})
-    assert record_dirs(out) == ["bastion", "ckpt/bastion", "ckpt/sub/bastion"]
-    manifest = ms_hashing.Config().set_ignored_paths(paths=record_dirs(out)).hash(out)
-    assert sorted(r.identifier for r in manifest.resource_descriptors()) == ["a", "bastion_notes.txt"]
 
 
 def test_encrypted_certificate_key_needs_model_signature_off(
