@@ -36,6 +36,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import uuid
 import weakref
@@ -44,7 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
@@ -966,6 +967,7 @@ class RunRecorder:
     def _install_sigterm_hook(self) -> None:
         _ACTIVE.add(self)
         _install_sigterm_handler()
+        _install_excepthook()
 
     def _restore_sigterm(self) -> None:
         _ACTIVE.discard(self)
@@ -1392,7 +1394,10 @@ class RunRecorder:
             return
         if not self._train_ended:
             logger.warning("bastion: training did not finish; no statement was written for run %s", self.run_id)
-            self.abort("process exited before training ended")
+            crash = _UNCAUGHT.get("type")
+            self.abort(
+                "process exited before training ended" + (f" (uncaught {crash})" if crash else ""),
+            )
             return
         try:
             path = self.finalize()
@@ -1406,6 +1411,24 @@ _ACTIVE: weakref.WeakSet[RunRecorder] = weakref.WeakSet()
 _sigterm_installed = False
 SIGTERM_GRACE_SECONDS = 30.0
 """How long a terminated process waits for its open runs' ``run.aborted`` entries before it ends."""
+
+
+_UNCAUGHT: dict[str, str] = {}
+"""The type of the exception that is ending the process, if any (its message is never recorded)."""
+
+
+def _install_excepthook() -> None:
+    """Once per process: note the type of an uncaught exception, so that ``run.aborted`` can name it."""
+    previous = sys.excepthook
+    if getattr(previous, "__bastion__", False):
+        return
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        _UNCAUGHT.setdefault("type", exc_type.__name__)
+        previous(exc_type, exc, tb)
+
+    hook.__bastion__ = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _install_sigterm_handler() -> None:

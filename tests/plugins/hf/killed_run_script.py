@@ -1,7 +1,8 @@
 """A real Trainer run that the test kills: prints ``saved <step>`` once Bastion has recorded each checkpoint.
 
-Usage: ``python killed_run_script.py MODEL_DIR TRAIN_JSONL OUT_DIR``. Trains for many steps with a
-checkpoint every step; the parent reads stdout and sends SIGKILL after the second checkpoint.
+Usage: ``python killed_run_script.py MODEL_DIR TRAIN_JSONL OUT_DIR [crash]``. Trains for many steps with
+a checkpoint every step; the parent reads stdout and sends SIGKILL after the second checkpoint. With
+``crash`` the training loop raises an exception after the second checkpoint instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Announce:
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.cb.recorder.wait()  # the checkpoint entry is in the ledger
         print(f"saved {state.global_step}", flush=True)
+        if CRASH and state.global_step == 2:
+            raise RuntimeError("simulated crash in the training loop")
+
+
+CRASH = len(sys.argv) > 4 and sys.argv[4] == "crash"
 
 
 model_dir, train, out = (Path(a) for a in sys.argv[1:4])

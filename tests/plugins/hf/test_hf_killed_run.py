@@ -156,3 +156,21 @@ def test_sigterm_records_run_aborted(tiny_model_dir: Path, data: dict[str, Path]
     assert last["kind"] == "run.aborted" and last["data"]["reason"] == "terminated by SIGTERM"
     verify_ledger(out / "bastion" / "ledger.jsonl")
     assert json.loads(json.dumps(last))  # a whole, parseable last line
+
+
+def test_an_exception_that_ends_the_process_records_run_aborted_with_its_type(
+    tiny_model_dir: Path, data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tiny_model_dir), str(data["train"]), str(out), "crash"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1 and "simulated crash" in proc.stderr
+    last = read_ledger(out / "bastion" / "ledger.jsonl")[-1]
+    assert last["kind"] == "run.aborted"
+    assert last["data"]["reason"] == "process exited before training ended (uncaught RuntimeError)"
+    assert "simulated crash" not in (out / "bastion" / "ledger.jsonl").read_text()  # the type, never the message
+    verify_ledger(out / "bastion" / "ledger.jsonl")
