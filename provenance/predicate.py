@@ -409,7 +409,8 @@ class PreviousRun:
     ledger_head: str | None
     ledger_entries: int
     status: str
-    """``aborted`` (it recorded ``run.aborted``), ``unfinished`` (killed: no end entry) or ``finished``."""
+    """``aborted`` (it recorded ``run.aborted``), ``unfinished`` (killed: no end entry), ``finished``, or
+    ``damaged`` (its ledger does not verify, e.g. a line torn by a kill; ``ledger_head`` is then null)."""
     files: tuple[FileRef, ...] = ()
 
     @classmethod

@@ -274,16 +274,23 @@ class _FoundRun:
     """The record of an earlier run found in the output directory at :meth:`RunRecorder.start`."""
 
     run_id: str | None
-    head: str
+    head: str | None
     entries: int
-    status: Literal["aborted", "unfinished", "finished"]
+    status: Literal["aborted", "unfinished", "finished", "damaged"]
+    problem: str | None = None
+    """Why the ledger does not verify (status ``damaged``)."""
 
 
 def _previous_run(ledger: Path) -> _FoundRun | None:
     """What the existing ledger says about the last run recorded in it; ``None`` for no or an empty ledger."""
     if not ledger.is_file() or ledger.stat().st_size == 0:
         return None
-    head = verify_ledger(ledger)  # a broken ledger raises LedgerError naming the line
+    try:
+        head = verify_ledger(ledger)
+    except LedgerError as exc:  # a torn last line (killed mid-write), an edit: the chain cannot be continued
+        with open(ledger, "rb") as fh:
+            lines = sum(1 for _ in fh)
+        return _FoundRun(run_id=None, head=None, entries=lines, status="damaged", problem=exc.message)
     run_id: str | None = None
     status: Literal["aborted", "unfinished", "finished"] = "unfinished"
     for _, entry in read_entries(ledger):
@@ -826,8 +833,9 @@ class RunRecorder:
             err = exc if isinstance(exc, BastionError) else LedgerError(f"cannot create {record_dir}: {exc}")
             if self.strict:
                 raise err from None
-            logger.warning("bastion: provenance disabled for this run: %s", error_text(err))
-            self._warnings.append(error_text(err))
+            text = error_text(err) + (f" ({err.hint})" if isinstance(err, BastionError) and err.hint else "")
+            logger.warning("bastion: provenance disabled for this run: %s", text)
+            self._warnings.append(text)
             return
         self._record_dir = record_dir
         self._ledger = ledger
@@ -908,12 +916,22 @@ class RunRecorder:
         if found is None:
             return None
         if resumed > 0:
+            if found.status == "damaged":
+                raise LedgerError(
+                    f"cannot continue the ledger of the run being resumed: {found.problem}",
+                    hint=f"run `bastion ledger repair {record_dir / LEDGER_NAME}` to cut it back to its last "
+                    "whole entry (it records that it did), then resume again",
+                )
             return found
         out = record_dir.parent
         if self.strict:
+            what = (
+                f"a damaged run record ({found.problem})"
+                if found.status == "damaged"
+                else f"the record of run {found.run_id} ({found.status}, {found.entries} ledger entries)"
+            )
             raise ConfigError(
-                f"{out} already holds the record of run {found.run_id} ({found.status}, "
-                f"{found.entries} ledger entries); a new run here would mix its files with that run's",
+                f"{out} already holds {what}; a new run here would mix its files with that run's",
                 hint="use a fresh output_dir for each run, move the old run's output away, or resume it with "
                 "trainer.train(resume_from_checkpoint=...)",
             )
@@ -925,6 +943,8 @@ class RunRecorder:
             if item.name != PREVIOUS_DIR:
                 os.replace(item, target / item.name)
         rel = (target / LEDGER_NAME).relative_to(out).as_posix()
+        if found.problem is not None:
+            self.warn(f"the earlier run's ledger does not verify: {found.problem}", "output.dirty")
         self._previous = PreviousRun(
             run_id=found.run_id,
             ledger_file=rel,

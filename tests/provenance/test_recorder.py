@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.errors import ConfigError, InputError, LedgerVerificationError
+from bastion.errors import ConfigError, InputError, LedgerError, LedgerVerificationError
 from bastion.provenance import load_statement, verify_ledger
 from bastion.provenance.predicate import ModelInput, PredicateError, RunPredicate
 from bastion.provenance.recorder import RunRecorder
@@ -109,3 +109,34 @@ def test_add_entry_copy_record_and_seal(tmp_path: Path) -> None:
     assert main["predicate"]["merge"] == {"path": "merged", "method": "x"} == copy["predicate"]["merge"]
     led = copy["predicate"]["ledger"]
     verify_ledger(merged / led["path"], expected_head=led["head"], expected_entries=led["entries"])
+
+
+def test_a_damaged_earlier_ledger_does_not_disable_a_new_run(tmp_path: Path) -> None:
+    out = make_run_dir(tmp_path / "out", run_id="killed")
+    with open(out / "bastion" / "ledger.jsonl", "ab") as fh:
+        fh.write(b'{"data":{"step":3},"hash":"ab')  # a line torn by a kill mid-write
+    rec = RunRecorder(fsync="never", run_id="next")
+    assert rec.start(out)
+    (out / "w.bin").write_bytes(b"w")
+    rec.train_end(0, 0)
+    pred = RunPredicate.parse(load_statement(rec.finalize())["predicate"])
+    prev = pred.previous_run
+    assert prev is not None and prev.status == "damaged" and prev.ledger_head is None
+    assert any("the earlier run's ledger does not verify" in w and "line" in w for w in pred.warnings)
+    assert (out / prev.ledger_file).read_bytes().endswith(b'"hash":"ab')  # kept as found
+
+
+def test_resuming_over_a_damaged_ledger_names_the_cause_and_the_repair(tmp_path: Path) -> None:
+    out = make_run_dir(tmp_path / "out")
+    with open(out / "bastion" / "ledger.jsonl", "ab") as fh:
+        fh.write(b'{"torn')
+    rec = RunRecorder(fsync="never")
+    assert rec.start(out, resumed_at_step=2) is False
+    assert "cannot continue the ledger of the run being resumed" in rec.warnings[-1]  # the cause
+    assert "bastion ledger repair" in rec.warnings[-1]  # and what to do
+    with pytest.raises(ConfigError, match=r"recording could not start .*cannot continue the ledger"):
+        rec.finalize()
+    strict = RunRecorder(fsync="never", strict=True)
+    with pytest.raises(LedgerError, match="cannot continue") as info:
+        strict.start(out, resumed_at_step=2)
+    assert "bastion ledger repair" in str(info.value)
