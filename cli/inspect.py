@@ -138,11 +138,15 @@ def describe_signer(bundle_path: Path, public_keys: tuple[Path, ...] = ()) -> di
     if bundle.kind == "certificate":
         ident = certificate_identity(bundle.chain[0])
         return {k: ident[k] for k in ("type", "subject", "san", "issuer", "fingerprint", "not_after")}
-    try:
-        from sigstore.models import Bundle
+    try:  # the Fulcio leaf, read straight from the bundle (no transparency-log checks: not a trust decision)
+        import base64
 
-        cert = Bundle.from_json(bundle.raw).signing_certificate
-    except Exception as exc:  # a malformed Sigstore bundle: say so, do not crash the summary
+        from cryptography import x509
+
+        material = json.loads(bundle.raw)["verificationMaterial"]
+        raw = (material.get("certificate") or material["x509CertificateChain"]["certificates"][0])["rawBytes"]
+        cert = x509.load_der_x509_certificate(base64.b64decode(raw))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # malformed: say so, do not crash the summary
         return {"type": "sigstore", "problem": f"cannot read the signing certificate ({type(exc).__name__})"}
     ident = certificate_identity(cert)
     return {"type": "sigstore", "identity": ", ".join(ident["san"]) or None, "issuer": _oidc_issuer(cert)}

@@ -71,7 +71,7 @@ from bastion.provenance.predicate import (
     RunPredicate,
     TrainingArgumentsRecord,
 )
-from bastion.provenance.redaction import REDACTED, redact_secrets, relative_paths
+from bastion.provenance.redaction import REDACTED, redact_secrets, redact_text, relative_paths
 from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
 
 if TYPE_CHECKING:
@@ -441,6 +441,7 @@ class RunRecorder:
         ``message`` is logged and recorded as is: give paths and reasons, never record contents or secrets.
         ``code`` is a short machine-readable tag (``"input.dataset"``, ``"export"``).
         """
+        message = redact_text(message)[0]  # an error may quote a URL with a password or a token
         logger.warning("bastion: %s", message)
         with self._lock:
             self._warnings.append(message)
@@ -834,6 +835,7 @@ class RunRecorder:
             if self.strict:
                 raise err from None
             text = error_text(err) + (f" ({err.hint})" if isinstance(err, BastionError) and err.hint else "")
+            text = redact_text(text)[0]
             logger.warning("bastion: provenance disabled for this run: %s", text)
             self._warnings.append(text)
             return

@@ -216,7 +216,6 @@ def test_real_entry_point(run_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_inspect_a_real_trainer_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A real transformers Trainer run (tiny local model, LoRA, CPU) recorded by BastionCallback."""
-    pytest.importorskip("peft")
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -337,3 +336,55 @@ def test_certificate_signer_is_named_by_its_san(tmp_path: Path, capsys: pytest.C
     assert code == 0
     [line] = [ln for ln in text.splitlines() if ln.startswith("signer: ")]
     assert f"certificate {ident['subject']}" in line and ident["san"][0] in line and ident["issuer"] in line
+
+
+def test_sigstore_signer_is_named_by_identity_and_issuer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A keyless bundle: the identity (SAN) and OIDC issuer come from the Fulcio certificate's extensions."""
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from bastion.provenance.signing.testing import make_run_dir
+
+    out = make_run_dir(tmp_path / "out")
+    issuer = "https://token.actions.example.com"
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sigstore.dev")])
+    now = dt.datetime.now(dt.UTC)
+    utf8 = issuer.encode()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(minutes=10))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name("ci@acme.example")]), critical=True)
+        .add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), bytes([0x0C, len(utf8)]) + utf8),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    statement = (out / "bastion" / "statement.json").read_bytes()
+    bundle = {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {
+            "certificate": {"rawBytes": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()},
+            "tlogEntries": [],
+        },
+        "dsseEnvelope": {
+            "payload": base64.b64encode(statement).decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64.b64encode(b"x" * 64).decode()}],
+        },
+    }
+    (out / "bastion" / "statement.sigstore.json").write_text(json.dumps(bundle))
+    code, text, err = run(capsys, "inspect", str(out))
+    assert code == 0, err
+    assert f"signer: Sigstore identity ci@acme.example (issuer {issuer})" in text

@@ -111,3 +111,17 @@ def test_sign_sigstore_with_a_bad_trust_config_fails_cleanly(
     code, _, err = run(capsys, "sign", str(out_dir), "--sigstore", "--trust-config", str(tmp_path / "tc.json"))
     assert (code == 2 and "--trust-config" not in err) or "trust_config" in err
     assert "Traceback" not in err
+
+
+def test_sign_refuses_a_directory_with_links_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    run(capsys, "keygen", "--out", str(tmp_path / "keys"))
+    out_dir = make_run_dir(tmp_path / "out")
+    (out_dir / "checkpoint-99").symlink_to("nested", target_is_directory=True)
+    os.mkfifo(out_dir / "model-00002.safetensors")
+    code, _, err = run(capsys, "sign", str(out_dir), "--key", str(tmp_path / "keys" / "signing.pem"))
+    assert code == 2 and "Traceback" not in err
+    assert "checkpoint-99: symbolic link to a directory" in err and "model-00002.safetensors: FIFO" in err
+    assert "replace links with copies" in err
+    assert not (out_dir / "bastion" / "model.sig").exists()

@@ -20,12 +20,11 @@ PLUGIN = "bastion.plugins.axolotl.BastionPlugin"
 
 
 @pytest.fixture(scope="module")
-def validate(base_config: str) -> Iterator[Callable[[dict[str, Any]], Any]]:
+def validate(base_config: str, axolotl_importable: None) -> Iterator[Callable[[dict[str, Any]], Any]]:
     """Validate ``base_config`` + the plugin + extra keys with Axolotl's plugin-extended schema."""
     env = pytest.MonkeyPatch()
     env.setenv("HF_HUB_OFFLINE", "1")  # importing Axolotl must not reach out for kernels
     env.setenv("AXOLOTL_DO_NOT_TRACK", "1")
-    pytest.importorskip("axolotl", reason="run in the Axolotl venv")
     from axolotl.integrations.base import PluginManager
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault

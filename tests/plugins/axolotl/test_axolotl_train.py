@@ -41,15 +41,6 @@ def files_in(root: Path) -> dict[str, str]:
     return out
 
 
-def signing_available() -> bool:
-    try:
-        import bastion.provenance.signing
-        import bastion.provenance.verify  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @dataclass
 class Run:
     project: Path
@@ -57,8 +48,7 @@ class Run:
     statement: dict[str, Any]
     ledger: list[dict[str, Any]]
     files: dict[str, str]
-    report: Any  # VerificationReport right after training, or None without signing
-    signed: bool
+    report: Any  # VerificationReport right after training
 
 
 @pytest.fixture(scope="module")
@@ -70,22 +60,18 @@ def trained(
 ) -> Run:
     project = make_project("axolotl-train")
     config = plugin_lines + base_config
-    signed = signing_available()
-    if signed:
-        from bastion.provenance.signing import generate_key_pair
+    from bastion.provenance.signing import generate_key_pair
 
-        generate_key_pair(project / "keys")
-        config += "bastion_signing:\n  backend: key\n  private_key: keys/signing.pem\nbastion_sign_checkpoints: true\n"
+    generate_key_pair(project / "keys")
+    config += "bastion_signing:\n  backend: key\n  private_key: keys/signing.pem\nbastion_sign_checkpoints: true\n"
     (project / "axolotl.yml").write_text(config, encoding="utf-8")
     # Exactly the user's command: the default launcher (`accelerate launch`) runs the training process.
     proc = run_axolotl(project, "train", "axolotl.yml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     out = project / "out"
-    report = None
-    if signed:
-        from bastion.provenance.verify import verify
+    from bastion.provenance.verify import verify
 
-        report = verify(out, public_key=project / "keys" / "signing.pub")
+    report = verify(out, public_key=project / "keys" / "signing.pub")
     return Run(
         project=project,
         proc=proc,
@@ -93,7 +79,6 @@ def trained(
         ledger=read_ledger(out / "bastion" / "ledger.jsonl"),
         files=files_in(out),
         report=report,
-        signed=signed,
     )
 
 
@@ -187,8 +172,6 @@ def test_resolved_config_is_recorded(trained: Run) -> None:
 
 
 def test_signed_record_verifies_and_detects_tampering(trained: Run, tmp_path: Path) -> None:
-    if not trained.signed:
-        pytest.fail("bastion.provenance.signing / verify are not importable: the signed run cannot be checked")
     from bastion.provenance.verify import verify
 
     report = trained.report
@@ -237,9 +220,8 @@ def test_merge_lora_is_recorded_and_resigned(trained: Run, merged: subprocess.Co
     assert {s["name"]: s["digest"]["sha256"] for s in merged_statement["subject"]} == merged_files
     assert merged_statement["predicate"]["merge"]["base_model"]["path_name"] == "model"
 
-    if trained.signed:
-        from bastion.provenance.verify import verify
+    from bastion.provenance.verify import verify
 
-        for artifact in (out, out / "merged"):
-            report = verify(artifact, public_key=trained.project / "keys" / "signing.pub")
-            assert report.ok, (artifact, report.failures)
+    for artifact in (out, out / "merged"):
+        report = verify(artifact, public_key=trained.project / "keys" / "signing.pub")
+        assert report.ok, (artifact, report.failures)

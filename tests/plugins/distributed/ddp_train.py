@@ -5,7 +5,7 @@ Launched by test_ddp.py as ``torchrun --nproc_per_node=2 ddp_train.py MODEL_DIR 
 the callback attached, then calls ``trainer.save_model()`` and ``callback.finalize()`` as users do.
 Each rank writes ``REPORT_DIR/rank<N>.json`` with what it observed about itself:
 
-- ``hooks``: wall seconds spent inside each callback hook (total, max, calls, return times);
+- ``hooks``: each callback hook's calls and return times (durations are informative, never asserted);
 - ``writes``: every file this process opened for writing, appending or creating under OUTPUT_DIR
   (seen through a Python audit hook on ``open``, so nothing in Bastion has to cooperate);
 - ``threads``: names of the threads this process started.
@@ -66,20 +66,32 @@ from transformers import (  # noqa: E402
 
 from bastion.plugins.hf import BastionCallback, DatasetInput  # noqa: E402
 
-SLOW_RANK1_SAVE_S = float(os.environ.get("BASTION_TEST_SLOW_RANK1_SAVE", "0"))
+RANK1_SAVES_LATE = os.environ.get("BASTION_TEST_RANK1_SAVES_LATE") == "1"
 
 
-def slow_down_rank1_checkpoint_writes() -> None:
-    """Test-only: rank 1 writes its share of each checkpoint late, as a rank writing a large optimizer
-    shard to a slow disk does. (Its share under plain DDP is ``rng_state_1.pth``.)"""
+def on_save_marker(output_dir: str | Path) -> Path:
+    """The file rank 0 creates once its ``on_save`` hook has returned for a checkpoint."""
+    return REPORT_DIR / f"on_save-returned-{Path(output_dir).name}"
+
+
+def rank1_writes_after_rank0_on_save() -> None:
+    """Test-only: rank 1 writes its share of each checkpoint (``rng_state_1.pth`` under plain DDP) only
+    after rank 0's ``on_save`` hook has returned, as a rank writing a big shard to a slow disk might.
+    Ordered by an event, not a sleep: were on_save to wait for the other ranks' files, the job would
+    hang here and the test fail on its timeout."""
     original = Trainer._save_rng_state
 
-    def slow(self: Any, output_dir: str) -> None:
+    def late(self: Any, output_dir: str) -> None:
         if self.args.process_index == 1:
-            time.sleep(SLOW_RANK1_SAVE_S)
+            marker = on_save_marker(output_dir)
+            deadline = time.monotonic() + 180
+            while not marker.exists():
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"rank 1: rank 0's on_save for {Path(output_dir).name} never returned")
+                time.sleep(0.01)
         original(self, output_dir)
 
-    Trainer._save_rng_state = slow
+    Trainer._save_rng_state = late
 
 
 HOOKS = (
@@ -152,9 +164,18 @@ def main() -> None:
     for name in HOOKS:
         if hasattr(callback, name):
             setattr(callback, name, _timed(name, getattr(callback, name)))
+    if RANK1_SAVES_LATE:
+        timed_on_save = callback.on_save
 
-    if SLOW_RANK1_SAVE_S > 0:
-        slow_down_rank1_checkpoint_writes()
+        def on_save(args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            result = timed_on_save(args, state, control, **kwargs)
+            if args.process_index == 0:
+                REPORT_DIR.mkdir(parents=True, exist_ok=True)
+                on_save_marker(Path(args.output_dir) / f"checkpoint-{state.global_step}").touch()
+            return result
+
+        callback.on_save = on_save  # type: ignore[method-assign]
+        rank1_writes_after_rank0_on_save()
     trainer = Trainer(
         model=model,
         args=args,

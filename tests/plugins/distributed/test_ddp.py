@@ -30,8 +30,6 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "ddp_train.py"
 BIN = Path(sys.executable).parent
 BIG_FILE_BYTES = 192 << 20  # a sparse file in the base model dir, so hashing takes a measurable while
-SLOW_RANK1_SAVE_S = 1.0
-HOOK_BUDGET_RANK1_S = 0.25  # rank 1 does nothing in its hooks; generous for a loaded 2-core machine
 
 
 def _free_port() -> int:
@@ -69,11 +67,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _launch(
-    launcher: list[str], model: Path, data: Path, out: Path, reports: Path, *, slow_rank1_save_s: float = 0.0
+    launcher: list[str], model: Path, data: Path, out: Path, reports: Path, *, rank1_saves_late: bool = False
 ) -> dict[int, dict[str, Any]]:
     cmd = [*launcher, str(SCRIPT), str(model), str(data), str(out), str(reports)]
     env = _env()
-    env["BASTION_TEST_SLOW_RANK1_SAVE"] = str(slow_rank1_save_s)
+    env["BASTION_TEST_RANK1_SAVES_LATE"] = "1" if rank1_saves_late else "0"
     env["HF_DATASETS_CACHE"] = str(reports.parent / "hf-datasets-cache")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=out.parent)
     assert proc.returncode == 0, f"launcher failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
@@ -134,11 +132,9 @@ def _check_single_writer(out: Path, model: Path, ranks: dict[int, dict[str, Any]
 
 def _check_no_blocking(ranks: dict[int, dict[str, Any]], out: Path) -> None:
     r0, r1 = ranks[0], ranks[1]
-    # Rank 1 never hashes: no hashing thread, and its hooks return at once.
+    # Rank 1 never hashes: no hashing thread, and finalize() there records nothing.
     assert not [t for t in r1["threads"] if t.startswith("bastion")], r1["threads"]
-    rank1_hooks = sum(h["total"] for h in r1["hooks"].values())
-    assert rank1_hooks < HOOK_BUDGET_RANK1_S, r1["hooks"]
-    assert r1["finalize_s"] < HOOK_BUDGET_RANK1_S
+    assert r1["finalize_returned"] is None
     # Rank 0 hashes on its own thread: on_train_begin returned before the inputs were recorded.
     assert any(t.startswith("bastion-hash") for t in r0["threads"]), r0["threads"]
     entries = [e for _, e in read_entries(out / "bastion" / "ledger.jsonl")]
@@ -146,23 +142,25 @@ def _check_no_blocking(ranks: dict[int, dict[str, Any]], out: Path) -> None:
     inputs_at = datetime.strptime(inputs_time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     begin_returned = r0["hooks"]["on_train_begin"]["returned_at"][0]
     assert begin_returned < inputs_at, "on_train_begin waited for the base model to be hashed"
-    # No hook on rank 0 held training for long either (hashing 192 MiB takes far longer than this).
-    assert r0["hooks"]["on_train_begin"]["max"] < 1.5, r0["hooks"]["on_train_begin"]
-    # Nor does on_save wait, although rank 1 writes its share of each checkpoint a second late: the
-    # hashing thread waits for the other ranks, the training thread does not.
-    assert max(h["max"] for name, h in r0["hooks"].items() if name != "on_train_begin") < 0.5, r0["hooks"]
+    # Nor does on_save wait: rank 1 wrote its share of every checkpoint only after rank 0's on_save had
+    # returned (ordered by an event in ddp_train.py; a waiting on_save would have hung the job), and the
+    # hashing thread still covered it.
+    for e in entries:
+        if e["kind"] == "checkpoint":
+            assert "rng_state_1.pth" in {f["name"] for f in e["data"]["files"]}, e["data"]["path"]
 
 
 @pytest.fixture(scope="module")
 def torchrun_run(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, Any]]:
     """One torchrun launch shared by the tests below. Rank 1 writes its share of each checkpoint
-    (``rng_state_1.pth``) a second late, as a rank writing a big optimizer shard to a slow disk would."""
+    (``rng_state_1.pth``) only after rank 0's on_save returned, as a rank writing a big optimizer shard
+    to a slow disk might."""
     model, data = inputs
     root = tmp_path_factory.mktemp("torchrun")
     out, reports = root / "out", root / "reports"
     out.mkdir()
     launcher = [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
-    return out, _launch(launcher, model, data, out, reports, slow_rank1_save_s=SLOW_RANK1_SAVE_S)
+    return out, _launch(launcher, model, data, out, reports, rank1_saves_late=True)
 
 
 def test_torchrun_two_ranks_one_writer(inputs: tuple[Path, Path], torchrun_run: tuple[Path, dict[int, Any]]) -> None:

@@ -46,10 +46,11 @@ def test_checkpoints_hashed_after_every_rank_wrote(launched: Path, scenario: str
     for rel, data in ckpts.items():
         recorded = {f["name"]: f["digest"]["sha256"] for f in data["files"]}
         if scenario == "all":
-            # rank 1 wrote rng_state_1.pth a second after rank 0's on_save: it is still covered
+            # rank 1 wrote rng_state_1.pth only after rank 0's on_save had returned (the script orders
+            # it by an event, so on_save cannot have waited for it): the digest still covers it
+            assert "rng_state_1.pth" in recorded
             assert recorded == {p.name: sha256(p) for p in (out / rel).iterdir()}
         else:
             assert "rng_state_0.pth" in recorded
-    # Training hooks on rank 0 never waited for rank 1 (it was 1 s late at every checkpoint).
-    assert hooks["on_save"] < 0.5, hooks
+    assert set(hooks) >= {"on_train_begin", "on_save", "on_train_end", "finalize"}, hooks
     assert not [e for e in entries if e["kind"] == "warning"]

@@ -233,3 +233,17 @@ def test_local_absolute_paths_are_recorded_relative(tmp_path: Path) -> None:
     }
     text = (out / "bastion" / "statement.json").read_text(encoding="utf-8")
     assert str(tmp_path) not in text
+
+
+def test_a_warning_quoting_a_credential_is_recorded_without_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args, state, control = _hooks(out)
+    cb = BastionCallback()
+    cb.on_train_begin(args, state, control)
+    cb.warn("could not reach postgresql://trainer:Pg9-secret@db.internal/runs for the run index", "index")
+    cb.on_train_end(args, state, control)
+    (out / "model.bin").write_bytes(b"m")
+    pred = load_statement(cb.finalize() or Path())["predicate"]
+    assert "could not reach postgresql://trainer:[REDACTED]@db.internal/runs for the run index" in pred["warnings"]
+    for f in (out / "bastion").iterdir():
+        assert "Pg9-secret" not in f.read_text(encoding="utf-8")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ from bastion.errors import BastionError, ConfigError, InputError
 
 pytestmark = pytest.mark.framework
 
-HAS_SIGNING = importlib.util.find_spec("bastion.provenance.signing") is not None
 STRICT = {"strict": True}
 
 
@@ -33,7 +30,6 @@ def test_unknown_dataset_name_fails_before_training(
     cfg["dataset"] = "tiny_chat,tiny_chatt"
     config = write_yaml(tmp_path / "typo.yaml", cfg)
 
-    started = time.monotonic()
     result = launch(str(config))
     assert result.returncode == 2, result.stderr[-3000:]
     err = result.stderr
@@ -42,8 +38,7 @@ def test_unknown_dataset_name_fails_before_training(
     assert "'tiny_chatt'" in err and "'dataset'" in err and str(config.name) in err
     assert str(lf_data / "dataset_info.json") in err
     assert "defined names: hub_only, tiny_chat, tiny_chat_eval, tiny_pairs" in err
-    assert not out.exists()  # nothing was trained or written
-    assert time.monotonic() - started < 120
+    assert not out.exists()  # nothing was trained or written: it failed before loading the model
 
 
 def test_roles_files_and_overrides(tmp_path: Path, tiny_model: Path, lf_data: Path) -> None:
@@ -157,7 +152,6 @@ def test_hub_inputs_are_named_not_hashed_without_strict(tmp_path: Path, tiny_mod
     assert prepared.callback.config["unhashed_inputs"] == ["dataset:hub_only:hf_hub:example-org/not-downloaded"]
 
 
-@pytest.mark.skipif(not HAS_SIGNING, reason="bastion.provenance.signing is not in this tree")
 def test_bad_signing_config_fails_before_training(tmp_path: Path, tiny_model: Path, lf_data: Path) -> None:
     cfg = base_config(tiny_model, lf_data, tmp_path / "out", "sft")
     cfg["bastion"] = {"signing": {"backend": "key", "private_key": str(tmp_path / "nokey.pem")}}

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import bastion.plugins.hf as hf
 from bastion.provenance.hashing import hash_path, sha256_file
 from bastion.provenance.signing.testing import TestPKI
 from bastion.provenance.verify import verify
-
-pytest.importorskip("peft")
-hf = pytest.importorskip("bastion.plugins.hf")
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from model_signing._cli import main as model_signing_cli
 
 from bastion.provenance.signing import KeyPair, SigningConfig, sign_run
+from bastion.provenance.signing.testing import TestPKI
 from bastion.provenance.verify import verify
 
 RECORD = "bastion"
@@ -41,10 +42,12 @@ FILES: dict[str, bytes] = {
 Tamper = Callable[[Path], None]
 
 
-def stock_verdict(out: Path, public_key: Path) -> bool:
-    """True when the stock model_signing CLI accepts the directory."""
+def stock_verdict(out: Path, public_key: Path, *, method: str = "key") -> bool:
+    """True when the stock model_signing CLI accepts the directory (``method``: key or certificate;
+    for certificate, ``public_key`` is the trusted root CA)."""
     signature = out / RECORD / "model.sig"
-    args = ["verify", "key", str(out), "--signature", str(signature), "--public_key", str(public_key)]
+    trust = "--public_key" if method == "key" else "--certificate_chain"
+    args = ["verify", method, str(out), "--signature", str(signature), trust, str(public_key)]
     result = CliRunner().invoke(model_signing_cli, args)
     assert result.exit_code in (0, 1), (result.output, result.exception)
     return result.exit_code == 0 and "Verification succeeded" in result.output
@@ -406,3 +409,58 @@ def test_matrix_size_and_agreement_on_the_model_files() -> None:
         git_path = case.startswith("git")
         if not (record_only or git_path):
             assert (reason is None) is stock_accepts, case
+
+
+# The layout rules do not depend on the signing backend: the structural cases again, certificate-signed,
+# against the stock verifier's certificate method.
+STRUCTURAL = {
+    "planted-in-extra-bastion",
+    "planted-in-checkpoint-bastion",
+    "file-named-bastion",
+    "dir-symlink-into-record",
+    "dangling-symlink-weight-name",
+    "same-bytes-symlink-inside",
+    "symlink-inside-record",
+    "fifo-weight-name",
+    "checkpoint-record-edited",
+    "untouched",
+    "empty-folders-added",
+}
+
+
+@pytest.fixture(scope="module")
+def cert_signed_template(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Path:
+    from bastion.provenance.signing.testing import make_run_dir
+
+    out = make_run_dir(tmp_path_factory.mktemp("cert-template") / "out", files=FILES)
+    cfg = SigningConfig(
+        backend="certificate",
+        private_key=pki.leaf_key,
+        certificate=pki.leaf_cert,
+        certificate_chain=(pki.intermediate_cert,),
+    )
+    sign_run(out, cfg)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason", "named", "stock_accepts"),
+    [pytest.param(*row[1:], id=row[0]) for row in MATRIX if row[0] in STRUCTURAL],
+)
+def test_certificate_signed_runs_agree_too(
+    tmp_path: Path,
+    cert_signed_template: Path,
+    pki: TestPKI,
+    tamper: Tamper,
+    reason: str | None,
+    named: str | None,
+    stock_accepts: bool,
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(cert_signed_template, out, symlinks=True)
+    tamper(out)
+    report = verify(out, certificate_chain=[pki.root_cert])
+    assert report.ok is (reason is None), report.lines()
+    if reason is not None and named is not None:
+        assert any(named in f.line() for f in report.failures if f.check == reason), report.lines()
+    assert stock_verdict(out, pki.root_cert, method="certificate") is stock_accepts
