@@ -205,7 +205,7 @@ class DeployPolicy(_Strict):
                     )
                 )
         datasets = pred.datasets
-        present = {(d.sha256.lower(), d.role) for d in datasets}
+        present: set[tuple[str | None, str]] = {(d.sha256.lower(), d.role) for d in datasets}
         # A side of a carved split also stands for its parent file in that role (the file was used so).
         present |= {(_sha(d.split.get("parent")), d.role) for d in datasets if d.split is not None}
         digests = {sha for sha, _ in present}
