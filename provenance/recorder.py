@@ -1128,13 +1128,19 @@ class RunRecorder:
         if not self._leftovers:
             return digest
         keep: list[FileDigest] = []
+        left: list[FileRef] = []
         for f in digest.files:
             old = self._leftovers.get(f.name)
             if old is not None and old[0] == f.sha256:
                 with contextlib.suppress(OSError):
                     if (out / f.name).stat().st_mtime_ns == old[1]:
+                        left.append(FileRef(f.name, f.sha256))
                         continue
             keep.append(f)
+        if self._previous is not None:
+            # What the earlier run left and this run did not rewrite, as it is now (a file rewritten after
+            # the start-up listing is this run's output, not a leftover).
+            self._previous = dataclasses.replace(self._previous, files=tuple(left))
         return DirectoryDigest(root=digest.root, files=tuple(keep))
 
     def finalize(self, output_dir: str | Path | None = None) -> Path:
