@@ -17,6 +17,7 @@ import click
 
 from bastion.errors import BastionError, InputError, LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.predicate import PredicateError, RunPredicate
 from bastion.provenance.redaction import redact_secrets
 from bastion.provenance.statement import RECORD_DIR, load_statement
 
@@ -162,7 +163,12 @@ def _config_values(value: Any) -> tuple[Any, list[str]]:
 def summarize(run_dir: Path, statement_path: Path, *, public_keys: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The facts ``inspect`` shows, as one JSON-ready dictionary."""
     st = load_statement(statement_path)
-    pred = _obj(st.get("predicate"))
+    try:
+        typed: RunPredicate | None = RunPredicate.parse(st.get("predicate"))
+        predicate_problem = None
+    except PredicateError as exc:  # shown, and what can be read of it is still summarized below
+        typed, predicate_problem = None, exc.message
+    pred = typed.to_json() if typed is not None else _obj(st.get("predicate"))
     subjects = [s for s in _list(st.get("subject")) if isinstance(s, dict)]
 
     def artifact(value: Any) -> dict[str, Any] | None:
@@ -237,6 +243,8 @@ def summarize(run_dir: Path, statement_path: Path, *, public_keys: tuple[Path, .
         ],
         "signatures": signatures,
         "warnings": [str(w) for w in _list(pred.get("warnings"))],
+        "predicate_problem": predicate_problem,
+        "previous_run": None if typed is None or typed.previous_run is None else typed.previous_run.to_json(),
     }
 
 
@@ -274,6 +282,8 @@ def _render(info: dict[str, Any]) -> None:
         console.print(_fmt(value), markup=False)
 
     line("run", info["run_dir"])
+    if info["predicate_problem"]:
+        line("predicate", f"MALFORMED: {info['predicate_problem']}")
     line("run id", info["run_id"])
     line("framework", info["framework"])
     line("started / finished", f"{_fmt(info['started_at'])} / {_fmt(info['finished_at'])}")
@@ -348,6 +358,13 @@ def _render(info: dict[str, Any]) -> None:
     if subjects:
         console.print(t, markup=False)
     line("signatures", ", ".join(info["signatures"]) or "none (unsigned run record)")
+    prev = info["previous_run"]
+    if prev is not None:
+        line(
+            "previous run here",
+            f"{_fmt(prev['run_id'])} ({prev['status']}); its record is {prev['ledger_file']}, "
+            f"{len(prev['files'])} file(s) it left are not this run's outputs",
+        )
     for w in info["warnings"]:
         line("warning", w)
 
@@ -370,5 +387,5 @@ def inspect_command(run_dir: Path, as_json: bool, public_keys: tuple[Path, ...])
         click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
     else:
         _render(info)
-    if not info["ledger"].get("verified"):
+    if not info["ledger"].get("verified") or info["predicate_problem"]:
         sys.exit(1)

@@ -45,6 +45,8 @@ class DatasetDigest:
     records: int | None = None
     merkle_root: str | None = None
     record_digests: list[str] = field(default_factory=list, repr=False)
+    split: dict[str, Any] | None = None
+    """For one side of a split carved from another dataset: how (see ``bastion.provenance.inputs.Carve``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The statement/ledger form (record digests themselves are left out; the root binds them)."""
@@ -58,6 +60,8 @@ class DatasetDigest:
         if self.records is not None:
             out["records"] = self.records
             out["merkle_root"] = self.merkle_root
+        if self.split is not None:
+            out["split"] = self.split
         return out
 
     def proof(self, index: int) -> InclusionProof:

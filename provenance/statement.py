@@ -16,15 +16,28 @@ from typing import Any
 
 from bastion.errors import InputError
 from bastion.provenance.hashing import DirectoryDigest, FileDigest
+from bastion.provenance.predicate import ACCEPTED_PREDICATE_TYPES, PREDICATE_TYPE, RunPredicate
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://bastion.dev/provenance/training-run/v1"
 RECORD_DIR = "bastion"
 """Name of the run-record folder inside an output directory."""
+__all__ = [
+    "ACCEPTED_PREDICATE_TYPES",
+    "PREDICATE_TYPE",
+    "RECORD_DIR",
+    "STATEMENT_TYPE",
+    "build_statement",
+    "load_statement",
+    "write_statement",
+]
 
 
-def build_statement(subjects: Iterable[FileDigest] | DirectoryDigest, predicate: dict[str, Any]) -> dict[str, Any]:
+def build_statement(
+    subjects: Iterable[FileDigest] | DirectoryDigest, predicate: dict[str, Any] | RunPredicate
+) -> dict[str, Any]:
     """An in-toto Statement v1 over ``subjects`` (sorted by name) with our run predicate."""
+    if isinstance(predicate, RunPredicate):
+        predicate = predicate.to_json()
     files = subjects.files if isinstance(subjects, DirectoryDigest) else tuple(subjects)
     if not files:
         raise InputError(

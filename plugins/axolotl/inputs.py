@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.plugins.hf.callback import DatasetInput
+from bastion.provenance.inputs import DatasetInput
 
 logger = logging.getLogger("bastion")
 
@@ -76,6 +76,30 @@ def _dir_data_files(directory: Path) -> list[Path]:
     return found
 
 
+def _split_files(directory: Path, split: str) -> list[Path]:
+    """The files of ``directory`` that Axolotl reads for ``split`` (``datasets.load_dataset(dir, split=...)``).
+
+    A ``save_to_disk`` DatasetDict keeps each split in its own folder; a folder of data files is
+    split by the datasets library's own file-name patterns (``train-*.parquet``, ``test/``, ...).
+    A folder without split-named files is all ``train``.
+    """
+    if (directory / "dataset_dict.json").is_file():
+        return _dir_data_files(directory / split) if (directory / split).is_dir() else []
+    files = _dir_data_files(directory)
+    if (directory / "state.json").is_file():  # save_to_disk Dataset: one split
+        return files
+    try:
+        from datasets.data_files import DataFilesDict, get_data_patterns
+    except ImportError:  # without datasets (not an Axolotl environment): every file
+        return files
+    try:
+        resolved = DataFilesDict.from_patterns(get_data_patterns(str(directory)), base_path=str(directory))
+    except Exception:  # datasets found no data files it knows: keep every file (they are still hashed)
+        return files
+    chosen = {Path(str(f)).resolve() for f in resolved.get(split, [])}
+    return [f for f in files if f.resolve() in chosen]
+
+
 def _dataset_inputs(entry: Any, role: str, index: int, key: str) -> tuple[list[DatasetInput], list[tuple[str, str]]]:
     path_value = _get(entry, "path")
     where = f"{key}[{index}].path"
@@ -96,9 +120,10 @@ def _dataset_inputs(entry: Any, role: str, index: int, key: str) -> tuple[list[D
                 else:
                     problems.append(("input.dataset", f"{key}[{index}].data_files: file not found: {df}"))
             return inputs, problems
-        files = _dir_data_files(path)
+        split = str(_get(entry, "split") or "train").split("[", 1)[0]  # "train[:500]" reads from "train"
+        files = _split_files(path, split)
         if not files:
-            return [], [("input.dataset", f"{where}: directory {path} holds no data files")]
+            return [], [("input.dataset", f"{where}: directory {path} holds no data files for split {split!r}")]
         for f in files:
             inputs.append(DatasetInput(f, role=role, name=f"{path.name}/{f.relative_to(path).as_posix()}"))
         return inputs, []
@@ -180,13 +205,51 @@ def prepared_dataset_dirs(cfg: Any, tokenizer_name: str) -> list[tuple[Path, str
     return found
 
 
+def val_set_carve(cfg: Mapping[str, Any]) -> tuple[float | int, int | None] | None:
+    """``(test_size, seed)`` when Axolotl carves its eval split from the prepared training data and Bastion can redo it.
+
+    Axolotl 0.19 (``utils/data/shared.py: create_train_validation_split``) calls
+    ``train_test_split(test_size=val_set_size, shuffle=False, seed=cfg.seed)`` on the prepared
+    (tokenized) training dataset as saved in ``dataset_prepared_path``; deduplication or sharding
+    before the split changes the rows, so those runs are not carved here.
+    """
+    raw = cfg.get("val_set_size")
+    try:
+        size = float(raw or 0)
+    except (TypeError, ValueError):
+        return None
+    if size <= 0 or cfg.get("test_datasets") or cfg.get("dataset_exact_deduplication"):
+        return None
+    if cfg.get("dataset_shard_num") or cfg.get("streaming") or cfg.get("pretraining_dataset"):
+        return None
+    seed = cfg.get("seed")
+    return (int(size) if size > 1 else size), (int(seed) if seed is not None else None)
+
+
 def prepared_inputs(
-    folders: Iterable[tuple[Path, str]], extra_files: Sequence[tuple[Path, str]] = ()
+    folders: Iterable[tuple[Path, str]],
+    extra_files: Sequence[tuple[Path, str]] = (),
+    carve: tuple[float | int, int | None] | None = None,
 ) -> list[DatasetInput]:
-    """Arrow shards of the prepared dataset folders, plus other ``(file, role)`` cache files the trainer reads."""
+    """Arrow shards of the prepared dataset folders, plus other ``(file, role)`` cache files the trainer reads.
+
+    ``carve`` (from :func:`val_set_carve`): the prepared ``train`` folder is recorded as the two sides
+    of the eval split Axolotl carves from it (row by row, so the overlap is computed), not as whole shards.
+    """
     inputs: list[DatasetInput] = []
     seen: set[str] = set()
+    carved: list[Path] = []
     for folder, role in folders:
+        if carve is not None and role == "train" and not carved:
+            test_size, seed = carve
+            inputs.extend(
+                DatasetInput.carved(
+                    folder, test_size=test_size, seed=seed, shuffle=False, name=f"prepared/{folder.name}"
+                )
+            )
+            carved.append(folder.resolve())
+            seen.update(str(f.resolve()) for f in folder.glob("*.arrow"))
+            continue
         for f in sorted(folder.glob("*.arrow")):
             key = str(f.resolve())
             if key not in seen:
@@ -194,6 +257,8 @@ def prepared_inputs(
                 inputs.append(DatasetInput(f, role=role, name=f"prepared/{folder.name}/{f.name}"))
     for f, role in extra_files:
         key = str(f.resolve())
+        if any(f.resolve().is_relative_to(c) for c in carved):
+            continue
         if key not in seen and f.is_file():
             seen.add(key)
             inputs.append(DatasetInput(f, role=role, name=f"prepared/{f.parent.name}/{f.name}"))
@@ -207,4 +272,5 @@ __all__ = [
     "prepared_dataset_dirs",
     "prepared_inputs",
     "resolve_inputs",
+    "val_set_carve",
 ]

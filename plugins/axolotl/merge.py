@@ -17,10 +17,8 @@ and verified on its own.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
-import shutil
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,8 +27,8 @@ from typing import Any
 
 from bastion.errors import BastionError, InputError
 from bastion.provenance.hashing import hash_directory, hash_path
-from bastion.provenance.ledger import Ledger, verify_ledger
-from bastion.provenance.statement import RECORD_DIR, build_statement, load_statement, write_statement
+from bastion.provenance.recorder import RunRecorder
+from bastion.provenance.statement import RECORD_DIR
 
 LEDGER_NAME = "ledger.jsonl"
 STATEMENT_NAME = "statement.json"
@@ -119,7 +117,6 @@ def record_merge(
     merged = out / MERGED_DIR
     record = out / RECORD_DIR
     statement_path = record / STATEMENT_NAME
-    ledger_path = record / LEDGER_NAME
     if not statement_path.is_file():
         raise InputError(
             "no training run record to extend",
@@ -127,14 +124,6 @@ def record_merge(
             hint="train with the Bastion plugin enabled (plugins: [bastion.plugins.axolotl.BastionPlugin]) "
             "before merging",
         )
-    statement = load_statement(statement_path)
-    predicate = statement.get("predicate")
-    if not isinstance(predicate, dict) or not isinstance(predicate.get("ledger"), dict):
-        raise InputError("statement has no run predicate with a ledger head", path=statement_path)
-    led = predicate["ledger"]
-    # The ledger is extended only from the head the statement (possibly signed) vouches for.
-    verify_ledger(ledger_path, expected_head=led.get("head"), expected_entries=led.get("entries"))
-
     signing_cfg = None
     if signing:
         from bastion.plugins.axolotl.args import check_signing
@@ -152,6 +141,8 @@ def record_merge(
             hint="run merge-lora with the same config (bastion_signing included) used for training, "
             "or set bastion_record_merge: false to leave the record alone",
         )
+    # Reopening verifies the ledger up to the head the statement (possibly signed) vouches for.
+    recorder = RunRecorder.reopen(out, signing=signing_cfg)
     if not merged.is_dir():
         raise InputError("merged model directory not found", path=merged, hint="run `axolotl merge-lora` first")
     merged_digest = hash_directory(merged, exclude=(RECORD_DIR,))
@@ -181,41 +172,12 @@ def record_merge(
         "training_statement": {"sha256": hashlib.sha256(statement_path.read_bytes()).hexdigest()},
     }
 
+    recorder.add_entry("merge", {**merge_info, "files": _files(merged_digest)}, details=merge_info)
     # The merged model's own record comes first: it sits inside the output directory, so (like every
     # nested ``bastion`` folder) it is signed content of the training record and must be final before
     # the training statement is written. Its ledger copy ends at the merge entry.
-    with Ledger(ledger_path, fsync="always") as ledger:
-        ledger.append("merge", {**merge_info, "files": _files(merged_digest)})
-        merge_head = ledger.head
-    merged_record = merged / RECORD_DIR
-    merged_record.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ledger_path, merged_record / LEDGER_NAME)
-    merged_predicate = copy.deepcopy(predicate)
-    merged_predicate["ledger"] = {
-        "path": f"{RECORD_DIR}/{LEDGER_NAME}",
-        "head": merge_head.head,
-        "entries": merge_head.entries,
-    }
-    merged_predicate["merge"] = merge_info
-    merged_statement = write_statement(build_statement(merged_digest, merged_predicate), merged_record / STATEMENT_NAME)
-    if signing_cfg is not None:
-        from bastion.provenance.signing import sign_run
-
-        sign_run(merged, signing_cfg)
-
-    with Ledger(ledger_path, fsync="always") as ledger:
-        outputs = hash_directory(out, exclude=(RECORD_DIR,))
-        ledger.append("outputs", {"digest": {"sha256": outputs.sha256}, "files": _files(outputs)})
-        head = ledger.head
-
-    new_predicate = copy.deepcopy(predicate)
-    new_predicate["ledger"] = {"path": f"{RECORD_DIR}/{LEDGER_NAME}", "head": head.head, "entries": head.entries}
-    new_predicate["merge"] = merge_info
-    write_statement(build_statement(outputs, new_predicate), statement_path)
-    if signing_cfg is not None:
-        from bastion.provenance.signing import sign_run
-
-        sign_run(out, signing_cfg)
+    merged_statement = recorder.copy_record(merged)
+    recorder.seal()
     return statement_path, merged_statement
 
 

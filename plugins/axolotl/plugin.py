@@ -37,6 +37,7 @@ from bastion.plugins.axolotl.inputs import (
     prepared_dataset_dirs,
     prepared_inputs,
     resolve_inputs,
+    val_set_carve,
 )
 from bastion.plugins.hf.callback import BastionCallback
 from bastion.provenance.redaction import redact_secrets
@@ -152,7 +153,17 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
         tokenizer_name = str(getattr(tokenizer, "name_or_path", "") or cfg.get("tokenizer_config") or "")
         folders = prepared_dataset_dirs(cfg, tokenizer_name)
         extra = _prepared_cache_files(cfg, trainer)
-        datasets = list(resolved.datasets) + prepared_inputs(folders, extra)
+        carve = val_set_carve(cfg)
+        datasets = list(resolved.datasets) + prepared_inputs(folders, extra, carve)
+        if cfg.get("val_set_size") and (carve is None or not any(role == "train" for _, role in folders)):
+            resolved.problems.append(
+                (
+                    "input.eval_split",
+                    f"val_set_size={cfg.get('val_set_size')}: the eval split Axolotl carves is not recorded row by "
+                    "row (no prepared dataset folder, or deduplication/sharding before the split); the training "
+                    "data is recorded as train",
+                )
+            )
         signing = cfg.get("bastion_signing")
         signing_cfg = None
         if signing:

@@ -78,6 +78,12 @@ class LlamaFactoryRun:
     tokenized_path: Path | None = None
     unhashed: tuple[str, ...] = field(default=())
     """Inputs that are not local files (hub models or datasets): named in the record, not hashed."""
+    val_size: float = 0.0
+    """``val_size``: an eval split LLaMA-Factory carves from the training data (fraction, or a count above 1)."""
+    seed: int = 42
+    """``seed`` (TrainingArguments): the seed of that split."""
+    streaming: bool = False
+    max_samples: int | None = None
 
     @property
     def base_model(self) -> Path | None:
@@ -87,12 +93,46 @@ class LlamaFactoryRun:
         path = Path(self.model_name_or_path).expanduser()
         return path if path.exists() else None
 
+    def carved_from(self) -> Path | None:
+        """The training file LLaMA-Factory carves its ``val_size`` eval split from, when Bastion can redo the carve.
+
+        LLaMA-Factory 0.9 (``data_utils.split_dataset``) calls ``train_test_split(test_size=val_size,
+        seed=seed)`` (shuffled) on the merged training dataset. With one local JSON/JSONL training file,
+        no ``max_samples`` and no streaming, that dataset is the file's records in order, so the same
+        split can be carved from the file and recorded record by record.
+        """
+        if self.val_size <= 1e-6 or self.streaming or self.max_samples is not None or self.tokenized_path:
+            return None
+        train = [ds for ds in self.datasets if ds.role == "train"]
+        if len(train) != 1 or len(train[0].files) != 1 or not train[0].local:
+            return None
+        f = train[0].files[0]
+        return f if f.suffix.lower() in (".json", ".jsonl") else None
+
+    def split_note(self) -> str | None:
+        """Why a ``val_size`` eval split is not recorded record by record (``None`` when it is, or when none)."""
+        if self.val_size <= 1e-6 or self.carved_from() is not None:
+            return None
+        return (
+            f"val_size={self.val_size}: the eval split LLaMA-Factory carves from the training data is not "
+            "recorded record by record (it is only reproducible from one local JSON/JSONL training file "
+            "without max_samples or streaming); the training files are recorded whole, as train"
+        )
+
     def dataset_inputs(self) -> list[Any]:
-        """``DatasetInput`` objects for :class:`bastion.plugins.hf.BastionCallback`, one per local file."""
-        from bastion.plugins.hf.callback import DatasetInput
+        """``DatasetInput`` objects for :class:`bastion.plugins.hf.BastionCallback`, one per local file.
+
+        A ``val_size`` split that can be reproduced (:meth:`carved_from`) becomes its two sides.
+        """
+        from bastion.provenance.inputs import DatasetInput
 
         out: list[Any] = []
+        parent = self.carved_from()
         for ds in self.datasets:
+            if parent is not None and ds.role == "train":
+                size = int(self.val_size) if self.val_size > 1 else self.val_size
+                out.extend(DatasetInput.carved(parent, test_size=size, seed=self.seed, shuffle=True, name=ds.name))
+                continue
             for f in ds.files:
                 name = ds.name if len(ds.files) == 1 else f"{ds.name}/{f.name}"
                 out.append(DatasetInput(f, role=ds.role, name=name))
@@ -202,11 +242,12 @@ def _merge_overrides(base: Any, overrides: Sequence[str], path: Path) -> dict[st
 
 @dataclass
 class _Outputs:
-    """The two ``TrainingArguments`` fields Bastion needs, parsed without building ``TrainingArguments``
+    """The ``TrainingArguments`` fields Bastion needs, parsed without building ``TrainingArguments``
     (whose initialisation sets up accelerator state, which a torchrun parent process must not do)."""
 
     output_dir: str | None = None
     do_train: bool = False
+    seed: int = 42
 
 
 def parse_train_args(args: Args) -> tuple[Any, Any, Any, _Outputs]:
@@ -291,6 +332,10 @@ def resolve(args: Args, settings: BastionSettings, source: str) -> LlamaFactoryR
         datasets=tuple(datasets),
         tokenized_path=tokenized,
         unhashed=tuple(unhashed),
+        val_size=float(getattr(data_args, "val_size", 0.0) or 0.0),
+        seed=int(outputs.seed),
+        streaming=bool(getattr(data_args, "streaming", False)),
+        max_samples=getattr(data_args, "max_samples", None),
     )
 
 

@@ -112,6 +112,9 @@ def prepare(
         sign_checkpoints=settings.sign_checkpoints,
         fsync=settings.fsync,  # type: ignore[arg-type]
     )
+    note = run.split_note()
+    if note is not None:
+        callback.warn(note, "input.eval_split")
     return PreparedRun(run=run, callback=callback)
 
 

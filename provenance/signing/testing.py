@@ -182,48 +182,41 @@ def make_run_dir(
 ) -> Path:
     """An output directory with files, a hash-chained ledger and an unsigned statement, as a run leaves it.
 
-    The predicate carries the fields the hf plugin writes (run_id, base_model, datasets, ledger,
-    overlap, finished_at, ...), so verification and deploy policies can be exercised without training.
+    Built by :class:`~bastion.provenance.recorder.RunRecorder` (the recorder every integration uses),
+    with input digests given rather than hashed (``base_model_sha256``, ``datasets`` as predicate
+    entries, ``overlap``) and the run's times fixed by ``finished_at``, so that verification and
+    deploy policies can be exercised without training.
     """
-    from bastion.provenance.hashing import hash_directory
-    from bastion.provenance.ledger import Ledger
-    from bastion.provenance.statement import RECORD_DIR, build_statement, write_statement
+    from bastion.provenance.predicate import DatasetRecord, ModelInput
+    from bastion.provenance.recorder import RunRecorder
 
     out = Path(directory)
-    for rel, content in (DEFAULT_FILES if files is None else files).items():
-        p = out / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(content)
     finished = finished_at or dt.datetime.now(dt.UTC)
     if datasets is None:
         datasets = [
             {"name": "train.jsonl", "role": "train", "digest": {"sha256": "a" * 64}, "records": 10},
             {"name": "eval.jsonl", "role": "eval", "digest": {"sha256": "b" * 64}, "records": 3},
         ]
-    ledger = Ledger(out / RECORD_DIR / "ledger.jsonl", fsync="never")
-    try:
-        ledger.append("run.start", {"run_id": run_id})
-        ledger.append("inputs", {"datasets": len(datasets)})
-        for step in (1, 2):
-            ledger.append("log", {"step": step, "loss": 1.0 / step})
-        digest = hash_directory(out, exclude=(RECORD_DIR,))
-        ledger.append("outputs", {"files": [f.as_subject() for f in digest.files]})
-        head = ledger.head
-    finally:
-        ledger.close()
-    predicate = {
-        "run_id": run_id,
-        "framework": "transformers",
-        "base_model": {"path_name": "tiny-llama", "digest": {"sha256": base_model_sha256}, "files": []},
-        "datasets": datasets,
-        "config": {"digest": {"sha256": "c" * 64}, "value": {"learning_rate": 0.0001}},
-        "environment": {"python": "3.11"},
-        "metrics": {"train_loss": 0.5},
-        "ledger": {"path": f"{RECORD_DIR}/ledger.jsonl", "head": head.head, "entries": head.entries},
-        "overlap": {"train_eval_records": overlap},
-        "started_at": (finished - dt.timedelta(minutes=5)).isoformat(),
-        "finished_at": finished.isoformat(),
-        "bastion_version": "0.1.0",
-    }
-    write_statement(build_statement(digest, predicate), out / RECORD_DIR / "statement.json")
+    times = iter((finished - dt.timedelta(minutes=5), finished))
+    recorder = RunRecorder(
+        config={"learning_rate": 0.0001},
+        framework="transformers",
+        fsync="never",
+        run_id=run_id,
+        clock=lambda: next(times, finished),
+    )
+    recorder.record_inputs(
+        base_model=ModelInput(path_name="tiny-llama", sha256=base_model_sha256),
+        datasets=[DatasetRecord.parse(d, f"datasets[{i}]") for i, d in enumerate(datasets)],
+        overlap=overlap,
+    )
+    recorder.start(out)
+    for rel, content in (DEFAULT_FILES if files is None else files).items():  # written during the run
+        p = out / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content)
+    for step in (1, 2):
+        recorder.log(step, step / 2, {"loss": 1.0 / step})
+    recorder.train_end(2, 1.0)
+    recorder.finalize()
     return out

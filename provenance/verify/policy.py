@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import ConfigError
+from bastion.provenance.predicate import PredicateError, RunPredicate
 from bastion.safe_yaml import YamlProblem, load_yaml
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -175,8 +176,6 @@ class DeployPolicy(_Strict):
     ) -> list[tuple[str, str, str | None, str | None]]:
         """(check, message, expected, found) for every rule the run breaks."""
         out: list[tuple[str, str, str | None, str | None]] = []
-        pred = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
-        assert isinstance(pred, dict)
         if self.allowed_signers is not None and (
             identity is None or not any(r.matches(identity) for r in self.allowed_signers)
         ):
@@ -188,9 +187,14 @@ class DeployPolicy(_Strict):
                     _describe_identity(identity),
                 )
             )
+        try:
+            pred = RunPredicate.parse(statement.get("predicate"))
+        except PredicateError as exc:
+            out.append(("policy.predicate", f"no rule can be checked: {exc.message}", "a v1 run predicate", None))
+            return out
         if self.allowed_base_models is not None:
-            base = pred.get("base_model")
-            found = _sha(base)
+            base = pred.base_model
+            found = base.sha256.lower() if base is not None and base.sha256 else None
             allowed = {r.sha256 for r in self.allowed_base_models}
             if found not in allowed:
                 out.append(
@@ -201,9 +205,10 @@ class DeployPolicy(_Strict):
                         f"sha256:{found}" if found else "no base model recorded",
                     )
                 )
-        raw_datasets = pred.get("datasets")
-        datasets = [d for d in raw_datasets if isinstance(d, dict)] if isinstance(raw_datasets, list) else []
-        present = {(_sha(d), d.get("role")) for d in datasets}
+        datasets = pred.datasets
+        present: set[tuple[str | None, str]] = {(d.sha256.lower(), d.role) for d in datasets}
+        # A side of a carved split also stands for its parent file in that role (the file was used so).
+        present |= {(_sha(d.split.get("parent")), d.role) for d in datasets if d.split is not None}
         digests = {sha for sha, _ in present}
         for ref in self.datasets.required:
             ok = (ref.sha256, ref.role) in present if ref.role else ref.sha256 in digests
@@ -213,23 +218,26 @@ class DeployPolicy(_Strict):
                         "policy.datasets.required",
                         f"required dataset {ref.label()} was not used" + (f" as {ref.role}" if ref.role else ""),
                         f"sha256:{ref.sha256}",
-                        ", ".join(f"{d.get('name')}=sha256:{_sha(d)}" for d in datasets) or "no datasets recorded",
+                        ", ".join(f"{d.name}=sha256:{d.sha256}" for d in datasets) or "no datasets recorded",
                     )
                 )
         for ref in self.datasets.forbidden:
-            hits = [d for d in datasets if _sha(d) == ref.sha256]
+            hits = [
+                d
+                for d in datasets
+                if ref.sha256 in (d.sha256.lower(), _sha(d.split.get("parent")) if d.split is not None else None)
+            ]
             if hits:
                 out.append(
                     (
                         "policy.datasets.forbidden",
                         f"forbidden dataset {ref.label()} was used",
                         "not used",
-                        ", ".join(f"{d.get('name')} ({d.get('role')})" for d in hits),
+                        ", ".join(f"{d.name} ({d.role})" for d in hits),
                     )
                 )
         if self.train_eval_overlap == "none":
-            ov = pred.get("overlap")
-            n = ov.get("train_eval_records") if isinstance(ov, dict) else None
+            n = pred.overlap
             if n != 0:
                 out.append(
                     (
@@ -241,7 +249,7 @@ class DeployPolicy(_Strict):
                     )
                 )
         if self.max_age is not None:
-            finished = _parse_time(pred.get("finished_at"))
+            finished = _parse_time(pred.finished_at)
             if finished is None:
                 out.append(("policy.max_age", "statement records no valid finished_at", f"<= {self.max_age}", None))
             elif now - finished > self.max_age:

@@ -13,6 +13,7 @@ from bastion.errors import BastionError, LedgerError, LedgerVerificationError, V
 from bastion.provenance.artifact import scan_artifact
 from bastion.provenance.hashing import hash_listed
 from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.predicate import PredicateError, RunPredicate
 from bastion.provenance.signing.bundle import ParsedBundle, read_bundle
 from bastion.provenance.signing.run import (
     GIT_PATHS,
@@ -20,7 +21,7 @@ from bastion.provenance.signing.run import (
     STATEMENT_BUNDLE_NAME,
     STATEMENT_NAME,
 )
-from bastion.provenance.statement import PREDICATE_TYPE, RECORD_DIR, STATEMENT_TYPE
+from bastion.provenance.statement import ACCEPTED_PREDICATE_TYPES, PREDICATE_TYPE, RECORD_DIR, STATEMENT_TYPE
 from bastion.provenance.verify.policy import DeployPolicy, load_policy
 from bastion.provenance.verify.report import VerificationReport
 from bastion.provenance.verify.trust import PathArg, Trust, check_bundle
@@ -163,7 +164,7 @@ def verify(
     _check_model_signature(report, trust, record / MODEL_SIGNATURE_NAME, subjects, signer, require_model_signature)
 
     # 5. The ledger ends where the signed statement says it does.
-    _check_ledger(report, root, statement)
+    _check_ledger(report, root, _parse_predicate(report, statement))
 
     # 6. Deploy policy.
     if deploy_policy is not None:
@@ -269,7 +270,7 @@ def _parse_statement(report: VerificationReport, raw: bytes | None) -> dict[str,
             str(st.get("_type") if isinstance(st, dict) else type(st).__name__),
         )
         return None
-    if st.get("predicateType") != PREDICATE_TYPE:
+    if st.get("predicateType") not in ACCEPTED_PREDICATE_TYPES:  # the current name, or a legacy one
         report.fail(
             "statement.invalid", "not a Bastion training-run statement", PREDICATE_TYPE, str(st.get("predicateType"))
         )
@@ -353,13 +354,23 @@ def _check_model_signature(
     report.passed.append("model_signature")
 
 
-def _check_ledger(report: VerificationReport, root: Path, statement: dict[str, Any]) -> None:
-    pred = statement.get("predicate")
-    led = pred.get("ledger") if isinstance(pred, dict) else None
-    if not isinstance(led, dict) or not isinstance(led.get("head"), str):
+def _parse_predicate(report: VerificationReport, statement: dict[str, Any]) -> RunPredicate | None:
+    """The statement's typed run predicate; a malformed one fails ``statement.invalid`` naming the field."""
+    try:
+        return RunPredicate.parse(statement.get("predicate"))
+    except PredicateError as exc:
+        report.fail("statement.invalid", f"the run predicate is malformed: {exc.message}", "a v1 run predicate", None)
+        return None
+
+
+def _check_ledger(report: VerificationReport, root: Path, pred: RunPredicate | None) -> None:
+    if pred is None:  # malformed: already failed as statement.invalid, naming the field
+        return
+    led = pred.ledger
+    if led.head is None:
         report.fail("ledger.missing", "the statement records no ledger head", "predicate.ledger.head", None)
         return
-    rel = str(led.get("path") or f"{RECORD_DIR}/ledger.jsonl")
+    rel = led.path
     try:
         path = (root / rel).resolve()
     except (OSError, ValueError):
@@ -373,14 +384,14 @@ def _check_ledger(report: VerificationReport, root: Path, statement: dict[str, A
             rel,
         )
         return
-    entries = led.get("entries")
+    entries = led.entries
     try:
-        verify_ledger(path, expected_head=led["head"], expected_entries=entries if isinstance(entries, int) else None)
+        verify_ledger(path, expected_head=led.head, expected_entries=entries)
     except LedgerVerificationError as exc:
         report.fail(
             "ledger.broken",
             exc.message.replace(str(path), rel),
-            f"an intact chain of {entries} entries ending at {led['head'][:16]}…",
+            f"an intact chain of {entries} entries ending at {led.head[:16]}…",
             f"broken at line {exc.line}",
         )
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -11,21 +12,15 @@ from typing import Any
 import pytest
 from cli_runner import run
 
-from bastion.provenance import (
-    Ledger,
-    build_statement,
-    canonical_digest,
-    capture_environment,
-    hash_dataset,
-    hash_directory,
-    write_statement,
-)
+from bastion.provenance import load_statement, write_statement
+from bastion.provenance.inputs import DatasetInput
+from bastion.provenance.recorder import RunRecorder
 
 BASTION = str(Path(sys.executable).parent / "bastion")
 
 
 def make_run(root: Path) -> tuple[Path, dict[str, Any]]:
-    """A run record assembled from the provenance core, shaped like BastionCallback's."""
+    """A run record written by RunRecorder (the recorder every integration uses), without training."""
     base = root / "base-model"
     base.mkdir(parents=True)
     (base / "config.json").write_text('{"model_type": "llama"}')
@@ -35,47 +30,24 @@ def make_run(root: Path) -> tuple[Path, dict[str, Any]]:
     (data / "train.jsonl").write_text("".join(json.dumps({"text": f"sample {i}"}) + "\n" for i in range(5)))
     (data / "eval.jsonl").write_text('{"text": "sample 1"}\n{"text": "held out"}\n')
     out = root / "out"
+    times = iter([dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC), dt.datetime(2026, 11, 25, 21, 1, tzinfo=dt.UTC)])
+    rec = RunRecorder(
+        base_model=base,
+        datasets=[DatasetInput(data / "train.jsonl"), DatasetInput(data / "eval.jsonl", role="eval")],
+        config={"learning_rate": 0.001, "max_steps": 2},
+        framework="transformers",
+        strict=True,  # inputs hashed before start() returns: a stable ledger order
+        run_id="run-123",
+        clock=lambda: next(times),
+    )
+    rec.start(out)
     (out / "checkpoint-2").mkdir(parents=True)
     (out / "adapter_model.safetensors").write_bytes(b"\x03" * 512)
     (out / "adapter_config.json").write_text('{"r": 4}')
     (out / "checkpoint-2" / "trainer_state.json").write_text("{}")
-    config = {"learning_rate": 0.001, "max_steps": 2}
-    env = capture_environment()
-    train, eval_ = hash_dataset(data / "train.jsonl"), hash_dataset(data / "eval.jsonl", role="eval")
-    base_digest = hash_directory(base)
-    with Ledger(out / "bastion" / "ledger.jsonl") as led:
-        led.append("run.start", {"config_digest": canonical_digest(config)})
-        led.append("inputs", {"datasets": [train.as_dict(), eval_.as_dict()]})
-        led.append("log", {"step": 2, "metrics": {"loss": 1.5}})
-        outputs = hash_directory(out, exclude=("bastion",))
-        led.append("outputs", {"files": [f.as_subject() for f in outputs.files]})
-        head = led.head
-    predicate = {
-        "run_id": "run-123",
-        "framework": "transformers",
-        "base_model": {
-            "path_name": "base-model",
-            "digest": {"sha256": base_digest.sha256},
-            "files": [f.as_subject() for f in base_digest.files],
-        },
-        "tokenizer": {
-            "path_name": "base-model",
-            "digest": {"sha256": base_digest.sha256},
-            "files": [f.as_subject() for f in base_digest.files],
-        },
-        "datasets": [train.as_dict(), eval_.as_dict()],
-        "config": {"digest": {"sha256": canonical_digest(config)}, "value": config},
-        "environment": env,
-        "metrics": {"final": {"train_loss": 1.5, "eval_loss": 1.75}, "global_step": 2, "log_entries": 1},
-        "ledger": {"path": "bastion/ledger.jsonl", "head": head.head, "entries": head.entries},
-        "overlap": {"train_eval_records": 1},
-        "started_at": "2026-11-25T21:00:00Z",
-        "finished_at": "2026-11-25T21:01:00Z",
-        "bastion_version": "0.1.0",
-    }
-    statement = build_statement(outputs, predicate)
-    write_statement(statement, out / "bastion" / "statement.json")
-    return out, statement
+    rec.log(2, 1.0, {"train_loss": 1.5, "eval_loss": 1.75})
+    rec.train_end(2, 1.0)
+    return out, load_statement(rec.finalize())
 
 
 @pytest.fixture
@@ -98,7 +70,8 @@ def test_summary(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "train/eval overlap (records): 1" in out
     assert "metrics: eval_loss=1.75, train_loss=1.5" in out
     head = pred["ledger"]["head"]
-    assert f"ledger: bastion/ledger.jsonl: verifies against the recorded head (4 entries, head {head})" in out
+    n = pred["ledger"]["entries"]
+    assert f"ledger: bastion/ledger.jsonl: verifies against the recorded head ({n} entries, head {head})" in out
     assert "subjects: 3 files" in out
     for s in stmt["subject"]:
         assert s["digest"]["sha256"] in out
@@ -127,7 +100,7 @@ def test_json_summary(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None
         ("train.jsonl", "train", 5),
         ("eval.jsonl", "eval", 2),
     ]
-    assert doc["ledger"]["found"] == {"entries": 4, "head": doc["ledger"]["head"]}
+    assert doc["ledger"]["found"] == {"entries": doc["ledger"]["entries"], "head": doc["ledger"]["head"]}
     assert [s["name"] for s in doc["subjects"]] == [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -172,7 +145,8 @@ def test_truncated_ledger_is_caught_by_the_recorded_head(run_dir: Path, capsys: 
     ledger.write_text("".join(ledger.read_text().splitlines(keepends=True)[:-1]))
     code, out, _ = run(capsys, "inspect", str(run_dir))
     assert code == 1
-    assert "has 3 entries but the signed statement records 4 (it was truncated" in out
+    n = json.loads((run_dir / "bastion" / "statement.json").read_text())["predicate"]["ledger"]["entries"]
+    assert f"has {n - 1} entries but the signed statement records {n} (it was truncated" in out
 
 
 def test_missing_ledger(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

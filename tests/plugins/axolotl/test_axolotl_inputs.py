@@ -151,3 +151,64 @@ def test_secrets_are_redacted_from_the_recorded_config() -> None:
         "/list/0/token",
         "/bastion_signing/private_key",
     }
+
+
+def test_a_folder_with_split_train_records_only_the_train_files(tmp_path: Path) -> None:
+    folder = tmp_path / "hub-layout"  # how a downloaded dataset repository looks
+    _write(folder / "data" / "train-00000-of-00001.jsonl")
+    _write(folder / "data" / "test-00000-of-00001.jsonl")
+    _write(folder / "README.md", "# card")
+    train_only = resolve_inputs({"datasets": [{"path": str(folder), "split": "train"}]})
+    assert [d.name for d in train_only.datasets] == ["hub-layout/data/train-00000-of-00001.jsonl"]
+    default = resolve_inputs({"datasets": [{"path": str(folder)}]})  # Axolotl's default split is train
+    assert [d.name for d in default.datasets] == ["hub-layout/data/train-00000-of-00001.jsonl"]
+    sliced = resolve_inputs({"datasets": [{"path": str(folder), "split": "test[:10]"}]})
+    assert [d.name for d in sliced.datasets] == ["hub-layout/data/test-00000-of-00001.jsonl"]
+    missing = resolve_inputs({"datasets": [{"path": str(folder), "split": "validation"}]})
+    assert missing.datasets == [] and "no data files for split 'validation'" in missing.problems[0][1]
+    plain = tmp_path / "plain"  # no split-named files: every file is train, as datasets reads it
+    _write(plain / "a.jsonl")
+    _write(plain / "b.jsonl")
+    assert len(resolve_inputs({"datasets": [{"path": str(plain), "split": "train"}]}).datasets) == 2
+
+
+def test_a_save_to_disk_dataset_dict_records_the_split_folder(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    folder = tmp_path / "dd"
+    DatasetDict({"train": Dataset.from_dict({"t": ["a", "b"]}), "test": Dataset.from_dict({"t": ["c"]})}).save_to_disk(
+        str(folder)
+    )
+    r = resolve_inputs({"datasets": [{"path": str(folder), "split": "train"}]})
+    assert [d.name for d in r.datasets] == ["dd/train/data-00000-of-00001.arrow"]  # not dd/test/...
+
+
+def test_val_set_size_carves_the_prepared_train_folder(tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    from bastion.plugins.axolotl.inputs import val_set_carve
+    from bastion.provenance.inputs import train_eval_overlap
+
+    rows = {"input_ids": [[1, 2], [3, 4], [5], [1, 2], [6, 7]]}
+    folder = tmp_path / "last_run_prepared" / "abc123"
+    Dataset.from_dict(rows).save_to_disk(str(folder))
+    cfg = {"val_set_size": 0.4, "seed": 42, "datasets": [{"path": "x"}]}
+    carve = val_set_carve(cfg)
+    assert carve == (0.4, 42)
+    shard = next(folder.glob("*.arrow"))
+    inputs = prepared_inputs([(folder, "train")], extra_files=[(shard, "train")], carve=carve)
+    assert [(d.name, d.role) for d in inputs] == [("prepared/abc123", "train"), ("prepared/abc123", "eval")]
+    parents: dict[Path, Any] = {}
+    digests = [d for i in inputs for d in i.digests(parents)]
+    # Axolotl: train_test_split(test_size=0.4, shuffle=False) -> the last ceil(0.4 * 5) = 2 rows are eval.
+    reference = Dataset.from_dict(rows).train_test_split(test_size=0.4, shuffle=False, seed=42)
+    assert [d.records for d in digests] == [len(reference["train"]), len(reference["test"])] == [3, 2]
+    assert train_eval_overlap(digests) == 1  # [1, 2] is row 0 (train) and row 3 (eval)
+    for off in (
+        {"val_set_size": 0},
+        {"val_set_size": 0.1, "dataset_exact_deduplication": True},
+        {"val_set_size": 0.1, "dataset_shard_num": 2},
+        {"val_set_size": 0.1, "test_datasets": [{"path": "e"}]},
+    ):
+        assert val_set_carve(off) is None
+    assert val_set_carve({"val_set_size": 20, "seed": 1}) == (20, 1)

@@ -12,10 +12,8 @@ import pytest
 
 from bastion.errors import InputError, LedgerVerificationError
 from bastion.plugins.axolotl.merge import record_merge
-from bastion.provenance.hashing import hash_directory
-from bastion.provenance.ledger import Ledger
+from bastion.provenance.recorder import RunRecorder
 from bastion.provenance.signing import SigningConfig, generate_key_pair, sign_run
-from bastion.provenance.statement import build_statement, write_statement
 from bastion.provenance.verify import verify
 
 
@@ -26,19 +24,12 @@ def _run_record(tmp_path: Path, *, signed: bool) -> tuple[Path, Path, dict[str, 
     (model / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
     (model / "model.safetensors").write_bytes(b"base weights")
     out = tmp_path / "out"
-    out.mkdir()
+    recorder = RunRecorder(base_model=model, framework="axolotl", fsync="never")
+    recorder.start(out)
     (out / "adapter_model.safetensors").write_bytes(b"lora weights")
     (out / "adapter_config.json").write_text('{"r": 4}', encoding="utf-8")
-    with Ledger(out / "bastion" / "ledger.jsonl") as ledger:
-        ledger.append("run.start", {"framework": "axolotl"})
-        outputs = hash_directory(out, exclude=("bastion",))
-        ledger.append("outputs", {"digest": {"sha256": outputs.sha256}})
-        head = ledger.head
-    predicate = {
-        "framework": "axolotl",
-        "ledger": {"path": "bastion/ledger.jsonl", "head": head.head, "entries": head.entries},
-    }
-    write_statement(build_statement(outputs, predicate), out / "bastion" / "statement.json")
+    recorder.train_end(1, 1.0)
+    recorder.finalize()
     signing: dict[str, str] = {}
     if signed:
         keys = generate_key_pair(tmp_path / "keys")
@@ -75,6 +66,7 @@ def test_a_tampered_ledger_is_not_extended(tmp_path: Path) -> None:
     out, model, signing = _run_record(tmp_path, signed=True)
     ledger = out / "bastion" / "ledger.jsonl"
     lines = ledger.read_text(encoding="utf-8").splitlines()
+    assert '"axolotl"' in lines[0]
     lines[0] = lines[0].replace('"axolotl"', '"someone-else"')
     ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(LedgerVerificationError) as info:
