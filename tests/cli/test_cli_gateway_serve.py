@@ -122,7 +122,7 @@ def test_torn_audit_log_is_one_line_naming_the_repair(tmp_path: Path) -> None:
     state.mkdir()
     (state / "audit.jsonl").write_text('{"data":{"decision":"allow"},"hash":"ab')  # a crash mid-write
     r = run("--port", "0", "--state-dir", str(state))
-    assert_one_line_error(r, "the audit log cannot be opened", "last line is incomplete")
+    assert_one_line_error(r, "the audit log cannot be opened", "the last line is torn")
     assert f"bastion ledger repair {state / 'audit.jsonl'}" in r.stderr
 
 
