@@ -97,7 +97,7 @@ def test_torn_last_line_at_start_up_is_a_clear_error(tmp_path: Path) -> None:
         fh.write(b'{"data":{"x":2},"hash":"ab')  # a crash mid-write
     with pytest.raises(AuditUnavailable) as err:
         AuditLog(path)
-    assert "\n" not in err.value.message and "last line is incomplete" in err.value.message
+    assert "\n" not in err.value.message and "the last line is torn" in err.value.message
     assert f"bastion ledger repair {path}" in str(err.value.hint)
 
 
