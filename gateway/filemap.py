@@ -15,7 +15,7 @@ from pathlib import Path
 from bastion.provenance.ledger import utc_now
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS admitted_files (
+CREATE TABLE IF NOT EXISTS admitted_files_v2 (
     upstream TEXT NOT NULL,
     file_id TEXT NOT NULL,
     decision TEXT NOT NULL,
@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS admitted_files (
     records INTEGER NOT NULL,
     policy TEXT NOT NULL,
     admitted_at TEXT NOT NULL,
+    client TEXT,
+    purpose TEXT,
     PRIMARY KEY (upstream, file_id)
 )
 """
@@ -41,6 +43,8 @@ class AdmittedFile:
     records: int
     policy: str
     admitted_at: str
+    client: str | None = None
+    purpose: str | None = None
 
 
 class FileMap:
@@ -64,13 +68,25 @@ class FileMap:
         output_sha256: str,
         records: int,
         policy: str,
+        client: str | None = None,
+        purpose: str | None = None,
     ) -> AdmittedFile:
         row = AdmittedFile(
-            upstream, file_id, decision, classification, input_sha256, output_sha256, records, policy, utc_now()
+            upstream,
+            file_id,
+            decision,
+            classification,
+            input_sha256,
+            output_sha256,
+            records,
+            policy,
+            utc_now(),
+            client,
+            purpose,
         )
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO admitted_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO admitted_files_v2 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.upstream,
                     row.file_id,
@@ -81,6 +97,8 @@ class FileMap:
                     row.records,
                     row.policy,
                     row.admitted_at,
+                    row.client,
+                    row.purpose,
                 ),
             )
         return row
@@ -89,7 +107,7 @@ class FileMap:
         with self._lock:
             cur = self._db.execute(
                 "SELECT upstream, file_id, decision, classification, input_sha256, output_sha256, records, policy, "
-                "admitted_at FROM admitted_files WHERE upstream = ? AND file_id = ?",
+                "admitted_at, client, purpose FROM admitted_files_v2 WHERE upstream = ? AND file_id = ?",
                 (upstream, file_id),
             )
             row = cur.fetchone()

@@ -65,10 +65,14 @@ def test_client_token_never_in_audit_log(env: Env) -> None:
     assert env.audit_entries()[-1]["data"]["client"] == fp
 
 
-def test_other_purpose_refused(env: Env) -> None:
+def test_other_purposes_scanned_per_record_shape(env: Env) -> None:
+    # v2 (issue 8): batch/evals/user_data uploads are scanned too, each against its record shape
     n = len(env.upstream.received)
-    with pytest.raises(openai.PermissionDeniedError) as info:
+    with pytest.raises(openai.BadRequestError) as bad:
         env.client().files.create(file=("b.jsonl", io.BytesIO(jsonl(chat("x")))), purpose="batch")
+    assert bad.value.code == "invalid_record"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        env.client().files.create(file=("v.png", io.BytesIO(b"\x89PNG")), purpose="vision")
     assert info.value.code == "purpose_not_allowed"
     assert env.upstream.received[n:] == []
 

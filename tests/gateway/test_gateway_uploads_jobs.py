@@ -101,7 +101,7 @@ def test_job_on_admitted_file_is_forwarded(env: Env) -> None:
     assert job.id.startswith("ftjob-") and job.training_file == f.id
     entry = [e["data"] for e in env.audit_entries() if e["data"]["route"] == "fine_tuning.jobs.create"][-2]
     assert entry["event"] == "decision" and entry["files"]["training_file"]["file_id"] == f.id
-    assert entry["method"] == "dpo" and entry["residency"]["allowed"] is True
+    assert entry["job_method"] == "dpo" and entry["residency"]["allowed"] is True
 
 
 def test_job_on_unscanned_file_refused(env: Env) -> None:
