@@ -288,7 +288,9 @@ class Gateway:
         admitted: list[AdmittedFile] = []
         id_pattern = _compiled(ex.spec.ids.get("file_id", r"[A-Za-z0-9_-]{1,128}"))
         for ref in ex.route.refs:
-            values = field_values(doc, ref.path, ref.when)
+            if ref.when is not None and not any(v == ref.when[1] for _, v in field_values(doc, ref.when[0])):
+                continue
+            values = field_values(doc, ref.path)
             if ref.required and not values:
                 raise Refusal(400, "invalid_request", f"'{ref.path}' is required (a file id)", param=ref.path)
             for where, value in values:
@@ -524,8 +526,8 @@ class Gateway:
                     hint="the gateway operator can set gateway.allow_downloads",
                 )
             ex.ids = inbound.check_ids(spec, matched, self.engine)
-            ex.query = inbound.check_query(spec, matched, request.url.query)
-            checked = inbound.check_headers(spec, matched, request.headers.items())
+            ex.query = inbound.check_query(spec, matched, request.url.query, self.engine)
+            checked = inbound.check_headers(spec, matched, request.headers.items(), self.engine)
             ex.headers, ex.consumed = checked.forward, checked.consumed
             if route.body == "none":
                 inbound.check_no_body(raw_headers, route.name)

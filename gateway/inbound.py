@@ -84,6 +84,23 @@ def check_no_body(raw_headers: Iterable[tuple[bytes, bytes]], route_name: str) -
         )
 
 
+def check_opaque(engine: Any, values: dict[str, str], what: str, route: str) -> None:
+    """Opaque values that matched their pattern must still carry no personal data (a cursor, an id)."""
+    if not values:
+        return
+    scan = engine.scan_record(values, 0)
+    hits = [f for f in scan.findings if f.action != "allow"]
+    if hits:
+        kind = "invalid_id" if what == "path id" else f"invalid_{what.split()[0]}"
+        raise Refusal(
+            400,
+            kind,
+            f"a {what} of {route} looks like personal data; it is not forwarded",
+            rule_ids=sorted({f.rule_id for f in hits}),
+            entity_types=[f.entity for f in hits],
+        )
+
+
 def check_ids(spec: ProviderSpec, matched: Matched, engine: Any) -> dict[str, str]:
     """Validate every path id against its pattern and the policy; return them (safe to log)."""
     from bastion.gateway.spec import _compiled
@@ -97,21 +114,11 @@ def check_ids(spec: ProviderSpec, matched: Matched, engine: Any) -> dict[str, st
                 param=name,
                 hint="use the id exactly as the provider returned it",
             )
-    if matched.params:
-        scan = engine.scan_record(dict(matched.params), 0)
-        hits = [f for f in scan.findings if f.action != "allow"]
-        if hits:
-            raise Refusal(
-                400,
-                "invalid_id",
-                f"an id in the path of {matched.route.name} looks like personal data",
-                rule_ids=sorted({f.rule_id for f in hits}),
-                entity_types=[f.entity for f in hits],
-            )
+    check_opaque(engine, dict(matched.params), "path id", matched.route.name)
     return dict(matched.params)
 
 
-def check_query(spec: ProviderSpec, matched: Matched, query_string: str) -> list[tuple[str, str]]:
+def check_query(spec: ProviderSpec, matched: Matched, query_string: str, engine: Any) -> list[tuple[str, str]]:
     """The query parameters to forward: each one allow-listed and matching its pattern."""
     allowed = {q.name: q for q in (*spec.query, *matched.route.query)}
     try:
@@ -145,6 +152,7 @@ def check_query(spec: ProviderSpec, matched: Matched, query_string: str) -> list
     missing = [q.name for q in allowed.values() if q.required and q.name not in seen]
     if missing:
         raise Refusal(400, "invalid_query", f"query parameter {missing[0]} is required", param=missing[0])
+    check_opaque(engine, dict(pairs), "query parameter", matched.route.name)
     return out
 
 
@@ -154,7 +162,9 @@ class CheckedHeaders:
     consumed: dict[str, str]
 
 
-def check_headers(spec: ProviderSpec, matched: Matched, headers: Sequence[tuple[str, str]]) -> CheckedHeaders:
+def check_headers(
+    spec: ProviderSpec, matched: Matched, headers: Sequence[tuple[str, str]], engine: Any
+) -> CheckedHeaders:
     allowed: dict[str, Opaque] = {h.name: h for h in (*spec.headers, *matched.route.headers)}
     seen: set[str] = set()
     forward: list[tuple[str, str]] = []
@@ -182,6 +192,7 @@ def check_headers(spec: ProviderSpec, matched: Matched, headers: Sequence[tuple[
     missing = [h.name for h in allowed.values() if h.required and h.name not in seen]
     if missing:
         raise Refusal(400, "invalid_header", f"header {missing[0]} is required", param=missing[0])
+    check_opaque(engine, {**dict(forward), **consumed}, "header value", matched.route.name)
     return CheckedHeaders(forward, consumed)
 
 

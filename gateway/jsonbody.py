@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bastion.gateway.errors import Refusal
@@ -25,9 +26,19 @@ MAX_NESTED_STRINGS = 8
 
 
 class Num(str):
-    """A JSON number kept as its literal text (scanned as a string, re-emitted as the number)."""
+    """A JSON number: scanned as its digit string, re-emitted as its original literal when unchanged.
 
-    __slots__ = ()
+    The string value is what detectors see: the literal for integers, the integral digits for an
+    integral float written with a fraction or exponent (``4539148803436467.0``, ``4.539148803436467e15``).
+    """
+
+    literal: str
+
+    @classmethod
+    def of(cls, literal: str, digits: str | None = None) -> Num:
+        out = cls(digits if digits is not None else literal)
+        out.literal = literal
+        return out
 
 
 class NestedDict(dict[str, Any]):
@@ -55,14 +66,20 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _int(text: str) -> Num:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise _invalid(f"the JSON body has an integer longer than {MAX_INT_DIGITS} digits")
-    return Num(text)
+    return Num.of(text)
 
 
 def _float(text: str) -> Num:
     mantissa = text.lower().split("e")[0].lstrip("-").replace(".", "")
     if len(mantissa) > MAX_INT_DIGITS or float(text) in (float("inf"), float("-inf")):
         raise _invalid("the JSON body has a number that is too long or not finite")
-    return Num(text)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the JSON grammar already holds
+        return Num.of(text)
+    if value == value.to_integral_value() and abs(value.adjusted()) <= MAX_INT_DIGITS:
+        return Num.of(text, str(int(value)))
+    return Num.of(text)
 
 
 def _constant(name: str) -> Any:
@@ -115,7 +132,7 @@ def _decode_nested(value: Any, level: int) -> Any:
 def dumps(value: Any) -> str:
     """Encode a (scanned, possibly redacted) document: Num as its literal, Nested as a JSON string."""
     if isinstance(value, Num):
-        return str.__str__(value)
+        return value.literal
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (NestedDict, NestedList)):
@@ -174,7 +191,7 @@ def scan_json(engine: Any, raw: bytes, what: str) -> JsonScan:
 def plain(value: Any) -> Any:
     """The document with Num turned back into int/float and Nested into plain containers (for hooks)."""
     if isinstance(value, Num):
-        text = str.__str__(value)
+        text = value.literal
         return float(text) if any(c in text for c in ".eE") else int(text)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}

@@ -77,9 +77,9 @@ def check_purpose(gw: Gateway, purpose: Any) -> str:
 def safe_filename(gw: Gateway, name: Any) -> str:
     """The filename the gateway sends: base name, NFKC, safe characters, scanned (personal data -> digest)."""
     text = name if isinstance(name, str) else ""
-    base = unicodedata.normalize("NFKC", text).replace("\\", "/").rsplit("/", 1)[-1]
-    base = _SAFE_FILENAME.sub("_", base).strip(" .")[:128] or "upload.jsonl"
-    scan = gw.engine.scan_record(base, 0)
+    norm = unicodedata.normalize("NFKC", text)
+    base = _SAFE_FILENAME.sub("_", norm.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .")[:128] or "upload.jsonl"
+    scan = gw.engine.scan_record([text, norm, base], 0)  # the client's name as sent and as it is sent on
     if any(f.action != "allow" for f in scan.findings):
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         return f"upload-{digest}.jsonl"
