@@ -564,7 +564,7 @@ class Gateway:
             raise Refusal(500, "internal_error", f"route {ex.route.name} has no step for its body")
         scan = await self.scan_json_body(ex, f"{ex.route.name} request")
         decision = "redact" if scan.changed else "allow"
-        if scan.classification is not None and not ex.route.refs:
+        if scan.classification is not None:
             self.check_residency(ex, scan.classification)
         await self.record(ex, decision, event="decision")
         reply = await self.send(ex, content=scan.body, content_type="application/json")
