@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bastion.cli.demo:demo", "Run a tiny LoRA fine-tune on CPU with provenance, on embedded defaults."),
     "hash": ("bastion.cli.hashing:hash_command", "Hash a file, dataset or model directory."),
     "ledger": ("bastion.cli.ledger:ledger", "Inspect and verify hash-chained ledgers."),
+    "audit": ("bastion.cli.audit:audit", "Verify the gateway's segmented audit log."),
     "inspect": ("bastion.cli.inspect:inspect_command", "Summarize a run record (output dir or its bastion/ folder)."),
     "keygen": ("bastion.cli.signing:keygen", "Create an ECDSA P-256 signing key pair for offline signing."),
     "sign": ("bastion.cli.signing:sign", "Sign a run's output directory and statement."),

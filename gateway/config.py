@@ -112,6 +112,32 @@ class GatewaySettings(_Strict):
     # data: URIs are always decoded and checked (PNG/JPEG/WEBP/GIF, at most 10 MB)
     remote_images: Literal["deny", "allow"] = "deny"
 
+    # --- state store, audit log and server (owned by the gwstate work; see gateway/state, audit, serve) ---
+    # NAME of the env var holding the 32-byte held-part key (64 hex digits or base64). Unset: a random
+    # per-process key, held parts do not survive a restart and only one process may use the state dir.
+    part_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # An in-progress idempotency key or /complete whose process died is taken over this long after its
+    # last renewal (live owners renew every third of it).
+    state_lease_s: float = Field(default=30.0, gt=0)
+    # How long a finished Idempotency-Key answer is replayed.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    # The audit log's active segment is sealed and a new one chained to it once it reaches either limit.
+    audit_segment_max_bytes: int = Field(default=64 * 1024**2, gt=0)
+    audit_segment_max_entries: int | None = Field(default=None, gt=0)
+    # Inbound server limits (gateway/guard.py, gateway/serve.py): the request head must arrive within
+    # header_timeout_s; a request body that stalls body_idle_timeout_s is cut; idle kept-alive
+    # connections close after keep_alive_timeout_s; request heads above max_header_bytes are refused;
+    # connections beyond max_inbound_connections get 503; on SIGTERM in-flight requests get
+    # shutdown_grace_s to finish, then are cancelled.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_idle_timeout_s: float = Field(default=60.0, gt=0)
+    keep_alive_timeout_s: int = Field(default=5, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_inbound_connections: int = Field(default=1000, gt=0)
+    shutdown_grace_s: int = Field(default=30, ge=0)
+    # Plain http to an upstream that is not on this machine is refused at start-up unless this is true.
+    allow_plain_http: bool = False
+
     @property
     def audit_path(self) -> Path:
         return self.audit_log if self.audit_log is not None else self.state_dir / "audit.jsonl"

@@ -1,0 +1,119 @@
+"""Schema migrations of the state database, recorded in ``bastion_schema`` (one row per applied version).
+
+A migration is a list of portable DDL statements; ``{blob}`` is the dialect's binary type. Times are
+BIGINT milliseconds since the epoch (UTC), so comparisons are the same on every engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.gateway.state.dialect import Dialect
+from bastion.gateway.state.errors import StateError
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "admitted, idempotency, held uploads and parts",
+        [
+            """CREATE TABLE admitted (
+                upstream TEXT NOT NULL,
+                ref TEXT NOT NULL,
+                client TEXT NOT NULL,
+                decision TEXT NOT NULL,
+                classification TEXT,
+                input_sha256 TEXT NOT NULL,
+                output_sha256 TEXT NOT NULL,
+                records BIGINT NOT NULL,
+                policy TEXT NOT NULL,
+                purpose TEXT,
+                admitted_at BIGINT NOT NULL,
+                PRIMARY KEY (upstream, ref)
+            )""",
+            """CREATE TABLE idempotency (
+                scope TEXT NOT NULL,
+                key_digest TEXT NOT NULL,
+                request_digest TEXT NOT NULL,
+                state TEXT NOT NULL,
+                owner TEXT,
+                lease_until BIGINT NOT NULL,
+                status INTEGER,
+                headers TEXT,
+                body {blob},
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (scope, key_digest)
+            )""",
+            """CREATE TABLE held_uploads (
+                upload_id TEXT PRIMARY KEY,
+                upstream TEXT NOT NULL,
+                client TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                filename TEXT NOT NULL,
+                mime_type TEXT NOT NULL,
+                bytes BIGINT NOT NULL,
+                meta TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                state TEXT NOT NULL,
+                owner TEXT,
+                lease_until BIGINT NOT NULL,
+                result {blob},
+                upstream_upload_id TEXT
+            )""",
+            """CREATE TABLE held_parts (
+                upload_id TEXT NOT NULL,
+                part_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                size BIGINT NOT NULL,
+                sha256 TEXT NOT NULL,
+                blob TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (upload_id, part_id)
+            )""",
+            "CREATE INDEX held_uploads_expiry ON held_uploads (expires_at)",
+            "CREATE INDEX idempotency_created ON idempotency (created_at)",
+        ],
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Any, dialect: Dialect, where: str, now_ms: int) -> int:
+    """Bring the schema to :data:`LATEST` (in one write transaction); returns the version found before."""
+    cur = conn.cursor()
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS bastion_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at BIGINT NOT NULL)"
+    )
+    cur.execute(dialect.begin_write)
+    try:
+        cur.execute("SELECT MAX(version) FROM bastion_schema")
+        row = cur.fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        if current > LATEST:
+            raise StateError(
+                f"state database {where} has schema version {current}, newer than this Bastion knows ({LATEST})",
+                hint="run the newer Bastion that wrote it, or point gateway.state_dir at another directory",
+            )
+        for version, name, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for stmt in statements:
+                cur.execute(stmt.format(blob=dialect.blob))
+            cur.execute(
+                dialect.sql("INSERT INTO bastion_schema (version, name, applied_at) VALUES (?, ?, ?)"),
+                (version, name, now_ms),
+            )
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    return current
+
+
+def schema_version(conn: Any) -> int:
+    cur = conn.cursor()
+    cur.execute("SELECT MAX(version) FROM bastion_schema")
+    row = cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
