@@ -41,14 +41,21 @@ from starlette.types import ASGIApp
 from bastion.adapters import get_provider
 from bastion.errors import BastionError, ConfigError
 from bastion.gateway import inbound
-from bastion.gateway.audit import AuditLog, client_fingerprint
+from bastion.gateway.audit import (
+    FORWARDED,
+    REFUSED_BEFORE_FORWARDING,
+    AuditLog,
+    AuditUnavailable,
+    Outcome,
+    client_fingerprint,
+)
 from bastion.gateway.config import GatewayConfig, GatewaySettings
 from bastion.gateway.errors import Refusal
-from bastion.gateway.filemap import AdmittedFile, FileMap
 from bastion.gateway.jsonbody import JsonScan, scan_json
 from bastion.gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from bastion.gateway.proxy import Upstream, UpstreamReply, client_response_headers, read_limited
 from bastion.gateway.spec import FileRef, ProviderSpec, RouteSpec, field_values, held_key_auth, json_error
+from bastion.gateway.state import Admitted, StateError, clean_spool_dir, open_state_store
 
 log = logging.getLogger("bastion.gateway")
 
@@ -109,8 +116,21 @@ class Gateway:
         self.policy_name = policy_name
         self.metrics = GatewayMetrics()
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.audit = AuditLog(self.settings.audit_path)
-        self.filemap = FileMap(self.settings.state_dir / "files.sqlite3")
+        self.state = open_state_store(
+            self.settings.state_dir,
+            part_key_env=self.settings.part_key_env,
+            lease_s=self.settings.state_lease_s,
+            idempotency_ttl_s=self.settings.idempotency_ttl_s,
+        )
+        # spools (scanned uploads waiting to be forwarded) live under the state dir; leftovers of an
+        # interrupted run are removed now (raw data never outlives its request on disk)
+        self.spool_dir = self.settings.spool_dir or self.settings.state_dir / "spool"
+        clean_spool_dir(self.spool_dir)
+        self.audit = AuditLog(
+            self.settings.audit_path,
+            segment_max_bytes=self.settings.audit_segment_max_bytes,
+            segment_max_entries=self.settings.audit_segment_max_entries,
+        )
         self.specs: dict[str, ProviderSpec] = {
             name: get_provider(config.adapter_name(name)) for name in config.upstreams
         }
@@ -280,12 +300,15 @@ class Gateway:
             ex.audit["job_method"] = kind
         return scan
 
-    async def check_refs(self, ex: Exchange, doc: Any) -> list[AdmittedFile]:
+    def _admitted(self, ex: Exchange, ref: str) -> Admitted | None:
+        return self.state.admitted(ex.upstream_name, ref, client=ex.fingerprint)
+
+    async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
         """Every :class:`FileRef` of the route must name a file admitted for this upstream and client."""
         from bastion.gateway.spec import _compiled
 
         found: dict[str, Any] = {}
-        admitted: list[AdmittedFile] = []
+        admitted: list[Admitted] = []
         id_pattern = _compiled(ex.spec.ids.get("file_id", r"[A-Za-z0-9_-]{1,128}"))
         for ref in ex.route.refs:
             if ref.when is not None and not any(v == ref.when[1] for _, v in field_values(doc, ref.when[0])):
@@ -298,12 +321,8 @@ class Gateway:
                     continue
                 if not isinstance(value, str) or id_pattern.fullmatch(value) is None:
                     raise Refusal(400, "invalid_request", f"'{where}' must be a file id", param=where)
-                item = await anyio.to_thread.run_sync(self.filemap.get, ex.upstream_name, value)
-                if (
-                    item is None
-                    or item.decision not in ("allow", "redact")
-                    or (item.client not in (None, ex.fingerprint))
-                ):
+                item = await anyio.to_thread.run_sync(self._admitted, ex, value)
+                if item is None or item.decision not in ("allow", "redact"):
                     raise Refusal(
                         403,
                         "unscanned_file",
@@ -352,6 +371,8 @@ class Gateway:
         content_length: int | None = None,
     ) -> UpstreamReply:
         """Send one request upstream (written by the gateway) with the route's auth strategy."""
+        if not ex.forwarded:
+            await self.audit.ensure_available()  # fail closed: nothing goes out while the audit log is down
         ex.forwarded = True
         try:
             reply = await ex.upstream.send(
@@ -417,9 +438,9 @@ class Gateway:
 
     # -- audit ----------------------------------------------------------------------------------------
     async def record(self, ex: Exchange, decision: str, *, wait: bool = True, **data: Any) -> None:
+        outcome: Outcome = data.pop("outcome", None) or (FORWARDED if ex.forwarded else REFUSED_BEFORE_FORWARDING)
         entry = {
             "decision": decision,
-            "outcome": "forwarded" if ex.forwarded else "refused_before_forwarding",
             "client": ex.fingerprint,
             "method": ex.route.method,
             "route": ex.route.name,
@@ -430,7 +451,7 @@ class Gateway:
             **ex.audit,
             **data,
         }
-        await self.audit.record(entry, wait=wait)
+        await self.audit.record(entry, outcome=outcome, wait=wait)
 
     # -- request handling ---------------------------------------------------------------------------
     def error_response(self, spec: ProviderSpec, refusal: Refusal) -> Response:
@@ -441,7 +462,6 @@ class Gateway:
     async def _refuse_unrouted(self, request: Request, reason: str, refusal: Refusal, **facts: Any) -> Response:
         entry = {
             "decision": "block",
-            "outcome": "refused_before_forwarding",
             "reason": reason,
             "client": client_fingerprint(request.headers),
             "method": request.method if request.method in _METHODS else "(other)",
@@ -452,10 +472,10 @@ class Gateway:
         }
         self.metrics.requests.labels("-", "-", "block").inc()
         try:
-            await self.audit.record(entry)
+            await self.audit.record(entry, outcome="refused_before_forwarding")
         except Exception:
             self.metrics.audit_failures.inc()
-            refusal = Refusal(500, "audit_failed", "the gateway could not write its audit log; nothing was forwarded")
+            refusal = _audit_refusal(forwarded=False)
         return self.error_response(self._fallback, refusal)
 
     async def handle(self, request: Request) -> Response:
@@ -542,6 +562,21 @@ class Gateway:
             return await spec.steps[route.step](self, ex)
         except Refusal as refused:
             return await self._refused(ex, refused)
+        except AuditUnavailable:
+            self.metrics.audit_failures.inc()
+            return self.error_response(spec, _audit_refusal(forwarded=ex.forwarded))
+        except StateError as exc:
+            log.error("state store failure on %s: %s", route.name, type(exc).__name__)
+            return await self._refused(
+                ex,
+                Refusal(
+                    503,
+                    "state_unavailable",
+                    "the gateway's state store cannot be used right now"
+                    + ("; the request may have reached the upstream" if ex.forwarded else "; nothing was forwarded"),
+                    hint="retry later; the gateway operator can see the cause in the gateway's log",
+                ),
+            )
         except Exception as exc:  # fail closed; never a traceback (or data) to the client or the log
             log.error("internal error on %s: %s", route.name, type(exc).__name__)
             internal = Refusal(
@@ -601,12 +636,7 @@ class Gateway:
         except Exception as exc:
             self.metrics.audit_failures.inc()
             log.error("audit log append failed: %s", type(exc).__name__)
-            refusal = Refusal(
-                500,
-                "audit_failed",
-                "the gateway could not write its audit log"
-                + ("; the request may have reached the upstream" if ex.forwarded else "; nothing was forwarded"),
-            )
+            refusal = _audit_refusal(forwarded=ex.forwarded)
         return self.error_response(ex.spec, refusal)
 
     async def metrics_endpoint(self, request: Request) -> Response:
@@ -637,13 +667,23 @@ class Gateway:
         for up in self.upstreams.values():
             await up.aclose()
         await anyio.to_thread.run_sync(self.audit.close)
-        self.filemap.close()
+        self.state.close()
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-def _check_purpose(ref: FileRef, item: AdmittedFile, where: str) -> None:
+def _audit_refusal(*, forwarded: bool) -> Refusal:
+    return Refusal(
+        503,
+        "audit_unavailable",
+        "the gateway cannot write its audit log, so it does not answer as if the request were audited"
+        + ("; the request may have reached the upstream" if forwarded else "; nothing was forwarded"),
+        hint="retry later; the gateway operator must fix the audit log's disk",
+    )
+
+
+def _check_purpose(ref: FileRef, item: Admitted, where: str) -> None:
     if ref.purposes and item.purpose not in ref.purposes:
         raise Refusal(
             403,

@@ -17,14 +17,13 @@ the remote Upload.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import json
 import re
 import secrets
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,6 +37,7 @@ from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink, decision_refusal, summary_facts
 from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.state import Admitted, HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 PART_LIMIT = 64 * 1024 * 1024  # OpenAI's per-part maximum
 MAX_RESPONSE = 4 * 1024 * 1024
-UPLOAD_TTL = 3600
+UPLOAD_TTL = 3600  # the Uploads API's one hour
 FILE_CONTENT_TYPE = "application/jsonl"
 MIME_TYPES = frozenset({"application/jsonl", "application/json", "application/x-ndjson", "text/jsonl", "text/plain"})
 _PART_CTYPE = re.compile(r"[a-z]+/[a-z0-9.+-]{1,64}")
@@ -135,17 +135,20 @@ async def admit(gw: Gateway, ex: Exchange, facts: dict[str, Any]) -> str:
 def remember(gw: Gateway, ex: Exchange, file_id: Any, facts: dict[str, Any], decision: str, purpose: str) -> None:
     if not isinstance(file_id, str) or not file_id:
         return
-    gw.filemap.put(
-        ex.upstream_name,
-        file_id,
-        decision=decision,
-        classification=facts.get("classification"),
-        input_sha256=facts["input_sha256"],
-        output_sha256=facts["output_sha256"],
-        records=facts["records"],
-        policy=gw.policy_name,
-        client=ex.fingerprint,
-        purpose=purpose,
+    gw.state.admit(
+        Admitted(
+            upstream=ex.upstream_name,
+            ref=file_id,
+            client=ex.fingerprint,
+            decision=decision,
+            classification=facts.get("classification"),
+            input_sha256=facts["input_sha256"],
+            output_sha256=facts["output_sha256"],
+            records=facts["records"],
+            policy=gw.policy_name,
+            purpose=purpose,
+            admitted_at=datetime.now(UTC),
+        )
     )
 
 
@@ -164,7 +167,7 @@ def _safe_id(value: Any) -> str | None:
 # -- POST /files -----------------------------------------------------------------------------------------
 async def files_create(gw: Gateway, ex: Exchange) -> Response:
     settings = gw.settings
-    spool = Spool(settings.spool_dir, max_bytes=settings.max_upload_bytes, what="rewritten upload")
+    spool = Spool(gw.spool_dir, max_bytes=settings.max_upload_bytes, what="rewritten upload")
     sinks: list[ScanSink] = []
     reader: FormReader
 
@@ -250,72 +253,40 @@ def _check_field_part(part: PartInfo) -> None:
     _check_part_headers(part)
 
 
-# -- Uploads API -----------------------------------------------------------------------------------------
-@dataclass
-class PendingUpload:
-    id: str
-    upstream: str
-    client: str
-    bytes: int
-    filename: str
-    mime_type: str
-    purpose: str
-    expires_after: dict[str, Any] | None
-    created_at: int
-    parts: dict[str, Spool] = field(default_factory=dict)
-    status: str = "pending"
-    result: tuple[int, builtins.bytes, list[tuple[str, str]]] | None = None
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-
-    def as_object(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "upload",
-            "bytes": self.bytes,
-            "created_at": self.created_at,
-            "expires_at": self.created_at + UPLOAD_TTL,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": self.status,
-            "file": None,
-        }
-
-    def discard(self) -> None:
-        for spool in self.parts.values():
-            spool.discard()
-        self.parts.clear()
+# -- Uploads API (held in the state store; parts encrypted at rest) ------------------------------------
+def _not_found() -> Refusal:
+    return Refusal(
+        404,
+        "upload_not_found",
+        "no pending upload with that id on this gateway for this client",
+        hint="create the upload through this gateway (POST /v1/uploads) with the same credentials",
+    )
 
 
-def _uploads(gw: Gateway) -> dict[str, PendingUpload]:
-    return gw.steps_state.setdefault("openai.uploads", {})  # type: ignore[no-any-return]
-
-
-def _pending(gw: Gateway, ex: Exchange, *, completed_ok: bool = False) -> PendingUpload:
+async def _held(gw: Gateway, ex: Exchange) -> HeldUpload:
     upload_id = ex.ids.get("upload_id", "")
-    up = _uploads(gw).get(upload_id)
+    up = await anyio.to_thread.run_sync(gw.state.upload_get, upload_id)
     if up is None or up.upstream != ex.upstream_name or up.client != ex.fingerprint:
-        raise Refusal(
-            404,
-            "upload_not_found",
-            "no pending upload with that id on this gateway for this client",
-            hint="create the upload through this gateway (POST /v1/uploads) with the same credentials",
-        )
-    if up.status == "completed" and completed_ok:
-        return up
-    if time.time() > up.created_at + UPLOAD_TTL:
-        up.discard()
-        _uploads(gw).pop(up.id, None)
+        raise _not_found()
+    if up.state != "completed" and datetime.now(UTC) > up.expires_at:
+        await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)
         raise Refusal(404, "upload_expired", "the upload expired (uploads live one hour)")
+    ex.audit["upload_id"] = up.upload_id
     return up
 
 
-def _sweep(gw: Gateway) -> None:
-    """Drop uploads past their hour (their held parts are deleted from the spool)."""
-    now = time.time()
-    uploads = _uploads(gw)
-    for up in [u for u in uploads.values() if now > u.created_at + UPLOAD_TTL]:
-        up.discard()
-        uploads.pop(up.id, None)
+def _object(up: HeldUpload, status: str | None = None) -> dict[str, Any]:
+    return {
+        "id": up.upload_id,
+        "object": "upload",
+        "bytes": up.bytes,
+        "created_at": int(up.created_at.timestamp()),
+        "expires_at": int(up.expires_at.timestamp()),
+        "filename": up.filename,
+        "purpose": up.purpose,
+        "status": status or ("pending" if up.state == "open" else up.state),
+        "file": None,
+    }
 
 
 async def _json_object(gw: Gateway, ex: Exchange, allowed: set[str]) -> dict[str, Any]:
@@ -335,7 +306,8 @@ async def _json_object(gw: Gateway, ex: Exchange, allowed: set[str]) -> dict[str
 
 
 async def uploads_create(gw: Gateway, ex: Exchange) -> Response:
-    _sweep(gw)
+    now = datetime.now(UTC)
+    await anyio.to_thread.run_sync(gw.state.expire, now)
     body = await _json_object(gw, ex, {"bytes", "filename", "mime_type", "purpose", "expires_after"})
     size = body.get("bytes")
     if not isinstance(size, int) or isinstance(size, bool):
@@ -359,171 +331,180 @@ async def uploads_create(gw: Gateway, ex: Exchange) -> Response:
             param="bytes",
         )
     exp = body.get("expires_after")
-    expires = None
+    meta: dict[str, Any] = {}
     if exp is not None:
         if not isinstance(exp, dict) or set(exp) - {"anchor", "seconds"}:
             raise Refusal(400, "invalid_request", "'expires_after' must be {anchor, seconds}", param="expires_after")
-        expires = check_expires(exp.get("anchor"), exp.get("seconds"))
+        meta["expires_after"] = check_expires(exp.get("anchor"), exp.get("seconds"))
     filename = await anyio.to_thread.run_sync(safe_filename, gw, body["filename"])
-    up = PendingUpload(
-        id="upload_bst" + secrets.token_hex(12),
+    up = HeldUpload(
+        upload_id="upload_bst" + secrets.token_hex(12),
         upstream=ex.upstream_name,
         client=ex.fingerprint,
-        bytes=size,
+        purpose=purpose,
         filename=filename,
         mime_type=str(mime),
-        purpose=purpose,
-        expires_after=expires,
-        created_at=int(time.time()),
+        bytes=size,
+        created_at=now,
+        expires_at=now + timedelta(seconds=UPLOAD_TTL),
+        meta=meta,
     )
-    _uploads(gw)[up.id] = up
-    ex.audit.update(upload_id=up.id, declared_bytes=up.bytes, purpose=purpose)
+    await anyio.to_thread.run_sync(gw.state.upload_create, up)
+    ex.audit.update(upload_id=up.upload_id, declared_bytes=up.bytes, purpose=purpose)
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "hold").inc()
     await gw.record(ex, "hold", event="upload_opened")
-    return JSONResponse(up.as_object())
+    return JSONResponse(_object(up))
 
 
 async def uploads_part(gw: Gateway, ex: Exchange) -> Response:
-    up = _pending(gw, ex)
-    held = sum(s.size for s in up.parts.values())
-    spool = Spool(gw.settings.spool_dir, max_bytes=min(PART_LIMIT, up.bytes - held), what="upload part")
-    got: list[Spool] = []
+    up = await _held(gw, ex)
+    if up.state != "open":
+        raise Refusal(409, "upload_not_pending", f"upload {up.upload_id} is {up.state}")
+    held = sum(p.size for p in await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id))
+    limit = min(PART_LIMIT, up.bytes - held)
+    writer = gw.state.parts.writer()
+    got: list[bool] = []
+    size = 0
 
-    class _Raw:
+    class _Sink:
         def write(self, data: bytes) -> None:
-            spool.write(data)
+            nonlocal size
+            size += len(data)
+            if size > limit:
+                raise Refusal(
+                    413,
+                    "upload_too_large",
+                    "the part is larger than 64 MB or than what is left of the upload's declared bytes",
+                )
+            writer.write(data)
 
         def close(self) -> None:
-            spool.close_write()
+            pass
 
-    def open_file(part: PartInfo) -> _Raw:
+    def open_file(part: PartInfo) -> _Sink:
         if part.name != "data":
             raise Refusal(400, "invalid_upload", "unexpected file part; expected 'data'", param="data")
         _check_part_headers(part)
-        got.append(spool)
-        return _Raw()
+        got.append(True)
+        return _Sink()
 
     try:
         reader = FormReader(ex.request.headers.get("content-type"), open_file)
-        await gw.feed(ex, PART_LIMIT, reader.write)
+        await gw.feed(ex, PART_LIMIT + 64 * 1024, reader.write)
         await anyio.to_thread.run_sync(reader.finish)
         if not got:
             raise Refusal(400, "invalid_upload", "the form has no 'data' part", param="data")
         if reader.fields:
             raise Refusal(400, "invalid_upload", "an upload part carries only the 'data' file part")
+        blob = await anyio.to_thread.run_sync(writer.commit)
     except BaseException:
-        spool.discard()
+        writer.discard()
         raise
-    if up.status != "pending" or up.id not in _uploads(gw):
-        spool.discard()
-        raise Refusal(409, "upload_not_pending", f"upload {up.id} is {up.status}")
-    part_id = "part_bst" + secrets.token_hex(12)
-    up.parts[part_id] = spool
-    ex.audit.update(upload_id=up.id, part_id=part_id, part_bytes=spool.size, part_sha256=spool.sha256)
+    part = HeldPart("part_bst" + secrets.token_hex(12), blob.size, blob.sha256, blob.handle, datetime.now(UTC))
+    try:
+        await anyio.to_thread.run_sync(gw.state.upload_add_part, up.upload_id, part)
+    except StateConflict:
+        raise Refusal(409, "upload_not_pending", f"upload {up.upload_id} no longer takes parts") from None
+    ex.audit.update(part_id=part.part_id, part_bytes=part.size, part_sha256=part.sha256)
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "hold").inc()
     await gw.record(ex, "hold", event="upload_part_held")
-    return JSONResponse({"id": part_id, "object": "upload.part", "created_at": int(time.time()), "upload_id": up.id})
+    return JSONResponse(
+        {"id": part.part_id, "object": "upload.part", "created_at": int(time.time()), "upload_id": up.upload_id}
+    )
 
 
 async def uploads_cancel(gw: Gateway, ex: Exchange) -> Response:
-    up = _pending(gw, ex)
-    async with up.lock:
-        if up.status != "pending":
-            raise Refusal(409, "upload_not_pending", f"upload {up.id} is {up.status}")
-        up.status = "cancelled"
-        up.discard()
-        _uploads(gw).pop(up.id, None)
-    ex.audit["upload_id"] = up.id
+    up = await _held(gw, ex)
+    if up.state != "open":
+        raise Refusal(409, "upload_not_pending", f"upload {up.upload_id} is {up.state}")
+    await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "cancel").inc()
     await gw.record(ex, "cancel", event="upload_cancelled")
-    return JSONResponse(up.as_object())
+    return JSONResponse(_object(up, "cancelled"))
 
 
 _PART_ID = re.compile(r"part_bst[0-9a-f]{24}")
 
 
 async def uploads_complete(gw: Gateway, ex: Exchange) -> Response:
-    up = _pending(gw, ex, completed_ok=True)
+    up = await _held(gw, ex)
     body = await _json_object(gw, ex, {"part_ids", "md5"})
-    ex.audit["upload_id"] = up.id
-    async with up.lock:  # one complete at a time per upload; a retry after success gets the same answer
-        if up.result is not None:
-            status, raw, headers = up.result
-            await gw.record(ex, "replay", event="upload_complete_replayed", status=status)
-            return gw.buffered_response(status, raw, headers)
-        if up.status != "pending":
-            raise Refusal(409, "upload_not_pending", f"upload {up.id} is {up.status}")
-        part_ids = body.get("part_ids")
-        if not isinstance(part_ids, list) or not part_ids or not all(isinstance(p, str) for p in part_ids):
-            raise Refusal(400, "invalid_request", "'part_ids' must be a non-empty list of part ids", param="part_ids")
-        if any(_PART_ID.fullmatch(p) is None or p not in up.parts for p in part_ids) or len(set(part_ids)) != len(
-            part_ids
-        ):
-            raise Refusal(
-                400,
-                "invalid_request",
-                f"'part_ids' must list parts of upload {up.id} once each (ids as this gateway returned them)",
-                param="part_ids",
-            )
-        total = sum(up.parts[p].size for p in part_ids)
-        if total != up.bytes:
-            raise Refusal(
-                400,
-                "invalid_request",
-                f"the parts add up to {total} bytes but the upload was created with bytes={up.bytes}",
-                param="part_ids",
-            )
-        md5 = body.get("md5")
-        if md5 is not None and (not isinstance(md5, str) or re.fullmatch(r"[0-9a-fA-F]{32}", md5) is None):
-            raise Refusal(400, "invalid_request", "'md5' must be 32 hex digits", param="md5")
-        out = Spool(gw.settings.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten upload")
-        try:
-            sink = new_sink(gw, up.purpose, out)
-            digest = hashlib.md5(usedforsecurity=False)
+    part_ids = body.get("part_ids")
+    if not isinstance(part_ids, list) or not part_ids or not all(isinstance(p, str) for p in part_ids):
+        raise Refusal(400, "invalid_request", "'part_ids' must be a non-empty list of part ids", param="part_ids")
+    md5 = body.get("md5")
+    if md5 is not None and (not isinstance(md5, str) or re.fullmatch(r"[0-9a-fA-F]{32}", md5) is None):
+        raise Refusal(400, "invalid_request", "'md5' must be 32 hex digits", param="md5")
+    try:
+        completing = gw.state.aupload_completing(up.upload_id)
+        async with completing as c:  # serialised per upload; a completed upload answers its stored result
+            if c.completed:
+                assert c.result is not None
+                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
+                return Response(c.result, status_code=200, media_type="application/json")
+            return await _complete_held(gw, ex, c.upload, part_ids, md5)
+    except StateConflict:
+        raise Refusal(
+            409,
+            "upload_in_progress",
+            f"upload {up.upload_id} is being completed by another request",
+            hint="wait for it; completing again afterwards returns the same result",
+        ) from None
 
-            def scan_all() -> None:
-                for pid in part_ids:
-                    spool = up.parts[pid]
-                    spool.close_write()
-                    with open(spool.path, "rb") as fh:
-                        while block := fh.read(1024 * 1024):
-                            digest.update(block)
-                            sink.write(block)
-                sink.close()
 
-            await anyio.to_thread.run_sync(scan_all)
-            if isinstance(md5, str) and md5.lower() != digest.hexdigest():
-                raise Refusal(400, "checksum_mismatch", "the parts' md5 does not match 'md5'", param="md5")
-            facts = scanned(gw, ex, sink, "upload")
-            decision = await admit(gw, ex, facts)
-            up.status = "completing"
-            status, raw, headers = await _send_upload(gw, ex, up, out, facts, decision)
-            if 200 <= status < 300:
-                up.result = (status, raw, headers)
-                up.status = "completed"
-                up.discard()
-            else:
-                up.status = "pending"
-            return gw.buffered_response(status, raw, headers)
-        except BaseException:
-            if up.status == "completing":
-                up.status = "pending"
-            raise
-        finally:
-            out.discard()
+async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, part_ids: list[str], md5: str | None) -> Response:
+    parts = {p.part_id: p for p in await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id)}
+    if any(_PART_ID.fullmatch(p) is None or p not in parts for p in part_ids) or len(set(part_ids)) != len(part_ids):
+        raise Refusal(
+            400,
+            "invalid_request",
+            f"'part_ids' must list parts of upload {up.upload_id} once each (ids as this gateway returned them)",
+            param="part_ids",
+        )
+    total = sum(parts[p].size for p in part_ids)
+    if total != up.bytes:
+        raise Refusal(
+            400,
+            "invalid_request",
+            f"the parts add up to {total} bytes but the upload was created with bytes={up.bytes}",
+            param="part_ids",
+        )
+    out = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten upload")
+    try:
+        sink = new_sink(gw, up.purpose, out)
+        digest = hashlib.md5(usedforsecurity=False)
+
+        def scan_all() -> None:
+            for pid in part_ids:
+                for block in gw.state.parts.read(parts[pid].blob):
+                    digest.update(block)
+                    sink.write(block)
+            sink.close()
+
+        await anyio.to_thread.run_sync(scan_all)
+        if md5 is not None and md5.lower() != digest.hexdigest():
+            raise Refusal(400, "checksum_mismatch", "the parts' md5 does not match 'md5'", param="md5")
+        facts = scanned(gw, ex, sink, "upload")
+        decision = await admit(gw, ex, facts)
+        status, raw, headers, remote_id = await _send_upload(gw, ex, up, out, facts, decision)
+        if 200 <= status < 300:
+            await anyio.to_thread.run_sync(gw.state.upload_set_result, up.upload_id, raw, remote_id)
+        return gw.buffered_response(status, raw, headers)
+    finally:
+        out.discard()
 
 
 async def _send_upload(
-    gw: Gateway, ex: Exchange, up: PendingUpload, out: Spool, facts: dict[str, Any], decision: str
-) -> tuple[int, bytes, list[tuple[str, str]]]:
+    gw: Gateway, ex: Exchange, up: HeldUpload, out: Spool, facts: dict[str, Any], decision: str
+) -> tuple[int, bytes, list[tuple[str, str]], str | None]:
     create: dict[str, Any] = {
         "bytes": out.size,
         "filename": up.filename,
         "mime_type": up.mime_type,
         "purpose": up.purpose,
     }
-    if up.expires_after is not None:
-        create["expires_after"] = up.expires_after
+    if up.meta.get("expires_after") is not None:
+        create["expires_after"] = up.meta["expires_after"]
     prefix = ex.route.path[: -len("/uploads/{upload_id}/complete")]  # "/v1" (or "/openai/v1", "/openai")
 
     async def call_json(path: str, payload: dict[str, Any]) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -551,7 +532,7 @@ async def _send_upload(
     remote_id = _safe_id(_json_field(raw, "id")) if 200 <= status < 300 else None
     if remote_id is None or re.fullmatch(r"upload_[A-Za-z0-9]{1,96}", remote_id) is None:
         await gw.record(ex, decision, event="upstream_response", status=status, stage="create")
-        return status, await anyio.to_thread.run_sync(gw.mask, raw), headers
+        return status, await anyio.to_thread.run_sync(gw.mask, raw), headers, None
     remote_parts: list[str] = []
     try:
         for offset in range(0, out.size, PART_LIMIT):
@@ -568,7 +549,7 @@ async def _send_upload(
             part_id = _safe_id(_json_field(praw, "id")) if 200 <= reply.response.status_code < 300 else None
             if part_id is None:
                 await cancel_remote(remote_id, "part", reply.response.status_code)
-                return reply.response.status_code, await anyio.to_thread.run_sync(gw.mask, praw), headers
+                return reply.response.status_code, await anyio.to_thread.run_sync(gw.mask, praw), headers, None
             remote_parts.append(part_id)
         md5 = await anyio.to_thread.run_sync(_md5_file, out)
         status, raw, headers = await call_json(
@@ -579,7 +560,7 @@ async def _send_upload(
         raise
     if not 200 <= status < 300:
         await cancel_remote(remote_id, "complete", status)
-        return status, await anyio.to_thread.run_sync(gw.mask, raw), headers
+        return status, await anyio.to_thread.run_sync(gw.mask, raw), headers, None
     file_obj = _json_field(raw, "file")
     file_id = _safe_id(file_obj.get("id")) if isinstance(file_obj, dict) else None
     await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, up.purpose)
@@ -587,7 +568,7 @@ async def _send_upload(
         ex, decision, event="upstream_response", status=status, upstream_upload_id=remote_id, file_id=file_id
     )
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-    return status, raw, headers
+    return status, raw, headers, remote_id
 
 
 def _md5_file(spool: Spool) -> str:

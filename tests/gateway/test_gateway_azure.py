@@ -50,7 +50,7 @@ def test_classic_files_create_byte_identical_with_api_key(az: Env) -> None:
     assert rec.path == "/openai/files" and rec.query == f"api-version={API_VERSION}"
     assert rec.headers["api-key"] == CLIENT_TOKEN and "authorization" not in rec.headers
     assert parse_multipart(rec.headers["content-type"], rec.body)["file"][1] == data
-    admitted = az.gateway.filemap.get("azure", f.id)
+    admitted = az.gateway.state.admitted("azure", f.id)
     assert admitted is not None and admitted.client is not None and admitted.purpose == "fine-tune"
 
 
@@ -144,7 +144,9 @@ def test_classic_route_needs_api_version(az: Env) -> None:
 
 
 @pytest.fixture()
-def held(tmp_path: Path, policy: Any, fake_upstream: tuple[FakeOpenAI, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+def held(
+    tmp_path: Path, policy: Any, fake_upstream: tuple[FakeOpenAI, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Env]:
     monkeypatch.setenv("BASTION_TEST_AZURE_KEY", PROVIDER_KEY)
     fake, url = fake_upstream
     gw, srv = make_env(

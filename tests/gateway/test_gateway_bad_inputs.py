@@ -184,7 +184,7 @@ def test_internal_error_fails_closed(tmp_path: Path, policy: Any, fake_upstream:
     fake, url = fake_upstream
     (tmp_path / "not-a-dir").write_text("x")
     gw, srv = make_env(tmp_path, policy, fake, url)
-    object.__setattr__(gw.settings, "spool_dir", tmp_path / "not-a-dir")  # the spool cannot be created
+    gw.spool_dir = tmp_path / "not-a-dir"  # the spool cannot be created
     try:
         n = len(fake.received)
         body, headers = form(("purpose", None, b"fine-tune"), ("file", "t.jsonl", GOOD))

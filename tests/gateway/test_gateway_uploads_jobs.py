@@ -36,7 +36,7 @@ def test_chunked_upload_with_line_spanning_parts_is_scanned_and_redacted(env: En
     calls = env.upstream.received[n:]
     assert calls[0].path == "/v1/uploads"
     assert json.loads(calls[0].body)["bytes"] == len(content)
-    admitted = env.gateway.filemap.get("openai", up.file.id)
+    admitted = env.gateway.state.admitted("openai", up.file.id)
     assert admitted is not None and admitted.decision == "redact"
 
 
@@ -124,7 +124,7 @@ def test_residency_blocks_personal_data_to_offshore_upstream(env: Env) -> None:
     assert env.upstream.received[n:] == []
     # personal data kept as is may go to the US upstream; redacted or clean data may go anywhere
     f = env.client().files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("staff EMP-123456")))), purpose="fine-tune")
-    assert env.gateway.filemap.get("openai", f.id).classification == "personal"  # type: ignore[union-attr]
+    assert env.gateway.state.admitted("openai", f.id).classification == "personal"  # type: ignore[union-attr]
     f = env.client(prefix="offshore").files.create(
         file=("t.jsonl", io.BytesIO(jsonl(chat(f"nothing personal left: {EMAIL}")))), purpose="fine-tune"
     )
