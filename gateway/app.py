@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -374,8 +374,13 @@ class Gateway:
         if not ex.forwarded:
             await self.audit.ensure_available()  # fail closed: nothing goes out while the audit log is down
         ex.forwarded = True
-        try:
-            reply = await ex.upstream.send(
+        body_sent = [content is None or isinstance(content, bytes)]
+        if content is not None and not isinstance(content, bytes):
+            content = _tracked(content, body_sent)
+        reply: UpstreamReply | None = None
+
+        async def forward() -> UpstreamReply:
+            return await ex.upstream.send(
                 method or ex.route.method,
                 path if path is not None else ex.path,
                 query=ex.query if query is None else query,
@@ -385,20 +390,38 @@ class Gateway:
                 auth=ex.auth,
                 host=ex.route.host,
             )
+
+        try:
+            if content is None:
+                reply = await forward()
+            else:
+                reply = await _unless_disconnected(ex.request, forward)
         except Refusal as exc:
             if exc.extra.get("nothing_sent"):
                 ex.forwarded = False
             raise
+        if reply is None:
+            # the client went away: the unfinished forward was stopped (an incomplete body is never processed)
+            ex.forwarded = body_sent[0]
+            raise Refusal(
+                499,
+                "client_disconnected",
+                "the client closed the connection; the forward was stopped"
+                + (" after the whole request was sent" if body_sent[0] else " before the request was complete"),
+                extra={"nothing_sent": True} if not body_sent[0] else None,
+            )
         self.metrics.upstream_latency.labels(ex.upstream_name, ex.route.name).observe(reply.latency)
         return reply
 
-    async def relay(self, ex: Exchange, reply: UpstreamReply, decision: str, **audit: Any) -> Response:
+    async def relay(
+        self, ex: Exchange, reply: UpstreamReply, decision: str, *, buffer: bool = False, **audit: Any
+    ) -> Response:
         """The upstream's answer to the client (errors masked), after the outcome is durable."""
         resp = reply.response
         status = resp.status_code
         length = resp.headers.get("content-length", "")
         small = length.isdigit() and int(length) <= SMALL_RESPONSE
-        if status >= 400 or small:
+        if status >= 400 or small or buffer:
             raw = await read_limited(resp, MAX_RESPONSE, f"route {ex.route.name}")
             if status >= 400:
                 raw = await anyio.to_thread.run_sync(self.mask, raw)
@@ -417,6 +440,83 @@ class Gateway:
 
         out.background = BackgroundTask(_close)
         return out
+
+    async def once(self, ex: Exchange, request_digest: str, run: Callable[[], Awaitable[Response]]) -> Response:
+        """Forward at most once per Idempotency-Key, and per SDK retry of the same request.
+
+        With an ``Idempotency-Key`` (consumed, never forwarded as sent), or on an SDK retry
+        (``x-stainless-retry-count`` > 0) of a request whose digest the gateway saw from this client on this
+        route: a finished earlier attempt is replayed, one in progress answers 409, the same key for another
+        request 422. A first attempt registers itself so that its retries find it.
+        """
+        key = ex.consumed.get("idempotency-key")
+        retry = ex.request.headers.get("x-stainless-retry-count", "0")
+        is_retry = retry.isdigit() and int(retry) > 0
+        scope = f"{ex.upstream_name}:{ex.fingerprint}:{ex.route.name}" + ("" if key is not None else ":same-request")
+        key_digest = hashlib.sha256((key if key is not None else request_digest).encode()).hexdigest()
+        state = self.state
+        begin = await anyio.to_thread.run_sync(state.idempotency_begin, scope, key_digest, request_digest)
+        if key is None and not is_retry and not begin.proceed:
+            # a new request (not a retry) equal to an earlier one: forwarded; its retries find the earlier answer
+            return await run()
+        if begin.replay:
+            ex.audit["idempotency"] = "replay"
+            await self.record(ex, "replay", event="idempotent_replay", status=begin.status)
+            replayed = Response(begin.body or b"", status_code=begin.status or 200)
+            replayed.raw_headers = [
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in begin.headers if k.lower() == "content-type"
+            ] + [(b"content-length", str(len(begin.body or b"")).encode())]
+            return replayed
+        if begin.in_progress:
+            raise Refusal(
+                409,
+                "request_in_progress",
+                f"the same {ex.route.name} request is being forwarded now; this retry is not forwarded again",
+                hint="retry a little later: the finished answer is then returned",
+            )
+        if begin.mismatch:
+            raise Refusal(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+                hint="use a new Idempotency-Key for a new request",
+            )
+        try:
+            resp = await run()
+        except BaseException as exc:
+            if ex.forwarded and not (isinstance(exc, Refusal) and exc.extra.get("nothing_sent")):
+                # bytes may have reached the upstream: a retry must not forward again
+                refusal = exc if isinstance(exc, Refusal) else Refusal(502, "upstream_error", "forward failed")
+                note = Refusal(
+                    refusal.status,
+                    refusal.kind,
+                    "an earlier attempt of this request may have reached the upstream without an answer; "
+                    "it is not forwarded again",
+                    hint="check with a list call (files, jobs) before sending it as a new request",
+                )
+                ctype, body = self.error_response_body(ex.spec, note)
+                await anyio.to_thread.run_sync(
+                    state.idempotency_finish, scope, key_digest, refusal.status, [("content-type", ctype)], body
+                )
+            else:
+                await anyio.to_thread.run_sync(state.idempotency_abandon, scope, key_digest)
+            raise
+        if resp.status_code >= 500 or isinstance(resp, StreamingResponse):
+            await anyio.to_thread.run_sync(state.idempotency_abandon, scope, key_digest)  # a retry may forward
+        else:
+            ctype = resp.headers.get("content-type", "application/json")
+            await anyio.to_thread.run_sync(
+                state.idempotency_finish,
+                scope,
+                key_digest,
+                resp.status_code,
+                [("content-type", ctype)],
+                bytes(resp.body),
+            )
+        return resp
+
+    def error_response_body(self, spec: ProviderSpec, refusal: Refusal) -> tuple[str, bytes]:
+        return (spec.errors or json_error)(refusal)
 
     def mask(self, raw: bytes) -> bytes:
         """An upstream error body with personal data redacted (it may echo what the client sent)."""
@@ -681,6 +781,38 @@ def _audit_refusal(*, forwarded: bool) -> Refusal:
         + ("; the request may have reached the upstream" if forwarded else "; nothing was forwarded"),
         hint="retry later; the gateway operator must fix the audit log's disk",
     )
+
+
+async def _unless_disconnected(request: Request, run: Callable[[], Awaitable[UpstreamReply]]) -> UpstreamReply | None:
+    """``run()``, cancelled when the client disconnects (its body was already read): None then."""
+    result: list[UpstreamReply] = []
+
+    async def main(scope: anyio.CancelScope) -> None:
+        result.append(await run())
+        scope.cancel()
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                scope.cancel()
+                return
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(main, tg.cancel_scope)
+            tg.start_soon(watch, tg.cancel_scope)
+    except BaseExceptionGroup as group:
+        first = group.exceptions[0]
+        raise first from None
+    return result[0] if result else None
+
+
+async def _tracked(content: AsyncIterator[bytes], done: list[bool]) -> AsyncIterator[bytes]:
+    """``content``, noting in ``done[0]`` when its last byte was handed to the transport."""
+    async for chunk in content:
+        yield chunk
+    done[0] = True
 
 
 def _check_purpose(ref: FileRef, item: Admitted, where: str) -> None:

@@ -217,20 +217,25 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
         ex.audit["purpose"] = purpose
         filename = await anyio.to_thread.run_sync(safe_filename, gw, client_name)
         facts = scanned(gw, ex, sink, "upload")
-        decision = await admit(gw, ex, facts)
-        body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
-        reply = await gw.send(
-            ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-        )
-        raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-        status = reply.response.status_code
-        file_id = _safe_id(_json_field(raw, "id")) if 200 <= status < 300 else None
-        await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
-        if status >= 400:
-            raw = await anyio.to_thread.run_sync(gw.mask, raw)
-        await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-        gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-        return gw.buffered_response(status, raw, reply.response.headers)
+        digest = hashlib.sha256(json.dumps([fields, filename, facts["output_sha256"], ex.path]).encode()).hexdigest()
+
+        async def run() -> Response:
+            decision = await admit(gw, ex, facts)
+            body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
+            reply = await gw.send(
+                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
+            )
+            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
+            status = reply.response.status_code
+            file_id = _safe_id(_json_field(raw, "id")) if 200 <= status < 300 else None
+            await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
+            if status >= 400:
+                raw = await anyio.to_thread.run_sync(gw.mask, raw)
+            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
+            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+            return gw.buffered_response(status, raw, reply.response.headers)
+
+        return await gw.once(ex, digest, run)
     finally:
         spool.discard()
 
