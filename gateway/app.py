@@ -701,19 +701,27 @@ class Gateway:
         decision = "redact" if scan.changed else "allow"
         if scan.classification is not None:
             self.check_residency(ex, scan.classification)
-        await self.record(ex, decision, event="decision")
-        reply = await self.send(ex, content=scan.body, content_type="application/json")
-        created = None
-        if 200 <= reply.response.status_code < 300:
-            raw = await read_limited(reply.response, MAX_RESPONSE, f"route {ex.route.name}")
-            created = _json_path(raw, "id")
-            created = created if isinstance(created, str) and len(created) <= 128 and created.isprintable() else None
-            await self.record(
-                ex, decision, event="upstream_response", status=reply.response.status_code, object_id=created
-            )
-            self.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return self.buffered_response(reply.response.status_code, raw, reply.response.headers)
-        return await self.relay(ex, reply, decision, event="upstream_response")
+
+        async def run() -> Response:
+            await self.record(ex, decision, event="decision")
+            reply = await self.send(ex, content=scan.body, content_type="application/json")
+            if 200 <= reply.response.status_code < 300:
+                raw = await read_limited(reply.response, MAX_RESPONSE, f"route {ex.route.name}")
+                created = _json_path(raw, "id")
+                safe = isinstance(created, str) and len(created) <= 128 and created.isprintable()
+                await self.record(
+                    ex,
+                    decision,
+                    event="upstream_response",
+                    status=reply.response.status_code,
+                    object_id=created if safe else None,
+                )
+                self.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+                return self.buffered_response(reply.response.status_code, raw, reply.response.headers)
+            return await self.relay(ex, reply, decision, event="upstream_response", buffer=True)
+
+        digest_of = hashlib.sha256(f"{ex.route.name}|{ex.path}|".encode() + scan.body).hexdigest()
+        return await self.once(ex, digest_of, run)
 
     async def _refused(self, ex: Exchange, refusal: Refusal) -> Response:
         self.metrics.requests.labels(ex.upstream_name, ex.route.name, "block").inc()
