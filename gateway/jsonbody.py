@@ -164,14 +164,37 @@ class JsonScan:
     classification: str | None = None
 
 
+def _engine_json_api() -> Any:
+    """The policy engine's own JSON-body scanner (``bastion.policies.scanner.scan_json_body``), if present."""
+    from bastion.policies import scanner
+
+    return getattr(scanner, "scan_json_body", None)
+
+
 def scan_json(engine: Any, raw: bytes, what: str) -> JsonScan:
-    """Decode, scan every value (numbers and nested JSON included); block -> Refusal(403)."""
-    doc = loads(raw)
-    shadow = _decode_nested(doc, 0)
-    try:
-        res = engine.scan_record(shadow, 1, copy_record=False)
-    except RecursionError:
-        raise _invalid("the JSON body is nested too deeply to scan") from None
+    """Decode, scan every value (numbers and nested JSON included); block -> Refusal(403).
+
+    Uses the engine's ``scan_json_body`` (same rules, owned by the policy engine) when the installed
+    engine has it, else this module's decoder and walk.
+    """
+    engine_scan = _engine_json_api()
+    if engine_scan is not None:
+        from bastion.policies.errors import ScanError
+
+        try:
+            scanned = engine_scan(engine, raw, source="request body")
+        except ScanError as exc:
+            raise _invalid(exc.message, hint=exc.hint) from None
+        res = scanned.result
+        body_out: bytes = scanned.body
+    else:
+        doc = loads(raw)
+        shadow = _decode_nested(doc, 0)
+        try:
+            res = engine.scan_record(shadow, 1, copy_record=False)
+        except RecursionError:
+            raise _invalid("the JSON body is nested too deeply to scan") from None
+        body_out = dumps(res.record).encode("utf-8") if res.changed else raw
     acted = [f for f in res.findings if f.action != "allow"]
     rule_ids = sorted({f.rule_id for f in acted})
     entities = sorted({f.entity for f in acted})
@@ -184,8 +207,7 @@ def scan_json(engine: Any, raw: bytes, what: str) -> JsonScan:
             entity_types=[f.entity for f in acted if f.action == "block"],
             hint="remove the personal data from the request's fields (names, metadata, prompts, graders)",
         )
-    body = dumps(res.record).encode("utf-8") if res.changed else raw
-    return JsonScan(body, res.record, res.action, res.changed, rule_ids, entities, len(acted), res.classification)
+    return JsonScan(body_out, res.record, res.action, res.changed, rule_ids, entities, len(acted), res.classification)
 
 
 def plain(value: Any) -> Any:
