@@ -5,15 +5,24 @@ from __future__ import annotations
 from bastion.errors import ConfigError
 from bastion.gateway.spec import ProviderSpec
 
-__all__ = ["get_provider", "known_providers"]
+__all__ = ["get_provider", "known_providers", "register_provider"]
+
+_REGISTERED: dict[str, ProviderSpec] = {}
+
+
+def register_provider(spec: ProviderSpec) -> None:
+    """Make ``spec`` available to upstreams as ``adapter: <spec.name>`` (tests, site-specific providers)."""
+    _REGISTERED[spec.name] = spec
 
 
 def known_providers() -> list[str]:
-    return ["azure_openai", "openai"]
+    return sorted({"azure_openai", "openai", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``)."""
+    """A provider spec by name (``openai``, ``azure_openai``, or one registered with :func:`register_provider`)."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name == "openai":
         from bastion.adapters.openai.spec import SPEC
 

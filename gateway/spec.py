@@ -114,7 +114,8 @@ class ProviderSpec:
     query: tuple[Opaque, ...] = ()
     #: how a client credential arrives (header name -> scheme "bearer" | "key") and how the gateway sends one
     credentials: Mapping[str, str] = field(default_factory=lambda: {"authorization": "bearer"})
-    held_key: Literal["bearer", "api-key"] = "bearer"
+    #: how a gateway-held key is sent: "bearer" (Authorization: Bearer) or the name of a key header
+    held_key: str = "bearer"
     errors: ErrorEncoder | None = None
     steps: Mapping[str, Step] = field(default_factory=dict)
     #: per data purpose: a record checker factory (None: JSONL records of any shape)
