@@ -54,7 +54,15 @@ from bastion.gateway.errors import Refusal
 from bastion.gateway.jsonbody import JsonScan, scan_json
 from bastion.gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from bastion.gateway.proxy import Upstream, UpstreamReply, client_response_headers, read_limited
-from bastion.gateway.spec import FileRef, ProviderSpec, RouteSpec, field_values, held_key_auth, json_error
+from bastion.gateway.spec import (
+    FileRef,
+    ProviderSpec,
+    RouteSpec,
+    compiled,
+    field_values,
+    held_key_auth,
+    json_error,
+)
 from bastion.gateway.state import Admitted, StateError, clean_spool_dir, open_state_store
 
 log = logging.getLogger("bastion.gateway")
@@ -157,7 +165,6 @@ class Gateway:
             scheme = config.upstreams[name].auth.scheme or self.specs[name].held_key
             self._held[name] = held_key_auth(scheme, key) if key is not None else None
         self._fallback = get_provider(_GENERIC_PROVIDER)
-        self.steps_state: dict[str, Any] = {}
         allowed = set(self.settings.allow_routes)
         for name, spec in self.specs.items():
             unknown = allowed - spec.names
@@ -305,11 +312,9 @@ class Gateway:
 
     async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
         """Every :class:`FileRef` of the route must name a file admitted for this upstream and client."""
-        from bastion.gateway.spec import _compiled
-
         found: dict[str, Any] = {}
         admitted: list[Admitted] = []
-        id_pattern = _compiled(ex.spec.ids.get("file_id", r"[A-Za-z0-9_-]{1,128}"))
+        id_pattern = compiled(ex.spec.ids.get("file_id", r"[A-Za-z0-9_-]{1,128}"))
         for ref in ex.route.refs:
             if ref.when is not None and not any(v == ref.when[1] for _, v in field_values(doc, ref.when[0])):
                 continue

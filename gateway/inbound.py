@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bastion.gateway.errors import Refusal
-from bastion.gateway.spec import TOKEN, Matched, Opaque, ProviderSpec
+from bastion.gateway.spec import TOKEN, Matched, Opaque, ProviderSpec, compiled
 
 METHOD_OVERRIDE = frozenset({"x-http-method-override", "x-http-method", "x-method-override", "x-original-method"})
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -103,10 +103,8 @@ def check_opaque(engine: Any, values: dict[str, str], what: str, route: str) -> 
 
 def check_ids(spec: ProviderSpec, matched: Matched, engine: Any) -> dict[str, str]:
     """Validate every path id against its pattern and the policy; return them (safe to log)."""
-    from bastion.gateway.spec import _compiled
-
     for name, value in matched.params.items():
-        if _compiled(spec.ids[name]).fullmatch(value) is None:
+        if compiled(spec.ids[name]).fullmatch(value) is None:
             raise Refusal(
                 400,
                 "invalid_id",
@@ -198,8 +196,6 @@ def check_headers(
 
 def client_credential(spec: ProviderSpec, headers: Any) -> tuple[str, str] | None:
     """(scheme, token) of the client's credential, validated; None if there is none."""
-    from bastion.gateway.spec import _compiled
-
     for name, scheme in spec.credentials.items():
         value = headers.get(name)
         if value is None:
@@ -211,7 +207,7 @@ def client_credential(spec: ProviderSpec, headers: Any) -> tuple[str, str] | Non
         else:
             token = value
         token = token.strip()
-        if _compiled(TOKEN).fullmatch(token) is None:
+        if compiled(TOKEN).fullmatch(token) is None:
             raise Refusal(401, "invalid_credentials", f"the credential in header {name} is malformed")
         return ("bearer" if scheme == "bearer" else name, token)
     return None

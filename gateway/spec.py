@@ -51,7 +51,7 @@ class Opaque:
     forward: bool = True
 
     def ok(self, value: str) -> bool:
-        return _compiled(self.pattern).fullmatch(value) is not None
+        return compiled(self.pattern).fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class ProviderSpec:
     host_patterns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self._compiled = [(r, r.compile()) for r in self.routes]
+        self.compiled = [(r, r.compile()) for r in self.routes]
         # a route name may have several path forms (Azure: classic and /openai/v1); allow lists use names
         for r in self.routes:
             for p in re.findall(r"\{(\w+)\}", r.path):
@@ -152,7 +152,7 @@ class ProviderSpec:
     def match(self, method: str, path: str, query_keys: frozenset[str] = frozenset()) -> Matched | None:
         """The route for ``method path`` (path relative to the upstream prefix), or None (denied)."""
         method = method.upper()
-        for spec, rx in self._compiled:
+        for spec, rx in self.compiled:
             if spec.method != method:
                 continue
             if spec.match_query and not set(spec.match_query) <= query_keys:
@@ -167,7 +167,8 @@ class ProviderSpec:
         return self.jurisdictions.get(host)
 
 
-def _compiled(pattern: str) -> re.Pattern[str]:
+def compiled(pattern: str) -> re.Pattern[str]:
+    """``re.compile(pattern)``, cached (spec patterns are few and used on every request)."""
     cached = _PATTERNS.get(pattern)
     if cached is None:
         cached = _PATTERNS[pattern] = re.compile(pattern)
@@ -271,6 +272,7 @@ __all__ = [
     "RouteSpec",
     "Step",
     "apply_auth",
+    "compiled",
     "field_values",
     "held_key_auth",
     "json_error",

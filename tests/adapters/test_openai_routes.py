@@ -82,5 +82,5 @@ def test_error_shape() -> None:
 
 
 def test_unknown_provider() -> None:
-    with pytest.raises(ConfigError, match="unknown provider 'acme'"):
-        get_provider("acme")
+    with pytest.raises(ConfigError, match="unknown provider 'nosuch'"):
+        get_provider("nosuch")
