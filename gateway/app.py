@@ -123,33 +123,29 @@ class Gateway:
         self.engine = engine
         self.policy_name = policy_name
         self.metrics = GatewayMetrics()
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state = open_state_store(
-            self.settings.state_dir,
-            part_key_env=self.settings.part_key_env,
-            lease_s=self.settings.state_lease_s,
-            idempotency_ttl_s=self.settings.idempotency_ttl_s,
-        )
-        # spools (scanned uploads waiting to be forwarded) live under the state dir; leftovers of an
-        # interrupted run are removed now (raw data never outlives its request on disk)
-        self.spool_dir = self.settings.spool_dir or self.settings.state_dir / "spool"
-        clean_spool_dir(self.spool_dir)
-        self.audit = AuditLog(
-            self.settings.audit_path,
-            segment_max_bytes=self.settings.audit_segment_max_bytes,
-            segment_max_entries=self.settings.audit_segment_max_entries,
-        )
         self.specs: dict[str, ProviderSpec] = {
             name: get_provider(config.adapter_name(name)) for name in config.upstreams
         }
         self.upstreams: dict[str, Upstream] = {}
         for name, cfg in config.upstreams.items():
             spec = self.specs[name]
-            jurisdiction = cfg.jurisdiction or spec.jurisdiction_for(cfg.base_url)
+            from_region = spec.regions.get(cfg.region) if cfg.region else None
+            if cfg.region and from_region is None and cfg.jurisdiction is None:
+                raise ConfigError(
+                    f"upstream {name!r}: region {cfg.region!r} is not one the {spec.name} provider knows",
+                    hint="set upstreams.<name>.jurisdiction (e.g. EU, US) for residency rules",
+                )
+            if cfg.jurisdiction and from_region and cfg.jurisdiction.upper() != from_region:
+                raise ConfigError(
+                    f"upstream {name!r}: jurisdiction {cfg.jurisdiction} contradicts region {cfg.region} "
+                    f"({from_region})",
+                    hint="remove one of them or make them agree",
+                )
+            jurisdiction = cfg.jurisdiction or from_region or spec.jurisdiction_for(cfg.base_url)
             if jurisdiction is None:
                 raise ConfigError(
                     f"upstream {name!r} has no jurisdiction and its host is not one the {spec.name} provider knows",
-                    hint="set upstreams.<name>.jurisdiction (e.g. EU, US) for residency rules",
+                    hint="set upstreams.<name>.jurisdiction (e.g. EU, US) or region for residency rules",
                 )
             self.upstreams[name] = Upstream(
                 name,
@@ -174,6 +170,23 @@ class Gateway:
                     + ", ".join(sorted(unknown)),
                     hint="known routes: " + ", ".join(sorted(spec.names)),
                 )
+        # configuration is checked above; only now are files and threads opened
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state = open_state_store(
+            self.settings.state_dir,
+            part_key_env=self.settings.part_key_env,
+            lease_s=self.settings.state_lease_s,
+            idempotency_ttl_s=self.settings.idempotency_ttl_s,
+        )
+        # spools (scanned uploads waiting to be forwarded) live under the state dir; leftovers of an
+        # interrupted run are removed now (raw data never outlives its request on disk)
+        self.spool_dir = self.settings.spool_dir or self.settings.state_dir / "spool"
+        clean_spool_dir(self.spool_dir)
+        self.audit = AuditLog(
+            self.settings.audit_path,
+            segment_max_bytes=self.settings.audit_segment_max_bytes,
+            segment_max_entries=self.settings.audit_segment_max_entries,
+        )
         self.app = self._build_app()
 
     # -- policy decisions -------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class UpstreamConfig(_Strict):
     # residency: where this upstream keeps data; optional for hosts the provider spec knows
     # (eu.api.openai.com -> EU); an Azure resource's region must be given
     jurisdiction: str | None = Field(default=None, min_length=1)
+    # the provider's region of this upstream (Azure: the resource's region, e.g. swedencentral); the spec maps
+    # it to a jurisdiction when `jurisdiction` is not given
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")
     # further hosts of the same provider, by the name its routes use (per-route upstream)
     hosts: dict[str, str] = Field(default_factory=dict)
     auth: AuthConfig = AuthConfig()

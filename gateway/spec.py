@@ -122,6 +122,8 @@ class ProviderSpec:
     record_checks: Mapping[str, Callable[[], Any] | None] = field(default_factory=dict)
     #: known hosts -> jurisdiction (residency), used when the upstream config names none
     jurisdictions: Mapping[str, str] = field(default_factory=dict)
+    #: provider regions -> jurisdiction (Azure resource regions)
+    regions: Mapping[str, str] = field(default_factory=dict)
     #: patterns of hosts this provider serves (a base URL elsewhere is a configuration error)
     host_patterns: tuple[str, ...] = ()
 

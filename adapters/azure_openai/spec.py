@@ -52,6 +52,39 @@ _REFUSED = (
     ),
 )
 
+# Azure regions that host Azure OpenAI resources -> jurisdiction for residency rules ("EU" for EU member
+# states; other countries by ISO code). Give `jurisdiction:` in the upstream map for a region not listed.
+REGIONS = {
+    **dict.fromkeys(
+        (
+            "westeurope",
+            "northeurope",
+            "swedencentral",
+            "francecentral",
+            "germanywestcentral",
+            "italynorth",
+            "polandcentral",
+            "spaincentral",
+        ),
+        "EU",
+    ),
+    "switzerlandnorth": "CH",
+    "switzerlandwest": "CH",
+    "norwayeast": "NO",
+    "uksouth": "GB",
+    "ukwest": "GB",
+    **dict.fromkeys(("eastus", "eastus2", "westus", "westus3", "northcentralus", "southcentralus", "centralus"), "US"),
+    "canadaeast": "CA",
+    "canadacentral": "CA",
+    "japaneast": "JP",
+    "australiaeast": "AU",
+    "koreacentral": "KR",
+    "southindia": "IN",
+    "brazilsouth": "BR",
+    "southafricanorth": "ZA",
+    "uaenorth": "AE",
+}
+
 SPEC = ProviderSpec(
     name="azure_openai",
     routes=(*_REFUSED, *_CLASSIC, *_V1),
@@ -66,4 +99,5 @@ SPEC = ProviderSpec(
     errors=json_error,
     steps=steps.STEPS,
     host_patterns=(r"[a-z0-9-]{2,64}\.openai\.azure\.com", r"[a-z0-9-]{2,64}\.cognitiveservices\.azure\.com"),
+    regions=REGIONS,
 )

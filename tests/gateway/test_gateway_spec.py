@@ -163,3 +163,48 @@ def test_downloads_can_be_denied(tmp_path: Path) -> None:
 
     r = asyncio.run(go())
     assert r.status_code == 403 and r.json()["error"]["code"] == "download_not_allowed" and seen == []
+
+
+@pytest.mark.parametrize(
+    ("upstream", "jurisdiction"),
+    [
+        ({"region": "swedencentral"}, "EU"),
+        ({"region": "uksouth"}, "GB"),
+        ({"region": "eastus2", "jurisdiction": "US"}, "US"),
+        ({"jurisdiction": "EU"}, "EU"),
+    ],
+)
+def test_azure_resource_region_is_the_jurisdiction(tmp_path: Path, upstream: dict[str, str], jurisdiction: str) -> None:
+    cfg = config_from_mapping(
+        {
+            "upstreams": {"az": {"base_url": "https://res1.openai.azure.com", "adapter": "azure_openai", **upstream}},
+            "gateway": {"state_dir": str(tmp_path)},
+        }
+    )
+    gw = create_gateway(cfg, load_policy_text(POLICY_YAML))
+    try:
+        assert gw.upstreams["az"].jurisdiction == jurisdiction
+    finally:
+        gw.state.close()
+        gw.audit.close()
+
+
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ({}, "has no jurisdiction"),
+        ({"region": "marsnorth"}, "region 'marsnorth' is not one"),
+        ({"region": "swedencentral", "jurisdiction": "US"}, "contradicts region swedencentral"),
+    ],
+)
+def test_azure_needs_a_known_region_or_a_jurisdiction(tmp_path: Path, upstream: dict[str, str], message: str) -> None:
+    from bastion.errors import ConfigError
+
+    cfg = config_from_mapping(
+        {
+            "upstreams": {"az": {"base_url": "https://res1.openai.azure.com", "adapter": "azure_openai", **upstream}},
+            "gateway": {"state_dir": str(tmp_path)},
+        }
+    )
+    with pytest.raises(ConfigError, match=message):
+        create_gateway(cfg, load_policy_text(POLICY_YAML))
