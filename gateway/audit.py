@@ -177,7 +177,14 @@ class AuditLog:
                         )
                     index, before = 1, 0  # a log written before segments existed: it is segment 1
                 else:
-                    index, before = int(header["segment"]), int(header["entries_before"])
+                    seg, prior = header.get("segment"), header.get("entries_before")
+                    if type(seg) is not int or type(prior) is not int or seg < 2 or prior < 0:
+                        ledger.close()
+                        raise AuditUnavailable(
+                            f"the active audit segment {active} starts with a malformed segment header",
+                            hint=f"check the log with `bastion audit verify {active.parent}`",
+                        )
+                    index, before = seg, prior
                 if sealed and sealed[-1][0] != index - 1:
                     ledger.close()
                     raise AuditUnavailable(
@@ -195,7 +202,13 @@ class AuditLog:
                 self.segments_read = [last_path]
                 head = verify_ledger(last_path)
                 header = segment_header(first_entry(last_path))
-                self._entries_before = (int(header["entries_before"]) if header else 0) + head.entries
+                before = header.get("entries_before", 0) if header else 0
+                if type(before) is not int:
+                    raise AuditUnavailable(
+                        f"the audit segment {last_path} starts with a malformed segment header",
+                        hint=f"check the log with `bastion audit verify {active.parent}`",
+                    )
+                self._entries_before = before + head.entries
                 previous = {"entries": head.entries, "head": head.head}
             self._start_segment(last + 1, previous)
         except LedgerError as exc:

@@ -142,6 +142,11 @@ class GatewaySettings(_Strict):
     allow_plain_http: bool = False
 
     @property
+    def spool_path(self) -> Path:
+        """Where spools go: ``spool_dir``, else ``<state_dir>/spool`` (never the system TMPDIR)."""
+        return self.spool_dir if self.spool_dir is not None else self.state_dir / "spool"
+
+    @property
     def audit_path(self) -> Path:
         return self.audit_log if self.audit_log is not None else self.state_dir / "audit.jsonl"
 

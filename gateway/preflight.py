@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from bastion.errors import ConfigError
 from bastion.gateway.config import GatewayConfig
-from bastion.gateway.state import open_state_store
+from bastion.gateway.state import clean_spool_dir, open_state_store
 
 
 def is_loopback(host: str) -> bool:
@@ -45,7 +45,12 @@ def check_upstream_transport(config: GatewayConfig) -> None:
 
 
 def check_state(config: GatewayConfig) -> None:
-    """Open (and close) the state store once: an unusable state dir or database fails here, in one line."""
+    """Open (and close) the state store once: an unusable state dir or database fails here, in one line.
+
+    Opening removes stale held parts; with a per-process part key (the state dir is then this
+    process's alone) leftover spool files of an earlier run are removed too. With a configured key
+    other processes may share the state dir and be spooling now, so spools are left to them.
+    """
     settings = config.gateway
     store = open_state_store(
         settings.state_dir,
@@ -53,7 +58,11 @@ def check_state(config: GatewayConfig) -> None:
         lease_s=settings.state_lease_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
     )
-    store.close()
+    try:
+        if store.parts.ephemeral:
+            clean_spool_dir(settings.spool_path)
+    finally:
+        store.close()
 
 
 def bind_socket(host: str, port: int, *, backlog: int = 2048) -> socket.socket:

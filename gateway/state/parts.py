@@ -86,22 +86,34 @@ class PartWriter:
             self.discard()
             raise self._store.io_error("write a held part to", exc) from None
 
-    def _seal(self, chunk: bytes, final: bool) -> None:
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
         sealed = self._store.aead.encrypt(
             _nonce(self._prefix, self._counter), chunk, _aad(self._header, self._counter, final)
         )
         self._counter += 1
-        self._put(_LEN.pack(len(sealed)) + sealed)
+        self._put(_LEN.pack(len(sealed)))
+        self._put(sealed)
 
     def write(self, data: bytes) -> None:
         if self._done:
             raise StateError("held part writer is already closed")
         self._sha.update(data)
         self.size += len(data)
-        self._buf += data
-        while len(self._buf) > CHUNK:  # keep at least one byte back: the last chunk is sealed as final
-            chunk, self._buf = bytes(self._buf[:CHUNK]), self._buf[CHUNK:]
-            self._seal(chunk, final=False)
+        # Whole chunks are sealed straight from ``data``; at most one chunk waits in the buffer, and
+        # it is sealed only once more data follows (the last chunk is sealed as final by commit()).
+        view = memoryview(data)
+        if self._buf:
+            need = CHUNK - len(self._buf)
+            self._buf += view[:need]
+            view = view[need:]
+            if not view:
+                return
+            self._seal(self._buf, final=False)
+            self._buf = bytearray()
+        while len(view) > CHUNK:
+            self._seal(view[:CHUNK], final=False)
+            view = view[CHUNK:]
+        self._buf += view
 
     def commit(self) -> PartBlob:
         """Seal the last chunk, close and publish the part; returns its handle, size and SHA-256."""

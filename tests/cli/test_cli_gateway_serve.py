@@ -105,6 +105,27 @@ def test_unusable_state_database(tmp_path: Path) -> None:
     assert_one_line_error(r, f"state database {state / 'state.sqlite3'} is not a usable SQLite database")
 
 
+def test_start_up_removes_leftover_spools_and_stale_parts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "spool").mkdir(parents=True)
+    (state / "spool" / "bastion-spool-x.part").write_text("jane.roe@example.org from an interrupted upload")
+    (state / "parts").mkdir()
+    (state / "parts" / ("a" * 32 + ".part")).write_bytes(b"sealed under the key of a previous run")
+    gw = Gateway("--upstreams", str(write_config(tmp_path, "http://127.0.0.1:9")))
+    gw.stop()
+    assert list((state / "spool").iterdir()) == []
+    assert sorted(p.name for p in (state / "parts").iterdir()) == [".lock"]
+
+
+def test_torn_audit_log_is_one_line_naming_the_repair(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "audit.jsonl").write_text('{"data":{"decision":"allow"},"hash":"ab')  # a crash mid-write
+    r = run("--port", "0", "--state-dir", str(state))
+    assert_one_line_error(r, "the audit log cannot be opened", "last line is incomplete")
+    assert f"bastion ledger repair {state / 'audit.jsonl'}" in r.stderr
+
+
 def test_plain_http_to_a_remote_upstream_is_refused(tmp_path: Path) -> None:
     cfg = {
         "upstreams": {

@@ -105,3 +105,56 @@ def test_unusable_audit_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(AuditUnavailable, match="cannot be created"):
         AuditLog(tmp_path / "file" / "audit.jsonl")
+
+
+KILLED_WRITER = r"""
+import asyncio, sys
+from pathlib import Path
+from bastion.gateway.audit import AuditLog, FORWARDED
+
+audit = AuditLog(Path(sys.argv[1]), segment_max_entries=40)
+
+async def one(i: int) -> None:
+    await audit.record({"decision": "allow", "file_id": f"file-{i}"}, outcome=FORWARDED)
+    print(f"file-{i}", flush=True)  # what the client would be told, only after record() returned
+
+async def main() -> None:
+    i = 0
+    while True:  # 8 concurrent requests at a time (group commits), until killed
+        await asyncio.gather(*(one(i + k) for k in range(8)))
+        i += 8
+
+asyncio.run(main())
+"""
+
+
+def test_every_outcome_told_to_a_client_survives_kill_9(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from bastion.gateway.audit_segments import sealed_segments, verify_audit
+
+    path = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    told = []
+    for line in proc.stdout:  # let it run until 200 ids were handed out, then kill it mid-stream
+        told.append(line.strip())
+        if len(told) == 200:
+            proc.send_signal(signal.SIGKILL)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    told += [x for x in rest.splitlines() if x.strip()]
+    assert proc.returncode == -signal.SIGKILL
+    verify_audit(tmp_path)  # every segment intact and chained, even after kill -9 mid-rotation traffic
+    logged = set()
+    for _, p in [*sealed_segments(path), (0, path)]:
+        if not p.exists():
+            continue  # killed between sealing a segment and starting the next: start-up resumes from there
+        logged |= {json.loads(x)["data"].get("file_id") for x in p.read_text().splitlines()}
+    assert set(told) <= logged and len(told) >= 200
+    AuditLog(path).close()  # and it starts again
+    verify_audit(tmp_path)

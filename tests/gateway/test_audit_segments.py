@@ -159,3 +159,17 @@ def test_cli_audit_verify(log_dir: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 1 and f"{p}:" in err and "edited" in err and "Traceback" not in err
     code, _, err = run("audit", "verify", str(log_dir / "nothing-here"))
     assert code == 2 and "no audit log at" in err
+
+
+def test_malformed_segment_header_is_a_clear_error(log_dir: Path) -> None:
+    from bastion.gateway.audit import AuditUnavailable
+    from bastion.provenance.ledger import Ledger
+
+    active = log_dir / "audit.jsonl"
+    active.unlink()
+    with Ledger(active, fsync="never") as forged:  # a chain-valid file whose header lacks its fields
+        forged.append("audit.segment", {"segment": "six"})
+    with pytest.raises(AuditUnavailable, match="malformed segment header"):
+        AuditLog(active)
+    with pytest.raises(LedgerVerificationError, match="does not link"):
+        verify_audit(log_dir)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bastion.gateway.state import HeldPart, HeldUpload, SQLStateStore
+
+StoreFactory = Callable[..., SQLStateStore]
+"""Opens a store on the test's one shared location (same database, same parts): ``open_store(**options)``."""
 
 PII = b"jane.roe@example.org DE89370400440532013000 +49 30 901820"
 

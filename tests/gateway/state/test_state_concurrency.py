@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from state_support import PII, add_part, new_upload
+from state_support import PII, StoreFactory, add_part, new_upload
 
 from bastion.gateway.state import IdemBegin, SQLStateStore, StateConflict, open_sqlite_store
 
@@ -58,8 +58,8 @@ def begin(s: SQLStateStore, key: str, barrier: threading.Barrier, outcomes: list
     outcomes.append(s.idempotency_begin("openai:files", key, "req").outcome)
 
 
-def test_threads_same_idempotency_key_one_proceeds(tmp_path: Path) -> None:
-    stores = [open_sqlite_store(tmp_path, part_key=b"k" * 32) for _ in range(2)]
+def test_threads_same_idempotency_key_one_proceeds(open_store: StoreFactory) -> None:
+    stores = [open_store(part_key=b"k" * 32) for _ in range(2)]
     try:
         for round_ in range(20):
             barrier = threading.Barrier(2)

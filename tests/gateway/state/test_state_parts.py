@@ -92,3 +92,53 @@ def test_bad_key_and_handle(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="not a held-part handle"):
         ps.path("../../etc/passwd")
     ps.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 7])
+@pytest.mark.parametrize("split", ["whole", "chunks", "odd", "byte-then-rest"])
+def test_any_split_round_trips(tmp_path: Path, size: int, split: str) -> None:
+    import hashlib
+
+    data = hashlib.shake_256(str(size).encode()).digest(size) if size else b""
+    cuts = {
+        "whole": [size],
+        "chunks": [CHUNK] * (size // CHUNK) + [size % CHUNK],
+        "odd": [333_333] * (size // 333_333) + [size % 333_333],
+        "byte-then-rest": [min(1, size), max(0, size - 1)],
+    }[split]
+    ps = EncryptedPartStore(tmp_path, secrets.token_bytes(32))
+    with ps.writer() as w:
+        pos = 0
+        for n in cuts:
+            w.write(data[pos : pos + n])
+            pos += n
+        blob = w.commit()
+    assert pos == size and blob.size == size and blob.sha256 == hashlib.sha256(data).hexdigest()
+    assert b"".join(ps.read(blob.handle)) == data
+    ps.close()
+
+
+def test_arbitrary_part_files_only_raise_state_error(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ps = EncryptedPartStore(tmp_path, b"\x07" * 32)
+    good = ps.path(ps.put(PII * 10).handle).read_bytes()
+    handle = "b" * 32
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        st.one_of(
+            st.binary(max_size=300),
+            st.builds(lambda cut, tail: good[:cut] + tail, st.integers(0, len(good)), st.binary(max_size=40)),
+        )
+    )
+    def check(content: bytes) -> None:
+        ps.path(handle).write_bytes(content)
+        if content == good:
+            return
+        with pytest.raises(StateError):
+            b"".join(ps.read(handle))
+
+    check()
+    ps.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from state_support import PII, add_part, contains, new_upload, now
+from state_support import PII, StoreFactory, add_part, contains, new_upload, now
 
 from bastion.gateway.state import (
     Admitted,
@@ -54,11 +54,11 @@ def test_admit_is_idempotent_first_admission_kept(store: SQLStateStore) -> None:
     assert got is not None and got.records == 3 and got.client == "sha256:aaaaaaaaaaaaaaaa"
 
 
-def test_admitted_survives_reopen(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_admitted_survives_reopen(open_store: StoreFactory) -> None:
+    s = open_store()
     s.admit(admitted())
     s.close()
-    s = open_sqlite_store(tmp_path)
+    s = open_store()
     try:
         assert s.admitted("openai", "file-abc") is not None
     finally:
@@ -84,9 +84,9 @@ def test_idempotency_abandon_lets_a_retry_proceed(store: SQLStateStore) -> None:
     assert store.idempotency_begin("s", "k", "r").proceed
 
 
-def test_idempotency_results_expire_after_ttl(tmp_path: Path) -> None:
+def test_idempotency_results_expire_after_ttl(open_store: StoreFactory) -> None:
     clock = [1_000_000.0]
-    s = open_sqlite_store(tmp_path, idempotency_ttl_s=60, clock=lambda: clock[0])
+    s = open_store(idempotency_ttl_s=60, clock=lambda: clock[0])
     try:
         assert s.idempotency_begin("s", "k", "r").proceed
         s.idempotency_finish("s", "k", 201, [], b"{}")
@@ -100,10 +100,10 @@ def test_idempotency_results_expire_after_ttl(tmp_path: Path) -> None:
         s.close()
 
 
-def test_lease_renewal_keeps_a_live_owner(tmp_path: Path) -> None:
+def test_lease_renewal_keeps_a_live_owner(open_store: StoreFactory) -> None:
     clock = [1_000_000.0]
-    a = open_sqlite_store(tmp_path, part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
-    b = open_sqlite_store(tmp_path, part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
+    a = open_store(part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
+    b = open_store(part_key=b"k" * 32, lease_s=30, clock=lambda: clock[0], heartbeat=False)
     try:
         assert a.idempotency_begin("s", "k", "r").proceed
         clock[0] += 20
@@ -244,28 +244,28 @@ def test_planted_pii_is_in_no_file_under_the_state_dir(tmp_path: Path) -> None:
         assert contains(tmp_path, needle) == []
 
 
-def test_restart_with_a_per_process_key_removes_held_parts(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_restart_with_a_per_process_key_removes_held_parts(open_store: StoreFactory) -> None:
+    s = open_store()
     up = new_upload()
     s.upload_create(up)
     part = add_part(s, up.upload_id, PII)
     s.close()
-    assert (tmp_path / "parts" / f"{part.blob}.part").exists()
-    s = open_sqlite_store(tmp_path)  # new process, new key: the old part is unreadable -> removed
+    assert (s.parts.directory / f"{part.blob}.part").exists()
+    s = open_store()  # new process, new key: the old part is unreadable -> removed
     try:
-        assert not (tmp_path / "parts" / f"{part.blob}.part").exists()
+        assert not (s.parts.directory / f"{part.blob}.part").exists()
         assert s.upload_get(up.upload_id) is None  # an upload that lost parts cannot complete
     finally:
         s.close()
 
 
-def test_restart_with_a_configured_key_keeps_held_parts(tmp_path: Path, key: bytes) -> None:
-    s = open_sqlite_store(tmp_path, part_key=key)
+def test_restart_with_a_configured_key_keeps_held_parts(open_store: StoreFactory, key: bytes) -> None:
+    s = open_store(part_key=key)
     up = new_upload()
     s.upload_create(up)
     part = add_part(s, up.upload_id, PII)
     s.close()
-    s = open_sqlite_store(tmp_path, part_key=key)
+    s = open_store(part_key=key)
     try:
         assert [p.part_id for p in s.upload_parts(up.upload_id)] == [part.part_id]
         assert b"".join(s.parts.read(part.blob)) == PII
@@ -273,14 +273,14 @@ def test_restart_with_a_configured_key_keeps_held_parts(tmp_path: Path, key: byt
         s.close()
 
 
-def test_startup_removes_stray_part_files(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_startup_removes_stray_part_files(open_store: StoreFactory) -> None:
+    s = open_store()
     orphan = s.parts.put(PII)  # written but never attached (killed before upload_add_part)
     s.close()
-    (tmp_path / "parts" / ("f" * 32 + ".tmp")).write_bytes(b"half-written part of a dead writer")
-    s = open_sqlite_store(tmp_path)
+    (s.parts.directory / ("f" * 32 + ".tmp")).write_bytes(b"half-written part of a dead writer")
+    s = open_store()
     try:
-        assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [".lock"]
+        assert sorted(p.name for p in (s.parts.directory).iterdir()) == [".lock"]
         assert not s.parts.exists(orphan.handle)
     finally:
         s.close()
@@ -340,8 +340,29 @@ def test_database_path_that_is_a_directory(tmp_path: Path) -> None:
         open_sqlite_store(tmp_path)
 
 
-def test_closed_store_says_so(tmp_path: Path) -> None:
-    s = open_sqlite_store(tmp_path)
+def test_closed_store_says_so(open_store: StoreFactory) -> None:
+    s = open_store()
     s.close()
     with pytest.raises(StateError, match="is closed"):
         s.upload_get("x")
+
+
+def test_read_only_state_dir(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only file system (root ignores chmod)")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        open_sqlite_store(mnt).close()  # a working state dir first
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with pytest.raises(StateError) as err:
+            open_sqlite_store(mnt)
+        assert one_line(err.value) == (
+            f"state dir {mnt} is not writable: Read-only file system; fix permissions or set gateway.state_dir"
+        )
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
