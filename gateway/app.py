@@ -179,9 +179,11 @@ class Gateway:
             idempotency_ttl_s=self.settings.idempotency_ttl_s,
         )
         # spools (scanned uploads waiting to be forwarded) live under the state dir; leftovers of an
-        # interrupted run are removed now (raw data never outlives its request on disk)
-        self.spool_dir = self.settings.spool_dir or self.settings.state_dir / "spool"
-        clean_spool_dir(self.spool_dir)
+        # interrupted run are removed now (raw data never outlives its request on disk) - unless a
+        # configured part key lets other processes share the state dir (they may be spooling now)
+        self.spool_dir = self.settings.spool_path
+        if self.state.parts.ephemeral:
+            clean_spool_dir(self.spool_dir)
         self.audit = AuditLog(
             self.settings.audit_path,
             segment_max_bytes=self.settings.audit_segment_max_bytes,
