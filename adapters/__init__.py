@@ -1,21 +1,34 @@
-"""bastion.adapters: provider adapters for the egress gateway."""
+"""bastion.adapters: provider specs for the egress gateway (one short module per provider)."""
 
 from __future__ import annotations
 
-from bastion.adapters.base import Adapter, Route, RouteSpec, RouteTable
 from bastion.errors import ConfigError
+from bastion.gateway.spec import ProviderSpec
 
-__all__ = ["Adapter", "Route", "RouteSpec", "RouteTable", "get_adapter", "known_adapters"]
+__all__ = ["get_provider", "known_providers", "register_provider"]
+
+_REGISTERED: dict[str, ProviderSpec] = {}
 
 
-def known_adapters() -> list[str]:
-    return ["openai"]
+def register_provider(spec: ProviderSpec) -> None:
+    """Make ``spec`` available to upstreams as ``adapter: <spec.name>`` (tests, site-specific providers)."""
+    _REGISTERED[spec.name] = spec
 
 
-def get_adapter(name: str) -> Adapter:
-    """A fresh adapter instance by name (``openai``)."""
+def known_providers() -> list[str]:
+    return sorted({"azure_openai", "openai", *_REGISTERED})
+
+
+def get_provider(name: str) -> ProviderSpec:
+    """A provider spec by name (``openai``, ``azure_openai``, or one registered with :func:`register_provider`)."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name == "openai":
-        from bastion.adapters.openai import OpenAIAdapter
+        from bastion.adapters.openai.spec import SPEC
 
-        return OpenAIAdapter()
-    raise ConfigError(f"unknown adapter {name!r}", hint=f"known adapters: {', '.join(known_adapters())}")
+        return SPEC
+    if name in ("azure_openai", "azure-openai", "azure"):
+        from bastion.adapters.azure_openai.spec import SPEC as AZURE
+
+        return AZURE
+    raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")

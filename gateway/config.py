@@ -51,6 +51,8 @@ class Timeouts(_Strict):
 class AuthConfig(_Strict):
     mode: Literal["passthrough", "replace"] = "passthrough"
     api_key_env: str | None = None
+    # how the gateway-held key is sent (default: the provider's, e.g. bearer for OpenAI, api-key for Azure)
+    scheme: Literal["bearer", "api-key"] | None = None
 
     @model_validator(mode="after")
     def _key_env_for_replace(self) -> AuthConfig:
@@ -66,7 +68,14 @@ class AuthConfig(_Strict):
 class UpstreamConfig(_Strict):
     base_url: str
     adapter: str | None = None
-    jurisdiction: str = Field(min_length=1)
+    # residency: where this upstream keeps data; optional for hosts the provider spec knows
+    # (eu.api.openai.com -> EU); an Azure resource's region must be given
+    jurisdiction: str | None = Field(default=None, min_length=1)
+    # the provider's region of this upstream (Azure: the resource's region, e.g. swedencentral); the spec maps
+    # it to a jurisdiction when `jurisdiction` is not given
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")
+    # further hosts of the same provider, by the name its routes use (per-route upstream)
+    hosts: dict[str, str] = Field(default_factory=dict)
     auth: AuthConfig = AuthConfig()
     timeouts: Timeouts = Timeouts()
 
@@ -76,6 +85,14 @@ class UpstreamConfig(_Strict):
         if not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
         return v.rstrip("/")
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, url in v.items():
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"hosts.{name} must be an http(s) URL")
+        return {k: u.rstrip("/") for k, u in v.items()}
 
 
 class GatewaySettings(_Strict):
@@ -91,7 +108,12 @@ class GatewaySettings(_Strict):
     # listed may use the gateway; others get 401. Recommended with auth.mode "replace".
     allowed_clients: tuple[str, ...] | None = None
     # purposes of /v1/files and /v1/uploads that carry training data and are scanned as JSONL
-    scan_purposes: tuple[str, ...] = ("fine-tune",)
+    scan_purposes: tuple[str, ...] = ("fine-tune", "batch", "evals", "user_data", "assistants")
+    # downloads of stored file content (files.content): allowed or denied
+    allow_downloads: bool = True
+    # image_url values in records and bodies that point outside (http/https): "deny" (default) or "allow";
+    # data: URIs are always decoded and checked (PNG/JPEG/WEBP/GIF, at most 10 MB)
+    remote_images: Literal["deny", "allow"] = "deny"
 
     # --- state store, audit log and server (owned by the gwstate work; see gateway/state, audit, serve) ---
     # NAME of the env var holding the 32-byte held-part key (64 hex digits or base64). Unset: a random

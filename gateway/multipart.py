@@ -51,6 +51,14 @@ class PartInfo:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+_SHOWN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\[\]]{0,39}")
+
+
+def shown(name: str) -> str:
+    """A form field name as an error may show it: known-safe shapes only (never client text)."""
+    return repr(name) if _SHOWN_NAME.fullmatch(name) and not any(c.isdigit() for c in name) else "(a field)"
+
+
 def _invalid(message: str, hint: str | None = None) -> Refusal:
     return Refusal(
         400,
@@ -66,7 +74,7 @@ def boundary_of(content_type: str | None) -> bytes:
         raise Refusal(
             415,
             "invalid_upload",
-            f"expected a multipart/form-data body, got Content-Type {ctype.decode('latin-1') or '(none)'!r}",
+            "expected a multipart/form-data body, got another Content-Type",
         )
     boundary = params.get(b"boundary")
     if not boundary:
@@ -86,8 +94,15 @@ class FormReader:
     bytes (or raises a :class:`Refusal` to reject the part). Text fields end up in :attr:`fields`.
     """
 
-    def __init__(self, content_type: str | None, open_file: Callable[[PartInfo], Sink]) -> None:
+    def __init__(
+        self,
+        content_type: str | None,
+        open_file: Callable[[PartInfo], Sink],
+        *,
+        check_field: Callable[[PartInfo], None] | None = None,
+    ) -> None:
         self._open_file = open_file
+        self._check_field = check_field
         self.fields: dict[str, str] = {}
         self.field_order: list[str] = []
         self.files: list[PartInfo] = []
@@ -154,7 +169,7 @@ class FormReader:
             raise _invalid(f"multipart part {self._parts}: field name or filename is not valid UTF-8") from None
         if name in self.fields or any(f.name == name for f in self.files):
             raise _invalid(
-                f"the form field {name!r} appears more than once",
+                f"the form field {shown(name)} appears more than once",
                 hint="send each form field once; the gateway does not guess which copy the provider would use",
             )
         info = PartInfo(name, filename, self._headers.get("content-type"), dict(self._headers))
@@ -162,6 +177,8 @@ class FormReader:
         if filename is not None:
             self.files.append(info)
             self._sink = self._open_file(info)
+        elif self._check_field is not None:
+            self._check_field(info)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._sink is not None:
@@ -170,7 +187,7 @@ class FormReader:
         self._value += data[start:end]
         if len(self._value) > MAX_FIELD_BYTES:
             name = self._current.name if self._current else "?"
-            raise _invalid(f"the form field {name!r} is larger than {MAX_FIELD_BYTES} bytes")
+            raise _invalid(f"the form field {shown(name)} is larger than {MAX_FIELD_BYTES} bytes")
 
     def _on_part_end(self) -> None:
         info = self._current
@@ -183,7 +200,7 @@ class FormReader:
             try:
                 self.fields[info.name] = bytes(self._value).decode("utf-8")
             except UnicodeDecodeError:
-                raise _invalid(f"the form field {info.name!r} is not valid UTF-8") from None
+                raise _invalid(f"the form field {shown(info.name)} is not valid UTF-8") from None
             self.field_order.append(info.name)
         self._in_part = False
 

@@ -3,19 +3,20 @@
 Header handling follows RFC 9110 §7.6.1: hop-by-hop headers (``Connection`` and every header it
 names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``) are
 not forwarded in either direction; ``Host`` and ``Content-Length`` are set for the upstream request.
-In ``replace`` auth mode the client's credentials are dropped and the gateway's provider key is sent.
+Request headers are not copied at all: the gateway writes them (``bastion.gateway.inbound``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import httpx
 
 from bastion.gateway.config import UpstreamConfig
 from bastion.gateway.errors import Refusal
+from bastion.gateway.spec import apply_auth
 
 HOP_BY_HOP = frozenset(
     {
@@ -30,7 +31,6 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-CLIENT_CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -39,26 +39,6 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
         if name.lower() == "connection":
             tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
-
-
-def upstream_request_headers(
-    incoming: Iterable[tuple[str, str]],
-    *,
-    provider_key: str | None,
-    drop: Iterable[str] = (),
-) -> list[tuple[str, str]]:
-    """Headers to send upstream: end-to-end headers of the client request, credentials per auth mode."""
-    items = list(incoming)
-    # "expect": the gateway answers 100-continue itself (uvicorn); the upstream gets a complete request
-    skip = (
-        set(HOP_BY_HOP) | _connection_tokens(items) | {"host", "content-length", "expect"} | {d.lower() for d in drop}
-    )
-    if provider_key is not None:
-        skip |= CLIENT_CREDENTIAL_HEADERS
-    out = [(k, v) for k, v in items if k.lower() not in skip]
-    if provider_key is not None:
-        out.append(("authorization", f"Bearer {provider_key}"))
-    return out
 
 
 def client_response_headers(upstream: httpx.Headers, *, drop: Iterable[str] = ()) -> list[tuple[bytes, bytes]]:
@@ -74,36 +54,53 @@ class UpstreamReply:
 
 
 class Upstream:
-    """One configured upstream: its base URL and a pooled httpx transport.
+    """One configured upstream: its hosts (base URLs), jurisdiction and a pooled httpx transport.
 
-    Requests go straight to :class:`httpx.AsyncHTTPTransport` (httpx's connection pool): the
-    gateway needs none of the client layer (cookies, auth flows, redirects, URL/header merging),
-    and skipping it roughly halves the CPU the gateway spends per forwarded request.
+    Requests go straight to the transport (httpx's connection pool by default; tests inject an
+    ``httpx.MockTransport`` or an ASGI transport): the gateway needs none of the client layer
+    (cookies, redirects, URL/header merging), and skipping it roughly halves the CPU per request.
+    Credentials are added by the route's auth strategy (an :class:`httpx.Auth` flow).
     """
 
-    def __init__(self, name: str, config: UpstreamConfig, *, max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: UpstreamConfig,
+        *,
+        jurisdiction: str,
+        max_connections: int = 200,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.name = name
         self.config = config
+        self.jurisdiction = jurisdiction.upper()
+        self.hosts: dict[str, str] = {"api": config.base_url, **config.hosts}
         t = config.timeouts
         self.timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool).as_dict()
-        self.transport = httpx.AsyncHTTPTransport(
+        self._owned = transport is None
+        self.transport: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             trust_env=False,
         )
 
-    def url(self, path: str, query: str = "") -> str:
-        return self.config.base_url + path + (f"?{query}" if query else "")
+    def url(self, path: str, query: list[tuple[str, str]] | None = None, host: str = "api") -> httpx.URL:
+        base = self.hosts.get(host)
+        if base is None:
+            raise Refusal(500, "internal_error", f"upstream {self.name!r} has no host {host!r} configured")
+        url = httpx.URL(base + path)
+        return url.copy_with(params=query) if query else url
 
     async def send(
         self,
         method: str,
         path: str,
         *,
-        query: str = "",
+        query: list[tuple[str, str]] | None = None,
         headers: list[tuple[str, str]],
         content: bytes | AsyncIterator[bytes] | None = None,
         content_length: int | None = None,
-        route: str,
+        auth: httpx.Auth | None = None,
+        host: str = "api",
     ) -> UpstreamReply:
         """Send a request and return the response with its body not yet read (streaming)."""
         hdrs = list(headers)
@@ -111,30 +108,43 @@ class Upstream:
             content_length = len(content)
         if content_length is not None:
             hdrs.append(("content-length", str(content_length)))
-        request = httpx.Request(method, self.url(path, query), headers=hdrs, content=content)
+        request = httpx.Request(method, self.url(path, query, host), headers=hdrs, content=content)
+        if content is None:
+            request.headers.pop("content-length", None)
+        request = apply_auth(auth, request)
         request.extensions["timeout"] = self.timeout
         started = time.perf_counter()
         try:
             response = await self.transport.handle_async_request(request)
             response.request = request
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Refusal(
+                502 if isinstance(exc, httpx.ConnectError) else 504,
+                "upstream_unreachable",
+                f"the upstream {self.name!r} could not be reached ({type(exc).__name__}); nothing was forwarded",
+                hint="check the upstream's base_url in the gateway's upstreams file and the network path to it",
+                extra={"nothing_sent": True},
+            ) from None
         except httpx.TimeoutException:
             raise Refusal(
                 504,
                 "upstream_timeout",
-                f"the upstream {self.name!r} did not answer {method} {path} in time",
-                hint="retry later; if it persists, the gateway operator can raise the upstream's timeouts",
+                f"the upstream {self.name!r} did not answer in time; the request may have reached it",
+                hint="retry later with the same Idempotency-Key; if it persists, the operator can raise the timeouts",
             ) from None
         except httpx.HTTPError as exc:
             raise Refusal(
                 502,
                 "upstream_unreachable",
-                f"the upstream {self.name!r} could not be reached for {method} {path} ({type(exc).__name__})",
-                hint="check the upstream's base_url in the gateway's upstreams file and the network path to it",
+                f"the connection to upstream {self.name!r} failed ({type(exc).__name__}); "
+                "the request may have reached it",
+                hint="retry later with the same Idempotency-Key",
             ) from None
         return UpstreamReply(response, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        if self._owned:
+            await self.transport.aclose()
 
 
 async def read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
@@ -152,7 +162,3 @@ async def read_limited(response: httpx.Response, limit: int, what: str) -> bytes
     finally:
         await response.aclose()
     return bytes(buf)
-
-
-def header_map(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    return list(headers.items())

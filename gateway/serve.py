@@ -3,6 +3,7 @@ background thread (tests, benchmarks, embedding)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from bastion.gateway.audit import REFUSED_BEFORE_FORWARDING, client_fingerprint
 from bastion.gateway.config import GatewaySettings
 from bastion.gateway.errors import Refusal
 from bastion.gateway.guard import ContentLengthLimit, ShutdownCancellation, guarded_protocol
+from bastion.gateway.spec import json_error
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Gateway
@@ -53,8 +55,9 @@ def guarded_app(gw: Gateway) -> ASGIApp:
 
     def error_body(scope: Scope, refusal: Refusal) -> dict[str, Any]:
         prefix = str(scope.get("path", "/")).split("/")[1:2]
-        adapter = gw.adapters.get(prefix[0]) if prefix else None
-        body: dict[str, Any] = (adapter or next(iter(gw.adapters.values()))).error_body(refusal)
+        spec = (gw.specs.get(prefix[0]) if prefix else None) or next(iter(gw.specs.values()))
+        _ctype, raw = (spec.errors or json_error)(refusal)
+        body: dict[str, Any] = json.loads(raw)
         return body
 
     async def on_refused(scope: Scope, refusal: Refusal) -> None:

@@ -1,7 +1,5 @@
-"""The OpenAI adapter: files, multi-part Uploads and fine-tuning jobs."""
+"""OpenAI: the provider spec (routes, ids, headers, errors) and its upload steps."""
 
-from __future__ import annotations
+from bastion.adapters.openai.spec import SPEC
 
-from bastion.adapters.openai.adapter import OpenAIAdapter
-
-__all__ = ["OpenAIAdapter"]
+__all__ = ["SPEC"]

@@ -59,10 +59,63 @@ def record_problem(record: Any) -> str | None:
     )
 
 
-class RecordChecker:
-    """Checks the scanner's output JSONL, line by line, as it is produced (bounded: one line buffered)."""
+BATCH_URLS = frozenset(
+    {"/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/completions", "/v1/moderations"}
+)
 
-    def __init__(self) -> None:
+
+def batch_problem(record: Any) -> str | None:
+    """A Batch API request line: ``{"custom_id", "method": "POST", "url", "body": {...}}``."""
+    if not isinstance(record, dict):
+        return "each line must be a JSON object"
+    extra = set(record) - {"custom_id", "method", "url", "body"}
+    if extra:
+        return "a batch request line has only 'custom_id', 'method', 'url' and 'body'"
+    if not isinstance(record.get("custom_id"), str):
+        return "'custom_id' must be a string"
+    if record.get("method") != "POST":
+        return "'method' must be POST"
+    if record.get("url") not in BATCH_URLS:
+        return "'url' must be one of " + ", ".join(sorted(BATCH_URLS))
+    if not isinstance(record.get("body"), dict):
+        return "'body' must be an object (the request to run)"
+    return None
+
+
+def evals_problem(record: Any) -> str | None:
+    """An evals data line: ``{"item": {...}, "sample"?: {...}}``."""
+    if not isinstance(record, dict):
+        return "each line must be a JSON object"
+    if not isinstance(record.get("item"), dict):
+        return "an evals record needs an 'item' object"
+    if set(record) - {"item", "sample"}:
+        return "an evals record has only 'item' and 'sample'"
+    return None
+
+
+def object_problem(record: Any) -> str | None:
+    return None if isinstance(record, dict) else "each line must be a JSON object"
+
+
+PROBLEMS = {
+    "fine-tune": record_problem,
+    "batch": batch_problem,
+    "evals": evals_problem,
+    "user_data": object_problem,
+    "assistants": object_problem,
+}
+
+
+class RecordChecker:
+    """Checks the scanner's output JSONL, line by line, as it is produced (bounded: one line buffered).
+
+    ``problem``: the record shape of the upload's purpose; ``remote_images``: whether image URLs that
+    point outside are accepted (data: URIs are always decoded and checked).
+    """
+
+    def __init__(self, problem: Any = None, *, remote_images: str = "deny") -> None:
+        self._problem_of = problem or record_problem
+        self._remote_images = remote_images
         self._partial = bytearray()
         self.records = 0
         self.problem: tuple[int, str] | None = None
@@ -97,6 +150,10 @@ class RecordChecker:
         except (ValueError, UnicodeDecodeError):
             self.problem = (self.records, "the line is not valid JSON")
             return
-        problem = record_problem(record)
+        problem = self._problem_of(record)
+        if problem is None:
+            from bastion.gateway.images import check_images
+
+            problem = check_images(record, self._remote_images)
         if problem is not None:
             self.problem = (self.records, problem)

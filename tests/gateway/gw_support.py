@@ -56,13 +56,21 @@ class Env:
 
 
 def make_env(
-    tmp: Path, policy: Any, fake: FakeOpenAI, url: str, *, auth: dict[str, Any] | None = None, **settings: Any
+    tmp: Path,
+    policy: Any,
+    fake: FakeOpenAI,
+    url: str,
+    *,
+    auth: dict[str, Any] | None = None,
+    extra_upstreams: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> tuple[Gateway, ServerThread]:
     cfg = config_from_mapping(
         {
             "upstreams": {
                 "openai": {"base_url": url, "jurisdiction": "US", "auth": auth or {"mode": "passthrough"}},
                 "offshore": {"base_url": url, "jurisdiction": "XX", "adapter": "openai"},
+                **(extra_upstreams or {}),
             },
             "gateway": {"state_dir": str(tmp), "spool_dir": str(tmp / "spool"), **settings},
         }

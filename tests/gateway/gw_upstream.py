@@ -96,12 +96,12 @@ class FakeOpenAI:
     def calls(self, method: str, path_prefix: str) -> list[Received]:
         return [r for r in self.received if r.method == method and r.path.startswith(path_prefix)]
 
-    def app(self) -> Starlette:
+    def app(self) -> Any:
         async def record(request: Request) -> Received:
             body = await request.body()
             rec = Received(
                 request.method,
-                request.url.path,
+                request.scope.get("orig_path", request.url.path),
                 request.url.query,
                 {k.lower(): v for k, v in request.headers.items()},
                 body if self.record_bodies else b"",
@@ -261,7 +261,24 @@ class FakeOpenAI:
             self.jobs[jid] = job
             return JSONResponse(job)
 
-        return Starlette(
+        async def fallback(request: Request) -> Response:
+            """Any other route: recorded; batches/evals answered in their shape, the rest echoed."""
+            rec = await record(request)
+            path = request.url.path
+            if request.method == "POST" and path == "/v1/batches":
+                body = json.loads(rec.body)
+                if body.get("input_file_id") not in self.files:
+                    return _error(400, "invalid input_file_id", "input_file_id")
+                return JSONResponse({"id": "batch_" + secrets.token_hex(8), "object": "batch", "status": "validating"})
+            if request.method == "POST" and path == "/v1/evals":
+                return JSONResponse({"id": "eval_" + secrets.token_hex(8), "object": "eval"})
+            if request.method == "POST" and path.startswith("/v1/evals/") and path.endswith("/runs"):
+                return JSONResponse({"id": "evalrun_" + secrets.token_hex(8), "object": "eval.run"})
+            if request.method == "GET" and path == "/v1/fine_tuning/jobs":
+                return JSONResponse({"object": "list", "data": [], "has_more": False})
+            return JSONResponse({"ok": True, "n": len(rec.body)}, headers={"x-upstream": "yes"})
+
+        app = Starlette(
             routes=[
                 Route("/v1/files", files_create, methods=["POST"]),
                 Route("/v1/files", files_list, methods=["GET"]),
@@ -274,5 +291,25 @@ class FakeOpenAI:
                 Route("/v1/uploads/{uid}/complete", uploads_complete, methods=["POST"]),
                 Route("/v1/uploads/{uid}/cancel", uploads_cancel, methods=["POST"]),
                 Route("/v1/fine_tuning/jobs", jobs_create, methods=["POST"]),
+                Route("/{path:path}", fallback, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
             ]
         )
+        return _AzurePaths(app)
+
+
+class _AzurePaths:
+    """Serves the same API under Azure OpenAI's prefixes too: ``/openai/v1/x`` and ``/openai/x`` -> ``/v1/x``
+    (the recorded path stays the one the client sent)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix in ("/openai/v1/", "/openai/"):
+                if path.startswith(prefix):
+                    new = "/v1/" + path[len(prefix) :]
+                    scope = {**scope, "orig_path": path, "path": new, "raw_path": new.encode()}
+                    break
+        await self.app(scope, receive, send)

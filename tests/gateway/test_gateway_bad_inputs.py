@@ -184,7 +184,7 @@ def test_internal_error_fails_closed(tmp_path: Path, policy: Any, fake_upstream:
     fake, url = fake_upstream
     (tmp_path / "not-a-dir").write_text("x")
     gw, srv = make_env(tmp_path, policy, fake, url)
-    object.__setattr__(gw.settings, "spool_dir", tmp_path / "not-a-dir")  # the spool cannot be created
+    gw.spool_dir = tmp_path / "not-a-dir"  # the spool cannot be created
     try:
         n = len(fake.received)
         body, headers = form(("purpose", None, b"fine-tune"), ("file", "t.jsonl", GOOD))
@@ -202,7 +202,8 @@ def test_unknown_text_field_refused(env: Env) -> None:
     body, headers = form(("purpose", None, b"fine-tune"), ("notes", None, EMAIL.encode()), ("file", "t.jsonl", GOOD))
     n = len(env.upstream.received)
     err = refused(env, post_files(env, body, headers), 400, "invalid_upload", n)
-    assert err["param"] == "notes"
+    # v2: the field's name is client text and is not echoed (issue 8: no client text in errors)
+    assert "notes" not in err["message"] and EMAIL not in json.dumps(env.audit_entries()[-1])
 
 
 def test_file_sent_as_text_field_refused(env: Env) -> None:

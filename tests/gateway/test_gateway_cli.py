@@ -60,4 +60,4 @@ def test_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
-    assert (tmp_path / "files.sqlite3").exists()
+    assert (tmp_path / "state.sqlite3").exists()

@@ -18,7 +18,7 @@ def test_clean_upload_arrives_byte_identical(env: Env) -> None:
     assert f.id.startswith("file-") and f.purpose == "fine-tune" and f.filename == "train.jsonl"
     assert uploaded(env, n) == [data]
     # the gateway remembered the admitted file
-    admitted = env.gateway.filemap.get("openai", f.id)
+    admitted = env.gateway.state.admitted("openai", f.id)
     assert admitted is not None and admitted.decision == "allow" and admitted.records == 2
 
 
@@ -33,7 +33,7 @@ def test_redacted_upload_arrives_redacted(env: Env) -> None:
     assert lines[1] == data.splitlines()[1]  # untouched record is byte-identical
     rec = env.upstream.received[n]
     assert int(rec.headers["content-length"]) == len(rec.body)
-    assert env.gateway.filemap.get("openai", f.id).decision == "redact"  # type: ignore[union-attr]
+    assert env.gateway.state.admitted("openai", f.id).decision == "redact"  # type: ignore[union-attr]
     entry = [e for e in env.audit_entries() if e["data"].get("event") == "decision"][-1]["data"]
     assert entry["decision"] == "redact" and entry["scan"]["counts"] == {"EMAIL": {"redact": 1}}
     assert EMAIL not in json.dumps(env.audit_entries())
@@ -65,10 +65,14 @@ def test_client_token_never_in_audit_log(env: Env) -> None:
     assert env.audit_entries()[-1]["data"]["client"] == fp
 
 
-def test_other_purpose_refused(env: Env) -> None:
+def test_other_purposes_scanned_per_record_shape(env: Env) -> None:
+    # v2 (issue 8): batch/evals/user_data uploads are scanned too, each against its record shape
     n = len(env.upstream.received)
-    with pytest.raises(openai.PermissionDeniedError) as info:
+    with pytest.raises(openai.BadRequestError) as bad:
         env.client().files.create(file=("b.jsonl", io.BytesIO(jsonl(chat("x")))), purpose="batch")
+    assert bad.value.code == "invalid_record"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        env.client().files.create(file=("v.png", io.BytesIO(b"\x89PNG")), purpose="vision")
     assert info.value.code == "purpose_not_allowed"
     assert env.upstream.received[n:] == []
 

@@ -36,7 +36,7 @@ def test_chunked_upload_with_line_spanning_parts_is_scanned_and_redacted(env: En
     calls = env.upstream.received[n:]
     assert calls[0].path == "/v1/uploads"
     assert json.loads(calls[0].body)["bytes"] == len(content)
-    admitted = env.gateway.filemap.get("openai", up.file.id)
+    admitted = env.gateway.state.admitted("openai", up.file.id)
     assert admitted is not None and admitted.decision == "redact"
 
 
@@ -101,7 +101,7 @@ def test_job_on_admitted_file_is_forwarded(env: Env) -> None:
     assert job.id.startswith("ftjob-") and job.training_file == f.id
     entry = [e["data"] for e in env.audit_entries() if e["data"]["route"] == "fine_tuning.jobs.create"][-2]
     assert entry["event"] == "decision" and entry["files"]["training_file"]["file_id"] == f.id
-    assert entry["method"] == "dpo" and entry["residency"]["allowed"] is True
+    assert entry["job_method"] == "dpo" and entry["residency"]["allowed"] is True
 
 
 def test_job_on_unscanned_file_refused(env: Env) -> None:
@@ -124,7 +124,7 @@ def test_residency_blocks_personal_data_to_offshore_upstream(env: Env) -> None:
     assert env.upstream.received[n:] == []
     # personal data kept as is may go to the US upstream; redacted or clean data may go anywhere
     f = env.client().files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("staff EMP-123456")))), purpose="fine-tune")
-    assert env.gateway.filemap.get("openai", f.id).classification == "personal"  # type: ignore[union-attr]
+    assert env.gateway.state.admitted("openai", f.id).classification == "personal"  # type: ignore[union-attr]
     f = env.client(prefix="offshore").files.create(
         file=("t.jsonl", io.BytesIO(jsonl(chat(f"nothing personal left: {EMAIL}")))), purpose="fine-tune"
     )
