@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from bastion.errors import InputError
+from bastion.extras import require
 
 OWNED = ("inputs", "keys", "run")
 """Sub-folders the demo creates (and, with --force, replaces) inside --output-dir."""
@@ -99,6 +100,7 @@ def _short(hexdigest: str | None) -> str:
 @click.option("--force", is_flag=True, help="Replace an earlier demo run in --output-dir.")
 def demo(output_dir: Path, steps: int, sign: bool | None, force: bool) -> None:
     """Run a tiny LoRA fine-tune on CPU with provenance, on embedded defaults."""
+    require("hf", feature="bastion demo")  # before anything is written
     _offline()
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes are noise here
     from rich.console import Console

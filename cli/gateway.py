@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bastion.errors import ConfigError
+from bastion.extras import require
 
 
 @click.command("gateway")
@@ -52,6 +53,7 @@ def gateway(
     appended to the hash-chained audit log in the state dir; Prometheus metrics are on /metrics.
     SIGTERM/SIGINT stop accepting, give in-flight requests gateway.shutdown_grace_s, then cancel them.
     """
+    require("gateway", feature="bastion gateway")
     import sqlite3
 
     from bastion.gateway.app import create_gateway

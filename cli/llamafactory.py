@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import click
 
-from bastion.errors import ConfigError
+from bastion.extras import require
 from bastion.plugins.llamafactory.settings import FSYNC_MODES
 
 _TRAIN_HELP = """Train with LLaMA-Factory, exactly as `llamafactory-cli train ARGS...`, and record provenance.
@@ -73,12 +71,7 @@ def train(
         if sign_key_password_env:
             signing["password_env"] = sign_key_password_env
 
-    if importlib.util.find_spec("llamafactory") is None:
-        raise ConfigError(
-            f"LLaMA-Factory is not installed in this Python environment ({sys.prefix})",
-            hint="install it beside Bastion (pip install llamafactory), or create the tested environment with "
-            "tools/envs/llamafactory.sh VENV_DIR",
-        )
+    require("llamafactory", feature="bastion llamafactory train")
     from bastion.plugins.llamafactory.runner import needs_torchrun, prepare, run_exp
     from bastion.plugins.llamafactory.runner import torchrun as launch_torchrun
 

@@ -3,7 +3,8 @@
 Subcommands live in their own modules and are imported only when invoked, so ``bastion verify`` in
 a deploy pipeline does not pay for importing torch, and ``bastion --help`` stays instant.
 Errors derived from :class:`bastion.BastionError` are printed as one clear message (no traceback)
-and exit with status 2; verification failures use status 1.
+and exit with status 2; verification failures use status 1. A command whose optional extra is not
+installed says which one to install (:mod:`bastion.extras`); ``--help`` lists the extras.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import click
 
-from bastion import __version__
+from bastion import __version__, extras
 from bastion.errors import BastionError
+from bastion.extras import missing_extra
 
 # name -> ("module:attribute", one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,19 +53,20 @@ class LazyGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if (exc.name or "").startswith("bastion"):
+            error = missing_extra(exc, feature=f"bastion {cmd_name}")
+            if error is None:
                 raise
-            missing = exc.name or "a module"
-            raise click.ClickException(
-                f"'bastion {cmd_name}' needs {missing}, which is not installed. "
-                f"Install the matching extra, e.g. pip install 'bastion-provenance[{_extra_for(cmd_name)}]'"
-            ) from None
+            raise error from None
         command: click.Command = getattr(module, attr)
         return command
 
-
-def _extra_for(cmd_name: str) -> str:
-    return {"demo": "hf", "gateway": "gateway", "llamafactory": "llamafactory"}.get(cmd_name, "hf,gateway")
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # From the table, importing no command module (``bastion -h`` as cheap as ``--help``).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())])
+        rows = [(e.name, f"{'missing  ' if missing else 'installed'}  {e.purpose}") for e, missing in extras.status()]
+        with formatter.section(f"Extras (pip install '{extras.DISTRIBUTION}[NAME]')"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,9 +90,21 @@ def main(argv: list[str] | None = None) -> Any:
     except BastionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except ModuleNotFoundError as exc:
+        # A command that imports an extra's module only when it runs: the same one line as above.
+        error = missing_extra(exc, feature=_feature(sys.argv[1:] if argv is None else argv))
+        if error is None:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+
+
+def _feature(argv: list[str]) -> str:
+    """``bastion SUBCOMMAND`` as the user typed it, for error messages."""
+    return " ".join(["bastion", *[a for a in argv if not a.startswith("-")][:1]])
 
 
 if __name__ == "__main__":  # pragma: no cover

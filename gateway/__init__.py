@@ -1,1 +1,5 @@
-"""bastion.gateway"""
+"""bastion.gateway: the egress gateway; needs the ``[gateway]`` extra (checked on import)."""
+
+from bastion.extras import require
+
+require("gateway", feature="bastion.gateway")

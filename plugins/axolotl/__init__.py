@@ -13,8 +13,9 @@ Optional keys (validated by Axolotl together with the rest of the config): ``bas
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from bastion.extras import import_module
 
 if TYPE_CHECKING:
     from bastion.plugins.axolotl.args import BastionArgs
@@ -30,7 +31,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(import_module(module, feature=f"{__name__}.{name}"), name)
 
 
 __all__ = ["BastionArgs", "BastionPlugin"]

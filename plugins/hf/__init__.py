@@ -7,8 +7,9 @@ importing this package does not import transformers or torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from bastion.extras import import_module, require
 
 if TYPE_CHECKING:
     from bastion.plugins.hf.callback import BastionCallback, DatasetInput
@@ -26,7 +27,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    feature = f"{__name__}.{name}"
+    require("hf", feature=feature)  # torch too: the tiny builders import it only when called
+    return getattr(import_module(module, feature=feature), name)
 
 
 __all__ = ["BastionCallback", "DatasetInput", "build_tiny_model", "write_demo_datasets"]

@@ -16,8 +16,9 @@ this package does not import LLaMA-Factory, transformers or torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from bastion.extras import import_module, require
 
 if TYPE_CHECKING:
     from bastion.plugins.llamafactory.resolve import LlamaFactoryRun, ResolvedDataset, read_config, resolve
@@ -37,11 +38,18 @@ _LAZY = {
 }
 
 
+_NEED_LLAMAFACTORY = {"callbacks_for", "prepare", "resolve", "run_exp"}
+"""Names that import LLaMA-Factory only when called: checked when they are imported instead."""
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    feature = f"{__name__}.{name}"
+    if name in _NEED_LLAMAFACTORY:
+        require("llamafactory", feature=feature)
+    return getattr(import_module(module, feature=feature), name)
 
 
 __all__ = [

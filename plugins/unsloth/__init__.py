@@ -8,8 +8,9 @@ neither transformers nor torch (nor Unsloth, ever).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from bastion.extras import import_module
 
 if TYPE_CHECKING:
     from bastion.plugins.unsloth.base_model import BaseModelSource, resolve_base_model
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(import_module(module, feature=f"{__name__}.{name}"), name)
 
 
 __all__ = ["BaseModelSource", "ExportRecord", "UnslothCallback", "resolve_base_model", "track", "untrack"]

@@ -80,3 +80,16 @@ class VerificationError(BastionError):
 
 class GatewayError(BastionError):
     """The egress gateway refused or could not complete a request."""
+
+
+class MissingExtraError(BastionError, ImportError):
+    """A feature needs an optional extra that is not installed; the message gives the install command.
+
+    Also an :class:`ImportError`, so ``except ImportError`` around an optional import keeps working.
+    ``extra`` is the pip extra (``"gateway"``), ``name`` the first missing top-level module.
+    """
+
+    def __init__(self, message: str, *, extra: str, name: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.name = name

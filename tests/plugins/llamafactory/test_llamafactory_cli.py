@@ -20,8 +20,8 @@ def test_missing_llamafactory_is_a_clear_error(
         main(["llamafactory", "train", str(config)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "error: LLaMA-Factory is not installed in this Python environment" in err
-    assert "tools/envs/llamafactory.sh" in err
+    assert "error: bastion llamafactory train needs llamafactory, which is not installed: " in err
+    assert "pip install 'bastion-provenance[llamafactory]'" in err and "tools/envs/llamafactory.sh" in err
     assert "Traceback" not in err
 
 
