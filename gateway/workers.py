@@ -17,6 +17,8 @@ worker's ``/metrics`` shows the sum over all workers.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -68,6 +70,18 @@ def use_multiprocess_values() -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker (Linux): get SIGTERM when the supervisor dies, even by SIGKILL, instead of living on
+    as an orphan that still holds the port and its audit lock."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the supervisor died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_workers(count: int, worker: Callable[[int], None], *, say: Callable[[str], None]) -> int:
     """Fork ``count`` processes running ``worker(index)``; supervise them; return the exit status."""
     children: dict[int, int] = {}
@@ -83,6 +97,7 @@ def run_workers(count: int, worker: Callable[[int], None], *, say: Callable[[str
                 continue
 
     previous = {s: signal.signal(s, stop_all) for s in (signal.SIGTERM, signal.SIGINT)}
+    supervisor = os.getpid()
     try:
         for index in range(count):
             if stopping:
@@ -92,6 +107,7 @@ def run_workers(count: int, worker: Callable[[int], None], *, say: Callable[[str
                 for s, handler in previous.items():
                     signal.signal(s, handler)
                 code = 0
+                die_with_parent(supervisor)
                 try:
                     worker(index)
                 except SystemExit as exc:

@@ -106,3 +106,16 @@ def test_a_worker_that_dies_stops_the_replica(tmp_path: Path) -> None:
     assert f"pid {workers[0].pid}) exited with status -9; stopping the other workers" in rest
     assert not workers[1].is_running() or workers[1].status() == psutil.STATUS_ZOMBIE
     json.dumps(rest)  # plain text, no binary garbage
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    gw = Gateway("--upstreams", str(cfg), "--replica-id", "r1", "--workers", "2")
+    workers = psutil.Process(gw.proc.pid).children()
+    gw.proc.kill()  # SIGKILL: no chance to pass anything on
+    gw.proc.communicate(timeout=120)
+    _, alive = psutil.wait_procs(workers, timeout=120)  # the timeout only guards against a hang
+    assert alive == [], "orphaned workers kept running"
+    restarted = Gateway("--upstreams", str(cfg), "--replica-id", "r1", "--workers", "2")  # port and locks free
+    restarted.stop()
+    assert restarted.proc.returncode == 0
