@@ -118,7 +118,10 @@ def verify_command(
     from bastion.gateway.audit_segments import verify_audit
 
     single = len(locations) == 1 and not expect and checkpoint is None
-    if single and (locations[0].is_file() or (locations[0] / "audit.jsonl").exists() or not locations[0].exists()):
+    one = locations[0]
+    if single and (
+        one.is_file() or not one.exists() or ((one / "audit.jsonl").exists() and not (one / "audit").is_dir())
+    ):
         location = locations[0]
         try:
             head = verify_audit(location)

@@ -112,7 +112,10 @@ def find_logs(locations: Sequence[Path]) -> list[ReplicaLog]:
         elif not location.is_dir():
             raise LedgerError(f"no audit log at {location}: it does not exist")
         elif _is_log_dir(location):
-            dirs = [location]
+            # a state dir from before per-replica logs may hold both: its old log and audit/<replica>/
+            sub = location / AUDIT_SUBDIR
+            extra = sorted(p for p in sub.iterdir() if p.is_dir() and _is_log_dir(p)) if sub.is_dir() else []
+            dirs = [location, *extra]
         else:
             base = location / AUDIT_SUBDIR if (location / AUDIT_SUBDIR).is_dir() else location
             dirs = sorted(p for p in base.iterdir() if p.is_dir() and _is_log_dir(p))

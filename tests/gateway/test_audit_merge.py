@@ -142,3 +142,14 @@ def test_set_errors_are_one_line(tmp_path: Path, deployment: Path, capsys: pytes
     (tmp_path / "bad.json").write_text("{}")
     code, _, err = run(capsys, "audit", "verify", str(deployment), "--checkpoint", str(tmp_path / "bad.json"))
     assert code == 2 and "is not the JSON of `bastion audit verify --json`" in err
+
+
+def test_a_state_dir_with_a_log_from_before_replica_dirs_is_checked_whole(
+    deployment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = AuditLog(deployment / "audit.jsonl")  # written by a gateway before per-replica logs
+    asyncio.run(old.record({"decision": "allow", "i": -1}))
+    old.close()
+    code, out, _ = run(capsys, "audit", "verify", str(deployment), "--json")
+    assert code == 0
+    assert [r["replica"] for r in json.loads(out)["replicas"]] == ["r1", "r2", "r2.w1", "state"]
