@@ -2,7 +2,8 @@
 
 Requests go over fresh connections (the kernel hands each to one of the workers sharing the socket)
 until both workers' audit logs hold entries (a bounded loop, no sleeps); /metrics on any worker
-shows the sum over all of them; SIGTERM to the parent stops every worker; a second process pointed
+shows the sum over all of them; a file admitted by one worker is known to the other (shared state
+store); SIGTERM to the parent stops every worker; a second process pointed
 at the same audit dir refuses to start in one line.
 """
 
@@ -12,6 +13,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -119,3 +121,52 @@ def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     restarted = Gateway("--upstreams", str(cfg), "--replica-id", "r1", "--workers", "2")  # port and locks free
     restarted.stop()
     assert restarted.proc.returncode == 0
+
+
+def test_a_file_admitted_by_one_worker_is_known_to_the_other(tmp_path: Path) -> None:
+    """The workers share the state store: a job naming a file that worker A admitted is accepted by B."""
+    import openai
+
+    from bastion.gateway.serve import ServerThread
+    from tests.gateway.gw_upstream import FakeOpenAI
+
+    fake = FakeOpenAI()
+    audit = tmp_path / "state" / "audit"
+    with ServerThread(fake.app()) as upstream:
+        gw = Gateway("--upstreams", str(write_config(tmp_path, upstream.url)), "--replica-id", "r1", "--workers", "2")
+        try:
+
+            def client() -> openai.OpenAI:  # a new connection each time: any worker may take it
+                return openai.OpenAI(base_url=gw.url + "/openai/v1", api_key="sk-worker-test", max_retries=0)
+
+            def counts() -> list[int]:
+                return [audit_entries(audit / f"r1.w{k}") for k in range(2)]
+
+            def grown(before: list[int]) -> set[int]:
+                """The workers whose log grew (polled: an allowed request may be audited just after its answer)."""
+                for _ in range(5000):  # bounded poll
+                    now = counts()
+                    if sum(now) > sum(before):
+                        return {k for k in range(2) if now[k] > before[k]}
+                    time.sleep(0.002)
+                pytest.fail("no audit entry appeared for the request")
+
+            before = counts()
+            with client() as c:
+                f = c.files.create(
+                    file=("t.jsonl", b'{"messages":[{"role":"user","content":"hi"}]}\n'), purpose="fine-tune"
+                )
+            (admitted_by,) = grown(before)
+            jobs_on = set()
+            for _ in range(200):  # bounded: until a job lands on the other worker
+                before = counts()
+                with client() as c:
+                    job = c.fine_tuning.jobs.create(training_file=f.id, model="gpt-4o-mini-2024-07-18")
+                assert job.training_file == f.id
+                jobs_on |= grown(before)
+                if 1 - admitted_by in jobs_on:
+                    break
+            assert 1 - admitted_by in jobs_on, "every connection went to the admitting worker"
+        finally:
+            gw.stop()
+    assert gw.proc.returncode == 0
