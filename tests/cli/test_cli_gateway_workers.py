@@ -1,7 +1,7 @@
 """`bastion gateway --workers N` and replica audit dirs, as real processes on 127.0.0.1.
 
 Requests go over fresh connections (the kernel hands each to one of the workers sharing the socket)
-until both workers' audit logs hold entries (a bounded loop, no sleeps); /metrics on any worker
+until both workers' audit logs hold entries (bounded loops, no fixed waits); /metrics on any worker
 shows the sum over all of them; a file admitted by one worker is known to the other (shared state
 store); SIGTERM to the parent stops every worker; a second process pointed
 at the same audit dir refuses to start in one line.
