@@ -115,7 +115,9 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_gateway(workdir: Path, upstream_port: int, port: int, **settings: object) -> subprocess.Popen[bytes]:
+def start_gateway(
+    workdir: Path, upstream_port: int, port: int, *, args: tuple[str, ...] = (), **settings: object
+) -> subprocess.Popen[bytes]:
     import yaml
 
     (workdir / "policy.yaml").write_text(BENCH_POLICY)
@@ -141,6 +143,7 @@ def start_gateway(workdir: Path, upstream_port: int, port: int, **settings: obje
             str(workdir / "upstreams.yaml"),
             "--port",
             str(port),
+            *args,
         ],
         env=server_env(),
     )

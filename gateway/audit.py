@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -99,6 +100,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def audit_lock_path(active: Path) -> Path:
+    """The lock file next to the active segment (``audit.lock``); held while a process writes the log."""
+    return active.with_name(f"{active.stem}.lock")
+
+
+def lock_audit_dir(active: Path) -> int:
+    """Take the audit log's exclusive lock (non-blocking) and return its fd; AuditUnavailable if it is held.
+
+    Two processes appending to one hash-chained log would interleave and break its chain, so each
+    gateway process (replica or worker) needs a log of its own: the second one refuses to start.
+    The lock is an ``flock`` on ``audit.lock``: the kernel drops it when the process dies, so a
+    crashed replica never leaves a stale lock behind.
+    """
+    lock = audit_lock_path(active)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise AuditUnavailable(
+            f"cannot create the audit lock file {lock}: {exc.strerror or exc}",
+            hint="fix permissions or set gateway.audit_log / gateway.state_dir",
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise AuditUnavailable(
+            f"another gateway process is writing the audit log in {active.parent} (its lock {lock.name} is held)",
+            hint="give every replica and worker its own audit dir: a distinct --replica-id (gateway.replica_id), "
+            "or a distinct gateway.audit_log",
+        ) from None
+    return fd
+
+
 _Item = tuple[str, dict[str, Any], "Future[dict[str, Any]]"]
 
 
@@ -132,6 +166,7 @@ class AuditLog:
         self._size = 0
         self._ledger: Ledger | None = None
         self._closed = False
+        self._lock_fd: int | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -139,7 +174,12 @@ class AuditLog:
                 f"the audit log directory {path.parent} cannot be created: {exc.strerror or exc}",
                 hint="fix permissions or set gateway.audit_log / gateway.state_dir",
             ) from None
-        self._open()
+        self._lock_fd = lock_audit_dir(path)
+        try:
+            self._open()
+        except BaseException:
+            self._unlock()
+            raise
         self._q: queue.Queue[_Item | None] = queue.Queue(max_pending)
         self._thread = threading.Thread(target=self._run, name="bastion-audit", daemon=True)
         self._thread.start()
@@ -382,6 +422,11 @@ class AuditLog:
         """Block until every queued entry is written (tests, shutdown)."""
         self._q.join()
 
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
     def close(self) -> None:
         if self._closed:
             return
@@ -391,3 +436,4 @@ class AuditLog:
         if self._ledger is not None:
             with contextlib.suppress(LedgerError):
                 self._ledger.close()
+        self._unlock()

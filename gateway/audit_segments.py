@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import LedgerError, LedgerVerificationError
-from bastion.provenance.ledger import verify_ledger
+from bastion.provenance.ledger import GENESIS, verify_ledger
 
 SEGMENT_KIND = "audit.segment"
 
@@ -128,5 +128,5 @@ def verify_audit(location: Path) -> AuditHead:
                 )
         total += head.entries
         prev_entries, prev_head = head.entries, head.head
-    assert prev_head is not None
-    return AuditHead(segments=len(segments), entries=total, head=prev_head)
+    # only an empty active segment (a log opened but never written to): no entries, the genesis head
+    return AuditHead(segments=len(segments), entries=total, head=prev_head if prev_head is not None else GENESIS)

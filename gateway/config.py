@@ -140,6 +140,10 @@ class GatewaySettings(_Strict):
     shutdown_grace_s: int = Field(default=30, ge=0)
     # Plain http to an upstream that is not on this machine is refused at start-up unless this is true.
     allow_plain_http: bool = False
+    # --- replicas and workers (gateway/replicas.py, gateway/workers.py) ---
+    # This replica's name: `bastion gateway` writes its audit log to <state_dir>/audit/<replica_id>/
+    # (worker k of --workers N: <replica_id>.w<k>) unless audit_log is set. Default: <hostname>-<port>.
+    replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
     @property
     def spool_path(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -41,4 +43,12 @@ class GatewayMetrics:
         )
 
     def render(self) -> bytes:
+        """The exposition text; under ``bastion gateway --workers N`` (Prometheus multiprocess mode,
+        ``PROMETHEUS_MULTIPROC_DIR`` set) the sum over all workers of the replica."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -118,12 +118,12 @@ def test_start_up_removes_leftover_spools_and_stale_parts(tmp_path: Path) -> Non
 
 
 def test_torn_audit_log_is_one_line_naming_the_repair(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "audit.jsonl").write_text('{"data":{"decision":"allow"},"hash":"ab')  # a crash mid-write
-    r = run("--port", "0", "--state-dir", str(state))
+    log_dir = tmp_path / "state" / "audit" / "r1"
+    log_dir.mkdir(parents=True)
+    (log_dir / "audit.jsonl").write_text('{"data":{"decision":"allow"},"hash":"ab')  # a crash mid-write
+    r = run("--port", "0", "--state-dir", str(tmp_path / "state"), "--replica-id", "r1")
     assert_one_line_error(r, "the audit log cannot be opened", "the last line is torn")
-    assert f"bastion ledger repair {state / 'audit.jsonl'}" in r.stderr
+    assert f"bastion ledger repair {log_dir / 'audit.jsonl'}" in r.stderr
 
 
 def test_plain_http_to_a_remote_upstream_is_refused(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_plain_http_to_a_remote_upstream_is_refused(tmp_path: Path) -> None:
 
 def test_content_length_above_the_limit_is_refused_at_once_and_audited(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "http://127.0.0.1:9", max_upload_bytes=1000)
-    gw = Gateway("--upstreams", str(cfg))
+    gw = Gateway("--upstreams", str(cfg), "--replica-id", "r1")
     try:
         with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as s:
             s.sendall(
@@ -160,7 +160,8 @@ def test_content_length_above_the_limit_is_refused_at_once_and_audited(tmp_path:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
     assert json.loads(body)["error"]["code"] == "upload_too_large"
-    entries = [json.loads(x)["data"] for x in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "state" / "audit" / "r1" / "audit.jsonl").read_text().splitlines()
+    entries = [json.loads(x)["data"] for x in lines]
     assert entries[-1]["outcome"] == "refused_before_forwarding" and entries[-1]["declared_bytes"] == 10**10
     assert "sk-secret-client" not in json.dumps(entries) and "Traceback" not in log
 

@@ -12,7 +12,7 @@ import pytest
 
 from bastion.cli.main import main as bastion_main
 from bastion.errors import LedgerVerificationError
-from bastion.gateway.audit import AuditLog
+from bastion.gateway.audit import AuditLog, AuditUnavailable, audit_lock_path
 from bastion.gateway.audit_segments import sealed_path, sealed_segments, verify_audit
 
 _opened: list[str] | None = None
@@ -88,7 +88,8 @@ def test_start_up_reads_only_the_active_segment(log_dir: Path) -> None:
     assert len(sealed_segments(active)) == 15
     with OpenCounter() as opened:
         audit = AuditLog(active, segment_max_entries=5)
-    assert {p for p in opened if p.startswith(str(log_dir))} == {str(active)}
+    lock = str(audit_lock_path(active))  # opened to be locked, never read
+    assert {p for p in opened if p.startswith(str(log_dir)) and p != lock} == {str(active)}
     assert audit.segments_read == [active]
     write(audit, 1, start=63)  # and the chain continues from there
     audit.close()
@@ -101,7 +102,8 @@ def test_interrupted_rotation_resumes_from_the_last_sealed_segment(log_dir: Path
     active.rename(sealed_path(active, 6))
     with OpenCounter() as opened:
         audit = AuditLog(active, segment_max_entries=5)
-    files = {p for p in opened if p.startswith(str(log_dir)) and p != str(log_dir)}  # the dir is opened to fsync it
+    skip = {str(log_dir), str(audit_lock_path(active))}  # the dir is opened to fsync it, the lock to lock it
+    files = {p for p in opened if p.startswith(str(log_dir)) and p not in skip}
     assert files == {str(sealed_path(active, 6)), str(active)}
     write(audit, 2, start=23)
     audit.close()
@@ -173,3 +175,15 @@ def test_malformed_segment_header_is_a_clear_error(log_dir: Path) -> None:
         AuditLog(active)
     with pytest.raises(LedgerVerificationError, match="does not link"):
         verify_audit(log_dir)
+
+
+def test_a_second_writer_of_the_same_audit_dir_is_refused(tmp_path: Path) -> None:
+    first = AuditLog(tmp_path / "audit.jsonl")
+    try:
+        with pytest.raises(AuditUnavailable) as err:
+            AuditLog(tmp_path / "audit.jsonl")
+        assert "another gateway process is writing the audit log in" in err.value.message
+        assert "--replica-id" in (err.value.hint or "")
+    finally:
+        first.close()
+    AuditLog(tmp_path / "audit.jsonl").close()  # released on close: the next process may take it
