@@ -173,10 +173,11 @@ class Gateway:
         # configuration is checked above; only now are files and threads opened
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.state = open_state_store(
-            self.settings.state_dir,
+            self.settings.state_location,  # gateway.state_url (PostgreSQL for replicas) or the state dir
             part_key_env=self.settings.part_key_env,
             lease_s=self.settings.state_lease_s,
             idempotency_ttl_s=self.settings.idempotency_ttl_s,
+            pool_size=self.settings.state_pool_size,
         )
         # spools (scanned uploads waiting to be forwarded) live under the state dir; leftovers of an
         # interrupted run are removed now (raw data never outlives its request on disk) - unless a

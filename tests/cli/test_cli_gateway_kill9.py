@@ -44,7 +44,9 @@ def test_ids_given_to_clients_survive_kill_9(tmp_path: Path) -> None:
         finally:
             gw.proc.send_signal(signal.SIGKILL)  # no shutdown, no flush: what is on disk is all there is
             gw.proc.wait()
-    text = "\n".join(p.read_text() for p in sorted((tmp_path / "state").glob("audit*.jsonl")))
+    logs = sorted((tmp_path / "state").rglob("audit*.jsonl"))  # state/audit/<replica-id>/audit*.jsonl
+    assert logs, "no audit log written under the state dir"
+    text = "\n".join(p.read_text() for p in logs)
     recorded = set()
     for line in text.splitlines():
         data = json.loads(line).get("data", {})

@@ -1,5 +1,8 @@
 """tools/deploy-example: two replicas behind its proxy, the official SDK as the client, as real processes.
 
+Run with the SQLite state store (one machine) and with the machine's PostgreSQL (the replicas' shared
+store; its own database, dropped afterwards - skipped without a server unless BASTION_REQUIRE_POSTGRES=1).
+
 The proxy balances per connection, so a fresh client per call lands on the other replica: a file
 uploaded through one replica is accepted by the other when a job names it (the shared state store),
 both replicas audit what they did, and `bastion audit verify` checks the two logs as a set.
@@ -22,6 +25,9 @@ from bastion.gateway.audit_segments import verify_audit
 from bastion.gateway.serve import ServerThread
 from tests.gateway.gw_upstream import FakeOpenAI
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway" / "state"))
+from pg_support import PgServer, pg_server_or_skip
+
 ROOT = Path(__file__).resolve().parents[2]
 BASTION = str(Path(sys.executable).parent / "bastion")
 
@@ -33,11 +39,28 @@ def upstream() -> Iterator[tuple[FakeOpenAI, str]]:
         yield fake, srv.url
 
 
-def test_two_replicas_behind_the_proxy(tmp_path: Path, upstream: tuple[FakeOpenAI, str]) -> None:
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PgServer]:
+    server = pg_server_or_skip()
+    try:
+        yield server
+    finally:
+        server.drop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_args(request: pytest.FixtureRequest) -> list[str]:
+    if request.param == "sqlite":
+        return []
+    server: PgServer = request.getfixturevalue("pg_server")
+    return ["--state-url", server.new_schema_url()]
+
+
+def test_two_replicas_behind_the_proxy(tmp_path: Path, upstream: tuple[FakeOpenAI, str], state_args: list[str]) -> None:
     fake, url = upstream
     script = [sys.executable, str(ROOT / "tools" / "deploy-example")]
     proc = subprocess.Popen(
-        [*script, "--dir", str(tmp_path), "--port", "0", "--upstream", url],
+        [*script, "--dir", str(tmp_path), "--port", "0", "--upstream", url, *state_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
