@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from bastion.policies.errors import ScanError
@@ -44,6 +45,18 @@ class NotJson(BadNumber):
 class NeedsScan(Exception):
     """Raised by the validate-only decoder: the line holds a number whose text differs from its digits
     as scanned (exponent form), so it must take the full path."""
+
+
+# In a raw JSON line, a string holding JSON with a string inside (a key, or a string at any deeper level)
+# shows an escaped quote right after the string's start, a "{", "[" or "," (and JSON whitespace, which is
+# escaped inside strings). Lines without one hold no JSON-in-string that could break the rules (duplicate
+# keys, nesting depth) and may take the raw-line fast path; the others are decoded in full.
+NESTED_JSON_HINT = re.compile(rb'["{\[,](?: |\\[nrt])*\\+"')
+
+
+def may_hold_nested_json(raw: bytes) -> bool:
+    """False when the raw JSON line surely holds no JSON-in-string with a string inside (see above)."""
+    return b'\\"' in raw and NESTED_JSON_HINT.search(raw) is not None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -116,6 +129,8 @@ def number_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e17:
+            return str(int(value))  # 4915123456789.0 is scanned as 4915123456789
         return repr(value)
     return None
 

@@ -4,8 +4,10 @@ Numbers written with ``+`` (or ``00``) and a country code are recognised whateve
 national formats (``030 1234567``, ``06 12 34 56 78``, ``(415) 555-2671``) are tried for every configured
 region, whatever the order they are listed in. A cheap screen on the region's metadata (national prefix,
 possible lengths, number pattern) picks the regions worth parsing; a candidate is confirmed by ``parse`` +
-``is_valid_number``. A run holding several numbers (or a number next to other digits) is split by the
-engine, which tries every sub-run of its digit groups.
+``is_valid_number``. A value that is nothing but 10-15 digits (a JSON number such as
+``"phone": 4915123456789``) is also tried as an international number without its ``+``. A run holding
+several numbers (or a number next to other digits) is split by the engine, which tries every sub-run of
+its digit groups.
 """
 
 from __future__ import annotations
@@ -77,8 +79,6 @@ class PhoneDetector(Detector):
         if not bounded(text, start, end):
             return []
         regions = self._regions_for(window)
-        if not regions:
-            return []
         written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
             try:
@@ -87,4 +87,21 @@ class PhoneDetector(Detector):
                 continue
             if is_valid_number(number):
                 return [Hit(start, end, self)]
+        if _whole_value(text, start, end) and _E164_DIGITS.fullmatch(window):
+            # A whole value that is only digits ("phone": 4915123456789, a JSON number scanned as its
+            # digits): an international number written without its "+".
+            try:
+                number = parse("+" + window, None)
+            except NumberParseException:  # pragma: no cover - the shape is checked above
+                return []
+            if is_valid_number(number):
+                return [Hit(start, end, self)]
         return []
+
+
+_E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")
+
+
+def _whole_value(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a whole string of the record (strings are joined with NUL)."""
+    return (start == 0 or text[start - 1] == "\x00") and (end == len(text) or text[end] == "\x00")
