@@ -28,6 +28,9 @@ class Detector:
     priority: ClassVar[int] = 50
     # Whether find() may be run on the raw JSON line as a "could anything match" pre-filter.
     raw_safe: bool = True
+    # For "number" candidates: how many digits a value of this type can have (the engine does not ask
+    # about digit runs outside this range).
+    digit_range: ClassVar[tuple[int, int]] = (1, 99)
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec

@@ -110,11 +110,12 @@ def test_the_longest_integer_accepted() -> None:
 # -- duplicate keys ---------------------------------------------------------------------------------
 
 DUPLICATES = [
-    '{"a": 1, "a": 2}',
+    '{"a": 1, "a": 2, "m": "ana@example.es"}',
     '{"x": {"a": "ana@example.es", "a": "clean"}}',
-    '[{"k": 1}, {"k": 1, "k": 1}]',
+    '[{"k": 1}, {"k": 1, "k": "+49 30 901820"}]',
     json.dumps({"arguments": '{"to": "x", "to": "ana@example.es"}'}),
-    json.dumps({"a": json.dumps({"b": '{"c": 1, "c": 2}'})}),
+    json.dumps({"arguments": '{"to": "x", "to": "ana\\u0040example.es"}'}),
+    json.dumps({"a": json.dumps({"b": '{"c": "4111 1111 1111 1111", "c": 2}'})}),
 ]
 
 
@@ -125,6 +126,17 @@ def test_duplicate_keys_are_refused_at_every_level(engine: PolicyEngine, body: s
     with pytest.raises(ScanError, match="twice in one object") as info:
         scan_bytes(engine, b'{"ok": 1}\n' + body.encode() + b"\n")
     assert info.value.line == 2
+
+
+@pytest.mark.parametrize("body", ['{"a": 1, "a": 2}', json.dumps({"a": '{"c": 1, "c": 2}'})])
+def test_duplicate_keys_without_any_candidate(engine: PolicyEngine, body: str) -> None:
+    # A request body is always decoded in full: refused.
+    with pytest.raises(ScanError, match="twice in one object"):
+        scan_json_body(engine, body.encode())
+    # A JSONL line without a single candidate (at any nesting level) takes the raw-line fast path, which
+    # does not decode keys: it goes out byte-identical, and every copy of every key was seen clean.
+    out, summary = scan_bytes(engine, body.encode() + b"\n")
+    assert out == body.encode() + b"\n" and summary.findings == 0
 
 
 def test_a_pii_looking_duplicate_key_is_not_echoed(engine: PolicyEngine) -> None:
@@ -157,7 +169,7 @@ def test_nested_json_strings_are_decoded_to_the_bound(engine: PolicyEngine, leve
 
 
 def test_nesting_beyond_the_bound_is_refused_never_passed_unscanned(engine: PolicyEngine) -> None:
-    record = _nest({"to": "clean"}, MAX_NESTED_JSON_DEPTH + 1)
+    record = _nest({"to": "call 030 901820"}, MAX_NESTED_JSON_DEPTH + 1)
     with pytest.raises(ScanError, match="nested more than"):
         scan_json_value(engine, record)
     with pytest.raises(ScanError, match="nested more than") as info:
