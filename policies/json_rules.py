@@ -7,7 +7,8 @@
 * Integers longer than :data:`MAX_INT_DIGITS` digits are refused (Python refuses above 4,300 digits
   anyway, with a ``ValueError`` that must not surface as a crash).
 * Strings that hold JSON (objects, arrays or a JSON string, whitespace around allowed) are decoded and
-  scanned inside, to :data:`MAX_NESTED_JSON_DEPTH` levels; deeper nesting is refused, never passed unscanned.
+  scanned inside, to :data:`MAX_NESTED_JSON_DEPTH` levels; deeper nesting is refused, never passed unscanned;
+  duplicate keys inside are refused; a refused number inside makes the string text (scanned as text).
 
 Errors are :class:`~bastion.policies.errors.ScanError` (or the private exceptions below, which the scanner
 turns into one that names the line); no message contains the offending value.
@@ -126,7 +127,8 @@ _OPENERS = {"{": "}", "[": "]", '"': '"'}
 def decode_nested(value: str, depth: int) -> tuple[bool, Any]:
     """If ``value`` holds a JSON object, array or string (whitespace around allowed), ``(True, decoded)``;
     else ``(False, None)``. ``depth`` is how many JSON-in-string levels are already open. Raises
-    :class:`ScanError` for duplicate keys or refused numbers inside, and for nesting deeper than the bound."""
+    :class:`ScanError` for duplicate keys inside and for nesting deeper than the bound. A string that would
+    be JSON but for a refused number (``NaN``, ``1e400``, a huge integer) is scanned as text."""
     if len(value) < 2:
         return False, None
     first = value[0]
@@ -148,8 +150,8 @@ def decode_nested(value: str, depth: int) -> tuple[bool, Any]:
             f"a string holding JSON has the key {exc.key_repr} twice in one object",
             hint="duplicate keys are ambiguous (readers keep different copies); remove one",
         ) from None
-    except BadNumber as exc:
-        raise ScanError(f"a string holding JSON has {exc.args[0]}", hint="send the number as a string") from None
+    except BadNumber:
+        return False, None  # not JSON we can re-serialize (NaN, 1e400, a huge integer): scanned as text
     except RecursionError:
         raise ScanError("a string holding JSON is nested too deeply to scan") from None
     if isinstance(decoded, str) and first != '"':

@@ -96,11 +96,15 @@ def test_refused_numbers_in_jsonl(engine: PolicyEngine, number: str, why: str, p
     assert info.value.message.startswith("t.jsonl:2: record 2 ")
 
 
-def test_refused_numbers_inside_a_json_string(engine: PolicyEngine) -> None:
-    for number in ("1e400", "7" * 4301, "NaN"):
-        inner = json.dumps({"args": f'{{"x": {number}}}'})
-        with pytest.raises(ScanError, match="a string holding JSON"):
-            scan_json_body(engine, inner)
+@pytest.mark.parametrize("number", ["1e400", "7" * 4301, "NaN", "-Infinity"])
+def test_a_json_string_with_a_refused_number_is_scanned_as_text(engine: PolicyEngine, number: str) -> None:
+    # Not JSON that could be re-serialized: the string stays text, and is scanned as text (found by the
+    # fuzzer: a chat message "[NaN]" must not refuse the upload).
+    inner = json.dumps({"args": f'{{"x": {number}, "to": "ana@example.es"}}'})
+    res = scan_json_body(engine, inner)
+    assert json.loads(res.body) == {"args": f'{{"x": {number}, "to": "[EMAIL]"}}'}
+    out, _ = scan_bytes(engine, b'{"t": "[NaN]"}\n')
+    assert out == b'{"t": "[NaN]"}\n'
 
 
 def test_the_longest_integer_accepted() -> None:
