@@ -50,6 +50,11 @@ class Detector:
         """Standalone detection over one string."""
         return []
 
+    def takes_part(self, text: str, start: int, end: int) -> bool:
+        """Whether ``text[start:end]``, a part of a longer digit run, may be validated as this type
+        (checksummed types: always; see the phone detector)."""
+        return True
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.rule_id} -> {self.action}>"
 
