@@ -350,6 +350,15 @@ class PolicyEngine:
                             found.extend(hits)
                             floor = max(floor, *(h.end for h in hits))
                             break
+            elif kind == "iban":  # the candidate starts at the check digits: the country code is before them
+                pos = 0
+                while (tail := pattern.search(text, pos)) is not None:
+                    s = tail.start() - 2
+                    hits = []
+                    if s >= 0 and text[s : s + 2].isascii() and text[s : s + 2].isalpha() and touches(s, tail.end()):
+                        hits = self._validate(text, s, tail.end(), kind)
+                        found.extend(hits)
+                    pos = max(h.end for h in hits) if hits else tail.start() + 1
             elif kind == "ipv6":
                 for m in pattern.finditer(text):
                     if touches(m.start() - 5, m.end()):
