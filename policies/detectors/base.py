@@ -28,6 +28,9 @@ class Detector:
     priority: ClassVar[int] = 50
     # Whether find() may be run on the raw JSON line as a "could anything match" pre-filter.
     raw_safe: bool = True
+    # For "number" candidates: how many digits a value of this type can have (the engine does not ask
+    # about digit runs outside this range).
+    digit_range: ClassVar[tuple[int, int]] = (1, 99)
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec
@@ -47,6 +50,11 @@ class Detector:
         """Standalone detection over one string."""
         return []
 
+    def takes_part(self, text: str, start: int, end: int) -> bool:
+        """Whether ``text[start:end]``, a part of a longer digit run, may be validated as this type
+        (checksummed types: always; see the phone detector)."""
+        return True
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.rule_id} -> {self.action}>"
 
@@ -60,3 +68,10 @@ def bounded(text: str, start: int, end: int) -> bool:
     if start > 0 and is_word_char(text[start - 1]):
         return False
     return not (end < len(text) and is_word_char(text[end]))
+
+
+def digit_bounded(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is not glued to digits on either side (letters may touch it)."""
+    if start > 0 and text[start - 1].isdigit():
+        return False
+    return not (end < len(text) and text[end].isdigit())
