@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 
@@ -46,6 +47,10 @@ class Detector:
     def find(self, text: str) -> list[Hit]:
         """Standalone detection over one string."""
         return []
+
+    def find_many(self, texts: Sequence[str]) -> list[list[Hit]]:
+        """Standalone detection over the strings of one record; detectors that batch (NER) override it."""
+        return [self.find(t) for t in texts]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.rule_id} -> {self.action}>"

@@ -9,7 +9,10 @@ import pytest
 from bastion.errors import PolicyError
 from bastion.policies import PolicyEngine, list_packs, load_policy, load_policy_text
 
-DETECTOR_TYPES = "email, phone, iban, payment_card, national_id, ip_address, regex, keywords"
+DETECTOR_TYPES = (
+    "email, phone, iban, payment_card, national_id, ip_address, regex, keywords, date_of_birth, person_name, "
+    "street_address, ner"
+)
 
 BAD_POLICIES = [
     (
