@@ -21,10 +21,19 @@ import re
 from typing import Any
 
 from bastion.policies.detectors.base import Detector, Hit
-from bastion.policies.detectors.lexicon import CAP_WORD, LOWER_CLASS, UPPER_CLASS
+from bastion.policies.detectors.lexicon import CAP_WORD, LOWER_CLASS, UPPER_CLASS, WordList, trie_regex
 
 _LETTERS = r"[^\W\d_]"
-_HOUSE = r"\d{1,4}(?:[ ]?[A-Za-z](?![^\W\d_]))?(?:[-/]\d{1,4}[A-Za-z]?)?(?![\d,.]\d)(?!\d)"
+# A house number ("12", "12a", "12 B", "10/12", "4-6", Iberian "S/N" = no number), then an optional flat or
+# floor ("Appartamento 2", "Apt. 5", "Piano 1", "Whg. 3", "m. 4").
+_UNIT = (
+    r"(?:,?[ \t]+(?:Apt\.?|Apartment|Appartamento|Piano|Interno|Scala|Flat|Suite|Unit|Wohnung|Whg\.|Piso|Puerta"
+    r"|Esc\.|Bloco|Andar|Apto\.?|lok\.|m\.)[ \t]*\d{1,4}[A-Za-z]?(?!\d))?"
+)
+_HOUSE = (
+    rf"(?:\d{{1,4}}(?:[ ]?[A-Za-z](?![^\W\d_]))?(?:[-/]\d{{1,4}}[A-Za-z]?)?(?![\d,.]\d)(?!\d)|[Ss]/[Nn](?![^\W_]))"
+    rf"{_UNIT}"
+)
 _SP = r"[ \t]+"
 _CAPS = rf"{CAP_WORD}(?:[ \t]+{CAP_WORD}){{0,3}}"
 _LINK = (
@@ -229,7 +238,8 @@ _POSTCODE = (
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})"
 )
 _TOWN_PARTICLE = r"(?:da|de|do|dos|das|la|le|les|lès|sur|sous|en|am|an|der|bei|im|di|del|della|y|aan|op|upon|on)"
-_TOWN = rf"{CAP_WORD}(?:(?:[ \t]+|-)(?:{_TOWN_PARTICLE}(?:[ \t]+|-))?{CAP_WORD}){{0,3}}"
+_TOWN_WORD = rf"{UPPER_CLASS}[^\W\d_]*(?:['’][^\W\d_]+)*"
+_TOWN = rf"{_TOWN_WORD}(?:(?:[ \t]+|-)(?:{_TOWN_PARTICLE}(?:[ \t]+|-))?{_TOWN_WORD}){{0,3}}"
 _TOWN_TAIL = re.compile(
     rf"(?:,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)(?:{_POSTCODE}[ \t]+{_TOWN}|{_TOWN}[ \t]*,?[ \t]+{_POSTCODE}(?![\w-]))"
 )
@@ -237,7 +247,20 @@ _TOWN_TAIL = re.compile(
 _FORMS = re.compile(
     "|".join(f"(?:{f})" for f in (_SUFFIX_FORM, _SEPARATE_FORM, f"(?P<prefix>{_PREFIX_FORM})", _FR_FORM, _EN_FORM))
 )
-_QUICK = re.compile(r"\d")
+# Anchors: every form has a street-type word. Windows around them are all the full pattern sees (Python's
+# ``re`` is slow on the big alternation; the anchors are one trie pass over the lower-cased text).
+_ANCHOR_WORDS = WordList(
+    list(_PREFIX_WORDS)
+    + [w.lower().replace("?", "") for w in _EN_TYPES.split("|")]
+    + [w.lower()[:-2] for w in _EN_TYPES.split("|") if w.endswith("s?")]
+    + ["harbor", "harbors", "harbour"]
+    + ["rue", "avenue", "boulevard", "place", "allée", "chemin", "impasse", "quai", "route", "cours", "square"]
+    + ["passage", "voie", "faubourg", "sentier", "esplanade", "straße", "strasse", "str.", "weg", "gasse", "platz"]
+    + ["allee", "ring", "damm", "ufer", "chaussee", "straat", "laan", "plein", "gracht", "kade", "singel", "dijk"]
+    + ["gatan", "vägen", "torget"]
+)
+_ANCHOR_SUFFIX = re.compile(r"(?:" + trie_regex(sorted({s.lower() for s in _SUFFIXES})) + r")[ \t]*(?:nr\.?\s*)?\d")
+_BEFORE, _AFTER = 60, 90
 
 
 class StreetAddressDetector(Detector):
@@ -250,11 +273,34 @@ class StreetAddressDetector(Detector):
         self.with_town: bool = getattr(spec, "with_town", True)
 
     def find(self, text: str) -> list[Hit]:
-        if len(text) < 6 or _QUICK.search(text) is None:
+        if len(text) < 6:
             return []
+        low = text.lower()
+        anchors = [m.span() for m in _ANCHOR_WORDS.finditer(text, low)]
+        if len(low) == len(text):
+            anchors += [m.span() for m in _ANCHOR_SUFFIX.finditer(low)]
+        else:
+            anchors += [m.span() for m in re.finditer(_ANCHOR_SUFFIX.pattern, text, re.IGNORECASE)]
+        if not anchors:
+            return []
+        windows: list[tuple[int, int]] = []
+        for s, e in sorted(anchors):
+            lo, hi = max(0, s - _BEFORE), min(len(text), e + _AFTER)
+            if windows and lo <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
+            else:
+                windows.append((lo, hi))
         out: list[Hit] = []
         last = -1
-        for m in _FORMS.finditer(text):
+        for lo, hi in windows:
+            self._scan(text, max(lo, last), hi, out)
+            if out:
+                last = out[-1].end
+        return out
+
+    def _scan(self, text: str, lo: int, hi: int, out: list[Hit]) -> None:
+        last = lo
+        for m in _FORMS.finditer(text, lo, hi):
             start, end = m.start(), m.end()
             if start < last:
                 continue
@@ -267,4 +313,3 @@ class StreetAddressDetector(Detector):
                 end = tail.end()
             out.append(Hit(start, end, self))
             last = end
-        return out

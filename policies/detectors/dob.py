@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from bastion.policies.detectors.base import Detector, Hit
-from bastion.policies.detectors.lexicon import UPPER_CLASS, words_pattern
+from bastion.policies.detectors.lexicon import WordList, trie_regex
 
 # Month names and common abbreviations in the nine languages (lower case; accents optional where writers
 # commonly drop them). Polish has the genitive forms used in dates ("12 marca").
@@ -129,7 +130,7 @@ _MONTHS: dict[int, tuple[str, ...]] = {
     ),
 }
 MONTH_NUMBER: dict[str, int] = {name: num for num, names in _MONTHS.items() for name in names}
-_MONTH = "(?:" + "|".join(re.escape(m) for m in sorted(MONTH_NUMBER, key=len, reverse=True)) + r")(?![^\W\d_])\.?"
+_MONTH = "(?:" + trie_regex(sorted(MONTH_NUMBER)) + r")(?![^\W\d_])\.?"
 
 _DAY_SUFFIX = r"(?:st|nd|rd|th|er|re|e|º|°|\.)?"
 _DATE = re.compile(
@@ -146,7 +147,7 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 
-_BIRTH_BEFORE = words_pattern(
+_BIRTH_BEFORE = WordList(
     [
         # en
         "born",
@@ -221,20 +222,21 @@ _BIRTH_BEFORE = words_pattern(
         "data nasc.",
     ]
 )
-_AGE = re.compile(
+_AGE_PATTERN = (
     r"(?<![\w.])(?:"
     r"(?:aged?|alter:?|âgée?\s+de|edad:?|età:?|leeftijd:?|wiek:?|ålder:?|idade:?)\s*\d{1,3}"
     r"|\d{1,3}\s*(?:-\s*)?(?:years?(?:\s*-?\s*old)?|yrs?|y/o|jahre?n?(?:\s+alt)?|j\.|jährige[rn]?|ans|años|anni"
     r"|jaar|lat|år|anos)"
-    r")(?![^\W\d_])",
-    re.IGNORECASE,
+    r")(?![^\W\d_])"
 )
+_AGE = re.compile(_AGE_PATTERN, re.IGNORECASE)
+_AGE_LOWER = re.compile(_AGE_PATTERN)  # on lower-cased text: much faster than IGNORECASE
 _WINDOW = 48
 _AFTER = 24
-# The end of a sentence: '.', '!' or '?' and a space before a capital letter; "geb. 12.03.1985" or
-# "Nr. 5" (a digit follows) are not sentence ends. Context never reaches across one.
-_SENTENCE_END = re.compile(rf"[.!?]\s+(?={UPPER_CLASS})|\n")
-_VERSION = re.compile(r"(?:version|vers\.|ver\.|v\.?|release|build)\s*$", re.IGNORECASE)
+_BEFORE_WORD = 12  # a date at most this far before a birth word ("12.03.1985 (DOB)", "am 12.03.1985 geboren")
+# Between a birth word and its date there is no end of sentence or clause.
+_CLAUSE_END = re.compile(r"[.!?;]\s|\n")
+_VERSION = re.compile(r"(?:version|vers\.|ver\.|v\.?|release|build)\s*$", re.IGNORECASE)  # "version 15.11.76"
 _YEAR_NOW = _dt.date.today().year
 _YEARISH = re.compile(r"\d\d")  # every date form has two adjacent digits (the year)
 
@@ -256,10 +258,10 @@ def _year(text: str) -> int:
     return year
 
 
-def date_spans(text: str) -> list[tuple[int, int]]:
-    """Every valid date (1900 .. this year) written in ``text``, as (start, end); no context applied."""
+def date_spans(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """Every valid date (1900 .. this year) written in ``text[lo:hi]``, as (start, end); no context applied."""
     out: list[tuple[int, int]] = []
-    for m in _DATE.finditer(text):
+    for m in _DATE.finditer(text, lo, len(text) if hi is None else hi):
         g = m.groupdict()
         if g["d1"] is not None:
             ok = _valid(int(g["d1"]), MONTH_NUMBER[g["m1"].lower().rstrip(".")], int(g["y1"]))
@@ -276,23 +278,8 @@ def date_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def has_birth_context(text: str, start: int, end: int, window: int = _WINDOW) -> bool:
-    """Whether a birth word is shortly before ``text[start:end]`` (or just after it), or an age phrase
-    on either side, within the same line."""
-    lo = max(0, start - window)
-    before = text[lo:start]
-    if _VERSION.search(before):
-        return False  # "version 15.11.76"
-    ends = [m.end() for m in _SENTENCE_END.finditer(before)]
-    if ends:
-        before = before[ends[-1] :]
-    if _BIRTH_BEFORE.search(before) or _AGE.search(before):
-        return True
-    after = text[end : min(len(text), end + _AFTER)]
-    first = _SENTENCE_END.search(after)
-    if first is not None:
-        after = after[: first.start()]
-    return bool(_BIRTH_BEFORE.search(after) or _AGE.search(after))
+def _same_sentence(text: str, a: int, b: int) -> bool:
+    return _CLAUSE_END.search(text, a, b) is None
 
 
 class DateOfBirthDetector(Detector):
@@ -309,4 +296,38 @@ class DateOfBirthDetector(Detector):
     def find(self, text: str) -> list[Hit]:
         if len(text) < 6 or _YEARISH.search(text) is None:
             return []
-        return [Hit(s, e, self) for s, e in date_spans(text) if has_birth_context(text, s, e, self.window)]
+        # Birth words and age phrases are rare: dates are looked for only in windows around them, and each
+        # birth word claims the first date after it (or the one just before it: "am 12.03.1985 geboren").
+        low = text.lower()
+        births = [m.span() for m in _BIRTH_BEFORE.finditer(text, low)]
+        ages = [m.span() for m in (_AGE_LOWER.finditer(low) if len(low) == len(text) else _AGE.finditer(text))]
+        if not births and not ages:
+            return []
+        dates: list[tuple[int, int]] = []
+        for lo, hi in _merge((s - _AFTER - 40, e + self.window + 40) for s, e in sorted(births + ages)):
+            dates.extend(d for d in date_spans(text, lo, min(hi, len(text))) if not dates or d[0] >= dates[-1][1])
+        if not dates:
+            return []
+        chosen: set[tuple[int, int]] = set()
+        for s, e in births:
+            after = next((d for d in dates if d[0] >= e), None)
+            if after is not None and after[0] - e <= self.window and _same_sentence(text, e, after[0]):
+                chosen.add(after)
+            before = next((d for d in reversed(dates) if d[1] <= s), None)
+            if before is not None and s - before[1] <= _BEFORE_WORD and _same_sentence(text, before[1], s):
+                chosen.add(before)
+        for s, e in ages:  # "45 Jahre, 12.03.1979" / "12.03.1979 (45 years)"
+            near = [d for d in dates if abs(d[0] - e) <= self.window or abs(s - d[1]) <= _AFTER]
+            chosen.update(d for d in near if _same_sentence(text, min(e, d[1]), max(s, d[0])))
+        return [Hit(s, e, self) for s, e in sorted(chosen) if not _VERSION.search(text, max(0, s - 12), s)]
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        s = max(s, 0)
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out

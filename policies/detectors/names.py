@@ -22,7 +22,7 @@ from typing import Any
 
 from bastion.policies.detectors.base import Detector, Hit
 from bastion.policies.detectors.gazetteer import Gazetteer, load_gazetteer
-from bastion.policies.detectors.lexicon import CAP_WORD, words_pattern
+from bastion.policies.detectors.lexicon import CAP_WORD, UPPER_CLASS, WordList
 
 # Lower-case particles inside names ("Ludwig van Beethoven", "María de la Cruz", "Anne ter Horst").
 _PARTICLE = (
@@ -237,29 +237,22 @@ _SIGNOFFS = [
     "melhores cumprimentos",
 ]
 
-_TITLE_RE = re.compile(
-    r"(?<![^\W_])(?:(?i:"
-    + "|".join(re.escape(t) for t in sorted(set(_TITLES), key=len, reverse=True))
-    + ")|"
-    + "|".join(re.escape(t) for t in sorted(set(_TITLES_CASED), key=len, reverse=True))
-    + r")"
-    rf"(?:(?<=\.)|(?![^\W_]))[ \t]+(?=(?:{_PARTICLE}[ \t]+)?{CAP_WORD})"
-)
-_LABEL_RE = words_pattern([w + ":" for w in _LABELS] + [w + " :" for w in _LABELS])
-_INTRO_RE = words_pattern(_INTROS)
-_SIGNOFF_RE = re.compile(words_pattern(_SIGNOFFS).pattern + r"[ \t]*[,!.]?[ \t]*\n?[ \t]*", re.IGNORECASE)
-# All four kinds of context in one pass over the text (the group name says which one matched).
-_TRIGGERS = re.compile(
-    "|".join(
-        f"(?P<{name}>{pattern.pattern})" if name == "title" else f"(?P<{name}>(?i:{pattern.pattern}))"
-        for name, pattern in (
-            ("title", _TITLE_RE),
-            ("label", _LABEL_RE),
-            ("intro", _INTRO_RE),
-            ("signoff", _SIGNOFF_RE),
-        )
-    )
-)
+# Every context word or phrase, lower case, and which kind it is. One pass of a trie over the lower-cased
+# text finds them all (see lexicon.WordList); what must follow each kind is checked after.
+_KIND: dict[str, str] = {}
+for _kind, _words in (
+    ("title", _TITLES + _TITLES_CASED),
+    ("label", [w + ":" for w in _LABELS] + [w + " :" for w in _LABELS]),
+    ("intro", _INTROS),
+    ("signoff", _SIGNOFFS),
+):
+    for _w in _words:
+        _KIND.setdefault(" ".join(_w.lower().split()), _kind)
+_TRIGGERS = WordList(_KIND)
+_CASED = frozenset(_TITLES_CASED)
+_CASED_LOWER = frozenset(t.lower() for t in _TITLES_CASED) - frozenset(t.lower() for t in _TITLES)
+_AFTER_TITLE = re.compile(rf"(?<=\.)[ \t]*|[ \t]+(?=(?:{_PARTICLE}[ \t]+)?{UPPER_CLASS})")
+_AFTER_SIGNOFF = re.compile(r"[ \t]*(?:[,!][ \t]*\n?|\n)[ \t]*")  # "Regards,\nAnna Lis" / "Regards\nAnna Lis"
 # Capitalised words that follow an introduction but are not names ("I am Very happy" is rare; "I am In").
 _NOT_NAMES = frozenset(
     str.split(
@@ -316,8 +309,22 @@ class PersonNameDetector(Detector):
         spans: list[tuple[int, int]] = []
         if self.use_context:
             for m in _TRIGGERS.finditer(text):
-                kind = m.lastgroup
-                span = _name_at(text, m.end(), min_words=2 if kind == "signoff" else 1)
+                kind = _KIND.get(" ".join(m.group().split()), "")
+                pos = m.end()
+                if kind == "title":
+                    word = text[m.start() : m.end()]
+                    if word.lower() in _CASED_LOWER and word not in _CASED:
+                        continue  # "me", "don", "m." in lower case: ordinary words
+                    after = _AFTER_TITLE.match(text, pos)
+                    if after is None:
+                        continue
+                    pos = after.end()
+                elif kind == "signoff":
+                    after = _AFTER_SIGNOFF.match(text, pos)
+                    if after is None:
+                        continue
+                    pos = after.end()
+                span = _name_at(text, pos, min_words=2 if kind == "signoff" else 1)
                 if span is None:
                     continue
                 several = " " in text[span[0] : span[1]]
