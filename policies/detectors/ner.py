@@ -22,8 +22,14 @@ from typing import Any, Protocol
 
 from bastion.errors import ConfigError
 from bastion.policies.detectors.base import Detector, Hit
+from bastion.policies.detectors.gazetteer import load_gazetteer
 
 Span = tuple[int, int, str]
+_PERSON_LABELS = frozenset({"PER", "PERSON", "persName"})
+_PARTICLE_WORDS = dict.fromkeys(
+    ["van", "von", "de", "der", "den", "da", "das", "do", "dos", "di", "del", "della", "du", "des", "la", "le", "ter"],
+    True,
+)
 _EXTRA_HINT = "install the extra with `pip install 'bastion-provenance[ner]'`"
 
 
@@ -63,14 +69,22 @@ class SpacyEngine:
 ENGINES: dict[str, type[SpacyEngine]] = {"spacy": SpacyEngine}
 
 
+# The languages of the EU: a string is guessed among these (and those there are models for), so German text
+# is known as German and skipped when there is only an English and a French model.
+EU_LANGUAGES = (
+    "bg cs da de el en es et fi fr ga hr hu it lt lv mt nl pl pt ro sk sl sv".split()  # noqa: SIM905
+)
+
+
 class LanguageGuesser:
-    """py3langid restricted to the languages there are models for."""
+    """py3langid over the EU languages plus those there are models for."""
 
     def __init__(self, languages: Sequence[str]) -> None:
         from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
         self._ident = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=False)
-        self._ident.set_languages(list(languages))
+        known = set(self._ident.nb_classes)
+        self._ident.set_languages(sorted(known & (set(EU_LANGUAGES) | set(languages))))
 
     def guess(self, text: str) -> str:
         return str(self._ident.classify(text)[0])
@@ -98,8 +112,7 @@ _local = threading.local()
 
 def _init_worker(engine: str, models: dict[str, str], batch_size: int) -> None:
     _local.engine = ENGINES[engine](models, batch_size)
-    _local.guesser = LanguageGuesser(sorted(models)) if len(models) > 1 else None
-    _local.only = next(iter(models)) if len(models) == 1 else None
+    _local.guesser = LanguageGuesser(sorted(models))
 
 
 def _run_batch(
@@ -107,10 +120,10 @@ def _run_batch(
 ) -> list[list[Span]]:
     if getattr(_local, "engine", None) is None:  # threads of a thread pool have no initializer state
         _init_worker(engine, models, batch_size)
-    guesser: LanguageGuesser | None = _local.guesser
+    guesser: LanguageGuesser = _local.guesser
     by_lang: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
-        lang = guesser.guess(text) if guesser is not None else _local.only
+        lang = guesser.guess(text)
         if lang not in models:
             if default_language is None:
                 continue
@@ -148,6 +161,9 @@ class NerDetector(Detector):
         self.workers: int = spec.workers
         self.pool_kind: str = spec.pool
         self._pool: Executor | None = None
+        # Person labels get a plausibility filter (see _plausible_name); other labels are reported as found.
+        self.person = bool(self.labels & _PERSON_LABELS)
+        self._gazetteer = load_gazetteer() if self.person and importlib.util.find_spec("faker") else None
         self._lock = threading.Lock()
 
     def _executor(self) -> Executor:
@@ -200,5 +216,27 @@ class NerDetector(Detector):
             futures.append((idx, fut))
         for idx, fut in futures:
             for i, spans in zip(idx, fut.result(), strict=True):
-                out[i] = [Hit(s, e, self) for s, e, label in spans if label in self.labels and e > s]
+                text = texts[i]
+                out[i] = [
+                    Hit(s, e, self)
+                    for s, e, label in spans
+                    if label in self.labels and e > s and (not self.person or self._plausible_name(text[s:e]))
+                ]
         return out
+
+    def _plausible_name(self, span: str) -> bool:
+        """Small models also label lorem ipsum, product codes and sentence-initial words as persons. A name
+        here has no digits or '@', and is two or more capitalised words (particles such as 'van' or 'de'
+        aside) or one word that the name lists know."""
+        if any(ch.isdigit() or ch in "@/_#" for ch in span):
+            return False
+        words = span.split()
+        if not words or len(words) > 6:
+            return False
+        caps = [w for w in words if w[0].isupper()]
+        if len(caps) != len([w for w in words if not _PARTICLE_WORDS.get(w.lower())]):
+            return False
+        if len(caps) >= 2:
+            return True
+        g = self._gazetteer
+        return g is not None and (g.is_given(caps[0]) or g.is_surname(caps[0]))
