@@ -261,6 +261,7 @@ _ANCHOR_WORDS = WordList(
 )
 _ANCHOR_SUFFIX = re.compile(r"(?:" + trie_regex(sorted({s.lower() for s in _SUFFIXES})) + r")[ \t]*(?:nr\.?\s*)?\d")
 _BEFORE, _AFTER = 60, 90
+_QUICK = re.compile(r"\d|[Ss]/[Nn]")  # every form has a house number or postcode, or "S/N"
 
 
 class StreetAddressDetector(Detector):
@@ -273,7 +274,7 @@ class StreetAddressDetector(Detector):
         self.with_town: bool = getattr(spec, "with_town", True)
 
     def find(self, text: str) -> list[Hit]:
-        if len(text) < 6:
+        if len(text) < 6 or _QUICK.search(text) is None:
             return []
         low = text.lower()
         anchors = [m.span() for m in _ANCHOR_WORDS.finditer(text, low)]

@@ -33,6 +33,8 @@ _PARTICLE = (
 # name never runs across a line break into the next line's first word.
 _NAME_SEQ = rf"{CAP_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]*)?{CAP_WORD}){{0,3}}"
 _NAME_SEQ_RE = re.compile(_NAME_SEQ)
+# Two to four capitalised words: what the name lists are asked about (single words never are).
+_NAME_PAIR_RE = re.compile(rf"{CAP_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]*)?{CAP_WORD}){{1,3}}")
 
 # Titles written capitalised or not ("pan Nowak", "il dott. Rossi"): a capitalised word must follow.
 _TITLES = [
@@ -343,10 +345,8 @@ class PersonNameDetector(Detector):
     def _gazetteer_spans(self, text: str) -> list[tuple[int, int]]:
         assert self.gazetteer is not None
         out: list[tuple[int, int]] = []
-        for m in _NAME_SEQ_RE.finditer(text):
+        for m in _NAME_PAIR_RE.finditer(text):
             words = m.group().split()
-            if len(words) < 2:
-                continue
             # Find a given name followed (possibly after more given names or particles) by a surname.
             for i, w in enumerate(words[:-1]):
                 if not self.gazetteer.is_given(w):
