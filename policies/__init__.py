@@ -14,11 +14,21 @@ from bastion.policies.engine import Finding, PolicyEngine, RecordScan, Residency
 from bastion.policies.errors import ScanError
 from bastion.policies.loader import list_packs, load_policy, load_policy_text, policy_from_mapping
 from bastion.policies.model import Policy
-from bastion.policies.scanner import DEFAULT_MAX_LINE_BYTES, JsonlScanner, RecordDetail, ScanSummary
+from bastion.policies.scanner import (
+    DEFAULT_MAX_LINE_BYTES,
+    JsonlScanner,
+    JsonScan,
+    RecordDetail,
+    ScanSummary,
+    parse_json_strict,
+    scan_json_body,
+    scan_json_value,
+)
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "Finding",
+    "JsonScan",
     "JsonlScanner",
     "Policy",
     "PolicyEngine",
@@ -30,5 +40,8 @@ __all__ = [
     "list_packs",
     "load_policy",
     "load_policy_text",
+    "parse_json_strict",
     "policy_from_mapping",
+    "scan_json_body",
+    "scan_json_value",
 ]

@@ -1,9 +1,16 @@
 """The policy engine: find personal data in every string of a record, decide, and redact.
 
-Per record, all strings (values and object keys, and the strings inside strings that hold JSON, such as
-tool-call ``arguments``) are joined with NUL and the policy's combined candidate regex runs once over
-them; only candidates are validated (checksums, phone metadata, ``ipaddress``). Custom regex and keyword
-detectors then run per string. Findings carry positions and types, never the matched text.
+Per record, all strings (values and object keys, JSON numbers as their digit strings, and the strings
+inside strings that hold JSON, such as tool-call ``arguments``) are joined with NUL. The built-in detectors
+match on the normalised view of that text (see :mod:`bastion.policies.detectors.normalize`): the policy's
+candidate regexes run once per kind and only candidates are validated (checksums, phone metadata,
+``ipaddress``). Candidates are found independently of each other: a digit run is tried whole and as every
+sub-run of its digit groups, an IBAN or e-mail candidate never hides the next one, and a run overlapping an
+e-mail or IBAN is still tried. Conflicts are resolved after validation: when validated spans overlap, the
+stricter action wins (a card inside two "phones" is a card), then the checksummed type, then the longer span.
+Redacted text is scanned again until nothing new of a redact/block rule appears (a value next to a redacted
+one can become visible only after redaction). Custom regex and keyword detectors run per string on the
+original text. Findings carry positions (in the original text) and types, never the matched text.
 """
 
 from __future__ import annotations
@@ -13,18 +20,26 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from bastion.policies import prefilter
+from bastion.policies import prefilter as _prefilter
 from bastion.policies.detectors import Detector, Hit, build_detectors
-from bastion.policies.detectors.candidates import IPV4_SHAPE, passes
+from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
+from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
+from bastion.policies.detectors.normalize import View, needs_view
 from bastion.policies.detectors.regex import RegexDetector
+from bastion.policies.json_rules import decode_nested, number_text
 from bastion.policies.model import ACTION_ORDER, Policy
 
 _SEP = "\x00"
-_NESTED_JSON_DEPTH = 2
+# No identifier we know has more digits than a payment card (19); longer runs are only tried as sub-runs.
+_MAX_DIGITS = 19
+_MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
+# Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
+_MAX_RESCANS = 3
 PathPart = str | int
+Prefilter = Literal["auto", "hyperscan", "re"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +85,12 @@ class ResidencyDecision:
 class _Owner:
     """A string that holds a JSON document we decoded and scanned inside."""
 
-    __slots__ = ("container", "decoded", "dirty", "key", "parent")
+    __slots__ = ("container", "dirty", "holder", "key", "parent")
 
     def __init__(self, container: Any, key: PathPart, decoded: Any, parent: _Owner | None) -> None:
         self.container = container
         self.key = key
-        self.decoded = decoded
+        self.holder = [decoded]
         self.parent = parent
         self.dirty = False
 
@@ -95,10 +110,29 @@ class _Slot:
 
 
 class PolicyEngine:
-    """Applies one :class:`~bastion.policies.model.Policy` to records."""
+    """Applies one :class:`~bastion.policies.model.Policy` to records.
 
-    def __init__(self, policy: Policy) -> None:
+    The fast paths are public knobs (results never depend on them; tests run both ways):
+
+    * ``prefilter``: ``"auto"`` (Hyperscan when installed and ``BASTION_NO_HYPERSCAN`` is unset),
+      ``"hyperscan"`` (required: ``RuntimeError`` when it cannot be used) or ``"re"`` (pure Python);
+    * ``kind_gate``: skip candidate passes whose necessary shape does not occur in a record;
+    * ``raw_line_fast_path``: let the scanner only validate (not scan) raw JSONL lines that the
+      pre-filter calls clean.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        prefilter: Prefilter = "auto",
+        kind_gate: bool = True,
+        raw_line_fast_path: bool = True,
+    ) -> None:
+        if prefilter not in ("auto", "hyperscan", "re"):
+            raise ValueError(f"prefilter must be 'auto', 'hyperscan' or 're', not {prefilter!r}")
         self.policy = policy
+        self.prefilter_mode: Prefilter = prefilter
         self.detectors: list[Detector] = build_detectors(policy)
         self._by_kind: dict[str, list[Detector]] = {}
         for det in sorted(self.detectors, key=lambda d: d.priority):
@@ -106,18 +140,30 @@ class PolicyEngine:
                 self._by_kind.setdefault(kind, []).append(det)
         self._passes = passes(set(self._by_kind))
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
-        self._raw_ok = all(d.raw_safe for d in self._standalone)
+        self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
         # Custom regexes (context-free ones only, else _raw_ok is False) pre-filter lines without backslashes.
         self._raw_regexes = [d.pattern for d in self._standalone if isinstance(d, RegexDetector)]
+        kinds = [kind for kind, _ in self._passes]
+        native = {"auto": None, "hyperscan": True, "re": False}[prefilter]
         self._native = None
-        if self._raw_ok:
+        if self._raw_ok and native is not False:
             keywords = [
                 (d.spec.keywords, d.spec.case_sensitive) for d in self._standalone if isinstance(d, KeywordsDetector)
             ]
-            self._native = prefilter.build([kind for kind, _ in self._passes], keywords)
-        self._gate = prefilter.build_gate([kind for kind, _ in self._passes]) if len(self._passes) > 1 else None
+            self._native = _prefilter.build(kinds, keywords, required=native is True)
+        self._gate = _prefilter.build_gate(kinds, native=native) if kind_gate and len(self._passes) > 1 else None
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
+
+    @property
+    def raw_line_fast_path(self) -> bool:
+        """Whether raw JSONL lines the pre-filter calls clean are only validated (not scanned)."""
+        return self._raw_ok
+
+    @property
+    def kind_gate(self) -> bool:
+        """Whether candidate passes are skipped when their necessary shape is absent."""
+        return self._gate is not None
 
     # -- detection -------------------------------------------------------------------------------
 
@@ -125,13 +171,14 @@ class PolicyEngine:
         """Cheap test on a raw JSON line: False means no string in it can produce a finding.
 
         Sound because candidate patterns never span characters that JSON escapes (see
-        ``detectors/candidates.py``); lines with ``\\u`` or ``\\/`` escapes always take the full path.
+        ``detectors/candidates.py``); lines with ``\\u`` or ``\\/`` escapes, or with characters that the
+        normalised view changes, always take the full path.
         Custom regexes may match anything (quotes, backslashes, newlines), so with any of them a line with a
         backslash always takes the full path; without one, every decoded string (and key) is a substring of
         the raw line, and a context-free pattern (no anchors or look-arounds, see
         :func:`~bastion.policies.detectors.regex.context_free`) that matches in a string matches in the line.
         """
-        if not self._raw_ok or "\\u" in raw_json_text or "\\/" in raw_json_text:
+        if not self._raw_ok or "\\u" in raw_json_text or "\\/" in raw_json_text or needs_view(raw_json_text):
             return True
         for _, pattern in self._passes:
             if pattern.search(raw_json_text):
@@ -141,17 +188,19 @@ class PolicyEngine:
         return self._may_match_regexes(raw_json_text)
 
     def _may_contain_screened(self, raw_json_text: str, raw_bytes: bytes) -> bool:
-        """Exactly :meth:`may_contain`, but the slow ``re`` passes (``alnum``, ``number``: a character class
-        at every position) run only when a cheap screen of the line's bytes finds their necessary shape (see
+        """Exactly :meth:`may_contain`, but the slow ``re`` passes (a character class at every position)
+        run only when a cheap screen of the line's bytes finds their necessary shape (see
         ``prefilter.SCREENS``)."""
         if not self._raw_ok or b"\\u" in raw_bytes or b"\\/" in raw_bytes:
             return True
+        if not raw_bytes.isascii() and needs_view(raw_json_text):
+            return True
         shapes: bytes | None = None
         for kind, pattern in self._passes:
-            screen = prefilter.SCREENS.get(kind)
+            screen = _prefilter.SCREENS.get(kind)
             if screen is not None:
                 if shapes is None:
-                    shapes = raw_bytes.translate(prefilter.SHAPE_TABLE)
+                    shapes = raw_bytes.translate(_prefilter.SHAPE_TABLE)
                 if not screen.search(shapes):
                     continue  # no candidate of this kind can occur
             if pattern.search(raw_json_text):
@@ -167,9 +216,11 @@ class PolicyEngine:
 
     def may_contain_line(self, raw_json_text: str, raw_bytes: bytes) -> bool:
         """:meth:`may_contain` for a line given both as text and as its (valid) UTF-8 bytes; uses the
-        Hyperscan pre-filter when it is available (see :mod:`bastion.policies.prefilter`)."""
+        Hyperscan pre-filter when it is in use (see :mod:`bastion.policies.prefilter`)."""
         if self._native is None:
             return self._may_contain_screened(raw_json_text, raw_bytes)
+        if not raw_bytes.isascii() and needs_view(raw_json_text):
+            return True
         # The database also matches the \\u and \\/ escapes; custom regexes stay with ``re``.
         return self._native.hit(raw_bytes) or self._may_match_regexes(raw_json_text)
 
@@ -179,10 +230,14 @@ class PolicyEngine:
         if self._native is None:
             return self.may_contain_line
         hit = self._native.checker()
-        if not self._raw_regexes:
-            return lambda _text, raw_bytes: hit(raw_bytes)
         may_match_regexes = self._may_match_regexes
-        return lambda text, raw_bytes: hit(raw_bytes) or may_match_regexes(text)
+
+        def check(text: str, raw_bytes: bytes) -> bool:
+            if not raw_bytes.isascii() and needs_view(text):
+                return True
+            return hit(raw_bytes) or may_match_regexes(text)
+
+        return check
 
     @property
     def native_prefilter(self) -> bool:
@@ -194,80 +249,143 @@ class PolicyEngine:
         return self._find_many([text])[0]
 
     def _find_many(self, texts: list[str]) -> list[list[Hit]]:
+        """Resolved hits per text, such that the redacted texts yield no new redact/block hit."""
+        per_text = self._find_once(texts)
+        todo = [i for i, hits in enumerate(per_text) if any(h.detector.action != "allow" for h in hits)]
+        rounds = 0
+        while todo:
+            rounds += 1
+            redacted = [_redact_map(texts[i], per_text[i]) for i in todo]
+            again = self._find_once([r.text for r in redacted])
+            nxt: list[int] = []
+            for i, red, hits in zip(todo, redacted, again, strict=True):
+                new = [
+                    Hit(*red.to_original(h.start, h.end), h.detector, h.scheme)
+                    for h in hits
+                    if h.detector.action != "allow"
+                ]
+                new = [h for h in new if not red.covered(h.start, h.end)]
+                if not new:
+                    continue
+                if rounds >= _MAX_RESCANS:  # pragma: no cover - no known input needs this many rounds
+                    strictest = _strictest([*per_text[i], *new])
+                    per_text[i] = [Hit(0, len(texts[i]), strictest.detector, strictest.scheme)]
+                    continue
+                per_text[i] = _absorb(per_text[i], new)
+                nxt.append(i)
+            todo = nxt
+        return per_text
+
+    def _find_once(self, texts: list[str]) -> list[list[Hit]]:
         per_text: list[list[Hit]] = [[] for _ in texts]
         if self._passes:
             joined = _SEP.join(texts)
-            starts: list[int] | None = None
-            found: list[Hit] = []
-            present = self._gate.present(joined) if self._gate is not None else None
-            for kind, pattern in self._passes:
-                if present is not None and kind not in present:
-                    continue  # no candidate of this kind can occur (see prefilter.KindGate)
-                for m in pattern.finditer(joined):
-                    s, e = m.start(), m.end()
-                    if found and kind == "number" and any(h.start < e and s < h.end for h in found):
-                        continue  # digits inside an IBAN, email or IPv6 address already found
-                    found.extend(self._validate(joined, s, e, kind))
+            view = View(joined)
+            found = self._candidates(view.text)
             if found:
-                starts = []
+                starts: list[int] = []
                 pos = 0
                 for t in texts:
                     starts.append(pos)
                     pos += len(t) + 1
+                identity = view.identity
                 for hit in found:
-                    i = bisect_right(starts, hit.start) - 1
+                    s, e = (hit.start, hit.end) if identity else view.span(hit.start, hit.end)
+                    i = bisect_right(starts, s) - 1
                     base = starts[i]
-                    if hit.end <= base + len(texts[i]):
-                        per_text[i].append(Hit(hit.start - base, hit.end - base, hit.detector, hit.scheme))
+                    if e <= base + len(texts[i]):
+                        per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
         if self._standalone:
             for i, t in enumerate(texts):
                 for det in self._standalone:
                     per_text[i].extend(det.find(t))
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
 
+    def _candidates(self, text: str) -> list[Hit]:
+        """Validated hits of every candidate kind in ``text`` (the view), overlapping ones included."""
+        found: list[Hit] = []
+        present = self._gate.present(text) if self._gate is not None else None
+        for kind, pattern in self._passes:
+            if present is not None and kind not in present:
+                continue  # no candidate of this kind can occur (see prefilter.KindGate)
+            if kind == "number":
+                for m in pattern.finditer(text):
+                    found.extend(self._number_run(text, m.start(), m.end()))
+            elif kind == "email":
+                floor = 0  # a local part never reaches back into the previous address
+                for m in pattern.finditer(text):
+                    for det in self._by_kind[kind]:
+                        if isinstance(det, EmailDetector):
+                            hits = det.validate_after(text, m.start(), m.end(), floor)
+                        else:  # pragma: no cover - only the email detector takes email candidates
+                            hits = det.validate(text, m.start(), m.end(), kind)
+                        if hits:
+                            found.extend(hits)
+                            floor = max(floor, *(h.end for h in hits))
+                            break
+            elif kind == "ipv6":
+                for m in pattern.finditer(text):
+                    found.extend(self._validate(text, m.start(), m.end(), kind))
+            else:  # letter-led codes: a candidate that fails may hide the start of the next one
+                pos = 0
+                while (code := pattern.search(text, pos)) is not None:
+                    hits = self._validate(text, code.start(), code.end(), kind)
+                    found.extend(hits)
+                    pos = max(h.end for h in hits) if hits else code.start() + 1
+        return found
+
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
-        if kind == "number" and end - start < 6 and not IPV4_SHAPE.fullmatch(text, start, end):
-            return []  # fewer than 6 digits: nothing we know is that short, except an IPv4 address
         for det in self._by_kind.get(kind, ()):
             hits = det.validate(text, start, end, kind)
             if hits:
                 return hits
-        if kind == "number" and text[start] == "(":
-            return self._validate(text, start + 1, end, kind)  # "(4111 1111 1111 1111)"
-        if kind == "number" and " " in text[start:end]:
-            return self._split_groups(text, start, end)
         return []
 
-    def _split_groups(self, text: str, start: int, end: int) -> list[Hit]:
-        """A long digit run that is not one identifier: try runs of its space-separated groups."""
-        bounds: list[tuple[int, int]] = []
-        pos = start
-        for part in text[start:end].split(" "):
-            if part:
-                bounds.append((pos, pos + len(part)))
-            pos += len(part) + 1
-        if len(bounds) < 2 or len(bounds) > 8:
+    def _validate_number(self, text: str, start: int, end: int, digits: int) -> list[Hit]:
+        if digits < _MIN_DIGITS and not IPV4_SHAPE.fullmatch(text, start, end):
             return []
-        out: list[Hit] = []
-        i = 0
-        while i < len(bounds):
-            found = False
-            for j in range(len(bounds) - 1, i - 1, -1):
-                if i == 0 and j == len(bounds) - 1:
-                    continue  # the whole run was already tried
-                s, e = bounds[i][0], bounds[j][1]
-                for det in self._by_kind.get("number", ()):
-                    hits = det.validate(text, s, e, "number")
-                    if hits:
-                        out.extend(hits)
-                        found = True
-                        break
-                if found:
-                    i = j + 1
+        hits = self._validate(text, start, end, "number")
+        if not hits and text[start] == "(":
+            return self._validate_number(text, start + 1, end, digits)  # "(4111 1111 1111 1111)"
+        return hits
+
+    def _number_run(self, text: str, start: int, end: int) -> list[Hit]:
+        """A digit run tried as a whole and, unless that is one identifier, as every sub-run of its digit
+        groups (split on every separator): longest valid sub-run per starting group."""
+        tokens = [(m.start(), m.end()) for m in NUMBER_TOKEN.finditer(text, start, end)]
+        letter = [text[s].isalpha() for s, _ in tokens]
+        counts = [
+            0 if is_letter else e - s - (text[s] == "+") for (s, e), is_letter in zip(tokens, letter, strict=True)
+        ]
+        total = sum(counts)
+        found: list[Hit] = []
+        if total <= _MAX_DIGITS:
+            found = self._validate_number(text, start, end, total)
+            if found and (len(tokens) == 1 or found[0].detector.action == "block" or total < 14):
+                return found  # one identifier (a card cannot hide in fewer than 14 digits beside it)
+        if len(tokens) == 1:
+            return found
+        for i in range(len(tokens)):
+            if letter[i]:
+                continue
+            digits = 0
+            ends: list[tuple[int, int]] = []  # (j, digits of tokens i..j)
+            for j in range(i, len(tokens)):
+                digits += counts[j]
+                if digits > _MAX_DIGITS:
                     break
-            if not found:
-                i += 1
-        return out
+                ends.append((j, digits))
+                if letter[j]:
+                    break
+            for j, d in reversed(ends):
+                s, e = tokens[i][0], tokens[j][1]
+                if s == start and e == end:
+                    continue  # the whole run, tried above
+                hits = self._validate_number(text, s, e, d)
+                if hits:
+                    found.extend(hits)
+                    break
+        return found
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -389,15 +507,12 @@ def _collect(
     depth: int,
 ) -> None:
     if isinstance(value, str):
-        if depth < _NESTED_JSON_DEPTH and len(value) > 1 and value[0] in "{[" and value[-1] in "}]":
-            try:
-                decoded = json.loads(value)
-            except ValueError:
-                decoded = None
-            if isinstance(decoded, (dict, list)):
+        if len(value) > 1:
+            nested, decoded = decode_nested(value, depth)
+            if nested:
                 inner = _Owner(container, key, decoded, owner)
                 owners.append(inner)
-                _collect(decoded, None, 0, (*path, "<json>"), slots, owners, inner, depth + 1)
+                _collect(decoded, inner.holder, 0, (*path, "<json>"), slots, owners, inner, depth + 1)
                 return
         slots.append(_Slot(value, container, key, False, path, owner))
     elif isinstance(value, dict):
@@ -408,6 +523,10 @@ def _collect(
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _collect(v, value, i, (*path, i), slots, owners, owner, depth)
+    else:
+        digits = number_text(value)
+        if digits is not None:  # a JSON number, scanned as its digit string; redacted, it becomes a string
+            slots.append(_Slot(digits, container, key, False, path, owner))
 
 
 def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Owner]) -> None:
@@ -416,9 +535,7 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
         spans = [h for h in hits if h.detector.action != "allow"]
         if not spans:
             continue
-        text = slot.text
-        for h in sorted(spans, key=lambda h: h.start, reverse=True):
-            text = text[: h.start] + h.detector.placeholder + text[h.end :]
+        text = _redact_map(slot.text, spans).text
         if slot.is_key:
             renames.setdefault(id(slot.container), (slot.container, {}))[1][str(slot.key)] = text
         else:
@@ -444,21 +561,134 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
             key = own.key
             if isinstance(key, str):
                 key = final.get(id(own.container), {}).get(key, key)
-            own.container[key] = json.dumps(own.decoded, ensure_ascii=False)
+            own.container[key] = json.dumps(own.holder[0], ensure_ascii=False)
             if own.parent is not None:
                 own.parent.dirty = True
 
 
+def _rank_key(h: Hit) -> tuple[int, int, int, int]:
+    """Which of two overlapping hits wins: the stricter action, then the detector's priority (checksummed
+    types before phone numbers), then the longer span, then the earlier one."""
+    return (-ACTION_ORDER[h.detector.action], h.detector.priority, h.start - h.end, h.start)
+
+
+def _strictest(hits: list[Hit]) -> Hit:
+    return min(hits, key=_rank_key)
+
+
 def _resolve(hits: list[Hit]) -> list[Hit]:
-    """Keep non-overlapping hits: earliest first, then longest, then by detector priority."""
-    hits.sort(key=lambda h: (h.start, h.start - h.end, h.detector.priority))
+    """Non-overlapping hits. Overlapping redact/block hits are merged into one hit over their union, typed
+    by the winner (see :func:`_rank_key`): every valid reading of the text is covered, and the stricter
+    action wins (a card inside two "phones" is a card). Report-only (allow) hits never overlap one of those;
+    among themselves the winner of each conflict is kept."""
+    acting = sorted((h for h in hits if h.detector.action != "allow"), key=lambda h: h.start)
     out: list[Hit] = []
-    last_end = -1
-    for h in hits:
-        if h.start >= last_end:
-            out.append(h)
-            last_end = h.end
+    group: list[Hit] = []
+    group_end = -1
+    for h in acting:
+        if group and h.start >= group_end:
+            out.append(_merged(group))
+            group = []
+        group.append(h)
+        group_end = max(group_end, h.end) if len(group) > 1 else h.end
+    if group:
+        out.append(_merged(group))
+    if len(out) != len(hits):
+        starts = [h.start for h in out]
+        ends = [h.end for h in out]
+        kept: list[Hit] = []
+        for h in sorted((h for h in hits if h.detector.action == "allow"), key=_rank_key):
+            k = bisect_right(starts, h.start)
+            if (k > 0 and ends[k - 1] > h.start) or (k < len(starts) and starts[k] < h.end):
+                continue  # overlaps a hit already kept
+            starts.insert(k, h.start)
+            ends.insert(k, h.end)
+            kept.append(h)
+        out.extend(kept)
+        out.sort(key=lambda h: h.start)
     return out
+
+
+def _merged(group: list[Hit]) -> Hit:
+    if len(group) == 1:
+        return group[0]
+    best = _strictest(group)
+    return Hit(min(h.start for h in group), max(h.end for h in group), best.detector, best.scheme)
+
+
+def _absorb(hits: list[Hit], new: list[Hit]) -> list[Hit]:
+    """``hits`` plus ``new``: a new hit overlapping existing ones replaces them by one hit over the union,
+    of the strictest detector among them (so the union is redacted)."""
+    out = list(hits)
+    for n in new:
+        overlapping = [h for h in out if h.start < n.end and n.start < h.end]
+        if not overlapping:
+            out.append(n)
+            continue
+        group = [*overlapping, n]
+        best = _strictest(group)
+        for h in overlapping:
+            out.remove(h)
+        out.append(Hit(min(h.start for h in group), max(h.end for h in group), best.detector, best.scheme))
+    out.sort(key=lambda h: h.start)
+    return out
+
+
+class _Redacted:
+    """A text with its redact/block spans replaced by placeholders, and the map back to the original."""
+
+    __slots__ = ("orig_ends", "orig_starts", "red_ends", "red_starts", "text")
+
+    def __init__(self, text: str, spans: list[Hit]) -> None:
+        self.orig_starts: list[int] = []
+        self.orig_ends: list[int] = []
+        self.red_starts: list[int] = []
+        self.red_ends: list[int] = []
+        pieces: list[str] = []
+        last = 0
+        pos = 0
+        for h in sorted(spans, key=lambda h: h.start):
+            if h.start < last:  # pragma: no cover - resolved hits do not overlap
+                continue
+            pieces.append(text[last : h.start])
+            pos += h.start - last
+            placeholder = h.detector.placeholder
+            pieces.append(placeholder)
+            self.orig_starts.append(h.start)
+            self.orig_ends.append(h.end)
+            self.red_starts.append(pos)
+            pos += len(placeholder)
+            self.red_ends.append(pos)
+            last = h.end
+        pieces.append(text[last:])
+        self.text = "".join(pieces)
+
+    def to_original(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of the redacted span ``[start, end)`` (a placeholder maps to what it replaced)."""
+        k = bisect_right(self.red_starts, start) - 1
+        if k < 0:
+            s = start
+        elif start < self.red_ends[k]:
+            s = self.orig_starts[k]
+        else:
+            s = start + self.orig_ends[k] - self.red_ends[k]
+        k = bisect_right(self.red_starts, end - 1) - 1
+        if k < 0:
+            e = end
+        elif end <= self.red_ends[k]:
+            e = self.orig_ends[k]
+        else:
+            e = end + self.orig_ends[k] - self.red_ends[k]
+        return s, e
+
+    def covered(self, start: int, end: int) -> bool:
+        """Whether the original span ``[start, end)`` lies inside one redacted span."""
+        k = bisect_right(self.orig_starts, start) - 1
+        return k >= 0 and end <= self.orig_ends[k]
+
+
+def _redact_map(text: str, hits: list[Hit]) -> _Redacted:
+    return _Redacted(text, [h for h in hits if h.detector.action != "allow"])
 
 
 def _format_path(path: tuple[PathPart, ...], is_key: bool) -> str:

@@ -8,7 +8,11 @@ repeat bounds, no look-arounds), so they match at least wherever the ``re`` cand
 answer may be "yes" more often, never "no" where the ``re`` path would say "yes". Lines that pass go
 down the same full path either way, so findings and output do not depend on whether it is installed.
 
-Set ``BASTION_NO_HYPERSCAN=1`` to turn it off.
+Set ``BASTION_NO_HYPERSCAN=1`` to turn it off, or choose per engine:
+``PolicyEngine(policy, prefilter="re" | "hyperscan" | "auto")``.
+
+Lines holding characters that the normalised view changes (see ``detectors/normalize.py``) always take
+the full path; the patterns here only need to cover ASCII text.
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ from typing import Any
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
+    "iban": rb"[A-Za-z]{2}[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": (
-        rb"[A-Z](?:[A-Z][0-9]{2}(?: ?[A-Z0-9]){10}"
-        rb"|[0-9]{7}-?[A-Z]"
+        rb"[A-Z](?:[0-9]{7}-?[A-Z]"
         rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
     ),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
-    "number": rb"[+(0-9](?:[ \x{00a0}.\-/()]{0,3}[0-9]){3}",
+    "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
 
@@ -40,23 +44,26 @@ _ODD_CASE_FOLDS = rb"[\x{0130}\x{0131}\x{017f}\x{212a}]"
 def _shape_table() -> bytes:
     table = bytearray(b" " * 256)
     table[ord("A") : ord("Z") + 1] = b"A" * 26
+    table[ord("a") : ord("z") + 1] = b"a" * 26
     table[ord("0") : ord("9") + 1] = b"0" * 10
-    for ch in b" .-/)\xc2\xa0":  # number separators; U+00A0 is C2 A0 in UTF-8 (other bytes C2/A0: harmless)
+    for ch in b" ._-/)":  # number separators
         table[ch] = ord("s")
     table[ord("(")] = ord("(")  # starts a number and separates digits
     table[ord("+")] = ord("+")
     return bytes(table)
 
 
-# Without Hyperscan: a line's UTF-8 bytes mapped to shapes (A = ASCII capital, 0 = ASCII digit, s or ( = number
-# separator byte) and screened with patterns that start with a literal (fast in ``re``). Each screen is a
-# necessary condition for its candidate pattern: "alnum" needs a capital followed by a capital and two digits,
-# seven digits or five capitals; "number" needs three digits each separated by at most three separator
-# characters (at most six bytes).
+# Without Hyperscan: a line's UTF-8 bytes mapped to shapes (A = ASCII capital, a = ASCII small letter,
+# 0 = ASCII digit, s or ( = number separator) and screened with patterns that start with a literal (fast in
+# ``re``). Each screen is a necessary condition for its candidate pattern on the normalised view, for texts
+# whose view is the text itself (the engine checks that first): "iban" needs two letters and two digits,
+# "alnum" a capital followed by seven digits or five capitals; "number" three digits each separated by at
+# most eight separator characters.
 SHAPE_TABLE = _shape_table()
 SCREENS: dict[str, re.Pattern[bytes]] = {
-    "alnum": re.compile(rb"A(?:A00|0{7}|A{5})"),
-    "number": re.compile(rb"0(?:[s(]{0,6}0){2}"),
+    "iban": re.compile(rb"[Aa][Aa]00"),
+    "alnum": re.compile(rb"A(?:0{7}|A{5})"),
+    "number": re.compile(rb"0(?:[s(]{0,8}0){2}"),
 }
 
 
@@ -169,16 +176,18 @@ class ScreenGate:
         return {k for k in self.kinds if k not in SCREENS} | {k for k, s in self._screened if s.search(shapes)}
 
 
-def build_gate(kinds: Sequence[str]) -> KindGate | ScreenGate | None:
+def build_gate(kinds: Sequence[str], *, native: bool | None = None) -> KindGate | ScreenGate | None:
     """A :class:`KindGate`, or a :class:`ScreenGate` when hyperscan is not installed or disabled; None when
-    no kind is screened (then every pass runs)."""
+    no kind is screened (then every pass runs). ``native``: None = Hyperscan when available and
+    ``BASTION_NO_HYPERSCAN`` is unset; True = Hyperscan or ``RuntimeError``; False = never Hyperscan."""
     if not any(k in SCREENS for k in kinds):
         return None
-    if not os.environ.get("BASTION_NO_HYPERSCAN"):
+    if native is True or (native is None and not os.environ.get("BASTION_NO_HYPERSCAN")):
         try:
             return KindGate(kinds)
-        except Exception:  # not installed, or unsupported CPU
-            pass
+        except Exception as exc:  # not installed, or unsupported CPU
+            if native is True:
+                raise RuntimeError(f"the Hyperscan kind gate cannot be used: {exc}") from exc
     return ScreenGate(kinds)
 
 
@@ -186,14 +195,21 @@ def _stop(*_: Any) -> bool:
     return True  # stop at the first match: the line goes down the full path
 
 
-def build(kinds: Sequence[str], keywords: Sequence[tuple[Sequence[str], bool]]) -> HyperscanPrefilter | None:
+def build(
+    kinds: Sequence[str], keywords: Sequence[tuple[Sequence[str], bool]], *, required: bool = False
+) -> HyperscanPrefilter | None:
     """A Hyperscan pre-filter, or None when hyperscan is not installed, disabled, or cannot take a keyword
-    (case-insensitive non-ASCII keywords are left to the ``re`` path: Hyperscan folds case for ASCII only)."""
-    if os.environ.get("BASTION_NO_HYPERSCAN"):
+    (case-insensitive non-ASCII keywords are left to the ``re`` path: Hyperscan folds case for ASCII only).
+    With ``required``, those cases raise ``RuntimeError`` instead (and the environment switch is ignored)."""
+    if os.environ.get("BASTION_NO_HYPERSCAN") and not required:
         return None
     if any(not cs and not all(w.isascii() for w in words) for words, cs in keywords):
+        if required:
+            raise RuntimeError("Hyperscan cannot take case-insensitive non-ASCII keywords")
         return None
     try:
         return HyperscanPrefilter(kinds, keywords)
-    except Exception:  # not installed, unsupported CPU, or a pattern it rejects: use the re path
+    except Exception as exc:  # not installed, unsupported CPU, or a pattern it rejects: use the re path
+        if required:
+            raise RuntimeError(f"the Hyperscan pre-filter cannot be used: {exc}") from exc
         return None

@@ -1,9 +1,13 @@
 """Streaming JSONL scanning: bytes in, redacted bytes out, bounded memory.
 
 Lines are split on ``\\n`` (a byte that never occurs inside a multi-byte UTF-8 sequence), so chunks may
-be cut anywhere. Each complete line is decoded (strict UTF-8, strict JSON), scanned by the engine and
+be cut anywhere. Each complete line is decoded (strict UTF-8, strict JSON by the rules of
+:mod:`bastion.policies.json_rules`), scanned by the engine and
 written back: byte-identical when nothing was redacted, re-serialized JSON otherwise. At most one line
 (``max_line_bytes``) is buffered.
+
+Single JSON documents (request bodies) go through :func:`scan_json_body` (or :func:`parse_json_strict` +
+:func:`scan_json_value`), which apply the same rules.
 """
 
 from __future__ import annotations
@@ -11,10 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from bastion.policies.engine import PolicyEngine, RecordScan
 from bastion.policies.errors import ScanError
+from bastion.policies.json_rules import (
+    FAST_DECODER,
+    MAX_INT_DIGITS,
+    STRICT_DECODER,
+    BadNumber,
+    DuplicateKey,
+    NeedsScan,
+    NotJson,
+    decode,
+    may_hold_nested_json,
+)
 from bastion.policies.model import ACTION_ORDER
 
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -263,15 +278,17 @@ class JsonlScanner:
             return None  # blank line: no record, passed through as is
         summary.records += 1
         record_no = summary.records
-        if not self._may_contain(text, body):
+        if not self._may_contain(text, body) and not may_hold_nested_json(body):
             try:
-                _decode(_FAST_DECODER, text)  # validate only
+                decode(FAST_DECODER, text)  # validate only
+                return None
+            except NeedsScan:
+                pass  # a number in exponent form: its digits as scanned are not in the raw line
             except Exception:
-                self._parse(text, line_no, record_no, fast=True)  # the same error again, reported
+                self._parse(text, line_no, record_no)  # the same error again, reported
                 raise  # pragma: no cover - _parse always raises here
-            return None
         engine = self.engine
-        obj = self._parse(text, line_no, record_no, fast=False)
+        obj = self._parse(text, line_no, record_no)
         try:
             res = engine.scan_record(obj, record_no, copy_record=False)
         except RecursionError:
@@ -281,6 +298,16 @@ class JsonlScanner:
                     source=self.source,
                     line=line_no,
                     record=record_no,
+                )
+            )
+        except ScanError as exc:  # a string holding JSON breaks the JSON rules (see json_rules)
+            self._fail(
+                ScanError(
+                    f"record {record_no}: {exc.message}",
+                    source=self.source,
+                    line=line_no,
+                    record=record_no,
+                    hint=exc.hint,
                 )
             )
         self.last_results.append(res)
@@ -294,45 +321,20 @@ class JsonlScanner:
             encoded = _ASCII_ENCODER.encode(res.record).encode("ascii")
         return prefix + encoded
 
-    def _parse(self, text: str, line_no: int, record_no: int, *, fast: bool) -> Any:
+    def _parse(self, text: str, line_no: int, record_no: int) -> Any:
         try:
-            return _decode(_FAST_DECODER if fast else _CHECKING_DECODER, text)
-        except json.JSONDecodeError as exc:
+            return decode(STRICT_DECODER, text)
+        except (json.JSONDecodeError, DuplicateKey, BadNumber, RecursionError) as exc:
+            problem = _json_problem(exc)
             self._fail(
                 ScanError(
-                    f"record {record_no} is not valid JSON: {exc.msg} (column {exc.colno})",
+                    f"record {record_no} {problem.message}",
                     source=self.source,
                     line=line_no,
                     record=record_no,
-                    hint="each line must be one complete JSON value",
+                    hint=problem.hint,
                 )
             )
-        except _DuplicateKey as exc:
-            self._fail(
-                ScanError(
-                    f"record {record_no} has the key {exc.key_repr} twice in one object",
-                    source=self.source,
-                    line=line_no,
-                    record=record_no,
-                    hint="duplicate keys are ambiguous (readers keep different copies); remove one",
-                )
-            )
-        except _BadConstant as exc:
-            self._fail(
-                ScanError(
-                    f"record {record_no} is not valid JSON: {exc.args[0]} is not a JSON number",
-                    source=self.source,
-                    line=line_no,
-                    record=record_no,
-                )
-            )
-        except RecursionError:
-            self._fail(
-                ScanError(
-                    f"record {record_no} is nested too deeply", source=self.source, line=line_no, record=record_no
-                )
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _account(self, res: RecordScan, line_no: int) -> None:
         s = self.summary
@@ -361,50 +363,100 @@ class JsonlScanner:
                 s.details_truncated = True
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        # Keys are usually field names; still, never echo a long or PII-looking key.
-        self.key_repr = repr(key) if len(key) <= 40 and key.isprintable() and "@" not in key else "(a long key)"
+class _Problem(NamedTuple):
+    message: str  # completes "record N ..." / "the JSON body ..."
+    hint: str | None
 
 
-class _BadConstant(ValueError):
-    pass
+def _json_problem(exc: BaseException) -> _Problem:
+    """What is wrong with a JSON text, in words that never quote it."""
+    if isinstance(exc, json.JSONDecodeError):
+        return _Problem(
+            f"is not valid JSON: {exc.msg} (column {exc.colno})", "each line must be one complete JSON value"
+        )
+    if isinstance(exc, DuplicateKey):
+        return _Problem(
+            f"has the key {exc.key_repr} twice in one object",
+            "duplicate keys are ambiguous (readers keep different copies); remove one",
+        )
+    if isinstance(exc, NotJson):
+        return _Problem(f"is not valid JSON: {exc.args[0]}", "use null or a string for special values")
+    if isinstance(exc, BadNumber):
+        return _Problem(
+            f"is not accepted: {exc.args[0]}",
+            "JSON numbers must be finite and at most "
+            f"{MAX_INT_DIGITS} digits long; send longer or special values as strings",
+        )
+    return _Problem("is nested too deeply", None)
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _DuplicateKey(k)
-            seen.add(k)
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise _BadConstant(name)
-
-
-def _decode(decoder: json.JSONDecoder, text: str) -> Any:
-    """``decoder.decode(text)`` without its two whitespace regex calls in the common case."""
+def parse_json_strict(data: bytes | str, *, source: str = "<body>") -> Any:
+    """Decode one JSON document by the JSON rules (see :mod:`bastion.policies.json_rules`): strict UTF-8
+    (no BOM), duplicate keys refused at every level, ``NaN``/``Infinity``/overflowing numbers and integers
+    over ``MAX_INT_DIGITS`` digits refused. Raises :class:`ScanError` (never ``ValueError`` or
+    ``RecursionError``); the message never quotes the document."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ScanError(
+                f"the JSON document is not valid UTF-8 (byte {exc.start + 1})", source=source, hint="send UTF-8"
+            ) from None
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        raise ScanError("the JSON document starts with a byte order mark", source=source, hint="send it without one")
     try:
-        obj, end = decoder.raw_decode(text)
-    except json.JSONDecodeError:
-        if text[:1].isspace():
-            return decoder.decode(text)  # leading whitespace: let decode() skip it (or report the error)
-        raise
-    if end != len(text) and not text[end:].isspace():
-        while text[end] in " \t\r\n":
-            end += 1
-        raise json.JSONDecodeError("Extra data", text, end)
-    return obj
+        return decode(STRICT_DECODER, text)
+    except (json.JSONDecodeError, DuplicateKey, BadNumber, RecursionError) as exc:
+        problem = _json_problem(exc)
+        raise ScanError(f"the JSON document {problem.message}", source=source, hint=problem.hint) from None
 
 
-# Built once: json.loads(text, **options) would build a decoder per line.
-_FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_CHECKING_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+def scan_json_value(engine: PolicyEngine, value: Any, *, index: int = 1, source: str = "<body>") -> RecordScan:
+    """Scan one decoded JSON value (from :func:`parse_json_strict`) with the JSON rules: every string and
+    key, JSON numbers as their digit strings (a redacted number becomes a string such as ``"[PHONE]"``),
+    JSON inside strings decoded and scanned to ``MAX_NESTED_JSON_DEPTH`` levels. ``value`` is not modified:
+    ``.record`` of the result is a redacted copy, or ``value`` itself when nothing changed.
+    Raises :class:`ScanError` for JSON inside strings that breaks the rules or is nested too deeply."""
+    try:
+        return engine.scan_record(value, index)
+    except ScanError as exc:
+        raise ScanError(exc.message, source=source, hint=exc.hint) from None
+    except RecursionError:
+        raise ScanError("the JSON document is nested too deeply to scan", source=source) from None
+
+
+@dataclass(slots=True)
+class JsonScan:
+    """Result of :func:`scan_json_body`: ``body`` is what may be forwarded (when ``result.action`` allows):
+    the input bytes when nothing was redacted, else the redacted document as compact UTF-8 JSON."""
+
+    result: RecordScan
+    body: bytes
+
+    @property
+    def action(self) -> str:
+        return self.result.action
+
+    @property
+    def changed(self) -> bool:
+        return self.result.changed
+
+
+def scan_json_body(engine: PolicyEngine, data: bytes | str, *, index: int = 1, source: str = "<body>") -> JsonScan:
+    """:func:`parse_json_strict` + :func:`scan_json_value` + serialization. Raises :class:`ScanError`."""
+    value = parse_json_strict(data, source=source)
+    res = scan_json_value(engine, value, index=index, source=source)
+    if not res.changed:
+        body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        return JsonScan(res, body)
+    try:
+        return JsonScan(res, _ENCODER.encode(res.record).encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates from \ud800-style escapes: keep them escaped
+        return JsonScan(res, _ASCII_ENCODER.encode(res.record).encode("ascii"))
+
+
 # What json.dumps(obj, ensure_ascii=...) builds per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True)

@@ -65,3 +65,10 @@ def bounded(text: str, start: int, end: int) -> bool:
     if start > 0 and is_word_char(text[start - 1]):
         return False
     return not (end < len(text) and is_word_char(text[end]))
+
+
+def digit_bounded(text: str, start: int, end: int) -> bool:
+    """True when ``text[start:end]`` is not glued to digits on either side (letters may touch it)."""
+    if start > 0 and text[start - 1].isdigit():
+        return False
+    return not (end < len(text) and text[end].isdigit())

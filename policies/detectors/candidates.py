@@ -1,38 +1,47 @@
 """The cheap pre-filter shared by all built-in detectors.
 
-One regex per *candidate kind* is run over all strings of a record (joined with NUL, which no pattern can
-cross). Each pattern starts with a literal or a small character class so the
-regex engine skips quickly over ordinary prose; the exact checks (checksums, phone metadata,
-``ipaddress``) run only on what it returns.
+One regex per *candidate kind* is run over the normalised view (see :mod:`.normalize`) of all strings of a
+record (joined with NUL, which no pattern can cross). Each pattern starts with a literal or a small
+character class so the regex engine skips quickly over ordinary prose; the exact checks (checksums, phone
+metadata, ``ipaddress``) run only on what it returns.
 
 Invariant relied on by the raw-line fast path of the engine: no pattern uses a lookbehind, and no pattern
 contains ``"``, ``\\``, newline, tab or other characters that JSON escapes. So every candidate in a decoded
-string is also a candidate in the raw JSON text of the line (when the line has no ``\\u`` / ``\\/`` escapes).
+string is also a candidate in the raw JSON text of the line (when the line has no ``\\u`` / ``\\/`` escapes
+and no character that normalisation changes).
 """
 
 from __future__ import annotations
 
 import re
 
+# Characters between the digit groups of a number ("4111 1111", "030/901820", "4111_1111", "(030) 90").
+NUMBER_SEPARATORS = " ._/()-"
+_SEP = r"[ ._/()\-]"
+
 # Each pattern starts with a literal or a small ASCII character class, so that the regex engine skips
 # ordinary prose quickly (one pass per kind is much faster than one alternation, which has no prefix).
 CANDIDATE_PATTERNS: dict[str, str] = {
     # From the '@' forwards; the local part is found backwards by the email detector.
     "email": r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
-    # Letter-led identifiers: IBAN, Spanish NIE, Italian codice fiscale.
+    # IBAN in any case, groups separated by single spaces, dashes or dots.
+    "iban": r"[A-Za-z]{2}[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10,34}",
+    # Letter-led identifiers: Spanish NIE, Italian codice fiscale.
     "alnum": (
-        r"[A-Z](?:[A-Z][0-9]{2}(?: ?[A-Z0-9]){10,34}"
-        r"|[0-9]{7}-?[A-Z]"
+        r"[A-Z](?:[0-9]{7}-?[A-Z]"
         r"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
     ),
     # From the first ':' of an IPv6 address; the leading hex group is found backwards.
     "ipv6": r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*",
-    # Runs of ASCII digits with common separators: phone numbers, card numbers, national ids (with an
-    # optional final check letter, e.g. Spanish DNI 12345678Z), and dotted IPv4 addresses.
-    "number": r"[+(0-9](?:[ \u00a0.\-/()]{0,3}[0-9]){3,40}(?:[ -]?[A-Z](?![0-9A-Za-z_]))?",
+    # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
+    # numbers, national ids (with an optional final check letter, e.g. Spanish DNI 12345678Z), and dotted
+    # IPv4 addresses. The engine tries the run as a whole and then every sub-run of its digit groups.
+    "number": rf"[+(0-9](?:{_SEP}{{0,8}}[0-9]){{3,}}(?:[ -]?[A-Z](?![0-9A-Za-z_]))?",
 }
 COMPILED: dict[str, re.Pattern[str]] = {kind: re.compile(p) for kind, p in CANDIDATE_PATTERNS.items()}
 IPV4_SHAPE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+# The digit groups of a number run (a leading "+" belongs to the first group), and a final check letter.
+NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Z]")
 
 
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:

@@ -1,11 +1,27 @@
-"""Email addresses: candidate from the '@' forwards (domain + TLD), local part found backwards."""
+"""Email addresses: candidate from the '@' forwards (domain + TLD), local part found backwards.
+
+The local part is searched backwards over at most 64 characters; a quoted local part (``"john doe"@x.org``)
+is taken whole. When the backwards search runs into a previous address (``bob@x.org?cc=alice@y.org``),
+the engine passes the end of the earlier address as a floor (see :meth:`EmailDetector.validate_after`).
+"""
 
 from __future__ import annotations
 
 from bastion.policies.detectors.base import Detector, Hit
 
 _LOCAL_CHARS = frozenset(".!#$%&'*+/=?^`{|}~-")
+_NOT_FIRST = frozenset(".!#$%&'*/=?^`{|}~")  # punctuation that does not start a local part in practice
 _MAX_LOCAL = 64
+
+
+def local_start(text: str, floor: int, at: int) -> int:
+    """Where a local part ending at ``at`` starts when it may not start before ``floor`` (``at`` if none)."""
+    i = at
+    while i > floor and (text[i - 1].isalnum() or text[i - 1] == "_" or text[i - 1] in _LOCAL_CHARS):
+        i -= 1
+    while i < at and text[i] in _NOT_FIRST:
+        i += 1
+    return i
 
 
 class EmailDetector(Detector):
@@ -14,12 +30,20 @@ class EmailDetector(Detector):
     priority = 10
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
-        i = start
-        floor = max(0, start - _MAX_LOCAL)
-        while i > floor and (text[i - 1].isalnum() or text[i - 1] == "_" or text[i - 1] in _LOCAL_CHARS):
-            i -= 1
-        while i < start and text[i] in ".'`{|}~":  # a local part does not start with these
-            i += 1
-        if i == start or text[start - 1] == ".":
+        return self.validate_after(text, start, end, 0)
+
+    def validate_after(self, text: str, start: int, end: int, floor: int) -> list[Hit]:
+        """:meth:`validate` for a candidate whose local part may not start before ``floor``."""
+        if start <= floor:
+            return []
+        if text[start - 1] == '"':  # a quoted local part
+            opening = text.rfind('"', max(floor, start - 1 - _MAX_LOCAL), start - 1)
+            if opening >= 0 and "\x00" not in text[opening:start] and "\n" not in text[opening:start]:
+                return [Hit(opening, end, self)]
+            return []
+        if text[start - 1] == ".":
+            return []
+        i = local_start(text, max(floor, start - _MAX_LOCAL), start)
+        if i == start:
             return []
         return [Hit(i, end, self)]

@@ -25,7 +25,7 @@ from stdnum.pl import pesel
 from stdnum.se import personnummer
 from stdnum.us import ssn
 
-from bastion.policies.detectors.base import Detector, Hit, bounded
+from bastion.policies.detectors.base import Detector, Hit, bounded, digit_bounded
 
 
 class Scheme(NamedTuple):
@@ -39,19 +39,27 @@ def _shape(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+_S = r"[ ./\-]?"  # one optional separator between groups ("12 345 678 901", "12-345-678-901")
+
 SCHEMES: dict[str, Scheme] = {
-    "de.idnr": Scheme(idnr, "number", _shape(r"\d{2}[ ./]?\d{3}[ ./]?\d{3}[ ./]?\d{3}"), "German tax id (Steuer-IdNr)"),
+    "de.idnr": Scheme(
+        idnr, "number", _shape(rf"\d{{2}}{_S}\d{{3}}{_S}\d{{3}}{_S}\d{{3}}"), "German tax id (Steuer-IdNr)"
+    ),
     "fr.nir": Scheme(
         nir,
         "number",
-        _shape(r"[12][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AB])[ .]?\d{3}[ .]?\d{3}[ .]?\d{2}"),
+        _shape(rf"[12]{_S}\d{{2}}{_S}\d{{2}}{_S}(?:\d{{2}}|2[AB]){_S}\d{{3}}{_S}\d{{3}}{_S}\d{{2}}"),
         "French social security number (NIR)",
     ),
     "es.dni": Scheme(dni, "number", _shape(r"\d{8}[ -]?[A-Z]"), "Spanish DNI"),
     "es.nie": Scheme(nie, "alnum", _shape(r"[XYZ]\d{7}-?[A-Z]"), "Spanish NIE"),
     "it.codicefiscale": Scheme(codicefiscale, "alnum", _shape(r"[A-Z]{6}[0-9A-Z]{10}"), "Italian codice fiscale"),
-    "nl.bsn": Scheme(bsn, "number", _shape(r"\d{4}[ .]?\d{2}[ .]?\d{3}|\d{3}[ .]\d{3}[ .]\d{3}"), "Dutch BSN"),
-    "be.nn": Scheme(nn, "number", _shape(r"\d{2}\.?\d{2}\.?\d{2}[ -]?\d{3}[ .]?\d{2}"), "Belgian national number"),
+    "nl.bsn": Scheme(
+        bsn, "number", _shape(rf"\d{{4}}{_S}\d{{2}}{_S}\d{{3}}|\d{{3}}[ .\-]\d{{3}}[ .\-]\d{{3}}"), "Dutch BSN"
+    ),
+    "be.nn": Scheme(
+        nn, "number", _shape(rf"\d{{2}}{_S}\d{{2}}{_S}\d{{2}}{_S}\d{{3}}{_S}\d{{2}}"), "Belgian national number"
+    ),
     "se.personnummer": Scheme(
         personnummer, "number", _shape(r"(?:\d{2})?\d{6}[-+]\d{4}|\d{12}"), "Swedish personnummer"
     ),
@@ -62,6 +70,10 @@ SCHEMES: dict[str, Scheme] = {
     # Bare 9-digit US SSNs are indistinguishable from other numbers: only the written form 123-45-6789.
     "us.ssn": Scheme(ssn, "number", _shape(r"\d{3}-\d{2}-\d{4}"), "US social security number"),
 }
+# Schemes whose separators carry no meaning: validated on the digits alone (the Swedish and Finnish
+# separators encode the century, and the others' validators take the written form as it is).
+_COMPACT = frozenset({"de.idnr", "fr.nir", "nl.bsn", "be.nn", "gb.nhs", "pl.pesel"})
+_SEPARATORS = re.compile(r"[ ./\-]")
 
 
 class NationalIdDetector(Detector):
@@ -80,9 +92,12 @@ class NationalIdDetector(Detector):
         window = text[start:end]
         if window.startswith(("+", "(")):
             return []
+        # Glued to letters is fine ("IdNr12345678901"), glued to digits is a different number.
+        if not (digit_bounded(text, start, end) if kind == "number" else bounded(text, start, end)):
+            return []
         for name, scheme, is_valid in self.schemes:
             if scheme.kind != kind or not scheme.shape.fullmatch(window):
                 continue
-            if is_valid(window) and bounded(text, start, end):
+            if is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window):
                 return [Hit(start, end, self, name)]
         return []

@@ -1,10 +1,13 @@
-"""Phone numbers, validated by Google's libphonenumber metadata (``phonenumbers.PhoneNumberMatcher``).
+"""Phone numbers, validated by Google's libphonenumber metadata (``phonenumbers``).
 
 Numbers written with ``+`` (or ``00``) and a country code are recognised whatever the configured regions;
-national formats (``030 1234567``, ``06 12 34 56 78``) are tried for each configured region. A cheap
-screen on the region's metadata (national prefix, possible lengths, number pattern) picks the regions
-worth parsing. A candidate that is one number as a whole is confirmed by ``parse`` + ``is_valid_number``;
-otherwise ``PhoneNumberMatcher`` (slower) looks for numbers inside it.
+national formats (``030 1234567``, ``06 12 34 56 78``, ``(415) 555-2671``) are tried for every configured
+region, whatever the order they are listed in. A cheap screen on the region's metadata (national prefix,
+possible lengths, number pattern) picks the regions worth parsing; a candidate is confirmed by ``parse`` +
+``is_valid_number``. A value that is nothing but 10-15 digits (a JSON number such as
+``"phone": 4915123456789``) is also tried as an international number without its ``+``. A run holding
+several numbers (or a number next to other digits) is split by the engine, which tries every sub-run of
+its digit groups.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from phonenumbers import Leniency, NumberParseException, PhoneMetadata, PhoneNumberMatcher, is_valid_number, parse
+from phonenumbers import NumberParseException, PhoneMetadata, is_valid_number, parse
 
 from bastion.policies.detectors.base import Detector, Hit, bounded
 
 _NON_DIGITS = re.compile(r"[^0-9]")
+_ODD_SEPARATORS = re.compile(r"[_ ]+")  # libphonenumber does not take underscores; runs of spaces are one
 
 
 class _Screen(NamedTuple):
     region: str
     national_prefix: str
+    prefix_optional: bool  # North American numbers are written without their trunk prefix "1"
     lengths: frozenset[int]
     pattern: re.Pattern[str]
 
@@ -34,6 +39,7 @@ def _screen(region: str) -> _Screen:
     return _Screen(
         region,
         md.national_prefix or "",
+        md.country_code == 1,
         frozenset(desc.possible_length or ()),
         re.compile(desc.national_number_pattern or "[0-9]+"),
     )
@@ -58,10 +64,10 @@ class PhoneDetector(Detector):
         out = []
         for sc in self._screens:
             nsn = digits
-            if sc.national_prefix:
-                if not nsn.startswith(sc.national_prefix):
-                    continue  # written nationally, a number of this region starts with its trunk prefix
+            if sc.national_prefix and nsn.startswith(sc.national_prefix):
                 nsn = nsn[len(sc.national_prefix) :]
+            elif sc.national_prefix and not sc.prefix_optional:
+                continue  # written nationally, a number of this region starts with its trunk prefix
             if len(nsn) in sc.lengths and sc.pattern.fullmatch(nsn):
                 out.append(sc.region)
         return out
@@ -70,25 +76,32 @@ class PhoneDetector(Detector):
         window = text[start:end]
         if window[0] == "(" and window.count("(") > window.count(")"):
             return []  # "(0049 30 901820)": the engine retries without the bracket, which is prose
+        if not bounded(text, start, end):
+            return []
         regions = self._regions_for(window)
+        written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
             try:
-                number = parse(window, region)
+                number = parse(written, region)
             except NumberParseException:
                 continue
             if is_valid_number(number):
-                return [Hit(start, end, self)] if bounded(text, start, end) else []
-        if " " not in window and "/" not in window:
-            return []
-        # Several numbers (or a number and other digits) in one run: let the matcher pick them out.
-        for region in regions or self.regions[:1]:
-            hits = []
-            for match in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=10):
-                s, e = start + match.start, start + match.end
-                if text[s] == "(" and text.count("(", s, e) > text.count(")", s, e):
-                    s += 1  # "(0049 30 901820)": the bracket belongs to the prose
-                if bounded(text, s, e):
-                    hits.append(Hit(s, e, self))
-            if hits:
-                return hits
+                return [Hit(start, end, self)]
+        if _whole_value(text, start, end) and _E164_DIGITS.fullmatch(window):
+            # A whole value that is only digits ("phone": 4915123456789, a JSON number scanned as its
+            # digits): an international number written without its "+".
+            try:
+                number = parse("+" + window, None)
+            except NumberParseException:  # pragma: no cover - the shape is checked above
+                return []
+            if is_valid_number(number):
+                return [Hit(start, end, self)]
         return []
+
+
+_E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")
+
+
+def _whole_value(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a whole string of the record (strings are joined with NUL)."""
+    return (start == 0 or text[start - 1] == "\x00") and (end == len(text) or text[end] == "\x00")

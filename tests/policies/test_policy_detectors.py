@@ -104,14 +104,23 @@ def test_near_miss_not_found(kind: str, value: str) -> None:
     assert engine_for(kind).find(f"see {value} here") == []
 
 
-@pytest.mark.parametrize(
-    ("kind", "value"),
-    [("payment_card", "4111 1111 1111 1111"), ("iban", "DE89370400440532013000"), ("national_id", "111222333")],
-)
-def test_glued_to_letters_or_digits_is_not_a_match(kind: str, value: str) -> None:
+@pytest.mark.parametrize(("kind", "value"), [("iban", "DE89370400440532013000")])
+def test_glued_to_letters_is_not_a_match(kind: str, value: str) -> None:
     engine = engine_for(kind)
     assert engine.find(f"ref{value}") == []
     assert engine.find(f"{value}x") == []
+
+
+@pytest.mark.parametrize(("kind", "value"), [("payment_card", "4111 1111 1111 1111"), ("national_id", "111222333")])
+def test_cards_and_ids_glued_to_letters_are_found_but_not_glued_to_digits(kind: str, value: str) -> None:
+    # Issue 8: "cards ... glued to letters", "tax ids ... glued to letters" must be found (Luhn/checksum
+    # keeps this precise); a digit on either side makes it a different, longer number.
+    engine = engine_for(kind)
+    assert [(h.start, h.end) for h in engine.find(f"ref{value}")] == [(3, 3 + len(value))]
+    assert [(h.start, h.end) for h in engine.find(f"{value}x")] == [(0, len(value))]
+    # (the longer number may be another valid one, e.g. a 10-digit NHS number, but not this value)
+    assert (1, 1 + len(value)) not in [(h.start, h.end) for h in engine.find(f"9{value}")]
+    assert (0, len(value)) not in [(h.start, h.end) for h in engine.find(f"{value}9")]
 
 
 def test_phone_regions_limit_national_formats() -> None:

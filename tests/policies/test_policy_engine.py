@@ -28,9 +28,12 @@ residency:
 """
 
 
-@pytest.fixture(scope="module")
-def engine() -> PolicyEngine:
-    return PolicyEngine(load_policy_text(POLICY, source="test.yaml"))
+@pytest.fixture(scope="module", params=["hyperscan", "re"])
+def engine(request: pytest.FixtureRequest) -> PolicyEngine:
+    """Every engine test runs on both paths: the Hyperscan kind gate, and the pure-``re`` screens."""
+    if request.param == "hyperscan":
+        pytest.importorskip("hyperscan", reason="hyperscan is not installed")
+    return PolicyEngine(load_policy_text(POLICY, source="test.yaml"), prefilter=request.param)
 
 
 def test_chat_record_redacted_only_in_matched_spans(engine: PolicyEngine) -> None:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from policy_helpers import scan_bytes
 
-from bastion.policies import PolicyEngine, policy_from_mapping, prefilter
+from bastion.policies import PolicyEngine, policy_from_mapping
 from bastion.policies.detectors.regex import context_free
 
 # Context-free custom patterns, some of which match characters that JSON escapes (quote, backslash,
@@ -33,9 +33,8 @@ def _policy(extra: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _pair(extra: list[dict[str, Any]]) -> tuple[PolicyEngine, PolicyEngine]:
     fast = PolicyEngine(policy_from_mapping(_policy(extra)))
-    slow = PolicyEngine(policy_from_mapping(_policy(extra)))
-    slow._raw_ok = False  # every line takes the full path
-    slow._native = None
+    # every line takes the full path
+    slow = PolicyEngine(policy_from_mapping(_policy(extra)), raw_line_fast_path=False, prefilter="re")
     return fast, slow
 
 
@@ -65,7 +64,7 @@ def _line(value: Any, ascii_only: bool) -> bytes:
 
 
 def test_the_fast_path_is_on_for_context_free_regexes() -> None:
-    assert FAST._raw_ok
+    assert FAST.raw_line_fast_path
     assert not FAST.may_contain('{"t": "plain words"}')
     assert FAST.may_contain('{"t": "PRJ-12"}')
     assert FAST.may_contain('{"t": "no \\\\ code"}')  # any backslash: full path
@@ -119,8 +118,7 @@ _GATE_POLICY = {
     ],
 }
 GATED = PolicyEngine(policy_from_mapping(_GATE_POLICY))
-UNGATED = PolicyEngine(policy_from_mapping(_GATE_POLICY))
-UNGATED._gate = None  # every candidate pass runs on every record
+UNGATED = PolicyEngine(policy_from_mapping(_GATE_POLICY), kind_gate=False)  # every candidate pass runs
 
 _id_pieces = st.sampled_from(
     [
@@ -132,14 +130,13 @@ _id_pieces = st.sampled_from(
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
 
 
-SCREENED = PolicyEngine(policy_from_mapping(_GATE_POLICY))
-SCREENED._gate = prefilter.ScreenGate([kind for kind, _ in SCREENED._passes])  # the gate without Hyperscan
+SCREENED = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter="re")  # the gate without Hyperscan
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(_id_string, _id_string, max_size=3), min_size=1, max_size=4))
 def test_the_kind_gate_changes_nothing(records: list[dict[str, str]]) -> None:
-    assert GATED._gate is not None
+    assert GATED.kind_gate and SCREENED.kind_gate and not UNGATED.kind_gate
     for i, record in enumerate(records):
         b = UNGATED.scan_record(record, i)
         for gated in (GATED, SCREENED):
@@ -147,8 +144,7 @@ def test_the_kind_gate_changes_nothing(records: list[dict[str, str]]) -> None:
             assert (a.action, a.record, a.findings, a.changed) == (b.action, b.record, b.findings, b.changed)
 
 
-RE_ONLY = PolicyEngine(policy_from_mapping(_GATE_POLICY))
-RE_ONLY._native = None  # the pure-re pre-filter, with its byte-shape screens
+RE_ONLY = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter="re")  # the re pre-filter and its screens
 
 # Digits and capitals with short runs of number separators between them: the shapes the screens look for,
 # and near misses (one separator too many, a capital too few).

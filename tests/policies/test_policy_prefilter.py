@@ -32,9 +32,8 @@ POLICY = {
 
 
 def engines() -> tuple[PolicyEngine, PolicyEngine]:
-    native = PolicyEngine(policy_from_mapping(POLICY))
-    plain = PolicyEngine(policy_from_mapping(POLICY))
-    plain._native = None
+    native = PolicyEngine(policy_from_mapping(POLICY), prefilter="hyperscan")
+    plain = PolicyEngine(policy_from_mapping(POLICY), prefilter="re")
     assert native.native_prefilter and not plain.native_prefilter
     return native, plain
 

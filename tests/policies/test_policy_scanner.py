@@ -13,7 +13,15 @@ from policy_helpers import scan_bytes
 
 from bastion.policies import JsonlScanner, PolicyEngine, ScanError, load_policy
 
-ENGINE = PolicyEngine(load_policy("pack:eu-gdpr"))
+
+@pytest.fixture(scope="module", params=["hyperscan", "re"])
+def engine(request: pytest.FixtureRequest) -> PolicyEngine:
+    """Every scanner test runs on both paths: the Hyperscan pre-filter and kind gate, and pure ``re``."""
+    if request.param == "hyperscan":
+        pytest.importorskip("hyperscan", reason="hyperscan is not installed")
+        return PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="hyperscan")
+    return PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="re")
+
 
 PII_RECORDS = [
     {"messages": [{"role": "user", "content": "I'm Zoë, zoë.müller@example.de, +49 30 901820"}]},
@@ -28,10 +36,10 @@ def _jsonl(records: list[object], **dumps: object) -> bytes:
     return "".join(json.dumps(r, **dumps) + "\n" for r in records).encode("utf-8")  # type: ignore[arg-type]
 
 
-def test_redacts_and_passes_clean_lines_byte_identical() -> None:
+def test_redacts_and_passes_clean_lines_byte_identical(engine: PolicyEngine) -> None:
     clean = b'{"messages":[{"role":"user","content":"caf\\u00e9 \\"quoted\\" 12 apples"}] , "n": 1.50}\n'
     data = clean + _jsonl(PII_RECORDS, ensure_ascii=False)
-    out, summary = scan_bytes(ENGINE, data)
+    out, summary = scan_bytes(engine, data)
     lines = out.split(b"\n")
     assert lines[0] + b"\n" == clean  # spacing, escapes and number formatting untouched
     assert (
@@ -58,35 +66,35 @@ def test_redacts_and_passes_clean_lines_byte_identical() -> None:
         assert secret not in text
 
 
-def test_unicode_escaped_pii_is_caught() -> None:
+def test_unicode_escaped_pii_is_caught(engine: PolicyEngine) -> None:
     data = b'{"text": "mail ana\\u0040example.es or \\u002b49 30 901820"}\n'
-    out, summary = scan_bytes(ENGINE, data)
+    out, summary = scan_bytes(engine, data)
     assert json.loads(out) == {"text": "mail [EMAIL] or [PHONE]"}
     assert summary.entity_counts == {"EMAIL": 1, "PHONE": 1}
 
 
-def test_escaped_slash_and_all_escapes_are_decoded_before_scanning() -> None:
+def test_escaped_slash_and_all_escapes_are_decoded_before_scanning(engine: PolicyEngine) -> None:
     data = b'{"text": "call 030\\/901820\\nnow"}\n'
-    out, _ = scan_bytes(ENGINE, data)
+    out, _ = scan_bytes(engine, data)
     assert json.loads(out) == {"text": "call [PHONE]\nnow"}
 
 
-def test_line_endings_bom_and_missing_final_newline() -> None:
+def test_line_endings_bom_and_missing_final_newline(engine: PolicyEngine) -> None:
     data = b'\xef\xbb\xbf{"a": "x"}\r\n{"a": "ana@example.es"}\r\n{"a": "y"}'
-    out, summary = scan_bytes(ENGINE, data)
+    out, summary = scan_bytes(engine, data)
     assert out == b'\xef\xbb\xbf{"a": "x"}\r\n{"a": "[EMAIL]"}\r\n{"a": "y"}'
     assert summary.records == 3
 
 
-def test_blank_lines_pass_through_and_are_not_records() -> None:
+def test_blank_lines_pass_through_and_are_not_records(engine: PolicyEngine) -> None:
     data = b'{"a": 1}\n\n   \n{"a": 2}\n'
-    out, summary = scan_bytes(ENGINE, data)
+    out, summary = scan_bytes(engine, data)
     assert out == data and summary.records == 2 and summary.lines == 4
 
 
-def test_block_lists_record_numbers() -> None:
+def test_block_lists_record_numbers(engine: PolicyEngine) -> None:
     data = _jsonl([{"a": "ok"}, {"a": "4111 1111 1111 1111"}, {"a": "ok"}, {"a": "5555555555554444"}])
-    out, summary = scan_bytes(ENGINE, data)
+    out, summary = scan_bytes(engine, data)
     assert summary.decision == "block" and summary.blocked_records == [2, 4]
     assert b"4111" not in out and b"5555" not in out
     assert summary.rule_ids == {"payment-card"}
@@ -95,19 +103,19 @@ def test_block_lists_record_numbers() -> None:
 # -- chunking ---------------------------------------------------------------------------------------
 
 DATA = _jsonl(PII_RECORDS, ensure_ascii=False) + b'{"tail": "no newline, ana@example.es"}'
-REFERENCE = scan_bytes(ENGINE, DATA)
+REFERENCE = scan_bytes(PolicyEngine(load_policy("pack:eu-gdpr"), raw_line_fast_path=False, prefilter="re"), DATA)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=64), max_size=40))
-def test_any_chunking_gives_identical_output(sizes: list[int]) -> None:
-    out, summary = scan_bytes(ENGINE, DATA, sizes)
+def test_any_chunking_gives_identical_output(engine: PolicyEngine, sizes: list[int]) -> None:
+    out, summary = scan_bytes(engine, DATA, sizes)
     assert out == REFERENCE[0]
     assert summary.as_dict() == REFERENCE[1].as_dict()
 
 
-def test_byte_at_a_time_splits_multibyte_characters() -> None:
-    out, _ = scan_bytes(ENGINE, DATA, [1] * len(DATA))
+def test_byte_at_a_time_splits_multibyte_characters(engine: PolicyEngine) -> None:
+    out, _ = scan_bytes(engine, DATA, [1] * len(DATA))
     assert out == REFERENCE[0]
 
 
@@ -127,20 +135,20 @@ _json = st.recursive(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_json, min_size=1, max_size=5), st.booleans(), st.sampled_from([None, (",", ":")]))
 def test_scan_never_corrupts_records(
-    records: list[object], ascii_only: bool, separators: tuple[str, str] | None
+    engine: PolicyEngine, records: list[object], ascii_only: bool, separators: tuple[str, str] | None
 ) -> None:
     lines = [json.dumps(r, ensure_ascii=ascii_only, separators=separators).encode() for r in records]
     data = b"\n".join(lines) + b"\n"
-    out, summary = scan_bytes(ENGINE, data, [7, 3])
+    out, summary = scan_bytes(engine, data, [7, 3])
     out_lines = out.split(b"\n")[:-1]
     assert len(out_lines) == len(lines) == summary.records
     for i, (before, after) in enumerate(zip(lines, out_lines, strict=True)):
-        scan = ENGINE.scan_record(json.loads(before), i + 1)
+        scan = engine.scan_record(json.loads(before), i + 1)
         if not scan.changed:
             assert after == before
         else:
             assert json.loads(after) == scan.record
-    rescanned, again = scan_bytes(ENGINE, out)
+    rescanned, again = scan_bytes(engine, out)
     assert rescanned == out  # redacted output has nothing left to redact
     assert again.redacted_records == 0
 
@@ -165,26 +173,26 @@ def test_scan_never_corrupts_records(
         (b"\n  \n", "t.jsonl: no records: only blank lines", None),
     ],
 )
-def test_bad_input(data: bytes, message: str, line: int | None) -> None:
+def test_bad_input(engine: PolicyEngine, data: bytes, message: str, line: int | None) -> None:
     with pytest.raises(ScanError) as info:
-        scan_bytes(ENGINE, data)
+        scan_bytes(engine, data)
     assert info.value.message == message
     assert info.value.line == line
     assert "example.es" not in str(info.value)
 
 
 @pytest.mark.parametrize("sizes", [[], [5], [1] * 40, [30, 30]])
-def test_over_long_line_is_refused_without_buffering(sizes: list[int]) -> None:
+def test_over_long_line_is_refused_without_buffering(engine: PolicyEngine, sizes: list[int]) -> None:
     data = b'{"a": 1}\n{"a": "' + b"x" * 100 + b'"}\n{"a": 2}\n'
     with pytest.raises(ScanError) as info:
-        scan_bytes(ENGINE, data, sizes, max_line_bytes=64)
+        scan_bytes(engine, data, sizes, max_line_bytes=64)
     assert info.value.message == "t.jsonl:2: line is longer than the limit of 64 bytes"
     assert info.value.line == 2
     assert "max_line_bytes" in str(info.value)
 
 
-def test_over_long_last_line_without_newline() -> None:
-    scanner = JsonlScanner(ENGINE, source="t.jsonl", max_line_bytes=16)
+def test_over_long_last_line_without_newline(engine: PolicyEngine) -> None:
+    scanner = JsonlScanner(engine, source="t.jsonl", max_line_bytes=16)
     scanner.feed(b'{"a": 1}\n')
     with pytest.raises(ScanError, match=r"t\.jsonl:2: line is longer"):
         scanner.feed(b'{"a": "' + b"y" * 20)
@@ -192,25 +200,25 @@ def test_over_long_last_line_without_newline() -> None:
         scanner.feed(b"\n")
 
 
-def test_nested_json_string_that_does_not_parse_is_scanned_as_text() -> None:
+def test_nested_json_string_that_does_not_parse_is_scanned_as_text(engine: PolicyEngine) -> None:
     data = b'{"arguments": "{not json, ana@example.es}"}\n'
-    out, _ = scan_bytes(ENGINE, data)
+    out, _ = scan_bytes(engine, data)
     assert json.loads(out) == {"arguments": "{not json, [EMAIL]}"}
 
 
 @pytest.mark.parametrize("depth", [900, 960, 985, 995, 1100, 5000])
-def test_deeply_nested_record_is_redacted_or_refused_never_a_crash(depth: int) -> None:
+def test_deeply_nested_record_is_redacted_or_refused_never_a_crash(engine: PolicyEngine, depth: int) -> None:
     data = b"[" * depth + b'"ana@example.es"' + b"]" * depth + b"\n"
     try:
-        out, _ = scan_bytes(ENGINE, data)
+        out, _ = scan_bytes(engine, data)
     except ScanError as exc:
         assert exc.line == 1 and "nested too deeply" in exc.message
     else:
         assert b"example.es" not in out and b"[EMAIL]" in out
 
 
-def test_feed_accepts_bytearray_and_memoryview() -> None:
-    scanner = JsonlScanner(ENGINE, source="t.jsonl")
+def test_feed_accepts_bytearray_and_memoryview(engine: PolicyEngine) -> None:
+    scanner = JsonlScanner(engine, source="t.jsonl")
     out = scanner.feed(bytearray(b'{"a": "ana@example.es"}\n{"b"'))
     out += scanner.feed(memoryview(b": 1}\n"))
     out += scanner.finish()
