@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bastion.policies import prefilter as _prefilter
+from bastion.policies.classify import Classifier
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
 from bastion.policies.detectors.email import EmailDetector
@@ -141,6 +142,11 @@ class PolicyEngine:
         self._passes = passes(set(self._by_kind))
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
+        # Context detectors (dates of birth, names, addresses) run once per record on the normalised view of
+        # all its strings, like the candidate passes; the others (regex, keywords, NER) per string.
+        self._on_view = [d for d in self._standalone if d.on_view]
+        self._standalone = [d for d in self._standalone if not d.on_view]
+        self._classifier = Classifier(policy)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
         # Custom regexes (context-free ones only, else _raw_ok is False) pre-filter lines without backslashes.
         self._raw_regexes = [d.pattern for d in self._standalone if isinstance(d, RegexDetector)]
@@ -278,10 +284,12 @@ class PolicyEngine:
 
     def _find_once(self, texts: list[str]) -> list[list[Hit]]:
         per_text: list[list[Hit]] = [[] for _ in texts]
-        if self._passes:
+        if self._passes or self._on_view:
             joined = _SEP.join(texts)
             view = View(joined)
-            found = self._candidates(view.text)
+            found = self._candidates(view.text) if self._passes else []
+            for det in self._on_view:
+                found.extend(det.find(view.text))
             if found:
                 starts: list[int] = []
                 pos = 0
@@ -295,10 +303,9 @@ class PolicyEngine:
                     base = starts[i]
                     if e <= base + len(texts[i]):
                         per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
-        if self._standalone:
-            for i, t in enumerate(texts):
-                for det in self._standalone:
-                    per_text[i].extend(det.find(t))
+        for det in self._standalone:
+            for i, hits in enumerate(det.find_many(texts)):
+                per_text[i].extend(hits)
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
 
     def _candidates(self, text: str) -> list[Hit]:
@@ -426,6 +433,8 @@ class PolicyEngine:
                     keep_rank = max(keep_rank, self._rank[det.classification])
                 else:
                     changed = True
+        if self._classifier and findings:  # the policy's classify rules: e.g. a named person + a diagnosis
+            keep_rank = self._classifier.rank(keep_rank, {f.entity for f in findings}, (s.text for s in slots))
         classification = self.policy.classifications[keep_rank]
         if not changed:
             return RecordScan(index, action, record, findings, False, classification)

@@ -268,6 +268,7 @@ class StreetAddressDetector(Detector):
     entity = "STREET_ADDRESS"
     priority = 60
     raw_safe = False
+    on_view = True
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

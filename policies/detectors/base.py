@@ -29,6 +29,10 @@ class Detector:
     priority: ClassVar[int] = 50
     # Whether find() may be run on the raw JSON line as a "could anything match" pre-filter.
     raw_safe: bool = True
+    # Whether find() runs once per record on the normalised view of all its strings joined with NUL (which
+    # its patterns never cross) rather than per original string: the context detectors (names, dates of birth,
+    # addresses) do, so "geb.\u00a012.03.1985" or full-width digits read as they look.
+    on_view: ClassVar[bool] = False
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec

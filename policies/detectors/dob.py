@@ -235,7 +235,7 @@ _WINDOW = 48
 _AFTER = 24
 _BEFORE_WORD = 12  # a date at most this far before a birth word ("12.03.1985 (DOB)", "am 12.03.1985 geboren")
 # Between a birth word and its date there is no end of sentence or clause.
-_CLAUSE_END = re.compile(r"[.!?;]\s|\n")
+_CLAUSE_END = re.compile(r"[.!?;]\s|[\n\x00]")  # NUL: the end of one string of a record
 _VERSION = re.compile(r"(?:version|vers\.|ver\.|v\.?|release|build)\s*$", re.IGNORECASE)  # "version 15.11.76"
 _YEAR_NOW = _dt.date.today().year
 _YEARISH = re.compile(r"\d\d")  # every date form has two adjacent digits (the year)
@@ -288,6 +288,7 @@ class DateOfBirthDetector(Detector):
     # a date with birth context is a date of birth, not a phone number.
     priority = 20
     raw_safe = False
+    on_view = True
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

@@ -22,19 +22,22 @@ LOWER_CLASS = "[" + re.escape(LOWER) + "]"
 CAP_WORD = rf"{UPPER_CLASS}(?:{LOWER_CLASS}+|{UPPER_CLASS}+)?(?:[-'’]{UPPER_CLASS}?{LOWER_CLASS}+)*"
 
 
+_Trie = dict[str, "_Trie"]
+
+
 def trie_regex(words: Iterable[str], *, boundary: bool = False) -> str:
     """A regex matching exactly the given words, as a trie (shared prefixes are tried once; longer words
     first). With ``boundary``, a word must not be followed by a letter or digit, except a word ending in
     '.' or ':' (an abbreviation or a label)."""
-    trie: dict[str, dict[str, object]] = {}
+    trie: _Trie = {}
     for word in words:
-        node: dict[str, object] = trie
+        node = trie
         for ch in word:
-            node = node.setdefault(ch, {})  # type: ignore[assignment]
+            node = node.setdefault(ch, {})
         node[""] = {}
 
-    def build(node: dict[str, object], last: str) -> str:
-        alts = [_piece(ch) + build(sub, ch) for ch, sub in sorted(node.items()) if ch]  # type: ignore[arg-type]
+    def build(node: _Trie, last: str) -> str:
+        alts = [_piece(ch) + build(sub, ch) for ch, sub in sorted(node.items()) if ch]
         if "" in node:
             alts.append(r"(?![^\W_])" if boundary and last not in ".:" else "")
         if len(alts) == 1:

@@ -299,6 +299,7 @@ class PersonNameDetector(Detector):
     entity = "PERSON_NAME"
     priority = 65
     raw_safe = False
+    on_view = True
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
