@@ -113,6 +113,33 @@ def run_presidio(mode: str, rows: list[dict[str, Any]]) -> tuple[list[list[dict[
     return out, _cpu() - t0
 
 
+def scan_speed(engines: dict[str, PolicyEngine], rows: list[dict[str, Any]], size_mb: int) -> str:
+    """MB per CPU-second of the streaming JSONL scanner (NER off) on the corpus records (dense: every record
+    has decoys, 60 % have personal data) and on sparse faker chat data (bench/scan_data.py, 0.1 x PII)."""
+    from scan import throughput
+    from scan_data import write_dataset
+
+    dense = DATA / "detection-dense.jsonl"
+    lines = [json.dumps(r["record"], ensure_ascii=False) + "\n" for r in rows]
+    with dense.open("w", encoding="utf-8") as fh:
+        written = 0
+        while written < size_mb * 1_000_000:
+            for line in lines:
+                fh.write(line)
+                written += len(line.encode("utf-8"))
+    sparse = DATA / "detection-sparse.jsonl"
+    write_dataset(sparse, size_mb * 1_000_000, pii_scale=0.1)
+    out = ["| policy | dense MB/CPU-s | sparse MB/CPU-s |", "|---|---|---|"]
+    for name, engine in engines.items():
+        cells = [
+            f"{throughput(engine, path, DATA / 'detection-out.jsonl')['mb_per_cpu_s']:.1f}" for path in (dense, sparse)
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    for path in (dense, sparse, DATA / "detection-out.jsonl"):
+        path.unlink(missing_ok=True)
+    return "\n".join(out)
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -148,6 +175,9 @@ def main() -> None:
     ap.add_argument("--no-ner", action="store_true")
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw scores here")
+    ap.add_argument(
+        "--scan-mb", type=int, default=5, help="size of the dense and sparse files for scan speed (0: skip)"
+    )
     args = ap.parse_args()
     load_start = load_average()
     corpus = DATA / f"pii-corpus-{args.records}-{args.seed}.jsonl"
@@ -166,7 +196,8 @@ def main() -> None:
             file=sys.stderr,
         )
 
-    for name, engine in bastion_engines(not args.no_ner).items():
+    engines = bastion_engines(not args.no_ner)
+    for name, engine in engines.items():
         add(name, *run_bastion(engine, rows))
         for det in engine.detectors:
             close = getattr(det, "close", None)
@@ -187,6 +218,13 @@ def main() -> None:
         "countries' name lists, decoys in every record); scorer: `bench/pii_score.py`; command: "
         f"`python bench/detection.py --records {args.records} --seed {args.seed}`.\n\n" + table(results)
     )
+    if args.scan_mb:
+        plain = {k: v for k, v in engines.items() if "NER" not in k}
+        body += (
+            f"\n\nStreaming scan + redaction (`JsonlScanner`, NER off) on {args.scan_mb} MB of the corpus records "
+            f"repeated (dense) and {args.scan_mb} MB of `bench/scan_data.py` chat data at 0.1 x PII (sparse):\n\n"
+            + scan_speed(plain, rows, args.scan_mb)
+        )
     print(body)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

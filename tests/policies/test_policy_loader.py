@@ -70,6 +70,11 @@ BAD_POLICIES = [
         "use upper-case codes such as EU, US, CH, or '*' for anywhere",
     ),
     (
+        "name: t\nclassify:\n  - id: h\n    classification: secret\n    entities: [PERSON_NAME]\n    keywords: [x1]\n",
+        "p.yaml:4: classify[0].classification: unknown classification 'secret'; "
+        "declared classifications: public, internal, personal, special",
+    ),
+    (
         "name: t\nresidency:\n  - id: r\n    classifications: [personal, secret]\n    jurisdictions: [EU]\n",
         "p.yaml:4: residency[0].classifications[1]: unknown classification 'secret'; "
         "declared classifications: public, internal, personal, special",

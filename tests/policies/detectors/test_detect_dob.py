@@ -36,6 +36,10 @@ POSITIVES = [
     ("sv", "Födelsedatum: 12 mars 1985", "12 mars 1985"),
     ("pt", "Data de nascimento: 12/03/1985", "12/03/1985"),
     ("pt", "nascida em 24 de maio de 1931", "24 de maio de 1931"),
+    # read on the normalised view: no-break spaces, full-width digits, a zero-width space inside
+    ("de", "geb.\u00a012.\u202f03.\u00a01985", "12.\u202f03.\u00a01985"),
+    ("en", "born １２.０３.１９８５", "１２.０３.１９８５"),
+    ("en", "DOB: 1985-0\u200b3-12", "1985-0\u200b3-12"),
 ]
 
 # Dates (and date-shaped things) that are not dates of birth.
@@ -75,3 +79,8 @@ def test_redacted_in_a_record_and_the_window_is_configurable() -> None:
     assert res.record["messages"][0]["content"] == "Name Anna, born [DATE_OF_BIRTH], lives in Berlin"
     narrow = engine_for("date_of_birth", window=8)
     assert found(narrow, "born on a sunny day: 12.03.1985") == []
+
+
+def test_context_never_reaches_into_another_string_of_the_record() -> None:
+    record = {"messages": [{"role": "user", "content": "I was born"}, {"role": "user", "content": "12.03.1985"}]}
+    assert ENGINE.scan_record(record).findings == []
