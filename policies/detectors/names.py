@@ -307,7 +307,7 @@ class PersonNameDetector(Detector):
         self.gazetteer: Gazetteer | None = load_gazetteer() if getattr(spec, "gazetteer", True) else None
 
     def find(self, text: str) -> list[Hit]:
-        if len(text) < 3 or not any(ch.isupper() for ch in text):
+        if len(text) < 3 or text.islower():  # no capital letter: no name
             return []
         spans: list[tuple[int, int]] = []
         if self.use_context:
