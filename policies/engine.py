@@ -28,7 +28,7 @@ from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
-from bastion.policies.detectors.normalize import View, needs_view
+from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
 from bastion.policies.detectors.regex import RegexDetector
 from bastion.policies.json_rules import decode_nested, number_text
 from bastion.policies.model import ACTION_ORDER, Policy
@@ -36,9 +36,11 @@ from bastion.policies.model import ACTION_ORDER, Policy
 _SEP = "\x00"
 # No identifier we know has more digits than a payment card (19); longer runs are only tried as sub-runs.
 _MAX_DIGITS = 19
+_EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may start (quoted local part)
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
 _MAX_RESCANS = 3
+_JSON_EDGE = frozenset('{}[]"')
 PathPart = str | int
 Prefilter = Literal["auto", "hyperscan", "re"]
 
@@ -197,17 +199,16 @@ class PolicyEngine:
         """Exactly :meth:`may_contain`, but the slow ``re`` passes (a character class at every position)
         run only when a cheap screen of the line's bytes finds their necessary shape (see
         ``prefilter.SCREENS``)."""
-        if not self._raw_ok or b"\\u" in raw_bytes or b"\\/" in raw_bytes:
+        if not self._raw_ok or b"\\u" in raw_bytes or b"\\/" in raw_bytes or raw_needs_view(raw_bytes):
             return True
-        if not raw_bytes.isascii() and needs_view(raw_json_text):
-            return True
-        shapes: bytes | None = None
+        shapes: dict[bytes, bytes] = {}
         for kind, pattern in self._passes:
             screen = _prefilter.SCREENS.get(kind)
             if screen is not None:
-                if shapes is None:
-                    shapes = raw_bytes.translate(_prefilter.SHAPE_TABLE)
-                if not screen.search(shapes):
+                mapped = shapes.get(screen.table)
+                if mapped is None:
+                    mapped = shapes[screen.table] = raw_bytes.translate(screen.table)
+                if not screen.search(mapped):
                     continue  # no candidate of this kind can occur
             if pattern.search(raw_json_text):
                 return True
@@ -216,6 +217,8 @@ class PolicyEngine:
         return self._may_match_regexes(raw_json_text)
 
     def _may_match_regexes(self, raw_json_text: str) -> bool:
+        if self._on_view and _may_match_context(self._on_view, raw_json_text):
+            return True
         if not self._raw_regexes:
             return False
         return "\\" in raw_json_text or any(p.search(raw_json_text) for p in self._raw_regexes)
@@ -225,9 +228,8 @@ class PolicyEngine:
         Hyperscan pre-filter when it is in use (see :mod:`bastion.policies.prefilter`)."""
         if self._native is None:
             return self._may_contain_screened(raw_json_text, raw_bytes)
-        if not raw_bytes.isascii() and needs_view(raw_json_text):
-            return True
-        # The database also matches the \\u and \\/ escapes; custom regexes stay with ``re``.
+        # The database also matches the \\u and \\/ escapes and the characters the view changes; custom
+        # regexes stay with ``re``.
         return self._native.hit(raw_bytes) or self._may_match_regexes(raw_json_text)
 
     def line_checker(self) -> Callable[[str, bytes], bool]:
@@ -236,14 +238,10 @@ class PolicyEngine:
         if self._native is None:
             return self.may_contain_line
         hit = self._native.checker()
+        if not self._raw_regexes and not self._on_view:
+            return lambda _text, raw_bytes: hit(raw_bytes)
         may_match_regexes = self._may_match_regexes
-
-        def check(text: str, raw_bytes: bytes) -> bool:
-            if not raw_bytes.isascii() and needs_view(text):
-                return True
-            return hit(raw_bytes) or may_match_regexes(text)
-
-        return check
+        return lambda text, raw_bytes: hit(raw_bytes) or may_match_regexes(text)
 
     @property
     def native_prefilter(self) -> bool:
@@ -257,12 +255,13 @@ class PolicyEngine:
     def _find_many(self, texts: list[str]) -> list[list[Hit]]:
         """Resolved hits per text, such that the redacted texts yield no new redact/block hit."""
         per_text = self._find_once(texts)
-        todo = [i for i, hits in enumerate(per_text) if any(h.detector.action != "allow" for h in hits)]
+        todo = [i for i, hits in enumerate(per_text) if hits and any(h.detector.action != "allow" for h in hits)]
         rounds = 0
         while todo:
             rounds += 1
             redacted = [_redact_map(texts[i], per_text[i]) for i in todo]
-            again = self._find_once([r.text for r in redacted])
+            # Only what touches a placeholder can be new: elsewhere the text is as it was.
+            again = self._find_once([r.text for r in redacted], [r.placeholders() for r in redacted])
             nxt: list[int] = []
             for i, red, hits in zip(todo, redacted, again, strict=True):
                 new = [
@@ -282,45 +281,70 @@ class PolicyEngine:
             todo = nxt
         return per_text
 
-    def _find_once(self, texts: list[str]) -> list[list[Hit]]:
+    def _find_once(self, texts: list[str], near: list[list[tuple[int, int]]] | None = None) -> list[list[Hit]]:
+        """Resolved hits per text. With ``near`` (per text, sorted spans), built-in candidates that do not
+        touch one of those spans are not validated (used when re-scanning around placeholders)."""
         per_text: list[list[Hit]] = [[] for _ in texts]
         if self._passes or self._on_view:
             joined = _SEP.join(texts)
-            view = View(joined)
-            found = self._candidates(view.text) if self._passes else []
-            for det in self._on_view:
+            present = self._gate.present(joined) if self._gate is not None else None
+            if present is None or _prefilter.VIEW in present:
+                view = View(joined)
+                if not view.identity and self._gate is not None:
+                    present = self._gate.present(view.text)
+            else:
+                view = View(joined, identity=True)
+            windows: list[tuple[int, int]] | None = None
+            starts: list[int] = []
+            pos = 0
+            for t in texts:
+                starts.append(pos)
+                pos += len(t) + 1
+            if near is not None and view.identity:
+                windows = [(starts[i] + s, starts[i] + e) for i, spans in enumerate(near) for s, e in spans]
+            found = self._candidates(view.text, present, windows)
+            for det in self._on_view:  # context detectors: the whole view, also when re-scanning
                 found.extend(det.find(view.text))
-            if found:
-                starts: list[int] = []
-                pos = 0
-                for t in texts:
-                    starts.append(pos)
-                    pos += len(t) + 1
-                identity = view.identity
-                for hit in found:
-                    s, e = (hit.start, hit.end) if identity else view.span(hit.start, hit.end)
-                    i = bisect_right(starts, s) - 1
-                    base = starts[i]
-                    if e <= base + len(texts[i]):
-                        per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
+            identity = view.identity
+            for hit in found:
+                s, e = (hit.start, hit.end) if identity else view.span(hit.start, hit.end)
+                i = bisect_right(starts, s) - 1
+                base = starts[i]
+                if e <= base + len(texts[i]):
+                    per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
         for det in self._standalone:
             for i, hits in enumerate(det.find_many(texts)):
                 per_text[i].extend(hits)
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
 
-    def _candidates(self, text: str) -> list[Hit]:
-        """Validated hits of every candidate kind in ``text`` (the view), overlapping ones included."""
+    def _candidates(
+        self, text: str, present: set[str] | None, windows: list[tuple[int, int]] | None = None
+    ) -> list[Hit]:
+        """Validated hits of every candidate kind in ``text`` (the view), overlapping ones included. With
+        ``windows`` (sorted spans), only candidates reaching into one of them are validated."""
         found: list[Hit] = []
-        present = self._gate.present(text) if self._gate is not None else None
+        win_starts = [s for s, _ in windows] if windows is not None else []
+        win_ends = [e for _, e in windows] if windows is not None else []
+
+        def touches(s: int, e: int) -> bool:  # does [s, e) meet a window or its edges?
+            if windows is None:
+                return True
+            k = bisect_right(win_starts, e)  # windows starting at or before e (sorted, non-overlapping)
+            return k > 0 and win_ends[k - 1] >= s
+
         for kind, pattern in self._passes:
             if present is not None and kind not in present:
                 continue  # no candidate of this kind can occur (see prefilter.KindGate)
-            if kind == "number":
+            if kind == "number":  # the last pass: the hits of the others are known
+                prior = _Covers(found)
                 for m in pattern.finditer(text):
-                    found.extend(self._number_run(text, m.start(), m.end()))
+                    if touches(m.start(), m.end()):
+                        found.extend(self._number_run(text, m.start(), m.end(), prior))
             elif kind == "email":
                 floor = 0  # a local part never reaches back into the previous address
                 for m in pattern.finditer(text):
+                    if not touches(m.start() - _EMAIL_REACH, m.end()):
+                        continue
                     for det in self._by_kind[kind]:
                         if isinstance(det, EmailDetector):
                             hits = det.validate_after(text, m.start(), m.end(), floor)
@@ -332,11 +356,12 @@ class PolicyEngine:
                             break
             elif kind == "ipv6":
                 for m in pattern.finditer(text):
-                    found.extend(self._validate(text, m.start(), m.end(), kind))
+                    if touches(m.start() - 5, m.end()):
+                        found.extend(self._validate(text, m.start(), m.end(), kind))
             else:  # letter-led codes: a candidate that fails may hide the start of the next one
                 pos = 0
                 while (code := pattern.search(text, pos)) is not None:
-                    hits = self._validate(text, code.start(), code.end(), kind)
+                    hits = self._validate(text, code.start(), code.end(), kind) if touches(*code.span()) else []
                     found.extend(hits)
                     pos = max(h.end for h in hits) if hits else code.start() + 1
         return found
@@ -348,17 +373,27 @@ class PolicyEngine:
                 return hits
         return []
 
-    def _validate_number(self, text: str, start: int, end: int, digits: int) -> list[Hit]:
+    def _validate_number(self, text: str, start: int, end: int, digits: int, prior: _Covers) -> list[Hit]:
         if digits < _MIN_DIGITS and not IPV4_SHAPE.fullmatch(text, start, end):
             return []
-        hits = self._validate(text, start, end, "number")
-        if not hits and text[start] == "(":
-            return self._validate_number(text, start + 1, end, digits)  # "(4111 1111 1111 1111)"
-        return hits
+        cover = prior.covering(start, end)
+        for det in self._by_kind.get("number", ()):
+            low, high = det.digit_range
+            if not low <= digits <= high:
+                continue  # (the count includes a check letter's absence; see Detector.digit_range)
+            if cover is not None and _rank_key(cover)[:2] <= _rank_key_of(det):
+                continue  # whatever it finds lies inside a hit that wins over it: nothing would change
+            hits = det.validate(text, start, end, "number")
+            if hits:
+                return hits
+        if text[start] == "(":
+            return self._validate_number(text, start + 1, end, digits, prior)  # "(4111 1111 1111 1111)"
+        return []
 
-    def _number_run(self, text: str, start: int, end: int) -> list[Hit]:
+    def _number_run(self, text: str, start: int, end: int, prior: _Covers) -> list[Hit]:
         """A digit run tried as a whole and, unless that is one identifier, as every sub-run of its digit
-        groups (split on every separator): longest valid sub-run per starting group."""
+        groups (split on every separator): longest valid sub-run per starting group. Detectors are not
+        asked about a span inside an e-mail, IBAN or IPv6 hit that would win over theirs (``prior``)."""
         tokens = [(m.start(), m.end()) for m in NUMBER_TOKEN.finditer(text, start, end)]
         letter = [text[s].isalpha() for s, _ in tokens]
         counts = [
@@ -367,7 +402,7 @@ class PolicyEngine:
         total = sum(counts)
         found: list[Hit] = []
         if total <= _MAX_DIGITS:
-            found = self._validate_number(text, start, end, total)
+            found = self._validate_number(text, start, end, total, prior)
             if found and (len(tokens) == 1 or found[0].detector.action == "block" or total < 14):
                 return found  # one identifier (a card cannot hide in fewer than 14 digits beside it)
         if len(tokens) == 1:
@@ -388,7 +423,7 @@ class PolicyEngine:
                 s, e = tokens[i][0], tokens[j][1]
                 if s == start and e == end:
                     continue  # the whole run, tried above
-                hits = self._validate_number(text, s, e, d)
+                hits = self._validate_number(text, s, e, d, prior)
                 if hits:
                     found.extend(hits)
                     break
@@ -516,7 +551,12 @@ def _collect(
     depth: int,
 ) -> None:
     if isinstance(value, str):
-        if len(value) > 1:
+        # (cheap test first: most strings neither start nor end like a JSON document)
+        if (
+            len(value) > 1
+            and (value[0] in _JSON_EDGE or value[0].isspace())
+            and (value[-1] in _JSON_EDGE or value[-1].isspace())
+        ):
             nested, decoded = decode_nested(value, depth)
             if nested:
                 inner = _Owner(container, key, decoded, owner)
@@ -541,6 +581,8 @@ def _collect(
 def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Owner]) -> None:
     renames: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
     for slot, hits in zip(slots, hits_per_slot, strict=True):
+        if not hits:
+            continue
         spans = [h for h in hits if h.detector.action != "allow"]
         if not spans:
             continue
@@ -575,10 +617,49 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
                 own.parent.dirty = True
 
 
+# JSON escapes after which a raw line is not its strings side by side any more (or a nested JSON string is
+# escaped twice): such lines take the full path when context detectors are on.
+_OPAQUE_ESCAPES = ("\\\\", "\\u", "\\/", "\\b", "\\f", "\\r")
+
+
+def _may_match_context(detectors: list[Detector], raw_json_text: str) -> bool:
+    """Whether a context detector (names, dates of birth, addresses) may find something in a raw JSON line
+    (called only for lines that need no normalised view). With no escapes but \\" \\n \\t, the line decoded
+    by plain replacement holds every string of the record (keys, values, nested JSON strings one level
+    deep) side by side, separated by JSON punctuation (quotes) that none of their patterns crosses except
+    to find more; so nothing found there means nothing found in any string."""
+    if any(esc in raw_json_text for esc in _OPAQUE_ESCAPES):
+        return True
+    text = raw_json_text.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t")
+    return any(det.find(text) for det in detectors)
+
+
 def _rank_key(h: Hit) -> tuple[int, int, int, int]:
     """Which of two overlapping hits wins: the stricter action, then the detector's priority (checksummed
     types before phone numbers), then the longer span, then the earlier one."""
     return (-ACTION_ORDER[h.detector.action], h.detector.priority, h.start - h.end, h.start)
+
+
+def _rank_key_of(det: Detector) -> tuple[int, int]:
+    return (-ACTION_ORDER[det.action], det.priority)
+
+
+class _Covers:
+    """Which of some hits covers a span (for skipping validations whose outcome cannot matter)."""
+
+    __slots__ = ("_ends", "_hits", "_starts")
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self._hits = sorted(hits, key=lambda h: h.start)
+        self._starts = [h.start for h in self._hits]
+        self._ends = [h.end for h in self._hits]
+
+    def covering(self, start: int, end: int) -> Hit | None:
+        k = bisect_right(self._starts, start)
+        for i in range(k - 1, max(-1, k - 5), -1):  # hits do not nest deeply: look at a few
+            if self._ends[i] >= end:
+                return self._hits[i]
+        return None
 
 
 def _strictest(hits: list[Hit]) -> Hit:
@@ -689,6 +770,10 @@ class _Redacted:
         else:
             e = end + self.orig_ends[k] - self.red_ends[k]
         return s, e
+
+    def placeholders(self) -> list[tuple[int, int]]:
+        """The spans of the placeholders in the redacted text."""
+        return list(zip(self.red_starts, self.red_ends, strict=True))
 
     def covered(self, start: int, end: int) -> bool:
         """Whether the original span ``[start, end)`` lies inside one redacted span."""

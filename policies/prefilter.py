@@ -21,7 +21,10 @@ import os
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
+
+from bastion.policies.detectors.normalize import hyperscan_class, raw_needs_view
 
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
@@ -54,17 +57,47 @@ def _shape_table() -> bytes:
 
 
 # Without Hyperscan: a line's UTF-8 bytes mapped to shapes (A = ASCII capital, a = ASCII small letter,
-# 0 = ASCII digit, s or ( = number separator) and screened with patterns that start with a literal (fast in
-# ``re``). Each screen is a necessary condition for its candidate pattern on the normalised view, for texts
-# whose view is the text itself (the engine checks that first): "iban" needs two letters and two digits,
-# "alnum" a capital followed by seven digits or five capitals; "number" three digits each separated by at
-# most eight separator characters.
+# 0 = ASCII digit, s or ( = number separator) and screened with
+# patterns that start with a literal (fast in ``re``; a leading character class that matches most letters
+# is not). Each screen is a necessary condition for its candidate pattern on the normalised view, for texts
+# whose view is the text itself (the engine checks that first): "iban" needs two letters, two digits and ten
+# more letters or digits (single separators between them), "alnum" a capital followed by seven digits or
+# five capitals, "number" three digits each separated by at most eight separator characters.
 SHAPE_TABLE = _shape_table()
-SCREENS: dict[str, re.Pattern[bytes]] = {
-    "iban": re.compile(rb"[Aa][Aa]00"),
-    "alnum": re.compile(rb"A(?:0{7}|A{5})"),
-    "number": re.compile(rb"0(?:[s(]{0,8}0){2}"),
+
+
+class Screen(NamedTuple):
+    table: bytes
+    pattern: re.Pattern[bytes]
+    confirm: re.Pattern[bytes] | None = None  # a slower, stricter screen for what passes ``pattern``
+
+    def search(self, mapped: bytes) -> bool:
+        if self.pattern.search(mapped) is None:
+            return False
+        return self.confirm is None or self.confirm.search(mapped) is not None
+
+
+SCREENS: dict[str, Screen] = {
+    "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}"), re.compile(rb"[Aa][Aa]00(?:s?[Aa0]){10}")),
+    "alnum": Screen(SHAPE_TABLE, re.compile(rb"A(?:0{7}|A{5})")),
+    "number": Screen(SHAPE_TABLE, re.compile(rb"0(?:[s(]{0,8}0){2}")),
 }
+
+
+def screened(data: bytes, kinds: Sequence[str]) -> set[str]:
+    """Which of the screened ``kinds`` pass their screen on ``data`` (the others are not returned)."""
+    shapes: dict[bytes, bytes] = {}
+    out = set()
+    for kind in kinds:
+        screen = SCREENS.get(kind)
+        if screen is None:
+            continue
+        mapped = shapes.get(screen.table)
+        if mapped is None:
+            mapped = shapes[screen.table] = data.translate(screen.table)
+        if screen.search(mapped):
+            out.add(kind)
+    return out
 
 
 class _Stop(Exception):
@@ -78,10 +111,12 @@ class HyperscanPrefilter:
         import hyperscan
 
         self._hs = hyperscan
-        # JSON escapes \uXXXX and \/ can hide a candidate from the raw text: such lines always go the full way.
-        expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds)]
+        # JSON escapes \uXXXX and \/ can hide a candidate from the raw text, and characters that the
+        # normalised view changes can make one: such lines always go the full way.
+        expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds), hyperscan_class()]
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
-        flags = [base] * len(expressions)
+        flags = [base] * (len(expressions) - 1)
+        flags.append(base & ~hyperscan.HS_FLAG_UCP)  # an explicit class: UCP only makes it slow to compile
         for words, case_sensitive in keywords:
             for word in words:
                 expressions.append(re.escape(word).encode("utf-8"))
@@ -121,11 +156,16 @@ class HyperscanPrefilter:
         return False
 
 
+# Pseudo-kind reported by the gates: the text holds characters that the normalised view changes.
+VIEW = "<view>"
+
+
 class KindGate:
     """Which candidate kinds can occur in a text: one Hyperscan scan instead of one ``re`` pass per kind.
 
     A kind whose Hyperscan prefix pattern does not occur has no ``re`` candidate either (the prefixes
     match wherever the candidates do), so the engine skips that pass; the passes that run are unchanged.
+    The same scan reports :data:`VIEW` when the text holds characters that the normalised view changes.
     """
 
     def __init__(self, kinds: Sequence[str]) -> None:
@@ -134,7 +174,7 @@ class KindGate:
         self._hs = hyperscan
         self.kinds = list(kinds)
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
-        expressions = [HS_PATTERNS[k] for k in self.kinds]
+        expressions = [HS_PATTERNS[k] for k in kinds]
         self._db = hyperscan.Database()
         self._db.compile(
             expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions),
@@ -143,7 +183,8 @@ class KindGate:
         self._local = threading.local()
 
     def present(self, text: str) -> set[str] | None:
-        """The kinds whose prefix occurs in ``text``; None when the text cannot be scanned (lone surrogates)."""
+        """The kinds whose prefix occurs in ``text`` (and :data:`VIEW`); None when the text cannot be
+        scanned (lone surrogates)."""
         try:
             data = text.encode("utf-8")
         except UnicodeEncodeError:
@@ -158,7 +199,42 @@ class KindGate:
             found.add(kinds[id_])
 
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if not data.isascii() and view_checker()(data):
+            found.add(VIEW)
         return found
+
+
+_VIEW_LOCAL = threading.local()
+
+
+@cache
+def _view_database() -> Any:
+    import hyperscan
+
+    db = hyperscan.Database()
+    flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8
+    db.compile(expressions=[hyperscan_class()], ids=[0], elements=1, flags=[flags])
+    return db
+
+
+def view_checker() -> Callable[[bytes], bool]:
+    """A function telling whether UTF-8 bytes hold a character the normalised view changes (Hyperscan;
+    one database per process, scratch space per thread)."""
+    import hyperscan
+
+    db = _view_database()
+    scratch = getattr(_VIEW_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _VIEW_LOCAL.scratch = hyperscan.Scratch(db)
+
+    def check(data: bytes) -> bool:
+        try:
+            db.scan(data, match_event_handler=_stop, scratch=scratch)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+    return check
 
 
 class ScreenGate:
@@ -166,14 +242,17 @@ class ScreenGate:
 
     def __init__(self, kinds: Sequence[str]) -> None:
         self.kinds = list(kinds)
-        self._screened = [(k, SCREENS[k]) for k in self.kinds if k in SCREENS]
+        self._unscreened = {k for k in self.kinds if k not in SCREENS}
 
     def present(self, text: str) -> set[str] | None:
         try:
-            shapes = text.encode("utf-8").translate(SHAPE_TABLE)
+            data = text.encode("utf-8")
         except UnicodeEncodeError:
             return None
-        return {k for k in self.kinds if k not in SCREENS} | {k for k, s in self._screened if s.search(shapes)}
+        found = self._unscreened | screened(data, self.kinds)
+        if raw_needs_view(data):
+            found.add(VIEW)
+        return found
 
 
 def build_gate(kinds: Sequence[str], *, native: bool | None = None) -> KindGate | ScreenGate | None:

@@ -28,7 +28,6 @@ from bastion.policies.json_rules import (
     NeedsScan,
     NotJson,
     decode,
-    may_hold_nested_json,
 )
 from bastion.policies.model import ACTION_ORDER
 
@@ -278,7 +277,7 @@ class JsonlScanner:
             return None  # blank line: no record, passed through as is
         summary.records += 1
         record_no = summary.records
-        if not self._may_contain(text, body) and not may_hold_nested_json(body):
+        if not self._may_contain(text, body):
             try:
                 decode(FAST_DECODER, text)  # validate only
                 return None

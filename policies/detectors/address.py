@@ -267,8 +267,7 @@ _QUICK = re.compile(r"\d|[Ss]/[Nn]")  # every form has a house number or postcod
 class StreetAddressDetector(Detector):
     entity = "STREET_ADDRESS"
     priority = 60
-    raw_safe = False
-    on_view = True
+    on_view = True  # and raw-safe: the engine runs find() on the unescaped raw line as its pre-filter
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

@@ -287,8 +287,7 @@ class DateOfBirthDetector(Detector):
     # Before phone and national ids (which run earlier as candidates but resolve by priority on ties):
     # a date with birth context is a date of birth, not a phone number.
     priority = 20
-    raw_safe = False
-    on_view = True
+    on_view = True  # and raw-safe: the engine runs find() on the unescaped raw line as its pre-filter
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

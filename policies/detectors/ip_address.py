@@ -14,6 +14,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 class IpAddressDetector(Detector):
     entity = "IP_ADDRESS"
     candidate_kinds = ("number", "ipv6")
+    digit_range = (4, 12)
     priority = 40
 
     def __init__(self, spec: Any) -> None:

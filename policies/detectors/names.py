@@ -298,8 +298,7 @@ def _name_at(text: str, pos: int, *, min_words: int = 1) -> tuple[int, int] | No
 class PersonNameDetector(Detector):
     entity = "PERSON_NAME"
     priority = 65
-    raw_safe = False
-    on_view = True
+    on_view = True  # and raw-safe: the engine runs find() on the unescaped raw line as its pre-filter
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

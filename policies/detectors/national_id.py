@@ -79,6 +79,7 @@ _SEPARATORS = re.compile(r"[ ./\-]")
 class NationalIdDetector(Detector):
     entity = "NATIONAL_ID"
     candidate_kinds = ("number", "alnum")
+    digit_range = (7, 15)
     priority = 35
 
     def __init__(self, spec: Any) -> None:

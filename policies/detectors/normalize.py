@@ -79,7 +79,8 @@ class View:
 
     __slots__ = ("_deltas", "_lens", "_origs", "_starts", "original", "text")
 
-    def __init__(self, original: str) -> None:
+    def __init__(self, original: str, *, identity: bool = False) -> None:
+        """``identity``: the caller knows that nothing in ``original`` changes (skips the check)."""
         self.original = original
         # One entry per changed character: where its replacement starts in the view, how long it is, where
         # the character is in the original; and the offset (original - view) of the unchanged text after it.
@@ -87,7 +88,7 @@ class View:
         self._lens: list[int] = []
         self._origs: list[int] = []
         self._deltas: list[int] = []
-        if not needs_view(original):
+        if identity or not needs_view(original):
             self.text = original
             return
         pieces: list[str] = []
@@ -126,3 +127,54 @@ class View:
         if not self._starts:
             return start, end
         return self.source(start), self.source(end - 1) + 1
+
+
+def _trie_regex(seqs: list[bytes]) -> bytes:
+    """A bytes regex matching exactly the given byte sequences (all of the same length per first byte),
+    written as a trie so that ``re`` decides with a few byte tests per position."""
+    groups: dict[int, list[bytes]] = {}
+    for seq in seqs:
+        groups.setdefault(seq[0], []).append(seq[1:])
+    alts: list[bytes] = []
+    singles = sorted(first for first, rests in groups.items() if rests == [b""])
+    for first, rests in sorted(groups.items()):
+        if rests == [b""]:
+            continue
+        alts.append(re.escape(bytes([first])) + _trie_regex([r for r in rests if r]))
+    if singles:
+        alts.append(b"[" + b"".join(re.escape(bytes([b])) for b in singles) + b"]")
+    return alts[0] if len(alts) == 1 else b"(?:" + b"|".join(alts) + b")"
+
+
+@cache
+def changed_bytes_pattern() -> re.Pattern[bytes]:
+    """Matches the UTF-8 encoding of any character the view changes (for screening raw lines)."""
+    return re.compile(_trie_regex(sorted(ch.encode("utf-8") for ch in changed_chars())))
+
+
+@cache
+def hyperscan_class() -> bytes:
+    """The characters the view changes, as a Hyperscan character class (UTF-8 mode)."""
+    ranges: list[list[int]] = []
+    for cp in sorted(ord(c) for c in changed_chars()):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    body = "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges)
+    return f"[{body}]".encode("ascii")
+
+
+@cache
+def _not_lead_bytes() -> bytes:
+    leads = {ch.encode("utf-8")[0] for ch in changed_chars()}
+    return bytes(b for b in range(256) if b not in leads)
+
+
+def raw_needs_view(raw: bytes) -> bool:
+    """:func:`needs_view` on the UTF-8 bytes of a text. Most non-ASCII text (accented letters, most
+    scripts) holds no first byte of a changed character: ``bytes.translate`` rules that out at memory
+    speed, and only the rest is searched with the exact pattern."""
+    if raw.isascii() or not raw.translate(None, _not_lead_bytes()):
+        return False
+    return changed_bytes_pattern().search(raw) is not None

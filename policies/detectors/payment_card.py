@@ -24,6 +24,7 @@ _SEPARATORS = re.compile(r"[ ._/\-]")
 class PaymentCardDetector(Detector):
     entity = "PAYMENT_CARD"
     candidate_kinds = ("number",)
+    digit_range = (13, 19)
     priority = 30
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:

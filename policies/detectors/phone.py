@@ -48,6 +48,7 @@ def _screen(region: str) -> _Screen:
 class PhoneDetector(Detector):
     entity = "PHONE"
     candidate_kinds = ("number",)
+    digit_range = (6, 17)
     priority = 90  # after the checksummed identifiers: a valid IBAN/card/ID is reported as that
 
     def __init__(self, spec: Any) -> None:

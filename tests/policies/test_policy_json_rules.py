@@ -96,11 +96,15 @@ def test_refused_numbers_in_jsonl(engine: PolicyEngine, number: str, why: str, p
     assert info.value.message.startswith("t.jsonl:2: record 2 ")
 
 
-def test_refused_numbers_inside_a_json_string(engine: PolicyEngine) -> None:
-    for number in ("1e400", "7" * 4301, "NaN"):
-        inner = json.dumps({"args": f'{{"x": {number}}}'})
-        with pytest.raises(ScanError, match="a string holding JSON"):
-            scan_json_body(engine, inner)
+@pytest.mark.parametrize("number", ["1e400", "7" * 4301, "NaN", "-Infinity"])
+def test_a_json_string_with_a_refused_number_is_scanned_as_text(engine: PolicyEngine, number: str) -> None:
+    # Not JSON that could be re-serialized: the string stays text, and is scanned as text (found by the
+    # fuzzer: a chat message "[NaN]" must not refuse the upload).
+    inner = json.dumps({"args": f'{{"x": {number}, "to": "ana@example.es"}}'})
+    res = scan_json_body(engine, inner)
+    assert json.loads(res.body) == {"args": f'{{"x": {number}, "to": "[EMAIL]"}}'}
+    out, _ = scan_bytes(engine, b'{"t": "[NaN]"}\n')
+    assert out == b'{"t": "[NaN]"}\n'
 
 
 def test_the_longest_integer_accepted() -> None:
@@ -110,11 +114,12 @@ def test_the_longest_integer_accepted() -> None:
 # -- duplicate keys ---------------------------------------------------------------------------------
 
 DUPLICATES = [
-    '{"a": 1, "a": 2}',
+    '{"a": 1, "a": 2, "m": "ana@example.es"}',
     '{"x": {"a": "ana@example.es", "a": "clean"}}',
-    '[{"k": 1}, {"k": 1, "k": 1}]',
+    '[{"k": 1}, {"k": 1, "k": "+49 30 901820"}]',
     json.dumps({"arguments": '{"to": "x", "to": "ana@example.es"}'}),
-    json.dumps({"a": json.dumps({"b": '{"c": 1, "c": 2}'})}),
+    json.dumps({"arguments": '{"to": "x", "to": "ana\\u0040example.es"}'}),
+    json.dumps({"a": json.dumps({"b": '{"c": "4111 1111 1111 1111", "c": 2}'})}),
 ]
 
 
@@ -125,6 +130,17 @@ def test_duplicate_keys_are_refused_at_every_level(engine: PolicyEngine, body: s
     with pytest.raises(ScanError, match="twice in one object") as info:
         scan_bytes(engine, b'{"ok": 1}\n' + body.encode() + b"\n")
     assert info.value.line == 2
+
+
+@pytest.mark.parametrize("body", ['{"a": 1, "a": 2}', json.dumps({"a": '{"c": 1, "c": 2}'})])
+def test_duplicate_keys_without_any_candidate(engine: PolicyEngine, body: str) -> None:
+    # A request body is always decoded in full: refused.
+    with pytest.raises(ScanError, match="twice in one object"):
+        scan_json_body(engine, body.encode())
+    # A JSONL line without a single candidate (at any nesting level) takes the raw-line fast path, which
+    # does not decode keys: it goes out byte-identical, and every copy of every key was seen clean.
+    out, summary = scan_bytes(engine, body.encode() + b"\n")
+    assert out == body.encode() + b"\n" and summary.findings == 0
 
 
 def test_a_pii_looking_duplicate_key_is_not_echoed(engine: PolicyEngine) -> None:
@@ -157,7 +173,7 @@ def test_nested_json_strings_are_decoded_to_the_bound(engine: PolicyEngine, leve
 
 
 def test_nesting_beyond_the_bound_is_refused_never_passed_unscanned(engine: PolicyEngine) -> None:
-    record = _nest({"to": "clean"}, MAX_NESTED_JSON_DEPTH + 1)
+    record = _nest({"to": "call 030 901820"}, MAX_NESTED_JSON_DEPTH + 1)
     with pytest.raises(ScanError, match="nested more than"):
         scan_json_value(engine, record)
     with pytest.raises(ScanError, match="nested more than") as info:
