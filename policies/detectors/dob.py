@@ -238,7 +238,8 @@ _BEFORE_WORD = 12  # a date at most this far before a birth word ("12.03.1985 (D
 _CLAUSE_END = re.compile(r"[.!?;]\s|[\n\x00]")  # NUL: the end of one string of a record
 _VERSION = re.compile(r"(?:version|vers\.|ver\.|v\.?|release|build)\s*$", re.IGNORECASE)  # "version 15.11.76"
 _YEAR_NOW = _dt.date.today().year
-_YEARISH = re.compile(r"\d\d")  # every date form has two adjacent digits (the year)
+# Every date form has separated day/month/year digits or a four-digit year: a cheap first gate.
+_YEARISH = re.compile(r"\d[./-]\s?\d{1,2}\s?[./-]\s?\d|\d{4}")
 
 
 def _valid(day: int, month: int, year: int) -> bool:
