@@ -36,6 +36,7 @@ from bastion.policies.model import ACTION_ORDER, Policy
 _SEP = "\x00"
 # No identifier we know has more digits than a payment card (19); longer runs are only tried as sub-runs.
 _MAX_DIGITS = 19
+_NEAR = 10  # margin around a placeholder within which a re-scan validates candidates
 _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may start (quoted local part)
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
@@ -301,7 +302,11 @@ class PolicyEngine:
                 starts.append(pos)
                 pos += len(t) + 1
             if near is not None and view.identity:
-                windows = [(starts[i] + s, starts[i] + e) for i, spans in enumerate(near) for s, e in spans]
+                # A placeholder also changes what is next to it: a run it cut off is now whole, up to
+                # eight separator characters away (see the "number" candidate pattern).
+                windows = _merge_spans(
+                    [(starts[i] + s - _NEAR, starts[i] + e + _NEAR) for i, spans in enumerate(near) for s, e in spans]
+                )
             found = self._candidates(view.text, present, windows)
             for det in self._on_view:  # context detectors: the whole view, also when re-scanning
                 found.extend(det.find(view.text))
@@ -354,6 +359,15 @@ class PolicyEngine:
                             found.extend(hits)
                             floor = max(floor, *(h.end for h in hits))
                             break
+            elif kind == "iban":  # the candidate starts at the check digits: the country code is before them
+                pos = 0
+                while (tail := pattern.search(text, pos)) is not None:
+                    s = tail.start() - 2
+                    hits = []
+                    if s >= 0 and text[s : s + 2].isascii() and text[s : s + 2].isalpha() and touches(s, tail.end()):
+                        hits = self._validate(text, s, tail.end(), kind)
+                        found.extend(hits)
+                    pos = max(h.end for h in hits) if hits else tail.start() + 1
             elif kind == "ipv6":
                 for m in pattern.finditer(text):
                     if touches(m.start() - 5, m.end()):
@@ -373,7 +387,9 @@ class PolicyEngine:
                 return hits
         return []
 
-    def _validate_number(self, text: str, start: int, end: int, digits: int, prior: _Covers) -> list[Hit]:
+    def _validate_number(
+        self, text: str, start: int, end: int, digits: int, prior: _Covers, part: bool = False
+    ) -> list[Hit]:
         if digits < _MIN_DIGITS and not IPV4_SHAPE.fullmatch(text, start, end):
             return []
         cover = prior.covering(start, end)
@@ -381,13 +397,15 @@ class PolicyEngine:
             low, high = det.digit_range
             if not low <= digits <= high:
                 continue  # (the count includes a check letter's absence; see Detector.digit_range)
+            if part and not det.takes_part(text, start, end):
+                continue  # a part of a longer digit run needs a stronger written form for this type
             if cover is not None and _rank_key(cover)[:2] <= _rank_key_of(det):
                 continue  # whatever it finds lies inside a hit that wins over it: nothing would change
             hits = det.validate(text, start, end, "number")
             if hits:
                 return hits
         if text[start] == "(":
-            return self._validate_number(text, start + 1, end, digits, prior)  # "(4111 1111 1111 1111)"
+            return self._validate_number(text, start + 1, end, digits, prior, part)  # "(4111 1111 1111 1111)"
         return []
 
     def _number_run(self, text: str, start: int, end: int, prior: _Covers) -> list[Hit]:
@@ -423,7 +441,7 @@ class PolicyEngine:
                 s, e = tokens[i][0], tokens[j][1]
                 if s == start and e == end:
                     continue  # the whole run, tried above
-                hits = self._validate_number(text, s, e, d, prior)
+                hits = self._validate_number(text, s, e, d, prior, part=True)
                 if hits:
                     found.extend(hits)
                     break
@@ -638,6 +656,17 @@ def _rank_key(h: Hit) -> tuple[int, int, int, int]:
     """Which of two overlapping hits wins: the stricter action, then the detector's priority (checksummed
     types before phone numbers), then the longer span, then the earlier one."""
     return (-ACTION_ORDER[h.detector.action], h.detector.priority, h.start - h.end, h.start)
+
+
+def _merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, overlapping or touching spans merged."""
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
 
 
 def _rank_key_of(det: Detector) -> tuple[int, int]:

@@ -29,7 +29,7 @@ from bastion.policies.detectors.normalize import hyperscan_class, raw_needs_view
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
-    "iban": rb"[A-Za-z]{2}[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
+    "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": (
         rb"[A-Z](?:[0-9]{7}-?[A-Z]"
         rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
@@ -78,7 +78,7 @@ class Screen(NamedTuple):
 
 
 SCREENS: dict[str, Screen] = {
-    "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}"), re.compile(rb"[Aa][Aa]00(?:s?[Aa0]){10}")),
+    "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
     "alnum": Screen(SHAPE_TABLE, re.compile(rb"A(?:0{7}|A{5})")),
     "number": Screen(SHAPE_TABLE, re.compile(rb"0(?:[s(]{0,8}0){2}")),
 }

@@ -59,6 +59,11 @@ class Detector:
         """Standalone detection over the strings of one record; detectors that batch (NER) override it."""
         return [self.find(t) for t in texts]
 
+    def takes_part(self, text: str, start: int, end: int) -> bool:
+        """Whether ``text[start:end]``, a part of a longer digit run, may be validated as this type
+        (checksummed types: always; see the phone detector)."""
+        return True
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.rule_id} -> {self.action}>"
 

@@ -73,6 +73,12 @@ class PhoneDetector(Detector):
                 out.append(sc.region)
         return out
 
+    def takes_part(self, text: str, start: int, end: int) -> bool:
+        """Inside a longer digit run ("2024-01-15 10:30", "1.234.567,89", "v1.20.3334"), only a number
+        written with an international prefix or a trunk prefix (``+49 30 ...``, ``030 ...``) counts: any
+        6-8 digits are a valid number somewhere, and there is no checksum to tell."""
+        return text[start] in "+0"
+
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         window = text[start:end]
         if window[0] == "(" and window.count("(") > window.count(")"):

@@ -169,3 +169,29 @@ def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -
     except UnicodeEncodeError:
         return  # not a line the scanner can get (it decodes valid UTF-8)
     assert RE_ONLY.may_contain_line(raw, data) == RE_ONLY.may_contain(raw)
+
+
+def test_the_fast_path_knobs_are_public() -> None:
+    policy = policy_from_mapping(_GATE_POLICY)
+    plain = PolicyEngine(policy, prefilter="re", kind_gate=False, raw_line_fast_path=False)
+    assert not plain.native_prefilter and not plain.kind_gate and not plain.raw_line_fast_path
+    assert plain.prefilter_mode == "re"
+    clean = '{"t": "plain words"}'
+    assert plain.may_contain_line(clean, clean.encode())  # no fast path: every line is scanned
+    assert not PolicyEngine(policy, prefilter="re").may_contain_line(clean, clean.encode())
+    with pytest.raises(ValueError, match="prefilter must be"):
+        PolicyEngine(policy, prefilter="fast")  # type: ignore[arg-type]
+
+
+def test_hyperscan_required_or_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = policy_from_mapping(_GATE_POLICY)
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="Hyperscan"):
+            PolicyEngine(policy, prefilter="hyperscan")
+        return
+    monkeypatch.setenv("BASTION_NO_HYPERSCAN", "1")  # the environment switch does not override the knob
+    engine = PolicyEngine(policy, prefilter="hyperscan")
+    assert engine.native_prefilter and engine.kind_gate
+    assert not PolicyEngine(policy).native_prefilter  # "auto" follows the environment
