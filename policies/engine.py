@@ -38,6 +38,7 @@ _SEP = "\x00"
 _MAX_DIGITS = 19
 _NEAR = 10  # margin around a placeholder within which a re-scan validates candidates
 _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may start (quoted local part)
+_PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
 _MAX_RESCANS = 3
@@ -163,6 +164,8 @@ class PolicyEngine:
             self._native = _prefilter.build(kinds, keywords, required=native is True)
         self._gate = _prefilter.build_gate(kinds, native=native) if kind_gate and len(self._passes) > 1 else None
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
+        acting = [d for d in self._by_kind.get("number", ()) if d.action != "allow"]
+        self._fail_closed = max(acting, key=lambda d: d.priority) if acting else None
 
     @property
     def raw_line_fast_path(self) -> bool:
@@ -342,9 +345,10 @@ class PolicyEngine:
                 continue  # no candidate of this kind can occur (see prefilter.KindGate)
             if kind == "number":  # the last pass: the hits of the others are known
                 prior = _Covers(found)
+                budget = [_PART_BUDGET + len(text) // 16]  # validations of sub-runs left (see _number_run)
                 for m in pattern.finditer(text):
                     if touches(m.start(), m.end()):
-                        found.extend(self._number_run(text, m.start(), m.end(), prior))
+                        found.extend(self._number_run(text, m.start(), m.end(), prior, budget))
             elif kind == "email":
                 floor = 0  # a local part never reaches back into the previous address
                 for m in pattern.finditer(text):
@@ -408,10 +412,14 @@ class PolicyEngine:
             return self._validate_number(text, start + 1, end, digits, prior, part)  # "(4111 1111 1111 1111)"
         return []
 
-    def _number_run(self, text: str, start: int, end: int, prior: _Covers) -> list[Hit]:
+    def _number_run(self, text: str, start: int, end: int, prior: _Covers, budget: list[int]) -> list[Hit]:
         """A digit run tried as a whole and, unless that is one identifier, as every sub-run of its digit
         groups (split on every separator): longest valid sub-run per starting group. Detectors are not
-        asked about a span inside an e-mail, IBAN or IPv6 hit that would win over theirs (``prior``)."""
+        asked about a span inside an e-mail, IBAN or IPv6 hit that would win over theirs (``prior``).
+
+        ``budget`` bounds the sub-run validations of one text (long runs of short digit groups, "0 0 0 ...",
+        would otherwise cost a validation per group and length): when it is spent, the rest of a run that
+        still needs sub-runs is redacted whole (fail closed), typed by the weakest acting number detector."""
         tokens = [(m.start(), m.end()) for m in NUMBER_TOKEN.finditer(text, start, end)]
         letter = [text[s].isalpha() for s, _ in tokens]
         counts = [
@@ -428,6 +436,11 @@ class PolicyEngine:
         for i in range(len(tokens)):
             if letter[i]:
                 continue
+            if budget[0] <= 0:
+                closed = self._fail_closed
+                if closed is not None:
+                    found.append(Hit(tokens[i][0], tokens[-1][1], closed))
+                break
             digits = 0
             ends: list[tuple[int, int]] = []  # (j, digits of tokens i..j)
             for j in range(i, len(tokens)):
@@ -441,6 +454,7 @@ class PolicyEngine:
                 s, e = tokens[i][0], tokens[j][1]
                 if s == start and e == end:
                     continue  # the whole run, tried above
+                budget[0] -= 1
                 hits = self._validate_number(text, s, e, d, prior, part=True)
                 if hits:
                     found.extend(hits)

@@ -5,6 +5,8 @@ and the redacted output, scanned again, yields no finding of a redact/block rule
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -179,3 +181,24 @@ def test_redacted_output_rescanned_has_no_redact_or_block_finding(text: str) -> 
         res = engine.scan_record({"t": text})
         again = engine.scan_record(res.record)
         assert [f for f in again.findings if f.action != "allow"] == [], (text, res.record)
+
+
+def test_sub_run_validations_are_bounded_and_fail_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "0 0 0 ...": every group starts a sub-run that a phone number could be; without a bound that is a
+    # validation per group and length (seconds for 40 kB). The bound is counted, not timed.
+    from bastion.policies.detectors.phone import PhoneDetector
+
+    calls = [0]
+    original = PhoneDetector.validate
+
+    def counting(self: PhoneDetector, text: str, start: int, end: int, kind: str) -> list[Any]:
+        calls[0] += 1
+        return original(self, text, start, end, kind)
+
+    monkeypatch.setattr(PhoneDetector, "validate", counting)
+    text = "0 " * 20000
+    res = ENGINE.scan_record({"t": text})
+    assert calls[0] <= 2 * (2000 + len(text) // 16 + 1)  # the scan and the re-scan have a budget each
+    # what was not validated is redacted whole: nothing goes out unexamined
+    assert res.action == "redact" and res.record["t"].endswith("[PHONE] ")
+    assert res.findings[-1].entity == "PHONE"
