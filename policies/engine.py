@@ -248,6 +248,12 @@ class PolicyEngine:
         return lambda text, raw_bytes: hit(raw_bytes) or may_match_regexes(text)
 
     @property
+    def blocking(self) -> bool:
+        """Whether scanning waits on a worker pool (an enabled ``ner`` detector). An async caller (the gateway)
+        must then run scans in a worker thread (``anyio.to_thread.run_sync``), never on its event loop."""
+        return any(d.blocking for d in self.detectors)
+
+    @property
     def native_prefilter(self) -> bool:
         """Whether the Hyperscan pre-filter is in use."""
         return self._native is not None

@@ -33,6 +33,9 @@ class Detector:
     # its patterns never cross) rather than per original string: the context detectors (names, dates of birth,
     # addresses) do, so "geb.\u00a012.03.1985" or full-width digits read as they look.
     on_view: ClassVar[bool] = False
+    # Whether find() waits on a worker pool (NER): callers on an event loop must call the engine from a
+    # worker thread then (see PolicyEngine.blocking).
+    blocking: ClassVar[bool] = False
     # For "number" candidates: how many digits a value of this type can have (the engine does not ask
     # about digit runs outside this range).
     digit_range: ClassVar[tuple[int, int]] = (1, 99)

