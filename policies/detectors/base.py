@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 
@@ -28,6 +29,13 @@ class Detector:
     priority: ClassVar[int] = 50
     # Whether find() may be run on the raw JSON line as a "could anything match" pre-filter.
     raw_safe: bool = True
+    # Whether find() runs once per record on the normalised view of all its strings joined with NUL (which
+    # its patterns never cross) rather than per original string: the context detectors (names, dates of birth,
+    # addresses) do, so "geb.\u00a012.03.1985" or full-width digits read as they look.
+    on_view: ClassVar[bool] = False
+    # Whether find() waits on a worker pool (NER): callers on an event loop must call the engine from a
+    # worker thread then (see PolicyEngine.blocking).
+    blocking: ClassVar[bool] = False
     # For "number" candidates: how many digits a value of this type can have (the engine does not ask
     # about digit runs outside this range).
     digit_range: ClassVar[tuple[int, int]] = (1, 99)
@@ -49,6 +57,10 @@ class Detector:
     def find(self, text: str) -> list[Hit]:
         """Standalone detection over one string."""
         return []
+
+    def find_many(self, texts: Sequence[str]) -> list[list[Hit]]:
+        """Standalone detection over the strings of one record; detectors that batch (NER) override it."""
+        return [self.find(t) for t in texts]
 
     def takes_part(self, text: str, start: int, end: int) -> bool:
         """Whether ``text[start:end]``, a part of a longer digit run, may be validated as this type

@@ -9,7 +9,10 @@ import pytest
 from bastion.errors import PolicyError
 from bastion.policies import PolicyEngine, list_packs, load_policy, load_policy_text
 
-DETECTOR_TYPES = "email, phone, iban, payment_card, national_id, ip_address, regex, keywords"
+DETECTOR_TYPES = (
+    "email, phone, iban, payment_card, national_id, ip_address, regex, keywords, date_of_birth, person_name, "
+    "street_address, ner"
+)
 
 BAD_POLICIES = [
     (
@@ -65,6 +68,11 @@ BAD_POLICIES = [
         "name: t\nresidency:\n  - id: r\n    classifications: [personal]\n    jurisdictions: [eu]\n",
         "p.yaml:5: residency[0].jurisdictions[0]: 'eu' is not allowed here: "
         "use upper-case codes such as EU, US, CH, or '*' for anywhere",
+    ),
+    (
+        "name: t\nclassify:\n  - id: h\n    classification: secret\n    entities: [PERSON_NAME]\n    keywords: [x1]\n",
+        "p.yaml:4: classify[0].classification: unknown classification 'secret'; "
+        "declared classifications: public, internal, personal, special",
     ),
     (
         "name: t\nresidency:\n  - id: r\n    classifications: [personal, secret]\n    jurisdictions: [EU]\n",

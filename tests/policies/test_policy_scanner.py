@@ -42,13 +42,22 @@ def test_redacts_and_passes_clean_lines_byte_identical(engine: PolicyEngine) -> 
     out, summary = scan_bytes(engine, data)
     lines = out.split(b"\n")
     assert lines[0] + b"\n" == clean  # spacing, escapes and number formatting untouched
-    assert json.loads(lines[1])["messages"][0]["content"] == "I'm Zoë, [EMAIL], [PHONE]"
+    assert (
+        json.loads(lines[1])["messages"][0]["content"] == "I'm [PERSON_NAME], [EMAIL], [PHONE]"
+    )  # a given name after "I'm"
     assert json.loads(lines[2])["messages"][0]["content"] == "IBAN [IBAN] — danke"
     assert json.loads(lines[3])["input"]["messages"][0]["content"] == "NIR [NATIONAL_ID]"
     assert lines[4] == json.dumps(PII_RECORDS[3], ensure_ascii=False).encode()  # no PII: identical
     assert json.loads(lines[5]) == {"k": ["plain", {"deep": "server [IP_ADDRESS]"}]}
     assert summary.records == 6 and summary.decision == "redact" and summary.redacted_records == 4
-    assert summary.entity_counts == {"EMAIL": 1, "IBAN": 1, "IP_ADDRESS": 1, "NATIONAL_ID": 1, "PHONE": 1}
+    assert summary.entity_counts == {
+        "EMAIL": 1,
+        "IBAN": 1,
+        "IP_ADDRESS": 1,
+        "NATIONAL_ID": 1,
+        "PHONE": 1,
+        "PERSON_NAME": 1,
+    }
     assert summary.input_sha256 == hashlib.sha256(data).hexdigest()
     assert summary.output_sha256 == hashlib.sha256(out).hexdigest()
     assert [d.record for d in summary.details] == [2, 3, 4, 6]
