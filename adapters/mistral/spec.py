@@ -271,9 +271,14 @@ def check_job(doc: Any) -> None:
             param="training_files",
         )
     for i, item in enumerate(files):
-        if not isinstance(item, dict) or set(item) - {"file_id", "weight"}:
+        weight = item.get("weight", 1) if isinstance(item, dict) else None
+        bad_weight = isinstance(weight, bool) or not isinstance(weight, (int, float))
+        if not isinstance(item, dict) or set(item) - {"file_id", "weight"} or bad_weight:
             raise Refusal(
-                400, "invalid_request", f"'training_files[{i}]' must be {{file_id, weight}}", param="training_files"
+                400,
+                "invalid_request",
+                f"'training_files[{i}]' must be {{file_id, weight: <number>}}",
+                param="training_files",
             )
     validation = doc.get("validation_files")
     if validation is not None and not isinstance(validation, list):

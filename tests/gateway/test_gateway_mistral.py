@@ -107,6 +107,15 @@ class FakeMistral:
                 return JSONResponse({"id": fid, "object": "file", "deleted": True})
             return JSONResponse({**self.files[fid], "deleted": False})
 
+        async def file_content(request: Request) -> Response:
+            await record(request)
+            fid = request.path_params["fid"]
+            if fid not in self.contents:
+                return _error(404, "file not found")
+            if request.url.path.endswith("/url"):
+                return JSONResponse({"url": f"https://files.mistral.example/{fid}?sig=abc"})
+            return Response(self.contents[fid], media_type="application/octet-stream")
+
         def job_obj(body: dict[str, Any]) -> dict[str, Any]:
             return {
                 "id": str(uuid.uuid4()),
@@ -152,6 +161,8 @@ class FakeMistral:
                 Route("/v1/files", files_upload, methods=["POST"]),
                 Route("/v1/files", files_list, methods=["GET"]),
                 Route("/v1/files/{fid}", file_get, methods=["GET", "DELETE"]),
+                Route("/v1/files/{fid}/content", file_content, methods=["GET"]),
+                Route("/v1/files/{fid}/url", file_content, methods=["GET"]),
                 Route("/v1/fine_tuning/jobs", jobs, methods=["GET", "POST"]),
                 Route("/v1/fine_tuning/jobs/{jid}", job, methods=["GET"]),
                 Route("/v1/fine_tuning/jobs/{jid}/{action}", job, methods=["POST"]),
@@ -276,6 +287,9 @@ def test_files_list_retrieve_delete_pass_through(mis: MEnv) -> None:
     f = upload(mis, jsonl(chat("listing")))
     assert f.id in [x.id for x in c.files.list().data]
     assert c.files.retrieve(file_id=f.id).id == f.id
+    assert c.files.download(file_id=f.id).read() == mis.upstream.contents[f.id]
+    assert c.files.get_signed_url(file_id=f.id, expiry=2).url.startswith("https://")
+    assert mis.upstream.received[-1].query == "expiry=2"
     assert c.files.delete(file_id=f.id).deleted is True
     n = len(mis.upstream.received)
     status, body = refused(lambda: c.files.retrieve(file_id="not-a-file-id"))
@@ -441,6 +455,7 @@ def test_wandb_credentials_refused_and_never_written(mis: MEnv, caplog: pytest.L
         (b'{"model": "m", "training_files": [{"file_id": "F", "url": "https://x"}]}', "invalid_request", None),
         (b'{"model": "m", "training_files": [{"file_id": "F"}], "job_type": "rlhf"}', "invalid_request", "job_type"),
         (b'{"model": "m", "training_files": [{"file_id": "not-an-id"}]}', "invalid_request", None),
+        (b'{"model": "m", "training_files": [{"file_id": "F", "weight": "1"}]}', "invalid_request", None),
     ],
 )
 def test_bad_job_bodies_get_a_clear_error(mis: MEnv, payload: bytes, code: str, param: str | None) -> None:
