@@ -307,6 +307,16 @@ def test_files_list_retrieve_delete_pass_through(mis: MEnv) -> None:
         (jsonl({"messages": [{"role": "user", "content": "hi", "extra": 1}]}), "does not know"),
         (jsonl({"messages": [{"role": "user", "content": "hi"}], "metadata": {"x": 1}}), "a chat record has only"),
         (jsonl({"text": "t"}), "needs 'labels'"),
+        (
+            jsonl(
+                {
+                    "messages": [
+                        {"role": "user", "content": [{"type": "image_url", "image_url": "https://x.example/a.png"}]}
+                    ]
+                }
+            ),
+            "points outside",
+        ),
     ],
 )
 def test_malformed_records_refused_before_forwarding(mis: MEnv, data: bytes, where: str) -> None:
