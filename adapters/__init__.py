@@ -16,11 +16,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "mistral", "openai", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, or one registered with :func:`register_provider`)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, or one from :func:`register_provider`)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -31,4 +31,8 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.azure_openai.spec import SPEC as AZURE
 
         return AZURE
+    if name == "mistral":
+        from bastion.adapters.mistral.spec import SPEC as MISTRAL
+
+        return MISTRAL
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")
