@@ -580,7 +580,10 @@ class Gateway:
         ctype, body = encoder(refusal)
         return Response(body, status_code=refusal.status, media_type=ctype)
 
-    async def _refuse_unrouted(self, request: Request, reason: str, refusal: Refusal, **facts: Any) -> Response:
+    async def _refuse_unrouted(
+        self, request: Request, reason: str, refusal: Refusal, *, spec: ProviderSpec | None = None, **facts: Any
+    ) -> Response:
+        """Refuse a request that matched no route; in the upstream's error shape where it is known."""
         entry = {
             "decision": "block",
             "reason": reason,
@@ -597,7 +600,7 @@ class Gateway:
         except Exception:
             self.metrics.audit_failures.inc()
             refusal = _audit_refusal(forwarded=False)
-        return self.error_response(self._fallback, refusal)
+        return self.error_response(spec or self._fallback, refusal)
 
     async def handle(self, request: Request) -> Response:
         name = request.path_params["upstream"]
@@ -621,7 +624,7 @@ class Gateway:
         try:
             inbound.check_framing(raw_headers)
         except Refusal as refused:
-            return await self._refuse_unrouted(request, refused.kind, refused, upstream=name)
+            return await self._refuse_unrouted(request, refused.kind, refused, spec=spec, upstream=name)
         segments = path.split("/")[1:]
         matched = None
         if not (any(seg in (".", "..") for seg in segments) or "" in segments[:-1] or any(c in path for c in "?#\\")):
@@ -639,6 +642,7 @@ class Gateway:
                     f"this is not a route the gateway knows for {spec.name}; unknown routes are denied",
                     hint="ask the gateway operator to add support for it",
                 ),
+                spec=spec,
                 upstream=name,
             )
         route = matched.route
