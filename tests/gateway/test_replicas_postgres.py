@@ -2,8 +2,8 @@
 
 Each test starts real replicas (own port, own state dir and audit log, the same part key from the
 environment, one recording upstream) and points a client at one replica per call: the Uploads API
-spread over replicas, concurrent completes, one Idempotency-Key on two replicas, a replica killed
-with SIGKILL mid-upload, and PostgreSQL going away mid-run (through a TCP relay this test stops and
+spread over replicas, concurrent completes, one Idempotency-Key on two replicas (one after the other
+and at once), a replica killed with SIGKILL mid-upload (after a part, and while receiving one), and PostgreSQL going away mid-run (through a TCP relay this test stops and
 starts: the real server is never touched). Skipped without a server unless BASTION_REQUIRE_POSTGRES=1.
 """
 
@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -239,6 +240,38 @@ def test_same_idempotency_key_on_two_replicas_is_forwarded_once(
     fleet.stop_all()
 
 
+def test_same_idempotency_key_concurrently_on_two_replicas_is_forwarded_once(
+    pg_server: PgServer, upstream: tuple[FakeOpenAI, str], fleet: Fleet
+) -> None:
+    fake, _ = upstream
+    a, b = fleet.start(pg_server.new_schema_url(), "gw-a", "gw-b")
+    data = jsonl(*(f"row {i}" for i in range(200)))
+    key = {"Idempotency-Key": "upload-" + secrets.token_hex(8)}
+    barrier = threading.Barrier(2)
+    answers: dict[str, Any] = {}
+
+    def upload(r: Replica) -> None:
+        with r.client() as c:
+            barrier.wait()
+            try:
+                answers[r.name] = c.files.create(file=("train.jsonl", data), purpose="fine-tune", extra_headers=key)
+            except openai.APIStatusError as exc:
+                answers[r.name] = exc
+
+    threads = [threading.Thread(target=upload, args=(r,)) for r in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fake.calls("POST", "/v1/files")) == 1  # whichever replica came second did not forward
+    ids = {x.id for x in answers.values() if not isinstance(x, Exception)}
+    refused = [x for x in answers.values() if isinstance(x, openai.APIStatusError)]
+    assert len(answers) == 2 and len(ids) == 1  # one file; the other answer is that file or a refusal
+    for exc in refused:  # designed: the one still being forwarded answers 409, a finished one is replayed
+        assert exc.status_code == 409 and "request_in_progress" in json.dumps(exc.body), exc
+    fleet.stop_all()
+
+
 def test_replica_killed_mid_upload_upload_completes_via_another(
     pg_server: PgServer, upstream: tuple[FakeOpenAI, str], fleet: Fleet
 ) -> None:
@@ -307,3 +340,49 @@ def test_postgres_unreachable_mid_run_gives_503_and_recovers_without_restart(
         assert any("state store failure" in log for log in logs.values())
     finally:
         relay.stop()
+
+
+def test_replica_killed_while_receiving_a_part_leaves_nothing_behind(
+    pg_server: PgServer, upstream: tuple[FakeOpenAI, str], fleet: Fleet
+) -> None:
+    import psycopg
+
+    fake, _ = upstream
+    url = pg_server.new_schema_url()
+    a, b = fleet.start(url, "gw-a", "gw-b")
+    data = jsonl(*(f"row {i} {EMAIL}" for i in range(3000)))
+    with a.client() as ca:
+        up = ca.uploads.create(bytes=len(data), filename="t.jsonl", mime_type="application/jsonl", purpose="fine-tune")
+    boundary = "b" + secrets.token_hex(8)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="data"; filename="part"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    with socket.create_connection(("127.0.0.1", b.port), timeout=120) as s:
+        s.sendall(
+            f"POST /openai/v1/uploads/{up.id}/parts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]  # half the part: B is receiving it when it dies
+        )
+        b.kill()
+    with a.client() as ca:
+        part = ca.uploads.parts.create(upload_id=up.id, data=data)  # the client sends the part again
+        done = ca.uploads.complete(upload_id=up.id, part_ids=[part.id])
+    assert done.status == "completed" and done.file is not None
+    assert len(upstream_uploads(fake)) == 1
+    content = fake.contents[done.file.id]
+    assert len(content.splitlines()) == 3000 and EMAIL.encode() not in content
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(600):  # bounded poll: the server rolls back the dead replica's part with its connection
+            left = conn.execute("SELECT (SELECT COUNT(*) FROM part_chunks) + (SELECT COUNT(*) FROM part_blobs)")
+            row = left.fetchone()
+            if row is not None and row[0] == 0:
+                break
+            conn.execute("SELECT pg_sleep(0.05)")
+        else:
+            pytest.fail("part bytes of the killed replica (or of the completed upload) are still stored")
+    assert "Traceback" not in a.stop()
