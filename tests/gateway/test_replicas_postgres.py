@@ -3,8 +3,9 @@
 Each test starts real replicas (own port, own state dir and audit log, the same part key from the
 environment, one recording upstream) and points a client at one replica per call: the Uploads API
 spread over replicas, concurrent completes, one Idempotency-Key on two replicas (one after the other
-and at once), a replica killed with SIGKILL mid-upload (after a part, and while receiving one), and PostgreSQL going away mid-run (through a TCP relay this test stops and
-starts: the real server is never touched). Skipped without a server unless BASTION_REQUIRE_POSTGRES=1.
+and at once), a replica killed with SIGKILL mid-upload (after a part, and while receiving one), and
+PostgreSQL going away mid-run (through a TCP relay this test stops and starts: the real server is
+never touched). Skipped without a server unless BASTION_REQUIRE_POSTGRES=1.
 """
 
 from __future__ import annotations
