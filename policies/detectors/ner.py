@@ -15,9 +15,11 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.util
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 from bastion.errors import ConfigError
@@ -98,6 +100,13 @@ def check_installed(rule_id: str, engine: str, models: dict[str, str]) -> None:
             f"detector {rule_id!r} (type ner) needs {' and '.join(missing)}, which is not installed; {_EXTRA_HINT}"
         )
     for lang, model in models.items():
+        if "/" in model or os.sep in model:  # a pipeline saved to disk (nlp.to_disk), e.g. an in-house model
+            if not (Path(model) / "config.cfg").is_file():
+                raise ConfigError(
+                    f"detector {rule_id!r} (type ner): the {engine} pipeline folder {model!r} for language "
+                    f"{lang!r} has no config.cfg; give a folder written by nlp.to_disk() or an installed model name"
+                )
+            continue
         if importlib.util.find_spec(model) is None:
             raise ConfigError(
                 f"detector {rule_id!r} (type ner): the {engine} model {model!r} for language {lang!r} is not "

@@ -66,8 +66,12 @@ def test_two_workers_share_the_port_each_with_its_own_audit_log(tmp_path: Path) 
     assert sum(counts) == sent and all(counts)
 
 
-def test_a_second_process_on_the_same_audit_dir_refuses_to_start(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+def test_a_second_process_on_the_same_audit_dir_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a shared part key: the two processes may share the state dir (held parts), but never one audit log
+    monkeypatch.setenv("BASTION_TEST_PART_KEY", "11" * 32)
+    cfg = write_config(tmp_path, "http://127.0.0.1:9", part_key_env="BASTION_TEST_PART_KEY")
     gw = Gateway("--upstreams", str(cfg), "--replica-id", "same")
     try:
         r = run("--port", "0", "--upstreams", str(cfg), "--replica-id", "same")

@@ -41,4 +41,4 @@ def test_an_integer_of_4301_digits_in_an_upload_is_a_400(env: Env) -> None:
     n = len(env.upstream.received)
     data = jsonl(chat("hi")) + b'{"n": ' + b"9" * 4301 + b"}\n"
     err = _refused(env, _upload(env, data, "XyZ123"), n)
-    assert "record 2 holds a number too long to read" in err["message"] and "9999" not in err["message"]
+    assert "record 2 is not accepted: an integer with 4301 digits" in err["message"] and "9999" not in err["message"]

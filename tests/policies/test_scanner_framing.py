@@ -26,5 +26,5 @@ def test_an_integer_beyond_pythons_digit_limit_is_a_located_scan_error(line: byt
             scanner.feed(data[i : i + chunk])
         scanner.finish()
     err = info.value
-    assert err.line == 2 and "record 2 holds a number too long to read" in err.message
+    assert err.line == 2 and "record 2 is not accepted: an integer with" in err.message
     assert "9999" not in str(err) and "1111" not in str(err)
