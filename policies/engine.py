@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
+from bastion.policies.context_gate import ContextGate
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
 from bastion.policies.detectors.email import EmailDetector
@@ -123,7 +124,9 @@ class PolicyEngine:
       ``"hyperscan"`` (required: ``RuntimeError`` when it cannot be used) or ``"re"`` (pure Python);
     * ``kind_gate``: skip candidate passes whose necessary shape does not occur in a record;
     * ``raw_line_fast_path``: let the scanner only validate (not scan) raw JSONL lines that the
-      pre-filter calls clean.
+      pre-filter calls clean;
+    * ``context_gate``: on raw lines, run a context detector (names, addresses, dates of birth) only when
+      one cheap pass finds its necessary trigger (see :mod:`bastion.policies.context_gate`).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class PolicyEngine:
         prefilter: Prefilter = "auto",
         kind_gate: bool = True,
         raw_line_fast_path: bool = True,
+        context_gate: bool = True,
     ) -> None:
         if prefilter not in ("auto", "hyperscan", "re"):
             raise ValueError(f"prefilter must be 'auto', 'hyperscan' or 're', not {prefilter!r}")
@@ -163,6 +167,7 @@ class PolicyEngine:
             ]
             self._native = _prefilter.build(kinds, keywords, required=native is True)
         self._gate = _prefilter.build_gate(kinds, native=native) if kind_gate and len(self._passes) > 1 else None
+        self._context_gate = ContextGate(self._on_view, native=native) if context_gate and self._on_view else None
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
         acting = [d for d in self._by_kind.get("number", ()) if d.action != "allow"]
         self._fail_closed = max(acting, key=lambda d: d.priority) if acting else None
@@ -221,7 +226,7 @@ class PolicyEngine:
         return self._may_match_regexes(raw_json_text)
 
     def _may_match_regexes(self, raw_json_text: str) -> bool:
-        if self._on_view and _may_match_context(self._on_view, raw_json_text):
+        if self._on_view and _may_match_context(self._on_view, raw_json_text, self._context_gate):
             return True
         if not self._raw_regexes:
             return False
@@ -660,7 +665,7 @@ def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Own
 _OPAQUE_ESCAPES = ("\\\\", "\\u", "\\/", "\\b", "\\f", "\\r")
 
 
-def _may_match_context(detectors: list[Detector], raw_json_text: str) -> bool:
+def _may_match_context(detectors: list[Detector], raw_json_text: str, gate: ContextGate | None = None) -> bool:
     """Whether a context detector (names, dates of birth, addresses) may find something in a raw JSON line
     (called only for lines that need no normalised view). With no escapes but \\" \\n \\t, the line decoded
     by plain replacement holds every string of the record (keys, values, nested JSON strings one level
@@ -669,6 +674,8 @@ def _may_match_context(detectors: list[Detector], raw_json_text: str) -> bool:
     if any(esc in raw_json_text for esc in _OPAQUE_ESCAPES):
         return True
     text = raw_json_text.replace('\\"', '"').replace("\\n", "\n").replace("\\t", "\t")
+    if gate is not None:
+        detectors = gate.candidates(text)
     return any(det.find(text) for det in detectors)
 
 

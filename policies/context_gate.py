@@ -1,0 +1,248 @@
+"""One cheap pass telling which context detectors (names, street addresses, dates of birth) can find
+anything in a text, so that their own (slower) passes run only where they can.
+
+Each detector's gate is a *necessary condition* for its ``find`` to return a hit:
+
+- street addresses: a digit or "S/N" (the detector's own first test, ``address._QUICK``);
+- dates of birth: a date-like shape (the detector's own first test, ``dob._YEARISH``);
+- person names: a context word (any case, as the detector's word list matches it) followed by spaces,
+  tabs, line breaks, ',' or '!' and then a capital letter (every context rule needs a capitalised word
+  right there), or two capitalised words in a row (what the name lists are asked about).
+
+The conditions are exact character-level rewrites of those patterns for texts whose characters all lie
+below U+0250 (Latin scripts), minus U+0130, U+0131 and U+017F (whose case mappings change the length or
+reach ASCII); any other text is handed to every detector. With Hyperscan installed the three conditions
+are one multi-pattern scan of the text's UTF-8 bytes; without it, one ``re`` search per detector.
+Results never depend on the gate (``PolicyEngine(context_gate=False)`` turns it off; tests compare both).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from bastion.policies.detectors.address import StreetAddressDetector
+from bastion.policies.detectors.base import Detector
+from bastion.policies.detectors.dob import DateOfBirthDetector
+from bastion.policies.detectors.lexicon import UPPER
+from bastion.policies.detectors.names import _CASED, _CASED_LOWER, _KIND, _PARTICLE, PersonNameDetector
+
+_ODD = ("\u0130", "\u0131", "\u017f")
+_CHARS = [chr(i) for i in range(0x250) if chr(i) not in _ODD]
+_WS = [c for c in _CHARS if re.match(r"\s", c)]
+_DIGITS = [str(d) for d in range(10)]
+
+
+def _lower_to(ch: str) -> list[str]:
+    """The characters (in range) whose lower case is ``ch``: what a lower-cased word list matches."""
+    return [c for c in _CHARS if c.lower() == ch]
+
+
+class _Alt:
+    """A set of characters, written as an ``re`` class (str) and as a byte alternation (Hyperscan)."""
+
+    def __init__(self, chars: Iterable[str]) -> None:
+        self.chars = sorted(set(chars))
+
+    def text(self) -> str:
+        return "[" + "".join(re.escape(c) for c in self.chars) + "]"
+
+    def bytes(self) -> bytes:
+        singles = [c for c in self.chars if c.isascii()]
+        parts = []
+        if singles:
+            parts.append(b"[" + b"".join(b"\\x%02x" % ord(c) for c in singles) + b"]")
+        for c in self.chars:
+            if not c.isascii():
+                parts.append(b"".join(b"\\x%02x" % b for b in c.encode("utf-8")))
+        return b"(?:" + b"|".join(parts) + b")"
+
+
+def _render(seq: Sequence[_Alt | str], native: bool) -> Any:
+    """A pattern from pieces: character sets and raw regex operators (which are the same in both forms)."""
+    if native:
+        return b"".join(p.bytes() if isinstance(p, _Alt) else p.encode("ascii") for p in seq)
+    return "".join(p.text() if isinstance(p, _Alt) else p for p in seq)
+
+
+def _word(phrase: str) -> list[_Alt | str] | None:
+    """A lower-cased word-list entry as the text may spell it (any case; runs of whitespace for spaces);
+    None when it holds a character outside the gated range (then no gated text can hold it)."""
+    out: list[_Alt | str] = []
+    for ch in phrase:
+        if ch == " ":
+            out += [_Alt(_WS), "+"]
+            continue
+        chars = _lower_to(ch)
+        if not chars:
+            return None
+        out.append(_Alt(chars))
+    return out
+
+
+def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | str]]]:
+    """The conditions per detector kind; ``given``: the given names of the name detectors' gazetteers."""
+    digit, ws, up = _Alt(_DIGITS), _Alt(_WS), _Alt(UPPER)
+    address: list[list[_Alt | str]] = [[digit], [_Alt("Ss"), "/", _Alt("Nn")]]
+    sep = _Alt("./-")
+    # _YEARISH: \d[./-]\s?\d{1,2}\s?[./-]\s?\d|\d{4}
+    dob: list[list[_Alt | str]] = [
+        [digit, sep, ws, "?", digit, "{1,2}", ws, "?", sep, ws, "?", digit],
+        [digit, "{4}"],
+    ]
+    names: list[list[_Alt | str]] = []
+    given_names: list[list[_Alt | str]] = []
+    after: list[_Alt | str] = [_Alt(" \t\n,!"), "*", up]
+    # The word list's look-behind (no letter or digit before a word), as a superset that Hyperscan takes.
+    start = "(?:^|[^A-Za-z0-9])"
+    for phrase in sorted(_KIND):
+        # Short titles such as "M." and "D." count only written as listed (see names._CASED_LOWER).
+        spellings: list[list[_Alt | str]] = [[_Alt(c) for c in w] for w in sorted(_CASED) if w.lower() == phrase]
+        if phrase not in _CASED_LOWER:
+            word = _word(phrase)
+            spellings = [word] if word is not None else []
+        for spelling in spellings:
+            names.append([start, "(?:", *spelling, ")", *after])
+    if given and native:
+        # The name lists are asked about a word of a run of capitalised words (and particles): a given
+        # name written with a capital first (the rest in any case), or a particle that is a given name,
+        # each followed by whitespace (a given name is never the last word of the run): Hyperscan finds
+        # the words (as plain words: fast to compile), ContextGate.candidates checks what follows.
+        particles = set(re.findall(r"[a-z]+", _PARTICLE))
+        for name in sorted(given):
+            word = _word(name)
+            first = [c for c in _lower_to(name[0]) if c.isupper()]
+            if word is not None and first:
+                given_names.append([_Alt(first), *word[1:]])
+            if name in particles:
+                given_names.append([*(_Alt(c) for c in name)])
+    elif given:
+        # Without Hyperscan (a long alternation is slow in ``re``): two capitalised words in a row, the
+        # second maybe after a particle.
+        letters = _Alt([c for c in _CHARS if c.isalpha()] + ["-", "'"])
+        parts: list[_Alt | str] = ["(?:"]
+        for i, alt in enumerate(_PARTICLE[3:-1].split("|")):  # "(?:van\\s+der|...|d['’])"
+            parts += ["|"] if i else []
+            for part in re.split(r"(\\s\+|\['’\])", alt):
+                if part == r"\s+":
+                    parts += [ws, "+"]
+                elif part == "['’]":
+                    parts.append(_Alt("'’"))
+                else:
+                    parts += [_Alt(c) for c in part]
+        parts += [")"]
+        blank = _Alt(" \t")
+        names.append([up, letters, "*", blank, "+", "(?:", *parts, blank, "*", ")?", up])
+    return {"address": address, "dob": dob, "names": names, _GIVEN: given_names}
+
+
+# Characters outside the gated range (then every detector runs), as UTF-8 bytes and as an ``re`` class.
+_OUTSIDE_BYTES = rb"\xc9[\x90-\xbf]|[\xca-\xff]|\xc4[\xb0\xb1]|\xc5\xbf"
+_OUTSIDE = re.compile("[\u0130\u0131\u017f\u0250-\U0010ffff]")
+_PARTICLE_WORDS = re.findall(r"[a-z]+", _PARTICLE)
+_ALL = "<all>"
+_GIVEN = "<given>"
+_GIVEN_ID = 1000  # pattern id of the given names (reported at every match, with its end)
+# What follows a given name inside a run of capitalised words: spaces or tabs, then a capital (ASCII, or
+# the first byte of one in U+00C0..U+024F) or the first letter of a particle ("van", "de", "y", "af" ...).
+_AFTER_GIVEN = re.compile(rb"[ \t]+[A-Z\xc3-\xc9" + "".join(sorted({p[0] for p in _PARTICLE_WORDS})).encode() + rb"]")
+
+
+_KIND_OF = ((StreetAddressDetector, "address"), (DateOfBirthDetector, "dob"), (PersonNameDetector, "names"))
+
+
+def _kind(det: Detector) -> str | None:
+    for cls, kind in _KIND_OF:
+        if type(det) is cls:
+            return kind
+    return None
+
+
+@lru_cache(maxsize=8)
+def _database(kinds: tuple[str, ...], given: frozenset[str]) -> Any:
+    """The Hyperscan database for some detector kinds (compiled once per process: about 0.3 s with the
+    name lists). Pattern ids: 0 for text outside the gated range, then 1 + the index of the kind."""
+    import hyperscan
+
+    pieces = _pieces(given, True)
+    expressions: list[bytes] = [_OUTSIDE_BYTES]
+    ids: list[int] = [0]
+    flags: list[int] = [hyperscan.HS_FLAG_SINGLEMATCH]
+    for i, kind in enumerate(kinds, 1):
+        for seq in pieces[kind]:
+            expressions.append(_render(seq, True))
+            ids.append(i)
+            flags.append(hyperscan.HS_FLAG_SINGLEMATCH)
+    if "names" in kinds:
+        for seq in pieces[_GIVEN]:
+            expressions.append(_render(seq, True))
+            ids.append(_GIVEN_ID)
+            flags.append(0)
+    db = hyperscan.Database()
+    db.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
+    return db
+
+
+class ContextGate:
+    """Which of some context detectors can find anything in a text (see the module text)."""
+
+    def __init__(self, detectors: Sequence[Detector], *, native: bool | None = None) -> None:
+        self.detectors = list(detectors)
+        self._always = [d for d in self.detectors if _kind(d) is None]
+        kinds = sorted({k for d in self.detectors if (k := _kind(d)) is not None})
+        self._of_kind = {k: [d for d in self.detectors if _kind(d) == k] for k in kinds}
+        given = frozenset().union(
+            *(d.gazetteer.given for d in self.detectors if isinstance(d, PersonNameDetector) and d.gazetteer)
+        )
+        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        self.native = False
+        if native is not False:
+            try:
+                import hyperscan
+
+                self._kinds = [_ALL, *kinds]
+                self._hs: Any = hyperscan
+                self._db: Any = _database(tuple(kinds), given)
+                self._local = threading.local()
+                self.native = True
+            except Exception as exc:  # not installed, or unsupported CPU
+                if native is True:
+                    raise RuntimeError(f"the Hyperscan context gate cannot be used: {exc}") from exc
+        if not self.native:
+            pieces = _pieces(given, False)
+            self._patterns = [
+                (kind, re.compile("|".join(_render(seq, False) for seq in pieces[kind]))) for kind in kinds
+            ]
+
+    def candidates(self, text: str) -> list[Detector]:
+        """The detectors whose ``find`` may return something on ``text`` (in their given order)."""
+        present: set[str] = set()
+        if self.native:
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates
+                return self.detectors
+            kinds = self._kinds
+
+            def on_match(id_: int, _start: int, end: int, *_: Any) -> None:
+                if id_ != _GIVEN_ID:
+                    present.add(kinds[id_])
+                elif _AFTER_GIVEN.match(data, end):
+                    present.add("names")
+
+            scratch = getattr(self._local, "scratch", None)
+            if scratch is None:
+                scratch = self._local.scratch = self._hs.Scratch(self._db)
+            self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+            if _ALL in present:
+                return self.detectors
+        else:
+            if _OUTSIDE.search(text):
+                return self.detectors
+            present = {kind for kind, pattern in self._patterns if pattern.search(text)}
+        if len(present) == len(self._of_kind) and not self._always:
+            return self.detectors
+        return [d for d in self.detectors if d in self._always or _kind(d) in present]
