@@ -190,3 +190,34 @@ def test_python_run_exp_with_a_dict(tmp_path: Path, tiny_model: Path, lf_data: P
     assert statement_path == out / "bastion" / "statement.json"
     _check_record(out, tiny_model, {"train": {"tiny_chat": lf_data / "chat" / "train.jsonl"}})
     assert json.loads(statement_path.read_text(encoding="utf-8"))["predicate"]["strict"] is True
+
+
+def test_val_size_split_is_recorded_as_two_derived_sides(
+    tmp_path: Path, tiny_model: Path, lf_data: Path, launch: Any
+) -> None:
+    """A real run with ``val_size``: LLaMA-Factory carves its eval split from the training file, and the record
+    holds both sides (parent digest, each side's records and Merkle root) with overlap computed over them."""
+    import math
+
+    from bastion.provenance.datasets import hash_dataset
+
+    out = tmp_path / "out-val"
+    cfg = base_config(tiny_model, lf_data, out, "sft")
+    del cfg["eval_dataset"], cfg["max_samples"]  # Bastion redoes the carve only without max_samples
+    cfg["val_size"] = 0.25
+    config = write_yaml(tmp_path / "val.yaml", cfg)
+    result = launch(str(config), "max_steps=2")
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    pred = json.loads((out / "bastion" / "statement.json").read_text(encoding="utf-8"))["predicate"]
+    sides = {d["split"]["side"]: d for d in pred["datasets"] if d.get("split")}
+    assert set(sides) == {"train", "eval"}, [(d["name"], d["role"]) for d in pred["datasets"]]
+    train, evals = sides["train"], sides["eval"]
+    parent = hash_dataset(lf_data / "chat" / "train.jsonl")
+    for side in (train, evals):
+        assert side["split"]["parent"]["digest"]["sha256"] == _sha256(lf_data / "chat" / "train.jsonl")
+        assert side["split"]["parent"]["merkle_root"] == parent.merkle_root
+    assert evals["role"] == "eval" and train["role"] == "train"
+    assert evals["records"] == math.ceil(0.25 * parent.records)
+    assert train["records"] == parent.records - evals["records"]
+    assert isinstance(pred["overlap"]["train_eval_records"], int)
