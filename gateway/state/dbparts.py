@@ -33,7 +33,7 @@ from bastion.gateway.state.db import Connections, read_rows, transaction
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateError
 from bastion.gateway.state.models import PartBlob
-from bastion.gateway.state.parts import CHUNK, key_id, open_chunk, part_header, seal_chunk
+from bastion.gateway.state.parts import ChunkedWriter, key_id, open_chunk, part_header, seal_chunk
 
 _HANDLE_CHARS = frozenset("0123456789abcdef")
 
@@ -51,7 +51,7 @@ def _check_handle(handle: str) -> str:
     return handle
 
 
-class DatabasePartWriter:
+class DatabasePartWriter(ChunkedWriter):
     """Encrypts one part into ``part_chunks`` rows as it is written, in one open transaction."""
 
     def __init__(self, store: DatabasePartStore) -> None:
@@ -89,27 +89,6 @@ class DatabasePartWriter:
             binary=True,
         )
         self._counter += 1
-
-    def write(self, data: bytes) -> None:
-        if self._done:
-            raise StateError("held part writer is already closed")
-        self._sha.update(data)
-        self.size += len(data)
-        # as PartWriter: whole chunks sealed straight from ``data``, at most one chunk waits in the
-        # buffer and is sealed once more data follows (the last one is sealed as final by commit())
-        view = memoryview(data)
-        if self._buf:
-            need = CHUNK - len(self._buf)
-            self._buf += view[:need]
-            view = view[need:]
-            if not view:
-                return
-            self._seal(self._buf, final=False)
-            self._buf = bytearray()
-        while len(view) > CHUNK:
-            self._seal(view[:CHUNK], final=False)
-            view = view[CHUNK:]
-        self._buf += view
 
     def commit(self) -> PartBlob:
         """Seal the last chunk and publish the part (one COMMIT); returns its handle, size and SHA-256."""

@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio.to_thread
 from cryptography.exceptions import InvalidTag
@@ -76,7 +76,40 @@ def open_chunk(aead: AESGCM, header: bytes, counter: int, sealed: bytes, final: 
         return None
 
 
-class PartWriter:
+class ChunkedWriter:
+    """What every held-part writer shares: written bytes are cut into ``CHUNK``-sized pieces for ``_seal``
+    (whole chunks sealed straight from the caller's buffer; at most one chunk waits in ``_buf`` and is sealed
+    only once more data follows: the last chunk is sealed as final by ``commit()``), with size and SHA-256."""
+
+    _buf: bytearray
+    _sha: Any
+    size: int
+    _done: bool
+
+    def _seal(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        if self._done:
+            raise StateError("held part writer is already closed")
+        self._sha.update(data)
+        self.size += len(data)
+        view = memoryview(data)
+        if self._buf:
+            need = CHUNK - len(self._buf)
+            self._buf += view[:need]
+            view = view[need:]
+            if not view:
+                return
+            self._seal(self._buf, final=False)
+            self._buf = bytearray()
+        while len(view) > CHUNK:
+            self._seal(view[:CHUNK], final=False)
+            view = view[CHUNK:]
+        self._buf += view
+
+
+class PartWriter(ChunkedWriter):
     """Encrypts one part as it is written; :meth:`commit` makes it readable, :meth:`discard` removes it."""
 
     def __init__(self, store: EncryptedPartStore) -> None:
@@ -110,27 +143,6 @@ class PartWriter:
         self._counter += 1
         self._put(_LEN.pack(len(sealed)))
         self._put(sealed)
-
-    def write(self, data: bytes) -> None:
-        if self._done:
-            raise StateError("held part writer is already closed")
-        self._sha.update(data)
-        self.size += len(data)
-        # Whole chunks are sealed straight from ``data``; at most one chunk waits in the buffer, and
-        # it is sealed only once more data follows (the last chunk is sealed as final by commit()).
-        view = memoryview(data)
-        if self._buf:
-            need = CHUNK - len(self._buf)
-            self._buf += view[:need]
-            view = view[need:]
-            if not view:
-                return
-            self._seal(self._buf, final=False)
-            self._buf = bytearray()
-        while len(view) > CHUNK:
-            self._seal(view[:CHUNK], final=False)
-            view = view[CHUNK:]
-        self._buf += view
 
     def commit(self) -> PartBlob:
         """Seal the last chunk, close and publish the part; returns its handle, size and SHA-256."""
