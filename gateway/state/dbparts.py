@@ -26,14 +26,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
-import anyio.to_thread
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.gateway.state.db import Connections, read_rows, transaction
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateError
 from bastion.gateway.state.models import PartBlob
-from bastion.gateway.state.parts import ChunkedWriter, key_id, open_chunk, part_header, seal_chunk
+from bastion.gateway.state.parts import ChunkedWriter, iterate_in_thread, key_id, open_chunk, part_header, seal_chunk
 
 _HANDLE_CHARS = frozenset("0123456789abcdef")
 
@@ -228,16 +227,9 @@ class DatabasePartStore:
             if plain:
                 yield plain
 
-    async def aiter(self, handle: str) -> AsyncIterator[bytes]:
+    def aiter(self, handle: str) -> AsyncIterator[bytes]:
         """:meth:`read` with the queries and decryption off the event loop."""
-        it = self.read(handle)
-        done = object()
-        while True:
-            chunk = await anyio.to_thread.run_sync(next, it, done)
-            if chunk is done:
-                return
-            assert isinstance(chunk, bytes)
-            yield chunk
+        return iterate_in_thread(self.read(handle))
 
     def delete(self, handle: str) -> None:
         self.delete_many([handle])

@@ -76,6 +76,17 @@ def open_chunk(aead: AESGCM, header: bytes, counter: int, sealed: bytes, final: 
         return None
 
 
+async def iterate_in_thread(it: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Drive a blocking chunk iterator (reads + decryption) from a worker thread, one chunk at a time."""
+    done = object()
+    while True:
+        chunk = await anyio.to_thread.run_sync(next, it, done)
+        if chunk is done:
+            return
+        assert isinstance(chunk, bytes)
+        yield chunk
+
+
 class ChunkedWriter:
     """What every held-part writer shares: written bytes are cut into ``CHUNK``-sized pieces for ``_seal``
     (whole chunks sealed straight from the caller's buffer; at most one chunk waits in ``_buf`` and is sealed
@@ -289,16 +300,9 @@ class EncryptedPartStore:
         finally:
             fh.close()
 
-    async def aiter(self, handle: str) -> AsyncIterator[bytes]:
+    def aiter(self, handle: str) -> AsyncIterator[bytes]:
         """:meth:`read` with the file reads and decryption off the event loop."""
-        it = self.read(handle)
-        done = object()
-        while True:
-            chunk = await anyio.to_thread.run_sync(next, it, done)
-            if chunk is done:
-                return
-            assert isinstance(chunk, bytes)
-            yield chunk
+        return iterate_in_thread(self.read(handle))
 
     def delete(self, handle: str) -> None:
         with contextlib.suppress(FileNotFoundError):
