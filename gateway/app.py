@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from starlette.types import ASGIApp
 
 from bastion.adapters import get_provider
 from bastion.errors import BastionError, ConfigError
-from bastion.gateway import inbound
+from bastion.gateway import inbound, jsonbody
 from bastion.gateway.audit import (
     FORWARDED,
     REFUSED_BEFORE_FORWARDING,
@@ -301,7 +301,8 @@ class Gateway:
         raw = await self.read_body(ex)
         if not raw.strip():
             raise Refusal(400, "invalid_json", f"route {ex.route.name} needs a JSON body")
-        scan = await anyio.to_thread.run_sync(scan_json, self.engine, raw, what)
+        known = await self.admitted_ref_ids(ex, raw)
+        scan = await anyio.to_thread.run_sync(scan_json, self.engine, raw, what, known)
         if scan.findings:
             ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
         problem = check_images(scan.doc, self.settings.remote_images)
@@ -325,6 +326,34 @@ class Gateway:
 
     def _admitted(self, ex: Exchange, ref: str) -> Admitted | None:
         return self.state.admitted(ex.upstream_name, ref, client=ex.fingerprint)
+
+    async def admitted_ref_ids(self, ex: Exchange, raw: bytes) -> frozenset[tuple[str, str]]:
+        """(path, value) of the route's :class:`FileRef` fields that name files this gateway admitted for
+        this upstream and client: ids the upstream issued, which the body scan leaves alone there (their
+        random characters read as a card or phone now and then, which would redact the id and refuse the
+        job). The same value anywhere else is scanned; other values of those fields are scanned as usual
+        and then refused by :meth:`check_refs`."""
+        if not ex.route.refs:
+            return frozenset()
+        doc = jsonbody.plain(jsonbody.loads(raw))
+        id_pattern = compiled(ex.spec.ids.get("file_id", r"[A-Za-z0-9_-]{1,128}"))
+        candidates = {
+            (where, value)
+            for ref in ex.route.refs
+            for where, value in field_values(doc, ref.path, ref.when)
+            if isinstance(value, str) and id_pattern.fullmatch(value) is not None
+        }
+        known = await self._admitted_among(ex, (value for _, value in candidates))
+        return frozenset((where, value) for where, value in candidates if value in known)
+
+    async def _admitted_among(self, ex: Exchange, values: Iterable[str]) -> frozenset[str]:
+        """Those of ``values`` that name a file admitted (allowed or redacted) for this upstream and client."""
+        known: set[str] = set()
+        for value in sorted(set(values)):
+            item = await anyio.to_thread.run_sync(self._admitted, ex, value)
+            if item is not None and item.decision in ("allow", "redact"):
+                known.add(value)
+        return frozenset(known)
 
     async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
         """Every :class:`FileRef` of the route must name a file admitted for this upstream and client."""
@@ -670,7 +699,13 @@ class Gateway:
                     f"downloads ({route.name}) are denied by this gateway's policy",
                     hint="the gateway operator can set gateway.allow_downloads",
                 )
-            ex.ids = inbound.check_ids(spec, matched, self.engine)
+            try:
+                ex.ids = inbound.check_ids(spec, matched, self.engine)
+            except Refusal as exc:  # an id the policy reads as personal data: is it a file we admitted?
+                known = await self._admitted_among(ex, matched.params.values()) if exc.kind == "invalid_id" else None
+                if not known:
+                    raise
+                ex.ids = inbound.check_ids(spec, matched, self.engine, opaque=known)
             ex.query = inbound.check_query(spec, matched, request.url.query, self.engine)
             checked = inbound.check_headers(spec, matched, request.headers.items(), self.engine)
             ex.headers, ex.consumed = checked.forward, checked.consumed

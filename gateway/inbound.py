@@ -101,8 +101,12 @@ def check_opaque(engine: Any, values: dict[str, str], what: str, route: str) -> 
         )
 
 
-def check_ids(spec: ProviderSpec, matched: Matched, engine: Any) -> dict[str, str]:
-    """Validate every path id against its pattern and the policy; return them (safe to log)."""
+def check_ids(
+    spec: ProviderSpec, matched: Matched, engine: Any, opaque: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Validate every path id against its pattern and the policy; return them (safe to log).
+
+    Ids in ``opaque`` (files this gateway admitted: the upstream issued them) are not scanned."""
     for name, value in matched.params.items():
         if compiled(spec.ids[name]).fullmatch(value) is None:
             raise Refusal(
@@ -112,7 +116,8 @@ def check_ids(spec: ProviderSpec, matched: Matched, engine: Any) -> dict[str, st
                 param=name,
                 hint="use the id exactly as the provider returned it",
             )
-    check_opaque(engine, dict(matched.params), "path id", matched.route.name)
+    scanned = {name: value for name, value in matched.params.items() if value not in opaque}
+    check_opaque(engine, scanned, "path id", matched.route.name)
     return dict(matched.params)
 
 

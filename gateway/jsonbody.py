@@ -171,18 +171,19 @@ def _engine_json_api() -> Any:
     return getattr(scanner, "scan_json_body", None)
 
 
-def scan_json(engine: Any, raw: bytes, what: str) -> JsonScan:
+def scan_json(engine: Any, raw: bytes, what: str, opaque: frozenset[tuple[str, str]] = frozenset()) -> JsonScan:
     """Decode, scan every value (numbers and nested JSON included); block -> Refusal(403).
 
     Uses the engine's ``scan_json_body`` (same rules, owned by the policy engine) when the installed
-    engine has it, else this module's decoder and walk.
+    engine has it, else this module's decoder and walk. ``opaque``: (path, value) pairs not scanned (the
+    ids of files this gateway admitted, where a job names them).
     """
     engine_scan = _engine_json_api()
     if engine_scan is not None:
         from bastion.policies.errors import ScanError
 
         try:
-            scanned = engine_scan(engine, raw, source="request body")
+            scanned = engine_scan(engine, raw, source="request body", opaque=opaque)
         except ScanError as exc:
             raise _invalid(exc.message, hint=exc.hint) from None
         res = scanned.result
@@ -191,7 +192,7 @@ def scan_json(engine: Any, raw: bytes, what: str) -> JsonScan:
         doc = loads(raw)
         shadow = _decode_nested(doc, 0)
         try:
-            res = engine.scan_record(shadow, 1, copy_record=False)
+            res = engine.scan_record(shadow, 1, copy_record=False, opaque=opaque)
         except RecursionError:
             raise _invalid("the JSON body is nested too deeply to scan") from None
         body_out = dumps(res.record).encode("utf-8") if res.changed else raw

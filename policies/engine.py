@@ -26,7 +26,7 @@ from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
 from bastion.policies.detectors import Detector, Hit, build_detectors
-from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, passes
+from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
@@ -357,9 +357,10 @@ class PolicyEngine:
             if kind == "number":  # the last pass: the hits of the others are known
                 prior = _Covers(found)
                 budget = [_PART_BUDGET + len(text) // 16]  # validations of sub-runs left (see _number_run)
-                for m in pattern.finditer(text):
+                digits_view = mask_uuids(text)  # the random digit groups of ids are not numbers
+                for m in pattern.finditer(digits_view):
                     if touches(m.start(), m.end()):
-                        found.extend(self._number_run(text, m.start(), m.end(), prior, budget))
+                        found.extend(self._number_run(digits_view, m.start(), m.end(), prior, budget))
             elif kind == "email":
                 floor = 0  # a local part never reaches back into the previous address
                 for m in pattern.finditer(text):
@@ -474,16 +475,28 @@ class PolicyEngine:
 
     # -- records ---------------------------------------------------------------------------------
 
-    def scan_record(self, record: Any, index: int = 0, *, copy_record: bool = True) -> RecordScan:
+    def scan_record(
+        self,
+        record: Any,
+        index: int = 0,
+        *,
+        copy_record: bool = True,
+        opaque: frozenset[tuple[str, str]] = frozenset(),
+    ) -> RecordScan:
         """Scan one decoded JSON record. ``index`` is the record number reported in findings.
 
         Returns the decision and a redacted copy (or the input object itself when nothing changed;
-        with ``copy_record=False`` the input object is redacted in place).
+        with ``copy_record=False`` the input object is redacted in place). ``opaque`` holds (path, value)
+        pairs, paths as findings write them (``training_files[0].file_id``): a string with that value at
+        that path is not scanned, because the caller knows it to be an identifier the upstream itself
+        issued (the gateway passes the ids of files it admitted that a job names).
         """
         slots: list[_Slot] = []
         owners: list[_Owner] = []
         holder = [record]
         _collect(record, holder, 0, (), slots, owners, None, 0)
+        if opaque:
+            slots = _without_opaque(slots, opaque)
         hits_per_slot = self._find_many([s.text for s in slots])
         findings: list[Finding] = []
         action = "allow"
@@ -520,6 +533,8 @@ class PolicyEngine:
             holder = [copy.deepcopy(record)]
             slots, owners = [], []
             _collect(holder[0], holder, 0, (), slots, owners, None, 0)
+            if opaque:
+                slots = _without_opaque(slots, opaque)
         _apply(slots, hits_per_slot, owners)
         return RecordScan(index, action, holder[0], findings, True, classification)
 
@@ -619,6 +634,11 @@ def _collect(
         digits = number_text(value)
         if digits is not None:  # a JSON number, scanned as its digit string; redacted, it becomes a string
             slots.append(_Slot(digits, container, key, False, path, owner))
+
+
+def _without_opaque(slots: list[_Slot], opaque: frozenset[tuple[str, str]]) -> list[_Slot]:
+    values = {value for _, value in opaque}
+    return [s for s in slots if s.is_key or s.text not in values or (_format_path(s.path, False), s.text) not in opaque]
 
 
 def _apply(slots: list[_Slot], hits_per_slot: list[list[Hit]], owners: list[_Owner]) -> None:

@@ -422,14 +422,22 @@ def parse_json_strict(data: bytes | str, *, source: str = "<body>") -> Any:
         raise ScanError(f"the JSON document {problem.message}", source=source, hint=problem.hint) from None
 
 
-def scan_json_value(engine: PolicyEngine, value: Any, *, index: int = 1, source: str = "<body>") -> RecordScan:
+def scan_json_value(
+    engine: PolicyEngine,
+    value: Any,
+    *,
+    index: int = 1,
+    source: str = "<body>",
+    opaque: frozenset[tuple[str, str]] = frozenset(),
+) -> RecordScan:
     """Scan one decoded JSON value (from :func:`parse_json_strict`) with the JSON rules: every string and
     key, JSON numbers as their digit strings (a redacted number becomes a string such as ``"[PHONE]"``),
     JSON inside strings decoded and scanned to ``MAX_NESTED_JSON_DEPTH`` levels. ``value`` is not modified:
     ``.record`` of the result is a redacted copy, or ``value`` itself when nothing changed.
+    ``opaque``: (path, value) pairs not scanned (see :meth:`PolicyEngine.scan_record`).
     Raises :class:`ScanError` for JSON inside strings that breaks the rules or is nested too deeply."""
     try:
-        return engine.scan_record(value, index)
+        return engine.scan_record(value, index, opaque=opaque)
     except ScanError as exc:
         raise ScanError(exc.message, source=source, hint=exc.hint) from None
     except RecursionError:
@@ -453,10 +461,17 @@ class JsonScan:
         return self.result.changed
 
 
-def scan_json_body(engine: PolicyEngine, data: bytes | str, *, index: int = 1, source: str = "<body>") -> JsonScan:
+def scan_json_body(
+    engine: PolicyEngine,
+    data: bytes | str,
+    *,
+    index: int = 1,
+    source: str = "<body>",
+    opaque: frozenset[tuple[str, str]] = frozenset(),
+) -> JsonScan:
     """:func:`parse_json_strict` + :func:`scan_json_value` + serialization. Raises :class:`ScanError`."""
     value = parse_json_strict(data, source=source)
-    res = scan_json_value(engine, value, index=index, source=source)
+    res = scan_json_value(engine, value, index=index, source=source, opaque=opaque)
     if not res.changed:
         body = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         return JsonScan(res, body)

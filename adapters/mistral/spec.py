@@ -295,7 +295,8 @@ async def jobs_create(gw: Gateway, ex: Exchange) -> Response:
     if not raw.strip():
         raise Refusal(400, "invalid_json", "fine_tuning.jobs.create needs a JSON body")
     check_job(jsonbody.plain(jsonbody.loads(raw)))
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "fine-tuning job request")
+    known = await gw.admitted_ref_ids(ex, raw)
+    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "fine-tuning job request", known)
     if scan.findings:
         ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
     await gw.check_refs(ex, scan.doc)

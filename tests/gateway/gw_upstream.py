@@ -92,6 +92,8 @@ class FakeOpenAI:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     record_bodies: bool = True
+    #: ids the next created files get, in order (then random ones)
+    next_file_ids: list[str] = field(default_factory=list)
 
     def calls(self, method: str, path_prefix: str) -> list[Received]:
         return [r for r in self.received if r.method == method and r.path.startswith(path_prefix)]
@@ -111,7 +113,7 @@ class FakeOpenAI:
             return rec
 
         def _file_obj(content: bytes, filename: str, purpose: str) -> dict[str, Any]:
-            fid = "file-" + secrets.token_hex(12)
+            fid = self.next_file_ids.pop(0) if self.next_file_ids else "file-" + secrets.token_hex(12)
             obj = {
                 "id": fid,
                 "object": "file",

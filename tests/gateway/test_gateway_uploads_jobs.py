@@ -104,6 +104,27 @@ def test_job_on_admitted_file_is_forwarded(env: Env) -> None:
     assert entry["job_method"] == "dpo" and entry["residency"]["allowed"] is True
 
 
+def test_an_admitted_file_whose_id_reads_as_personal_data_is_still_usable(env: Env) -> None:
+    # upstream ids are random: now and then their characters form a valid card, phone or id number
+    # (this one holds a Luhn-valid card); the id of a file this gateway admitted is not client data
+    odd = "file-ab4539148803436467cdef"
+    env.upstream.next_file_ids.append(odd)
+    c = env.client()
+    f = c.files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("hello")))), purpose="fine-tune")
+    assert f.id == odd and c.files.retrieve(f.id).id == odd
+    job = c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=odd, suffix="x")
+    assert job.training_file == odd
+    [sent] = [r for r in env.upstream.calls("POST", "/v1/fine_tuning/jobs")][-1:]
+    assert json.loads(sent.body)["training_file"] == odd
+    # the same value where it is not an admitted file's id is scanned as ever (a card: blocked)
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=odd, suffix=odd)
+    assert info.value.code == "policy_block"
+    with pytest.raises(openai.BadRequestError) as bad:
+        c.files.retrieve("file-cd4539148803436467abef")
+    assert bad.value.code == "invalid_id"
+
+
 def test_job_on_unscanned_file_refused(env: Env) -> None:
     # a file that exists upstream but was not uploaded through the gateway
     env.upstream.files["file-direct"] = {"id": "file-direct"}

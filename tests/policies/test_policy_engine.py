@@ -182,3 +182,36 @@ def test_redacted_key_holding_nested_json_keeps_one_entry(engine: PolicyEngine) 
 def test_key_collisions_after_redaction_stay_unique(engine: PolicyEngine) -> None:
     res = engine.scan_record({"ana@example.es": 1, "bob@example.org": 2})
     assert res.record == {"[EMAIL]": 1, "[EMAIL]#2": 2}
+
+
+# UUIDs whose random digit groups read as a phone, a Luhn-valid card or an NHS number (found by chance
+# among 20,000 random ones): provider ids, never personal data.
+RANDOM_UUIDS_THAT_LOOK_LIKE_NUMBERS = [
+    "0d3f3ab5-9eae-4643-9685-fdf044396837",
+    "7b740189-1271-47a2-97cb-96ba03b5fbf5",
+    "891e5b13-031c-4274-9276-02604a31e8b5",
+    "03184567-7a19-418e-9da2-b63877edb40e",
+]
+
+
+@pytest.mark.parametrize("uid", RANDOM_UUIDS_THAT_LOOK_LIKE_NUMBERS)
+def test_a_uuid_is_an_id_not_a_number(uid: str) -> None:
+    eu = PolicyEngine(load_policy("pack:eu-gdpr"))
+    for record in ({"file_id": uid}, {"text": f"job {uid} failed"}, {"id": uid.upper()}):
+        assert eu.scan_record(record, 0).findings == []
+    # a number written beside it is still read
+    scan = eu.scan_record({"text": f"{uid} call +49 151 23456789"}, 0)
+    assert [f.entity for f in scan.findings] == ["PHONE"]
+    # the canonical shape only: with a group too long or glued to a letter it is not a UUID, and read
+    not_uuid = eu.scan_record({"text": "x 45391488-0343-6467-abcd-ef01234567891 y"}, 0)
+    assert [f.entity for f in not_uuid.findings] == ["PAYMENT_CARD"]
+
+
+def test_opaque_pairs_skip_only_that_value_at_that_path() -> None:
+    eu = PolicyEngine(load_policy("pack:eu-gdpr"))
+    card_like = "file-ab4539148803436467cdef"
+    record = {"training_file": card_like, "suffix": card_like}
+    scan = eu.scan_record(record, 0, opaque=frozenset({("training_file", card_like)}))
+    assert [(f.path, f.entity) for f in scan.findings] == [("suffix", "PAYMENT_CARD")]
+    assert scan.record["training_file"] == card_like
+    assert eu.scan_record(record, 0, opaque=frozenset({("training_file", "other")})).findings != []
