@@ -50,7 +50,7 @@ def test_serves(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=60)  # a loaded machine is slow
                 break
             except httpx.ConnectError:
                 if time.monotonic() > deadline or proc.poll() is not None:
