@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +120,8 @@ def evidence_from_run_dir(run_dir: Path, trust: TrustArgs, *, now: datetime | No
     """
     root, _statement = locate_record(run_dir)
     record = root / RECORD_DIR
-    statement = load_statement(record / "statement.json")
-    try:
-        pred: RunPredicate | None = RunPredicate.parse(statement.get("predicate"))
-        problem = None
-    except PredicateError as exc:
-        pred, problem = None, exc.message
+    now = now or datetime.now(UTC)
+    on_disk = load_statement(record / "statement.json")  # the clear error for a missing or unreadable one
     report = verify(
         root,
         public_key=list(trust.public_keys) or None,
@@ -137,6 +133,14 @@ def evidence_from_run_dir(run_dir: Path, trust: TrustArgs, *, now: datetime | No
         require_model_signature=trust.require_model_signature,
         now=now,
     )
+    # The verifier's statement is the signed payload when the signature holds (an edited statement.json
+    # on disk is then not what the page shows), else the file on disk, for diagnosis.
+    statement = report.statement if report.statement is not None else on_disk
+    try:
+        pred: RunPredicate | None = RunPredicate.parse(statement.get("predicate"))
+        problem = None
+    except PredicateError as exc:
+        pred, problem = None, exc.message
     return RunEvidence(
         source={"kind": "run_dir", "path": str(root)},
         statement=statement,

@@ -41,6 +41,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .status-missing { color: #a40e26; font-weight: 600; }
 .status-not-in-record { color: #57606a; }
 .muted { color: #57606a; }
+code.nowrap { white-space: nowrap; word-break: normal; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; }
 svg.chart .plot-area { fill: #fff; stroke: #d0d7de; }
 svg.chart .grid { stroke: #eaeef2; }
@@ -143,7 +144,12 @@ def _verification(r: Mapping[str, Any]) -> str:
             _table(
                 ["check", "what", "expected", "found"],
                 (
-                    [_code(f["check"]), esc(f["message"]), _code(f["expected"]), _code(f["found"])]
+                    [
+                        f'<code class="nowrap">{esc(f["check"])}</code>',
+                        esc(f["message"]),
+                        _code(f["expected"]),
+                        _code(f["found"]),
+                    ]
                     for f in v["failures"]
                 ),
                 cls="failures",

@@ -176,10 +176,12 @@ def lineage_graph(nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[st
         x, y = pos[str(n["id"])]
         kind = str(n["kind"])
         sha = n.get("sha256")
-        sub = f"sha256 {str(sha)[:16]}…" if sha else (str(n.get("detail") or "") or "")
         caption = KIND_LABEL.get(kind, kind)
+        sub = f"sha256 {str(sha)[:16]}…" if sha else ""
         if n.get("detail") and kind in ("dataset", "previous_run", "run"):
             caption += f" · {n['detail']}"
+        elif not sha:
+            sub = str(n.get("detail") or "")
         out.append(
             f'<g class="node node-{esc(kind)}"><title>{esc(caption)}: {esc(n["label"])}'
             f"{' sha256 ' + esc(sha) if sha else ''}</title>"
