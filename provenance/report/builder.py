@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bastion import __version__
-from bastion.provenance.predicate import DatasetRecord, ModelInput, RunPredicate
+from bastion.provenance.predicate import RESERVED_NAMES, DatasetRecord, ModelInput, RunPredicate
 from bastion.provenance.redaction import redact_secrets
 from bastion.provenance.report.compliance import compliance_rows
 from bastion.provenance.report.evidence import RunEvidence
@@ -155,7 +155,23 @@ def _ledger_section(evidence: RunEvidence) -> dict[str, Any]:
     }
 
 
-def _lineage(pred: RunPredicate | None, outputs: Mapping[str, Any], ledger: Mapping[str, Any]) -> dict[str, Any]:
+def _exports_in_ledger(entries: Any) -> list[dict[str, Any]]:
+    """Entries a run's ledger holds for directories recorded with ``record_export`` (``merge``, ``export``, …)."""
+    out = []
+    for e in entries:
+        kind, data = e.get("kind"), e.get("data")
+        if kind in RESERVED_NAMES or not isinstance(data, Mapping) or not isinstance(data.get("path"), str):
+            continue
+        digest = data.get("digest")
+        sha = digest.get("sha256") if isinstance(digest, Mapping) else None
+        if isinstance(sha, str):
+            out.append({"kind": str(kind), "path": data["path"], "sha256": sha, "method": data.get("method")})
+    return out
+
+
+def _lineage(
+    pred: RunPredicate | None, outputs: Mapping[str, Any], ledger: Mapping[str, Any], entries: Any
+) -> dict[str, Any]:
     """Nodes and edges of what the record itself says: inputs -> run -> outputs, and parents."""
     nodes: list[dict[str, Any]] = []
     edges: list[dict[str, str]] = []
@@ -189,20 +205,26 @@ def _lineage(pred: RunPredicate | None, outputs: Mapping[str, Any], ledger: Mapp
         p = pred.previous_run
         pn = node(f"run:{p.run_id}", "previous_run", p.run_id or "unknown run", p.ledger_head, 1, p.status)
         edges.append({"from": pn, "to": run, "relation": "earlier run in the same directory"})
-    if outputs.get("sha256"):
-        label = f"{len(outputs['files'])} files"
+    if outputs.get("sha256") and not pred.exports:
+        n = len(outputs["files"])
+        label = f"{n} file{'' if n == 1 else 's'}"
         what = "checkpoint" if pred.checkpoint is not None else "outputs"
         o = node(f"output:{outputs['sha256']}", what, label, outputs["sha256"], 3)
         edges.append({"from": run, "to": o, "relation": "produced"})
     for c in ledger.get("checkpoints", []):
         cn = node(f"output:{c['sha256']}", "checkpoint", f"{c['path']} (step {c['step']})", c["sha256"], 3)
         edges.append({"from": run, "to": cn, "relation": "checkpoint"})
+    for x in _exports_in_ledger(entries):
+        xn = node(f"output:{x['sha256']}", x["kind"], x["path"], x["sha256"], 3, str(x["method"] or x["kind"]))
+        edges.append({"from": run, "to": xn, "relation": x["kind"]})
     for kind, ref in sorted(pred.exports.items()):
+        # This record is the export's own: its subjects are the exported directory.
         details = ref.details
         digest = details.get("digest")
-        sha = digest.get("sha256") if isinstance(digest, Mapping) else None
-        en = node(f"export:{kind}:{sha}", kind, ref.path, sha, 3, str(details.get("method") or kind))
-        edges.append({"from": run, "to": en, "relation": kind})
+        sha = digest.get("sha256") if isinstance(digest, Mapping) else outputs.get("sha256")
+        en = node(f"output:{sha}", kind, ref.path, sha, 3, str(details.get("method") or kind))
+        if not any(e["to"] == en for e in edges):
+            edges.append({"from": run, "to": en, "relation": kind})
         for role in ("base_model", "adapter"):
             part = details.get(role)
             if isinstance(part, Mapping):
@@ -319,7 +341,7 @@ def build_report(evidence: RunEvidence, *, generated_at: datetime | None = None)
         "outputs": outputs,
         "ledger": ledger,
         "warnings": {"record": record_warnings, "ledger": ledger_warnings, "report": report_warnings},
-        "lineage": _lineage(pred, outputs, ledger),
+        "lineage": _lineage(pred, outputs, ledger, evidence.ledger.entries),
     }
     report["compliance"] = compliance_rows(report)
     return report

@@ -50,7 +50,7 @@ svg.chart .chart-title { font-size: 13px; font-weight: 600; fill: #1b1f24; }
 svg.chart .legend { fill: #1b1f24; }
 svg.lineage .node rect { fill: #f6f8fa; stroke: #8c959f; }
 svg.lineage .node-run rect { fill: #ddf4ff; stroke: #0969da; }
-svg.lineage .node-outputs rect, svg.lineage .node-checkpoint rect { fill: #dafbe1; stroke: #2da44e; }
+svg.lineage .col-3 rect { fill: #dafbe1; stroke: #2da44e; }
 svg.lineage text { font-size: 11px; fill: #1b1f24; }
 svg.lineage .node-kind { font-weight: 600; fill: #57606a; }
 svg.lineage .node-digest { font-family: ui-monospace, Menlo, Consolas, monospace; fill: #57606a; }

@@ -178,12 +178,12 @@ def lineage_graph(nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[st
         sha = n.get("sha256")
         caption = KIND_LABEL.get(kind, kind)
         sub = f"sha256 {str(sha)[:16]}…" if sha else ""
-        if n.get("detail") and kind in ("dataset", "previous_run", "run"):
+        if n.get("detail") and (kind in ("dataset", "previous_run", "run") or kind not in KIND_LABEL):
             caption += f" · {n['detail']}"
         elif not sha:
             sub = str(n.get("detail") or "")
         out.append(
-            f'<g class="node node-{esc(kind)}"><title>{esc(caption)}: {esc(n["label"])}'
+            f'<g class="node node-{esc(kind)} col-{int(n["column"])}"><title>{esc(caption)}: {esc(n["label"])}'
             f"{' sha256 ' + esc(sha) if sha else ''}</title>"
             f'<rect x="{x:.1f}" y="{y:.1f}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
             f'<text x="{x + 8:.1f}" y="{y + 14:.1f}" class="node-kind">{esc(_short(caption, 34))}</text>'

@@ -215,3 +215,50 @@ def test_missing_run_dir_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a Bastion run directory"):
         evidence_from_run_dir(tmp_path / "empty", TrustArgs())
+
+
+def test_lineage_shows_exports_and_earlier_runs(tmp_path: Path, run_dir: Callable[..., Path]) -> None:
+    from bastion.provenance.predicate import DatasetRecord, ModelInput
+    from bastion.provenance.recorder import RunRecorder
+
+    recorder = RunRecorder(config={"learning_rate": 0.1}, framework="transformers", fsync="never", run_id="run-m")
+    recorder.record_inputs(
+        base_model=ModelInput(path_name="base", sha256="1" * 64),
+        datasets=[DatasetRecord(name="train.jsonl", role="train", sha256="a" * 64, records=2)],
+        overlap=None,
+    )
+    out = tmp_path / "out"
+    recorder.start(out)
+    (out / "adapter.bin").write_bytes(b"adapter")
+    recorder.log(1, 1.0, {"loss": 0.5})
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "model.bin").write_bytes(b"merged weights")
+    rec = recorder.record_export(merged, kind="merge", details={"method": "merge_and_unload"})
+    assert rec is not None
+    recorder.train_end(1, 1.0)
+    recorder.finalize()
+
+    # The run's own record: base model and data -> run -> outputs and the merged model (from its ledger).
+    content, page = _report(out)
+    edges = {(e["from"], e["relation"], e["to"]) for e in content["lineage"]["edges"]}
+    assert ("run:run-m", "merge", f"output:{rec.digest.sha256}") in edges
+    assert (f"model:{'1' * 64}", "base model", "run:run-m") in edges
+    assert rec.digest.sha256 in page and "merge · merge_and_unload" in page
+    # The merged model's own record: its parent is the same training run.
+    content, page = _report(merged)
+    assert content["run"]["exports"] == ["merge"]
+    merge_nodes = [n for n in content["lineage"]["nodes"] if n["kind"] == "merge"]
+    assert [(n["label"], n["sha256"]) for n in merge_nodes] == [("merged", rec.digest.sha256)]
+    assert content["outputs"]["sha256"] == rec.digest.sha256
+    assert {(e["from"], e["to"]) for e in content["lineage"]["edges"]} >= {("run:run-m", f"output:{rec.digest.sha256}")}
+
+    # A fresh run in a directory that held another: the earlier run is a parent in the graph.
+    again = run_dir("again", run_id="run-1")
+    run_dir("again", run_id="run-2")
+    content, _page = _report(again)
+    prev = next(n for n in content["lineage"]["nodes"] if n["kind"] == "previous_run")
+    assert prev["label"] == "run-1" and prev["detail"] == "finished"
+    assert (prev["id"], "earlier run in the same directory", "run:run-2") in {
+        (e["from"], e["relation"], e["to"]) for e in content["lineage"]["edges"]
+    }
