@@ -311,7 +311,9 @@ def build_report(evidence: RunEvidence, *, generated_at: datetime | None = None)
         },
         "verification": {
             "ok": v.ok,
-            "checked_at": None if evidence.verified_at is None else evidence.verified_at.isoformat(),
+            "checked_at": None
+            if evidence.verified_at is None
+            else evidence.verified_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "trust": evidence.trust.describe(),
             "passed": list(v.passed),
             "failures": [f.as_dict() for f in v.failures],

@@ -11,6 +11,10 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+MAX_PATH_POINTS = 1500
+"""A series with more logged points is drawn from an even sample of them (the JSON keeps every point)."""
+MAX_MARKERS = 200
+"""Above this many points in a series, no per-point markers (they would cover the line)."""
 PALETTE = ("#1f6feb", "#d9480f", "#2b8a3e", "#9c36b5", "#e67700", "#0b7285", "#c2255c", "#5c940d")
 
 
@@ -43,6 +47,14 @@ def _fmt(v: float) -> str:
     if abs(v) >= 1e5 or abs(v) < 1e-3:
         return f"{v:.2e}"
     return f"{v:.4g}"
+
+
+def _sample(points: Sequence[Sequence[float]]) -> Sequence[Sequence[float]]:
+    """At most :data:`MAX_PATH_POINTS` points, evenly spaced, first and last kept."""
+    n = len(points)
+    if n <= MAX_PATH_POINTS:
+        return points
+    return [points[round(i * (n - 1) / (MAX_PATH_POINTS - 1))] for i in range(MAX_PATH_POINTS)]
 
 
 def line_chart(
@@ -84,8 +96,9 @@ def line_chart(
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + ph}" class="grid"/>')
         out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" class="tick" text-anchor="middle">{esc(_fmt(t))}</text>')
     out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" class="axis-label" text-anchor="middle">step</text>')
-    for i, (name, pts) in enumerate(series.items()):
+    for i, (name, all_pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
+        pts = _sample(all_pts)
         coords = [(sx(float(x)), sy(float(y))) for x, y in pts]
         if len(coords) > 1:
             d = "M" + " L".join(f"{x:.2f} {y:.2f}" for x, y in coords)
@@ -93,7 +106,7 @@ def line_chart(
                 f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2" class="series" '
                 f'data-series="{esc(name)}"/>'
             )
-        for (x, y), (sx_, sy_) in zip(coords, pts, strict=True):
+        for (x, y), (sx_, sy_) in zip(coords if len(coords) <= MAX_MARKERS else (), pts, strict=False):
             out.append(
                 f'<circle cx="{x:.2f}" cy="{y:.2f}" r="3" fill="{color}"><title>{esc(name)} at step '
                 f"{esc(_fmt(float(sx_)))}: {esc(_fmt(float(sy_)))}</title></circle>"
