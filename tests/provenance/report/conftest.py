@@ -6,17 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    run: Path
-    public_key: Path
-    inputs: Path
+from report_helpers import DemoRun
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DemoRun
 from report_browser import find_chromium, render
+from report_helpers import DemoRun
 
 from bastion.provenance.report import TrustArgs, build_report, evidence_from_run_dir, render_html
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DemoRun
+from report_helpers import DemoRun
 
 from bastion.provenance.ledger import read_entries
 from bastion.provenance.report import SECTIONS, TrustArgs, build_report, evidence_from_run_dir, render_html

@@ -6,9 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from conftest import DemoRun
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from report_helpers import DemoRun
 
 from bastion.provenance.report import TrustArgs, build_mlbom, build_report, evidence_from_run_dir
 from bastion.provenance.statement import load_statement
