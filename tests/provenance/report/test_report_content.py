@@ -234,7 +234,14 @@ def test_lineage_shows_exports_and_earlier_runs(tmp_path: Path, run_dir: Callabl
     merged = tmp_path / "merged"
     merged.mkdir()
     (merged / "model.bin").write_bytes(b"merged weights")
-    rec = recorder.record_export(merged, kind="merge", details={"method": "merge_and_unload"})
+    parent_statement = "e" * 64
+    details = {
+        "method": "merge_and_unload",
+        "base_model": {"path_name": "base", "digest": {"sha256": "1" * 64}},
+        "adapter": {"path_name": "out", "files": []},
+        "training_statement": {"sha256": parent_statement},
+    }
+    rec = recorder.record_export(merged, kind="merge", details=details)
     assert rec is not None
     recorder.train_end(1, 1.0)
     recorder.finalize()
@@ -251,7 +258,12 @@ def test_lineage_shows_exports_and_earlier_runs(tmp_path: Path, run_dir: Callabl
     merge_nodes = [n for n in content["lineage"]["nodes"] if n["kind"] == "merge"]
     assert [(n["label"], n["sha256"]) for n in merge_nodes] == [("merged", rec.digest.sha256)]
     assert content["outputs"]["sha256"] == rec.digest.sha256
-    assert {(e["from"], e["to"]) for e in content["lineage"]["edges"]} >= {("run:run-m", f"output:{rec.digest.sha256}")}
+    merged_edges = {(e["from"], e["relation"], e["to"]) for e in content["lineage"]["edges"]}
+    node = f"output:{rec.digest.sha256}"
+    assert ("run:run-m", "merge", node) in merged_edges
+    assert (f"model:{'1' * 64}", "merged (base model)", node) in merged_edges
+    assert ("model:adapter", "merged (adapter)", node) in merged_edges
+    assert (f"statement:{parent_statement}", "parent record", node) in merged_edges
 
     # A fresh run in a directory that held another: the earlier run is a parent in the graph.
     again = run_dir("again", run_id="run-1")
