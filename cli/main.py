@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("bastion.cli.signing:keygen", "Create an ECDSA P-256 signing key pair for offline signing."),
     "sign": ("bastion.cli.signing:sign", "Sign a run's output directory and statement."),
     "verify": ("bastion.cli.verify:verify", "Verify a model artifact against its signed provenance."),
+    "report": ("bastion.cli.report:report", "Export an audit report of a run (HTML, JSON, CycloneDX ML-BOM)."),
     "policy": ("bastion.cli.policy:policy", "Check and test gateway/scan policy files."),
     "scan": ("bastion.cli.scan:scan", "Scan a dataset offline against a policy (pre-flight check)."),
     "gateway": ("bastion.cli.gateway_state:gateway", "Run the egress gateway in front of fine-tune APIs."),

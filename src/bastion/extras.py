@@ -60,6 +60,7 @@ EXTRAS: dict[str, Extra] = {
             note="; the tested stack (CPU torch, no gradio): tools/envs/llamafactory.sh VENV_DIR",
         ),
         Extra("unsloth", "Unsloth tracking (bastion.plugins.unsloth)", ("unsloth",)),
+        Extra("report", "bastion report --mlbom: CycloneDX ML-BOM", ("cyclonedx", "jsonschema", "referencing")),
     )
 }
 
@@ -68,6 +69,7 @@ PACKAGE_NAMES: dict[str, str] = {
     "prometheus_client": "prometheus-client",
     "huggingface_hub": "huggingface-hub",
     "psycopg_pool": "psycopg-pool",
+    "cyclonedx": "cyclonedx-python-lib",
 }
 """pip names of the modules whose import name differs."""
 
