@@ -14,9 +14,11 @@ Sources: the official ``fireworks-ai`` SDK 1.2.30 (``resources/datasets.py``,
   the (redacted) file and, on success, admits the dataset's resource name ``accounts/{a}/datasets/{d}``.
   Admission is bound to that name (jobs name datasets, not uploads), so a second upload to an admitted
   dataset, or creating a dataset of an admitted name again, is refused: use a new dataset id.
-- ``…:getUploadEndpoint`` is refused: its answer is signed object-store URLs the client would ``PUT`` the
-  bytes to, a host the gateway does not front. Upload through ``:upload`` instead (split data over
-  150 MB into several datasets). ``:validateUpload``, get/list/delete and ``:getDownloadEndpoint`` pass.
+- ``…:getUploadEndpoint`` (signed URLs for large files) is held by the gateway (:mod:`.signed_upload`): the
+  client gets a gateway URL instead of Fireworks' signed object-store URL, PUTs the file there, and at
+  ``:validateUpload`` the gateway scans it, then uploads the rewritten bytes to a signed URL it asks
+  Fireworks for (the object store checked against ``upstreams.<name>.hosts.signed_urls``). One file per
+  dataset. ``:validateUpload`` with nothing held, get/list/delete and ``:getDownloadEndpoint`` pass through.
 - ``supervisedFineTuningJobs``, ``dpoJobs``, ``reinforcementFineTuningJobs``: create (fields allow-listed;
   ``dataset`` and ``evaluationDataset`` must name datasets this gateway admitted for this upstream and
   client), get/list/delete, ``:cancel``, ``:resume``. Refused: ``awsS3Config`` / ``azureBlobStorageConfig``
@@ -40,6 +42,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters.fireworks import signed_upload
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
@@ -151,7 +154,7 @@ def dataset_ref(account: str, dataset: str) -> str:
     return f"accounts/{account}/datasets/{dataset}"
 
 
-async def _refuse_if_admitted(gw: Gateway, ex: Exchange, ref: str, what: str) -> None:
+async def refuse_if_admitted(gw: Gateway, ex: Exchange, ref: str, what: str) -> None:
     if await anyio.to_thread.run_sync(lambda: gw.state.admitted(ex.upstream_name, ref)) is not None:
         raise Refusal(
             409,
@@ -163,11 +166,17 @@ async def _refuse_if_admitted(gw: Gateway, ex: Exchange, ref: str, what: str) ->
         )
 
 
-async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
+def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
+    """The JSONL scanner (records checked against Fireworks' formats) writing the rewritten file to ``spool``."""
     from bastion.policies import JsonlScanner
 
+    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
+    return ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=gw.settings.remote_images))
+
+
+async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
     ref = dataset_ref(ex.ids["account_id"], ex.ids["dataset_id"])
-    await _refuse_if_admitted(gw, ex, ref, "datasets.upload")
+    await refuse_if_admitted(gw, ex, ref, "datasets.upload")
     settings = gw.settings
     spool = Spool(gw.spool_dir, max_bytes=settings.max_upload_bytes, what="rewritten upload")
     sinks: list[ScanSink] = []
@@ -176,8 +185,7 @@ async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
         if part.name != "file" or sinks:
             raise Refusal(400, "invalid_upload", "unexpected file part; only one 'file' is accepted", param="file")
         steps._check_part_headers(part)
-        scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=settings.max_line_bytes)
-        sink = ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=settings.remote_images))
+        sink = new_sink(gw, spool)
         sinks.append(sink)
         return sink
 
@@ -223,23 +231,6 @@ async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
         spool.discard()
 
 
-SIGNED_URL_REFUSED = (
-    "datasets.get_upload_endpoint is refused: Fireworks answers it with signed object-store URLs that the "
-    "client PUTs the dataset's bytes to, a host this gateway does not front, so those bytes could not be "
-    "scanned; nothing was forwarded"
-)
-
-
-async def datasets_get_upload_endpoint(gw: Gateway, ex: Exchange) -> Response:
-    raise Refusal(
-        403,
-        "upload_flow_refused",
-        SIGNED_URL_REFUSED,
-        hint="upload each JSONL file with datasets.upload (POST …/datasets/{id}:upload, up to 150 MB) through the "
-        "gateway; split larger data into several datasets of at most 150 MB",
-    )
-
-
 DATASET_FIELDS = frozenset(
     {"displayName", "evalProtocol", "evaluationResult", "exampleCount", "format", "sourceJobName", "splitted",
      "transformed", "userUploaded", "externalUrl"}
@@ -277,7 +268,7 @@ async def check_dataset_create(gw: Gateway, ex: Exchange, doc: dict[str, Any]) -
                 param=key,
             )
     ref = dataset_ref(ex.ids["account_id"], doc["datasetId"])
-    await _refuse_if_admitted(gw, ex, ref, "datasets.create")
+    await refuse_if_admitted(gw, ex, ref, "datasets.create")
 
 
 # -- fine-tuning jobs -----------------------------------------------------------------------------------
@@ -490,7 +481,14 @@ RFT = "reinforcement_fine_tuning_jobs"
 SPEC = ProviderSpec(
     name="fireworks",
     # every {id} in a path; "file_id" is the pattern of a reference to admitted data (a dataset's name)
-    ids={"account_id": ID, "dataset_id": ID, "job_id": ID, "file_id": DATASET_NAME},
+    ids={
+        "account_id": ID,
+        "dataset_id": ID,
+        "job_id": ID,
+        "upload_id": signed_upload.UPLOAD_ID,
+        "ticket": signed_upload.TICKET,
+        "file_id": DATASET_NAME,
+    },
     routes=(
         RouteSpec("POST", DATASETS, "datasets.create", step="datasets.create", body="json", default="always"),
         RouteSpec("GET", DATASETS, "datasets.list", query=LIST_QUERY, default="on"),
@@ -505,7 +503,23 @@ SPEC = ProviderSpec(
             body="json",
             default="always",
         ),
-        RouteSpec("POST", f"{DATASET}:validateUpload", "datasets.validate_upload", body="json", default="on"),
+        RouteSpec(
+            "POST",
+            f"{DATASET}:validateUpload",
+            "datasets.validate_upload",
+            step="datasets.validate_upload",
+            body="json",
+            default="always",
+        ),
+        # the gateway's own upload URL, handed out instead of Fireworks' signed URL (signed_upload.py)
+        RouteSpec(
+            "PUT",
+            f"{DATASET}/bastion-upload/{{upload_id}}/{{ticket}}",
+            "datasets.held_upload",
+            step="datasets.held_upload",
+            body="raw",
+            default="always",
+        ),
         RouteSpec(
             "GET",
             f"{DATASET}:getDownloadEndpoint",
@@ -526,7 +540,9 @@ SPEC = ProviderSpec(
     steps={
         "datasets.create": checked_json_step(check_dataset_create, "dataset creation request"),
         "datasets.upload": datasets_upload,
-        "datasets.get_upload_endpoint": datasets_get_upload_endpoint,
+        "datasets.get_upload_endpoint": signed_upload.get_upload_endpoint,
+        "datasets.held_upload": signed_upload.put_held,
+        "datasets.validate_upload": signed_upload.validate_upload,
         f"{SFT}.create": checked_json_step(job_check(SFT_FIELDS, "supervisedFineTuningJobs.create"), "SFT job"),
         f"{DPO}.create": checked_json_step(job_check(DPO_FIELDS, "dpoJobs.create"), "DPO job"),
         f"{RFT}.create": checked_json_step(job_check(RFT_FIELDS, "reinforcementFineTuningJobs.create"), "RFT job"),

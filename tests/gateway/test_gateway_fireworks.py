@@ -341,24 +341,183 @@ def test_datasets_get_list_delete_and_download_endpoint_pass_through(fw: FEnv) -
     assert ref not in fw.upstream.datasets
 
 
-def test_signed_url_upload_flow_is_refused_and_no_byte_reaches_the_store(fw: FEnv, tmp_path: Path) -> None:
-    """``:getUploadEndpoint`` would hand out signed object-store URLs: refused, so the SDK's shard
-    helper (``fireworks.lib.dataset_upload``) stops with Fireworks' error before any PUT."""
-    ds = new_dataset(fw)
-    shard = tmp_path / "shard-0.jsonl"
-    shard.write_bytes(jsonl(chat(f"mail {EMAIL}")))
-    n = fw.mark()
+# -- the signed-URL flow (getUploadEndpoint -> PUT -> validateUpload), held by the gateway --------------------
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (the SDK's shard helper refuses upload URLs that are not https)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "gw.pem", tmp / "gw.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@dataclass
+class TlsEnv:
+    env: FEnv
+    https_url: str
+
+
+@pytest.fixture(scope="module")
+def fw_tls(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[TlsEnv]:
+    """The gateway over TLS; Fireworks' signed URLs point at a second recording server (the object store)."""
+    tmp = tmp_path_factory.mktemp("fireworks-tls")
+    cert, key = _self_signed(tmp)
+    store = SignedStore()
+    with ServerThread(store.app()) as store_srv:
+        fake = FakeFireworks(store_url=store_srv.url)
+        with ServerThread(fake.app()) as up:
+            cfg = config_from_mapping(
+                {
+                    "upstreams": {
+                        "fireworks": {
+                            "base_url": up.url,
+                            "adapter": "fireworks",
+                            "jurisdiction": "US",
+                            "hosts": {"signed_urls": store_srv.url},
+                        },
+                        # an upstream whose allowed object store is not where Fireworks' URLs point
+                        "fireworks_gcs": {"base_url": up.url, "adapter": "fireworks", "jurisdiction": "US"},
+                    },
+                    "gateway": {"state_dir": str(tmp / "state")},
+                }
+            )
+            gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
+            srv = ServerThread(gw.app, ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
+            try:
+                yield TlsEnv(FEnv(fake, store, gw, srv.url, tmp / "state"), f"https://127.0.0.1:{srv.port}")
+            finally:
+                srv.stop()
+
+
+@pytest.fixture
+def tls_client(fw_tls: TlsEnv, monkeypatch: pytest.MonkeyPatch) -> Fireworks:
+    # the SDK and its shard helper's plain httpx client both trust the gateway's certificate through this
+    monkeypatch.setenv("SSL_CERT_FILE", str(fw_tls.env.state_dir.parent / "gw.pem"))
+    return Fireworks(api_key=CLIENT_TOKEN, account_id=ACCOUNT, base_url=f"{fw_tls.https_url}/fireworks", max_retries=0)
+
+
+def _shard(tmp: Path, data: bytes) -> Path:
+    folder = tmp / uuid.uuid4().hex
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes(data)
+    return folder
+
+
+def test_signed_url_flow_scans_before_any_byte_reaches_the_store(
+    fw_tls: TlsEnv, tls_client: Fireworks, tmp_path: Path
+) -> None:
+    """The SDK's own shard helper (``fireworks.lib.dataset_upload``): get_upload_endpoint returns a gateway
+    URL, the file is PUT there, and at validate_upload the gateway sends the redacted bytes to Fireworks'
+    signed URL for the rewritten size."""
+    env = fw_tls.env
+    data = jsonl(chat(f"mail {EMAIL}"), chat("nothing here"))
+    ds = f"big-{uuid.uuid4().hex[:8]}"
+    tls_client.datasets.create(dataset_id=ds, dataset={"format": "CHAT", "example_count": "2"})
+    n, s = env.mark(), len(env.store.received)
+    upload_dataset_shards(tls_client, ds, str(_shard(tmp_path, data)))
+    [put] = env.store.received[s:]
+    assert put.method == "PUT" and put.path == f"/fw-datasets/{ds}/train.jsonl"
+    assert EMAIL.encode() not in put.body and b"nothing here" in put.body
+    assert put.headers["x-goog-content-length-range"] == f"{len(put.body)},{len(put.body)}"
+    assert "authorization" not in put.headers  # no Fireworks credential to the object store
+    calls = [(r.method, r.path.rsplit("/", 1)[1]) for r in env.sent_since(n)]
+    assert calls == [("GET", ds), ("POST", f"{ds}:getUploadEndpoint"), ("POST", f"{ds}:validateUpload")]
+    asked = json.loads(env.sent_since(n)[1].body)
+    assert asked == {"filenameToSize": {"train.jsonl": str(len(put.body))}}  # the rewritten size, not the client's
+    ref = f"accounts/{ACCOUNT}/datasets/{ds}"
+    client = [e["data"]["client"] for e in env.audit_entries() if e["data"]["route"] == "datasets.validate_upload"][-1]
+    admitted = env.gateway.state.admitted("fireworks", ref, client=client)
+    assert admitted is not None and admitted.decision == "redact" and admitted.records == 2
+    job = tls_client.supervised_fine_tuning_jobs.create(dataset=ref, base_model="m")
+    assert job.name is not None
+    assert EMAIL not in env.audit_text()
+    routes = [e["data"]["route"] for e in env.audit_entries()]
+    assert {"datasets.get_upload_endpoint", "datasets.held_upload", "datasets.validate_upload"} <= set(routes)
+    assert not any("bastion-upload" in r.path for r in env.upstream.received)  # the gateway's own URL stays here
+
+
+def test_signed_url_flow_with_blocked_data_sends_nothing(fw_tls: TlsEnv, tls_client: Fireworks, tmp_path: Path) -> None:
+    env = fw_tls.env
+    ds = f"blk-{uuid.uuid4().hex[:8]}"
+    tls_client.datasets.create(dataset_id=ds, dataset={"format": "CHAT"})
+    n, s = env.mark(), len(env.store.received)
     with pytest.raises(PermissionDeniedError) as info:
-        upload_dataset_shards(fw.client(), ds, str(tmp_path))
+        upload_dataset_shards(tls_client, ds, str(_shard(tmp_path, jsonl(chat("hi"), chat(f"IBAN {IBAN}")))))
     body = info.value.body
-    assert isinstance(body, dict) and reason(body) == "upload_flow_refused"
-    assert "signed object-store URLs" in body["message"] and ":upload" in body["message"]
-    assert [f"{r.method} {r.path.rsplit('/', 1)[1]}" for r in fw.sent_since(n)] == [f"GET {ds}"]  # the helper's get
-    assert fw.store.received == []
-    status, body = refused(lambda: fw.client().datasets.get_upload_endpoint(ds, filename_to_size={"a.jsonl": "10"}))
-    assert status == 403 and body["code"] == 7 and fw.store.received == []
-    entry = fw.audit_entries()[-1]["data"]
-    assert entry["route"] == "datasets.get_upload_endpoint" and entry["outcome"] == "refused_before_forwarding"
+    assert isinstance(body, dict) and reason(body) == "policy_block" and "record(s): 2" in body["message"]
+    assert env.store.received[s:] == []
+    assert [r.method for r in env.sent_since(n)] == ["GET"]  # the helper's datasets.get; nothing else went out
+    assert IBAN not in env.audit_text()
+
+
+def test_signed_url_flow_bad_inputs(fw_tls: TlsEnv, tls_client: Fireworks) -> None:
+    env = fw_tls.env
+    ds = f"bad-{uuid.uuid4().hex[:8]}"
+    tls_client.datasets.create(dataset_id=ds, dataset={"format": "CHAT"})
+    n, s = env.mark(), len(env.store.received)
+    two = {"a.jsonl": "10", "b.jsonl": "10"}
+    status, body = refused(lambda: tls_client.datasets.get_upload_endpoint(ds, filename_to_size=two))
+    assert status == 400 and "one file per dataset" in body["message"]
+    for files in ({"../x.jsonl": "10"}, {"a.csv": "10"}, {"a.jsonl": "ten"}, {"a.jsonl": "0"}):
+        status, body = refused(lambda f=files: tls_client.datasets.get_upload_endpoint(ds, filename_to_size=f))
+        assert status == 400 and body["details"][0]["metadata"] == {"param": "filenameToSize"}, body
+    urls = tls_client.datasets.get_upload_endpoint(ds, filename_to_size={"t.jsonl": "12"}).filename_to_signed_urls
+    assert urls is not None
+    url = urls["t.jsonl"]
+    assert url.startswith(f"{fw_tls.https_url}/fireworks/v1/accounts/{ACCOUNT}/datasets/{ds}/bastion-upload/")
+    with httpx.Client(verify=str(env.state_dir.parent / "gw.pem")) as http:
+        r = http.put(url, content=b"x" * 13)
+        assert r.status_code == 400 and reason(r.json()) == "invalid_upload" and "12 bytes" in r.json()["message"]
+        r = http.put(url, content=b"x" * 11)
+        assert r.status_code == 400 and reason(r.json()) == "invalid_upload"
+        r = http.put(url[:-4] + "0000", content=b"{}")  # a wrong ticket
+        assert r.status_code == 404 and reason(r.json()) == "upload_not_found"
+        assert http.put(url, content=jsonl(chat("hi!"))[:12]).status_code == 200
+        r = http.put(url, content=b"x" * 12)
+        assert r.status_code == 409 and reason(r.json()) == "upload_not_pending"
+    status, body = refused(lambda: tls_client.datasets.validate_upload(ds, body={}))
+    assert status == 400 and "record 1" in body["message"]  # the 12 bytes held are a cut JSON line
+    assert env.sent_since(n) == [] and env.store.received[s:] == []
+
+
+def test_signed_url_to_a_store_the_gateway_may_not_use_is_refused(
+    fw_tls: TlsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = fw_tls.env
+    monkeypatch.setenv("SSL_CERT_FILE", str(env.state_dir.parent / "gw.pem"))
+    c = Fireworks(api_key=CLIENT_TOKEN, account_id=ACCOUNT, base_url=f"{fw_tls.https_url}/fireworks_gcs", max_retries=0)
+    ds = f"gcs-{uuid.uuid4().hex[:8]}"
+    c.datasets.create(dataset_id=ds, dataset={"format": "CHAT"})
+    s = len(env.store.received)
+    with pytest.raises(APIStatusError) as info:
+        upload_dataset_shards(c, ds, str(_shard(tmp_path, jsonl(chat("fine")))))
+    body = info.value.body
+    assert info.value.status_code == 502 and isinstance(body, dict) and reason(body) == "signed_url_not_allowed"
+    assert "hosts.signed_urls" in body["message"] and env.store.received[s:] == []
 
 
 def test_external_url_is_refused(fw: FEnv) -> None:
