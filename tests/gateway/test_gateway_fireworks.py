@@ -454,6 +454,9 @@ def test_signed_url_flow_scans_before_any_byte_reaches_the_store(
     assert admitted is not None and admitted.decision == "redact" and admitted.records == 2
     job = tls_client.supervised_fine_tuning_jobs.create(dataset=ref, base_model="m")
     assert job.name is not None
+    n = env.mark()
+    tls_client.datasets.validate_upload(ds, body={})  # a repeated validate is answered from the gateway's record
+    assert [r.path for r in env.sent_since(n)] == [] and len(env.store.received) == s + 1
     assert EMAIL not in env.audit_text()
     routes = [e["data"]["route"] for e in env.audit_entries()]
     assert {"datasets.get_upload_endpoint", "datasets.held_upload", "datasets.validate_upload"} <= set(routes)
@@ -538,6 +541,8 @@ def test_an_admitted_dataset_name_takes_no_other_data(fw: FEnv) -> None:
     n = fw.mark()
     status, body = refused(lambda: upload(fw, jsonl(chat("second")), ds=ds))
     assert status == 409 and reason(body) == "dataset_already_admitted" and "new dataset" in body["message"]
+    status, body = refused(lambda: fw.client().datasets.get_upload_endpoint(ds, filename_to_size={"a.jsonl": "9"}))
+    assert status == 409 and reason(body) == "dataset_already_admitted"
     fw.client().datasets.delete(ds)
     status, body = refused(lambda: fw.client().datasets.create(dataset_id=ds, dataset={"format": "CHAT"}))
     assert status == 409 and reason(body) == "dataset_already_admitted"
@@ -754,6 +759,31 @@ def test_bad_bodies_get_a_clear_error(fw: FEnv, path: str, payload: Any, kind: s
         headers={"authorization": f"Bearer {CLIENT_TOKEN}", "content-type": "application/json"},
     )
     assert r.status_code == 400 and reason(r.json()) == "invalid_json" and fw.sent_since(n) == []
+
+
+@pytest.mark.parametrize("planted", [EMAIL, IBAN])
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("datasets", {"datasetId": "pii-{n}", "dataset": {"displayName": "{PII}", "format": "CHAT"}}),
+        ("supervisedFineTuningJobs", {"dataset": "{DS}", "jinjaTemplate": "{{ messages }} {PII}"}),
+        ("dpoJobs", {"dataset": "{DS}", "trainingConfig": {"outputModel": "m", "jinjaTemplate": "{PII}"}}),
+        ("reinforcementFineTuningJobs", {"dataset": "{DS}", "evaluator": RFT_EVALUATOR,
+                                          "inferenceParameters": {"extraBody": '{"user": "{PII}"}'}}),
+    ],
+)  # fmt: skip
+def test_personal_data_in_any_create_body_never_leaves(fw: FEnv, path: str, payload: Any, planted: str) -> None:
+    ds = upload(fw, jsonl(DPO if path == "dpoJobs" else RFT if "reinforcement" in path else chat("ok")))
+    text = json.dumps(payload).replace("{PII}", planted).replace("{DS}", ds).replace("{n}", uuid.uuid4().hex[:6])
+    n = fw.mark()
+    r = raw_post(fw, path, json.loads(text))
+    if planted == IBAN:
+        assert r.status_code == 403 and reason(r.json()) == "policy_block" and fw.sent_since(n) == []
+    else:
+        assert r.status_code == 200, r.text
+        [sent] = fw.sent_since(n)
+        assert planted.encode() not in sent.body and "name" in r.json()
+    assert planted not in r.text and planted not in fw.audit_text()
 
 
 def test_job_body_personal_data_redacted(fw: FEnv) -> None:
