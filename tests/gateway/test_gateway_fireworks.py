@@ -457,7 +457,7 @@ def test_signed_url_flow_scans_before_any_byte_reaches_the_store(
     n = env.mark()
     tls_client.datasets.validate_upload(ds, body={})  # a repeated validate is answered from the gateway's record
     assert [r.path for r in env.sent_since(n)] == [] and len(env.store.received) == s + 1
-    assert EMAIL not in env.audit_text()
+    assert EMAIL not in env.audit_text() and "X-Goog-Signature" not in env.audit_text()
     routes = [e["data"]["route"] for e in env.audit_entries()]
     assert {"datasets.get_upload_endpoint", "datasets.held_upload", "datasets.validate_upload"} <= set(routes)
     assert not any("bastion-upload" in r.path for r in env.upstream.received)  # the gateway's own URL stays here
@@ -505,6 +505,7 @@ def test_signed_url_flow_bad_inputs(fw_tls: TlsEnv, tls_client: Fireworks) -> No
     status, body = refused(lambda: tls_client.datasets.validate_upload(ds, body={}))
     assert status == 400 and "record 1" in body["message"]  # the 12 bytes held are a cut JSON line
     assert env.sent_since(n) == [] and env.store.received[s:] == []
+    assert url.rsplit("/", 1)[1] not in env.audit_text()  # the ticket is the PUT's credential: never logged
 
 
 def test_signed_url_to_a_store_the_gateway_may_not_use_is_refused(
