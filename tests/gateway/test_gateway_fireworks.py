@@ -857,3 +857,15 @@ def test_spec_knows_the_us_host_verb_routes_and_record_shapes() -> None:
     assert record_problem(DPO) is None and record_problem(RFT) is None
     assert record_problem({"messages": []}) is not None
     assert record_problem({"input": {"messages": [{"role": "user", "content": "x"}]}}) is not None
+
+
+def test_the_handed_out_upload_url_follows_a_local_tls_proxy(fw: FEnv) -> None:
+    """Behind a TLS-terminating proxy on this machine (X-Forwarded-Proto), the gateway's upload URL says https."""
+    ds = new_dataset(fw)
+    r = httpx.post(
+        f"{fw.url}/fireworks/v1/accounts/{ACCOUNT}/datasets/{ds}:getUploadEndpoint",
+        json={"filenameToSize": {"train.jsonl": "100"}},
+        headers={"authorization": f"Bearer {CLIENT_TOKEN}", "x-forwarded-proto": "https"},
+    )
+    url = r.json()["filenameToSignedUrls"]["train.jsonl"]
+    assert r.status_code == 200 and url.startswith(f"https://{fw.url.removeprefix('http://')}/fireworks/v1/accounts/")
