@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bastion.adapters.deprecated import refuse_deprecated
 from bastion.errors import ConfigError
 from bastion.gateway.spec import ProviderSpec
 
@@ -16,11 +17,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "mistral", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "fireworks", "mistral", "openai", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, or one from :func:`register_provider`)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``fireworks``, or a registered one)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -35,4 +36,9 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name == "fireworks":
+        from bastion.adapters.fireworks.spec import SPEC as FIREWORKS
+
+        return FIREWORKS
+    refuse_deprecated(name)
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")

@@ -220,12 +220,17 @@ def config_from_mapping(data: Any, *, source: str = "<config>") -> GatewayConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with 'upstreams' (and optional 'gateway')")
     try:
-        return GatewayConfig.model_validate(data)
+        config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             "invalid gateway configuration:\n" + _format_validation(exc, source),
             hint="see `bastion gateway --help` for the file format",
         ) from None
+    from bastion.adapters.deprecated import refuse_deprecated
+
+    for name in config.upstreams:  # deprecated fine-tuning APIs (Cohere, Databricks): no adapter, refused now
+        refuse_deprecated(config.adapter_name(name), upstream=name, source=source)
+    return config
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:

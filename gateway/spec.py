@@ -136,6 +136,17 @@ class ProviderSpec:
                     raise ValueError(f"provider {self.name}: route {r.name} has id {{{p}}} without a pattern")
             if r.step != "forward" and r.step not in self.steps:
                 raise ValueError(f"provider {self.name}: route {r.name} names unknown step {r.step!r}")
+        # the first matching route wins and a {param} matches any character but '/': a route that an earlier
+        # one of the same method always matches (``{id}`` before ``{id}:cancel``) could never be reached
+        for j, (later, _) in enumerate(self.compiled):
+            sample = re.sub(r"\{(\w+)\}", "x1", later.path)
+            for earlier, rx in self.compiled[:j]:
+                same_form = earlier.method == later.method and set(earlier.match_query) <= set(later.match_query)
+                if same_form and rx.match(sample):
+                    raise ValueError(
+                        f"provider {self.name}: route {later.name} ({later.path}) is shadowed by {earlier.name} "
+                        f"({earlier.path}), listed before it; list the more specific route first"
+                    )
 
     @property
     def names(self) -> set[str]:

@@ -208,3 +208,13 @@ def test_azure_needs_a_known_region_or_a_jurisdiction(tmp_path: Path, upstream: 
     )
     with pytest.raises(ConfigError, match=message):
         create_gateway(cfg, load_policy_text(POLICY_YAML))
+
+
+def test_a_route_shadowed_by_an_earlier_one_is_rejected() -> None:
+    """A custom-method suffix (``{job}:cancel``) listed after ``{job}`` could never be matched."""
+    ids = {"job": r"[a-z0-9-]{1,63}"}
+    get, cancel = RouteSpec("POST", "/v1/jobs/{job}", "jobs.update"), RouteSpec("POST", "/v1/jobs/{job}:cancel", "c")
+    with pytest.raises(ValueError, match=r"route c \(/v1/jobs/\{job\}:cancel\) is shadowed by jobs.update"):
+        ProviderSpec(name="shadow", ids=ids, routes=(get, cancel))
+    spec = ProviderSpec(name="ordered", ids=ids, routes=(cancel, get))  # the specific form first: both reachable
+    assert [spec.match("POST", p).route.name for p in ("/v1/jobs/j1:cancel", "/v1/jobs/j1")] == ["c", "jobs.update"]

@@ -1,0 +1,1 @@
+"""Fireworks AI (``api.fireworks.ai``, US) on the gateway core: see :mod:`bastion.adapters.fireworks.spec`."""
