@@ -16,11 +16,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "gcs", "mistral", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "gcs", "mistral", "openai", "vertex", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``gcs``, or a registered one)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``gcs``, ``vertex``, or a registered one)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -35,8 +35,16 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("gcs", "google_cloud_storage", "vertex", "vertex_ai"):
+        from bastion.extras import require
+
+        require("google", feature=f"the {name} gateway provider")
     if name in ("gcs", "google_cloud_storage"):
         from bastion.adapters.gcs.spec import SPEC as GCS
 
         return GCS
+    if name in ("vertex", "vertex_ai"):
+        from bastion.adapters.vertex.spec import SPEC as VERTEX
+
+        return VERTEX
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")
