@@ -208,19 +208,13 @@ def passed_query(ex: Exchange) -> list[tuple[str, str]]:
 # -- scanning ---------------------------------------------------------------------------------------
 def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
     from bastion.adapters.openai.records import RecordChecker
+    from bastion.adapters.vertex.records import checker
     from bastion.policies import JsonlScanner
 
     scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    return ScanSink(scanner, spool, checker=RecordChecker(record_problem_for(gw), remote_images="deny"))
-
-
-def record_problem_for(gw: Gateway) -> Any:
-    """The record shape objects must have (Gemini records; :mod:`bastion.adapters.vertex.records`)."""
-    return _any_object
-
-
-def _any_object(record: Any) -> str | None:
-    return None if isinstance(record, dict) else "each line must be a JSON object"
+    remote = gw.settings.remote_images
+    # objects are Gemini tuning records (supervised or preference): the shape Vertex AI trains on
+    return ScanSink(scanner, spool, checker=RecordChecker(checker(remote == "allow"), remote_images=remote))
 
 
 # -- the gateway's own upstream write -----------------------------------------------------------------

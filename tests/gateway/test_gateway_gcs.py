@@ -176,6 +176,7 @@ def test_bad_inputs_get_gcs_shaped_errors(gcs: Any, google: Any, tmp_path: Path)
     before = len(fake.received)
     h = {"authorization": f"Bearer {TOKEN}"}
     base = f"{url}/gcs/upload/storage/v1/b/{BUCKET}/o"
+    good = jsonl(gemini("hi"))
     cases = [
         (httpx.post(base, params={"uploadType": "media", "name": "x.jsonl"}, content=b"not json\n", headers=h), 400),
         (httpx.post(base, params={"uploadType": "media"}, content=b'{"a": 1}\n', headers=h), 400),
@@ -203,16 +204,19 @@ def test_bad_inputs_get_gcs_shaped_errors(gcs: Any, google: Any, tmp_path: Path)
             httpx.post(
                 base,
                 params={"uploadType": "media", "name": "c.jsonl"},
-                content=b'{"a": 1}\n',
+                content=good,
                 headers={**h, "x-goog-hash": "crc32c=AAAAAA=="},
             ),
             400,
         ),
     ]
+    reasons = []
     for resp, status in cases:
         assert resp.status_code == status, resp.text
+        reasons.append(resp.json()["error"]["errors"][0]["reason"])
         err = resp.json()["error"]
         assert err["code"] == status and err["errors"][0]["domain"] == "global" and err["message"]
+    assert reasons[-1] == "checksum_mismatch"
     assert fake.received[before:] == []
 
 

@@ -223,3 +223,101 @@ def _audit(gw: Gateway) -> list[dict[str, Any]]:
     gw.audit.drain()
     path = gw.settings.state_dir / "audit.jsonl"
     return [json.loads(line)["data"] for line in path.read_text().splitlines()]
+
+
+# -- Gemini records (part of every object written through the gcs upstream) ---------------------------------
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        (gemini("hi"), None),
+        ({**gemini("hi"), "systemInstruction": {"role": "system", "parts": [{"text": "be brief"}]}}, None),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"text": "q"}, {"inlineData": {"mimeType": "image/png", "data": PNG}}]},
+                    {"role": "model", "parts": [{"text": "a"}]},
+                ]
+            },
+            None,
+        ),
+        (
+            {
+                "system_instruction": {"parts": [{"text": "s"}]},
+                "contents": [{"role": "user", "parts": [{"text": "q"}]}],
+                "completions": [
+                    {"completion": {"role": "model", "parts": [{"text": "good"}]}, "score": 1},
+                    {"completion": {"role": "model", "parts": [{"text": "bad"}]}, "score": 0},
+                ],
+            },
+            None,
+        ),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "expected 'contents'"),
+        ({"contents": [{"role": "user", "parts": [{"text": "q"}]}]}, "at least one 'model' turn"),
+        ({"contents": [{"role": "assistant", "parts": [{"text": "q"}]}]}, "role' must be one of user, model"),
+        ({"contents": [{"role": "user", "parts": [{"text": 3}]}]}, "text' must be a string"),
+        (
+            {
+                "contents": [
+                    {"role": "user", "parts": [{"fileData": {"mimeType": "image/png", "fileUri": "gs://b/cat.png"}}]}
+                ]
+            },
+            "fileData.fileUri",
+        ),
+        (
+            {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "audio/mp3", "data": "AAAA"}}]}]},
+            "only PNG, JPEG and WEBP",
+        ),
+        (
+            {"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]}]},
+            "inlineData",
+        ),
+        (
+            {**gemini("q"), "completions": [{"completion": {"role": "model", "parts": [{"text": "a"}]}, "score": 1}]},
+            "two {completion, score}",
+        ),
+        ({**gemini("q"), "extra": 1}, "has only"),
+    ],
+)
+def test_gemini_record_shapes(record: Any, problem: str | None) -> None:
+    from bastion.adapters.vertex.records import record_problem
+
+    got = record_problem(record)
+    assert (got is None) if problem is None else (got is not None and problem in got), got
+
+
+def test_object_with_media_by_reference_is_refused_and_not_stored(world: Any) -> None:
+    fake, _, url, tmp = world
+    rec = {"contents": [{"role": "user", "parts": [{"text": "what is this?"},
+                                                   {"fileData": {"mimeType": "image/png", "fileUri": "gs://x/cat.png"}}]},
+                        {"role": "model", "parts": [{"text": "a cat"}]}]}  # fmt: skip
+    before = len(fake.received)
+    with pytest.raises(Exception, match=r"fileData\.fileUri") as err:
+        upload(url, tmp, "media.jsonl", jsonl(gemini("fine"), rec))
+    assert "record 2" in str(err.value)
+    wrong = {"messages": [{"role": "user", "content": "OpenAI format"}, {"role": "assistant", "content": "x"}]}
+    with pytest.raises(Exception, match="not a Gemini tuning record"):
+        upload(url, tmp, "openai.jsonl", jsonl(wrong))
+    assert fake.received[before:] == []
+
+
+def test_preference_object_is_stored_and_usable(world: Any) -> None:
+    fake, _, url, tmp = world
+    rec = {
+        "contents": [{"role": "user", "parts": [{"text": f"write to {EMAIL}"}]}],
+        "completions": [
+            {"completion": {"role": "model", "parts": [{"text": "Dear Jane"}]}, "score": 1},
+            {"completion": {"role": "model", "parts": [{"text": "no"}]}, "score": 0},
+        ],
+    }
+    uri = upload(url, tmp, "pref.jsonl", jsonl(rec))
+    assert EMAIL.encode() not in fake.contents[(BUCKET, "pref.jsonl")]
+    job = vertex(url).tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri=uri),
+        config=types.CreateTuningJobConfig(method="PREFERENCE_TUNING"),
+    )
+    sent = json.loads(fake.calls("POST", "/v1/projects/")[-1].body)
+    assert job.name and sent["preferenceOptimizationSpec"]["trainingDatasetUri"] == uri
