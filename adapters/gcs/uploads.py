@@ -7,7 +7,11 @@ Client side (what ``google-cloud-storage`` sends, only its ``api_endpoint`` poin
 - ``uploadType=resumable``: the JSON metadata opens a session *on the gateway*; the ``Location`` the
   client gets is a gateway URL (``...?uploadType=resumable&upload_id=<gateway id>``) and every chunk
   ``PUT`` (``Content-Range``) comes back here. Chunks are held encrypted in the state store (any replica
-  can take the next one); the last chunk makes the gateway scan the whole object in order;
+  can take the next one) and scanned as they arrive by the process that holds the session's scanner
+  (:class:`LiveScans`): a record the policy blocks ends the session at that chunk, long before the
+  last one. The scanner's (redacted) output waits in a spool file of that process for the last chunk;
+  when another replica (or a restarted process) gets the last chunk, it scans the held chunks in order
+  instead. The upload id (128 random bits) is the session's capability, as Cloud Storage's own is;
 - XML API ``PUT /{bucket}/{object}`` (one path segment object names).
 
 Nothing reaches Cloud Storage before the whole object was scanned and admitted. Then the gateway owns
@@ -42,7 +46,7 @@ from bastion.adapters.openai import steps
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
-from bastion.gateway.scan import ScanSink
+from bastion.gateway.scan import ScanSink, decision_refusal, summary_facts
 from bastion.gateway.spool import Spool
 from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
@@ -496,6 +500,97 @@ class RelatedReader:
 
 
 # -- resumable sessions held by the gateway -------------------------------------------------------------
+class LiveScan:
+    """The scanner of one resumable session in this process: fed chunk by chunk, output spooled."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
+        self.sink = new_sink(gw, self.spool)
+        self.sums = Checksums()
+        self.offset = 0
+        self.used = datetime.now(UTC)
+
+    def feed(self, data: bytes) -> None:
+        self.sums.update(data)
+        self.sink.write(data)
+        self.offset += len(data)
+
+    def discard(self) -> None:
+        self.spool.discard()
+
+
+class LiveScans:
+    """Per-process live scanners by upload id; at most :attr:`limit`, idle ones dropped after :attr:`idle`.
+
+    A dropped scanner costs nothing but time: the last chunk then rescans the held chunks.
+    """
+
+    limit = 64
+    idle = timedelta(hours=1)
+
+    def __init__(self) -> None:
+        self._scans: dict[str, LiveScan] = {}
+
+    def get(self, upload_id: str) -> LiveScan | None:
+        return self._scans.get(upload_id)
+
+    def start(self, gw: Gateway, upload_id: str) -> LiveScan:
+        now = datetime.now(UTC)
+        for key, scan in list(self._scans.items()):
+            if now - scan.used > self.idle:
+                self.drop(key)
+        while len(self._scans) >= self.limit:
+            self.drop(min(self._scans, key=lambda k: self._scans[k].used))
+        scan = self._scans[upload_id] = LiveScan(gw)
+        return scan
+
+    def take(self, upload_id: str) -> LiveScan | None:
+        """Remove and return the scanner (the caller now owns its spool)."""
+        return self._scans.pop(upload_id, None)
+
+    def drop(self, upload_id: str) -> None:
+        scan = self._scans.pop(upload_id, None)
+        if scan is not None:
+            scan.discard()
+
+
+def live_scans(gw: Gateway) -> LiveScans:
+    scans: LiveScans | None = getattr(gw, "_gcs_live_scans", None)
+    if scans is None:
+        scans = LiveScans()
+        gw._gcs_live_scans = scans  # type: ignore[attr-defined]
+    return scans
+
+
+async def _scan_chunk(gw: Gateway, ex: Exchange, up: HeldUpload, first: int, handle: str) -> None:
+    """Feed a held chunk to the session's live scanner; end the session on a refusal (blocked record)."""
+    scans = live_scans(gw)
+    live = scans.get(up.upload_id)
+    if live is None and first == 0:
+        live = scans.start(gw, up.upload_id)
+    if live is None or live.offset != first:
+        scans.drop(up.upload_id)  # another process took chunks of this session: the last chunk rescans
+        return
+    live.used = datetime.now(UTC)
+
+    def feed() -> None:
+        for block in gw.state.parts.read(handle):
+            live.feed(block)
+
+    try:
+        await anyio.to_thread.run_sync(feed)
+        refusal = (
+            decision_refusal(summary_facts(live.sink), "object") if live.sink.summary.decision == "block" else None
+        )
+    except Refusal as exc:
+        refusal = exc
+    if refusal is not None:
+        scans.drop(up.upload_id)
+        await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)
+        ex.audit["scan"] = {"stage": "chunk", "chunk_first_byte": first}
+        raise refusal
+
+
 async def resumable_start(gw: Gateway, ex: Exchange) -> Response:
     now = datetime.now(UTC)
     await anyio.to_thread.run_sync(gw.state.expire, now)
@@ -604,6 +699,7 @@ async def resumable_chunk(gw: Gateway, ex: Exchange) -> Response:
         await anyio.to_thread.run_sync(gw.state.upload_add_part, up.upload_id, part)
     except StateConflict:
         raise Refusal(409, "upload_not_pending", "the upload session no longer takes chunks") from None
+    await _scan_chunk(gw, ex, up, first, blob.handle)
     held += size
     ex.audit.update(chunk_bytes=size, chunk_sha256=blob.sha256, held_bytes=held)
     if total is not None and held == total:
@@ -633,16 +729,25 @@ async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
 
 async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, hashes: dict[str, str]) -> Response:
     parts = await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id)
-    spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
-    try:
+    total = sum(p.size for p in parts)
+    live = live_scans(gw).get(up.upload_id)
+    if live is not None and live.offset == total:  # every chunk was scanned as it came, here
+        spool, sink, sums = live.spool, live.sink, live.sums
+        live_scans(gw).take(up.upload_id)
+        ex.audit["scanned_as_chunks_arrived"] = True
+    else:
+        live_scans(gw).drop(up.upload_id)
+        spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
         sink = new_sink(gw, spool)
         sums = Checksums()
+    try:
 
         def scan_all() -> None:
-            for part in parts:
-                for block in gw.state.parts.read(part.blob):
-                    sums.update(block)
-                    sink.write(block)
+            if live is None or live.offset != total:
+                for part in parts:
+                    for block in gw.state.parts.read(part.blob):
+                        sums.update(block)
+                        sink.write(block)
             sink.close()
 
         await anyio.to_thread.run_sync(scan_all)
@@ -665,6 +770,7 @@ async def resumable_cancel(gw: Gateway, ex: Exchange) -> Response:
     if up.state == "completed":
         raise Refusal(409, "upload_not_pending", "the upload already completed")
     await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)
+    live_scans(gw).drop(up.upload_id)
     await gw.record(ex, "cancel", event="upload_cancelled")
     return Response(b"", status_code=499)
 

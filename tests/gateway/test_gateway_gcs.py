@@ -170,6 +170,49 @@ def test_blocked_object_is_never_stored(gcs: Any, google: Any, tmp_path: Path, c
     assert IBAN not in caplog.text and IBAN not in (gw.settings.state_dir / "audit.jsonl").read_text()
 
 
+def test_blocked_record_ends_a_resumable_upload_at_its_chunk(gcs: Any, google: Any, tmp_path: Path) -> None:
+    """Chunks are scanned as they arrive: a blocked record in the first 1 MiB refuses that chunk, so the
+    client never sends the other eight and nothing reaches Cloud Storage."""
+    gw, url = gcs
+    fake, _ = google
+    before, audit_before = len(fake.received), len(_audit(gw))
+    data = big_records(9000, {5: f"pay to {IBAN}"})
+    blob = client(url).bucket(BUCKET).blob("blocked-early.jsonl", chunk_size=MiB)
+    with pytest.raises(gexc.Forbidden, match="policy"):
+        blob.upload_from_filename(str(write(tmp_path, "early.jsonl", data)))
+    entries = _audit(gw)[audit_before:]
+    chunks = [e for e in entries if e.get("route") == "objects.insert.resumable_chunk"]
+    assert len(chunks) == 1 and chunks[0]["decision"] == "block" and chunks[0]["scan"]["chunk_first_byte"] == 0
+    assert fake.received[before:] == []
+
+
+def test_resumable_chunks_scanned_as_they_arrive_match_a_rescan(gcs: Any, google: Any, tmp_path: Path) -> None:
+    """Another process (or a restart) loses the live scanner: the last chunk rescans the held chunks."""
+    from bastion.adapters.gcs.uploads import live_scans
+
+    gw, url = gcs
+    fake, _ = google
+    h = {"authorization": f"Bearer {TOKEN}"}
+    data = big_records(600, {3: f"mail {EMAIL}"})
+    outs = []
+    for name, lose in (("live.jsonl", False), ("rescanned.jsonl", True)):
+        start = httpx.post(f"{url}/gcs/upload/storage/v1/b/{BUCKET}/o", params={"uploadType": "resumable"},
+                           json={"name": name}, headers=h)  # fmt: skip
+        session = start.headers["location"]
+        upload_id = session.rsplit("upload_id=", 1)[1]
+        first = httpx.put(session, content=data[:262144], headers={**h, "content-range": "bytes 0-262143/*"})
+        assert first.status_code == 308 and live_scans(gw).get(upload_id) is not None
+        if lose:
+            live_scans(gw).drop(upload_id)
+        n = len(data)
+        last = httpx.put(session, content=data[262144:], headers={**h, "content-range": f"bytes 262144-{n - 1}/{n}"})
+        assert last.status_code == 200, last.text
+        outs.append(fake.contents[(BUCKET, name)])
+        entry = [e for e in _audit(gw) if e.get("route") == "objects.insert.resumable_chunk"][-1]
+        assert entry.get("scanned_as_chunks_arrived", False) is not lose
+    assert outs[0] == outs[1] and EMAIL.encode() not in outs[0]
+
+
 def test_bad_inputs_get_gcs_shaped_errors(gcs: Any, google: Any, tmp_path: Path) -> None:
     _, url = gcs
     fake, _ = google
