@@ -699,6 +699,16 @@ async def resumable_chunk(gw: Gateway, ex: Exchange) -> Response:
         await anyio.to_thread.run_sync(gw.state.upload_add_part, up.upload_id, part)
     except StateConflict:
         raise Refusal(409, "upload_not_pending", "the upload session no longer takes chunks") from None
+    now_held = sum(p.size for p in await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id))
+    if now_held != first + size:  # two chunks for the same range at once: the session cannot be trusted
+        live_scans(gw).drop(up.upload_id)
+        await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)
+        raise Refusal(
+            409,
+            "chunk_out_of_order",
+            "two chunks for the same byte range arrived at once; the upload session was ended, nothing was stored",
+            hint="start the upload again and send its chunks one after the other",
+        )
     await _scan_chunk(gw, ex, up, first, blob.handle)
     held += size
     ex.audit.update(chunk_bytes=size, chunk_sha256=blob.sha256, held_bytes=held)

@@ -213,6 +213,38 @@ def test_resumable_chunks_scanned_as_they_arrive_match_a_rescan(gcs: Any, google
     assert outs[0] == outs[1] and EMAIL.encode() not in outs[0]
 
 
+def test_two_chunks_for_one_range_end_the_session(gcs: Any, google: Any) -> None:
+    """A chunk for the same range that another replica stored at the same moment: the session is ended."""
+    from datetime import UTC, datetime
+
+    from bastion.gateway.state import HeldPart
+
+    gw, url = gcs
+    fake, _ = google
+    h = {"authorization": f"Bearer {TOKEN}"}
+    data = big_records(300)
+    start = httpx.post(f"{url}/gcs/upload/storage/v1/b/{BUCKET}/o", params={"uploadType": "resumable"},
+                       json={"name": "raced.jsonl"}, headers=h)  # fmt: skip
+    session = start.headers["location"]
+    upload_id = session.rsplit("upload_id=", 1)[1]
+    real_parts = gw.state.upload_parts
+
+    def racing(uid: str) -> Any:  # the other replica's chunk lands between our check and our add
+        if uid == upload_id and len(real_parts(uid)) == 1:
+            blob = gw.state.parts.put(data[:262144])
+            gw.state.upload_add_part(uid, HeldPart("chunkrace", blob.size, blob.sha256, blob.handle, datetime.now(UTC)))
+        return real_parts(uid)
+
+    gw.state.upload_parts = racing  # type: ignore[method-assign]
+    try:
+        resp = httpx.put(session, content=data[:262144], headers={**h, "content-range": "bytes 0-262143/*"})
+    finally:
+        del gw.state.upload_parts
+    assert resp.status_code == 409 and "same byte range" in resp.json()["error"]["message"]
+    again = httpx.put(session, headers={**h, "content-range": "bytes */*"})
+    assert again.status_code == 404 and (BUCKET, "raced.jsonl") not in fake.objects
+
+
 def test_bad_inputs_get_gcs_shaped_errors(gcs: Any, google: Any, tmp_path: Path) -> None:
     _, url = gcs
     fake, _ = google
