@@ -124,7 +124,7 @@ def check_job(doc: Any) -> list[tuple[str, str]]:
 
 
 def _gcs_auth(gw: Gateway, ex: Exchange, upstream: str) -> httpx.Auth | None:
-    held: httpx.Auth | None = getattr(gw, "_held", {}).get(upstream)
+    held = gw.held_auth(upstream)
     if held is not None:
         return held
     credential = inbound.client_credential(ex.spec, ex.request.headers)

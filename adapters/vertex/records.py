@@ -57,7 +57,8 @@ def _inline_problem(value: Any, where: str) -> str | None:
     mime = value.get("mimeType")
     if mime not in IMAGE_TYPES:
         return (
-            f"'{where}.inlineData' is {mime!r}: only PNG, JPEG and WEBP images are accepted inline "
+            f"'{where}.inlineData' has a mimeType other than image/png, image/jpeg or image/webp: only images are "
+            "accepted inline "
             "(audio, video and documents cannot be scanned)"
         )
     problem = image_problem(f"data:{mime};base64,{value['data']}")  # decoded, type and size checked

@@ -99,6 +99,7 @@ def test_small_clean_object_is_stored_byte_identical(gcs: Any, google: Any, tmp_
     assert last.headers["authorization"] == f"Bearer {TOKEN}"  # passthrough: the client's token re-written
     item = ledger.lookup(gw, BUCKET, "clean-small.jsonl", stored["generation"])
     assert item is not None and item.decision == "allow" and item.records == 2
+    assert TOKEN not in (gw.settings.state_dir / "audit.jsonl").read_text()
 
 
 def test_large_resumable_upload_in_several_chunks(gcs: Any, google: Any, tmp_path: Path) -> None:
