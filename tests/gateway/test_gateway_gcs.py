@@ -296,6 +296,27 @@ def test_bad_inputs_get_gcs_shaped_errors(gcs: Any, google: Any, tmp_path: Path)
     assert fake.received[before:] == []
 
 
+def test_personal_data_in_object_names_and_metadata_is_refused(gcs: Any, google: Any, tmp_path: Path) -> None:
+    gw, url = gcs
+    fake, _ = google
+    before = len(fake.received)
+    data = jsonl(gemini("hi"))
+    named = client(url).bucket(BUCKET).blob(f"export-{EMAIL}.jsonl")  # name in the multipart metadata
+    with pytest.raises(gexc.GoogleAPICallError) as err:
+        named.upload_from_filename(str(write(tmp_path, "n.jsonl", data)))
+    assert err.value.code in (400, 403) and EMAIL not in str(err.value)
+    tagged = client(url).bucket(BUCKET).blob("tagged.jsonl")
+    tagged.metadata = {"owner": EMAIL}
+    with pytest.raises(gexc.Forbidden):
+        tagged.upload_from_filename(str(write(tmp_path, "t.jsonl", data)))
+    h = {"authorization": f"Bearer {TOKEN}"}
+    query = {"uploadType": "media", "name": f"{EMAIL}.jsonl"}
+    media = httpx.post(f"{url}/gcs/upload/storage/v1/b/{BUCKET}/o", params=query, content=data, headers=h)
+    assert media.status_code in (400, 403) and EMAIL not in media.text
+    assert fake.received[before:] == []
+    assert EMAIL not in (gw.settings.state_dir / "audit.jsonl").read_text()
+
+
 def test_resumable_session_uri_points_at_the_gateway_and_chunks_resume(gcs: Any, google: Any) -> None:
     _, url = gcs
     fake, _ = google
