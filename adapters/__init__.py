@@ -17,11 +17,12 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "fireworks", "mistral", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "fireworks", "gcs", "mistral", "openai", "vertex", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``fireworks``, or a registered one)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``fireworks``, ``gcs``,
+    ``vertex``, or a registered one)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -36,6 +37,18 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("gcs", "google_cloud_storage", "vertex", "vertex_ai"):
+        from bastion.extras import require
+
+        require("google", feature=f"the {name} gateway provider")
+    if name in ("gcs", "google_cloud_storage"):
+        from bastion.adapters.gcs.spec import SPEC as GCS
+
+        return GCS
+    if name in ("vertex", "vertex_ai"):
+        from bastion.adapters.vertex.spec import SPEC as VERTEX
+
+        return VERTEX
     if name == "fireworks":
         from bastion.adapters.fireworks.spec import SPEC as FIREWORKS
 

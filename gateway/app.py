@@ -192,6 +192,10 @@ class Gateway:
         )
         self.app = self._build_app()
 
+    def held_auth(self, upstream: str) -> httpx.Auth | None:
+        """The auth strategy of the key the gateway holds for ``upstream`` (replace mode), or None."""
+        return self._held.get(upstream)
+
     # -- policy decisions -------------------------------------------------------------------------
     def allowed(self, spec: ProviderSpec, route: RouteSpec) -> bool:
         if route.default == "always" and route.refused is None:

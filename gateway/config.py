@@ -51,8 +51,9 @@ class Timeouts(_Strict):
 class AuthConfig(_Strict):
     mode: Literal["passthrough", "replace"] = "passthrough"
     api_key_env: str | None = None
-    # how the gateway-held key is sent (default: the provider's, e.g. bearer for OpenAI, api-key for Azure)
-    scheme: Literal["bearer", "api-key"] | None = None
+    # how the gateway-held key is sent (default: the provider's, e.g. bearer for OpenAI, api-key for Azure);
+    # "google-service-account": the env var holds a service-account JSON key, the gateway mints OAuth tokens
+    scheme: Literal["bearer", "api-key", "google-service-account"] | None = None
 
     @model_validator(mode="after")
     def _key_env_for_replace(self) -> AuthConfig:

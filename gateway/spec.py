@@ -228,6 +228,10 @@ def apply_auth(auth: httpx.Auth | None, request: httpx.Request) -> httpx.Request
 
 
 def held_key_auth(scheme: str, key: str) -> httpx.Auth:
+    if scheme == "google-service-account":  # Cloud Storage / Vertex AI: OAuth tokens minted from a held key
+        from bastion.adapters.gcs.auth import ServiceAccountAuth
+
+        return ServiceAccountAuth(key)
     return BearerAuth(key) if scheme == "bearer" else HeaderKeyAuth(scheme, key)
 
 

@@ -50,6 +50,11 @@ EXTRAS: dict[str, Extra] = {
         Extra("gateway", "bastion gateway: the egress gateway", _GATEWAY),
         Extra("gateway-fast", "uvloop + httptools under bastion gateway", (*_GATEWAY, "uvloop", "httptools")),
         Extra("postgres", "gateway state on PostgreSQL, shared by replicas", (*_GATEWAY, "psycopg", "psycopg_pool")),
+        Extra(
+            "google",
+            "gateway upstreams gcs (Cloud Storage) and vertex",
+            (*_GATEWAY, "google_crc32c", "requests"),
+        ),
         Extra("fast", "Hyperscan pre-filter for bastion scan (x86-64)", ("hyperscan",)),
         Extra("ner", "the ner detector (spaCy models named in the policy)", ("spacy", "py3langid")),
         Extra("axolotl", "Axolotl plugin (bastion.plugins.axolotl)", ("axolotl",)),
@@ -66,6 +71,7 @@ EXTRAS: dict[str, Extra] = {
 
 PACKAGE_NAMES: dict[str, str] = {
     "python_multipart": "python-multipart",
+    "google_crc32c": "google-crc32c",
     "prometheus_client": "prometheus-client",
     "huggingface_hub": "huggingface-hub",
     "psycopg_pool": "psycopg-pool",
