@@ -160,11 +160,10 @@ async def fine_tunes_create(gw: Gateway, ex: Exchange) -> Response:
     raw = await gw.read_body(ex)
     if not raw.strip():
         raise Refusal(400, "invalid_json", "fine_tuning.create needs a JSON body")
-    doc = jsonbody.plain(jsonbody.loads(raw))
-    strip = check_job(gw, doc)
+    loaded = jsonbody.loads(raw)
+    strip = check_job(gw, jsonbody.plain(loaded))
     if strip:  # re-encoded without the credentials before anything scans, records or forwards them
-        doc = {k: v for k, v in doc.items() if k not in strip}
-        raw = jsonbody.dumps(doc).encode()
+        raw = jsonbody.dumps({k: v for k, v in loaded.items() if k not in strip}).encode()
         ex.audit["stripped_fields"] = strip
     scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "fine-tuning job request")
     if scan.findings:

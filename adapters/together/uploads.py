@@ -237,6 +237,8 @@ async def upload_put(gw: Gateway, ex: Exchange) -> Response:
             )
         facts = steps.scanned(gw, ex, sink, "upload")  # refuses a blocked or empty file, checks residency
         await anyio.to_thread.run_sync(_hold, gw, up, spool, facts)
+    except StateConflict:  # another PUT to the same URL got there first: its upload stays
+        raise Refusal(409, "upload_not_pending", "this upload URL was used already; start the upload again") from None
     except BaseException:
         await anyio.to_thread.run_sync(gw.state.upload_delete, up.upload_id)  # a refused upload is gone
         raise
@@ -258,11 +260,12 @@ def _hold(gw: Gateway, up: HeldUpload, spool: Spool, facts: dict[str, Any]) -> N
     facts_blob = gw.state.parts.put(json.dumps(facts, sort_keys=True).encode())
     try:
         gw.state.upload_add_part(up.upload_id, HeldPart("scanned", blob.size, blob.sha256, blob.handle, now))
-        gw.state.upload_add_part(
-            up.upload_id, HeldPart("facts", facts_blob.size, facts_blob.sha256, facts_blob.handle, now)
-        )
-    except StateConflict:
-        raise Refusal(409, "upload_not_pending", "this upload URL was used already; start the upload again") from None
+    except BaseException:
+        gw.state.parts.delete(facts_blob.handle)  # (the scanned part's bytes are removed by upload_add_part)
+        raise
+    gw.state.upload_add_part(
+        up.upload_id, HeldPart("facts", facts_blob.size, facts_blob.sha256, facts_blob.handle, now)
+    )
 
 
 # -- 3. POST /v1/files/{id}/preprocess: the gateway uploads to Together now ---------------------------------
