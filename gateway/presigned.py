@@ -48,7 +48,7 @@ def gateway_url(request: Request, path: str, query: Sequence[tuple[str, str]] = 
 
 def new_capability() -> tuple[str, str]:
     """(secret for the client's URL, digest to store): the store never holds the secret itself."""
-    secret = secrets.token_urlsafe(24)
+    secret = secrets.token_hex(24)  # no separators: a digit run inside cannot look like a phone number
     return secret, capability_digest(secret)
 
 

@@ -153,26 +153,52 @@ def check_job(gw: Gateway, doc: Any) -> list[str]:
     return [k for k in CREDENTIALS if k in doc] if present else []
 
 
+ESTIMATE_FIELDS = frozenset(
+    {"training_file", "validation_file", "from_checkpoint", "model", "n_epochs", "n_evals", "training_method",
+     "training_type"}
+)  # fmt: skip
+FILE_FIELDS = ("training_file", "validation_file")
+
+
 async def fine_tunes_create(gw: Gateway, ex: Exchange) -> Response:
+    return await _job_request(gw, ex, create=True)
+
+
+async def fine_tunes_estimate_price(gw: Gateway, ex: Exchange) -> Response:
+    return await _job_request(gw, ex, create=False)
+
+
+async def _job_request(gw: Gateway, ex: Exchange, *, create: bool) -> Response:
+    """``fine-tunes`` and ``fine-tunes/estimate-price``: fields checked, file ids admitted, the rest scanned.
+
+    The file-id fields are checked first (pattern, admitted for this upstream and client) and are then not
+    scanned: they are ids Together issued and the gateway recorded, and a UUID's digit groups can look like
+    a card or phone number to a detector. Every other value is scanned (and redacted) as usual.
+    """
     from bastion.gateway.app import digest
     from bastion.gateway.jsonbody import scan_json
 
     raw = await gw.read_body(ex)
     if not raw.strip():
-        raise Refusal(400, "invalid_json", "fine_tuning.create needs a JSON body")
+        raise Refusal(400, "invalid_json", f"{ex.route.name} needs a JSON body")
     loaded = jsonbody.loads(raw)
-    strip = check_job(gw, jsonbody.plain(loaded))
-    if strip:  # re-encoded without the credentials before anything scans, records or forwards them
-        raw = jsonbody.dumps({k: v for k, v in loaded.items() if k not in strip}).encode()
+    doc = jsonbody.plain(loaded)
+    strip = check_job(gw, doc) if create else _check_estimate(doc)
+    if strip:  # removed before anything scans, records or forwards them
         ex.audit["stripped_fields"] = strip
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "fine-tuning job request")
+    ids = {k: doc[k] for k in FILE_FIELDS if k in doc}
+    await gw.check_refs(ex, {k: v for k, v in ids.items() if not (k == "validation_file" and v == "")})
+    rest = {k: v for k, v in loaded.items() if k not in strip and k not in ids}
+    scan = await anyio.to_thread.run_sync(
+        scan_json, gw.engine, jsonbody.dumps(rest).encode(), f"{ex.route.name} request"
+    )
     if scan.findings:
         ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
-    refs = {k: v for k, v in scan.doc.items() if not (k == "validation_file" and v == "")}  # the SDK's "none"
-    await gw.check_refs(ex, refs)
-    if isinstance(scan.doc.get("model"), str):
-        ex.audit["model_sha256"] = digest(scan.doc["model"])
-    method = scan.doc.get("training_method")
+    scanned = jsonbody.loads(scan.body)
+    body = jsonbody.dumps({k: ids[k] if k in ids else scanned[k] for k in loaded if k in ids or k in scanned}).encode()
+    if isinstance(doc.get("model"), str):
+        ex.audit["model_sha256"] = digest(doc["model"])
+    method = doc.get("training_method")
     ex.audit["job_method"] = method.get("method") if isinstance(method, dict) else "sft"
     if scan.classification is not None:
         gw.check_residency(ex, scan.classification)
@@ -180,22 +206,29 @@ async def fine_tunes_create(gw: Gateway, ex: Exchange) -> Response:
 
     async def run() -> Response:
         await gw.record(ex, decision, event="decision")
-        reply = await gw.send(ex, content=scan.body, content_type="application/json")
+        reply = await gw.send(ex, content=body, content_type="application/json")
         status = reply.response.status_code
         if 200 <= status < 300:
-            answer = await read_limited(reply.response, MAX_RESPONSE, "the job creation")
-            await gw.record(
-                ex,
-                decision,
-                event="upstream_response",
-                status=status,
-                object_id=uploads._file_id(uploads._json_field(answer, "id")),
-            )
+            answer = await read_limited(reply.response, MAX_RESPONSE, ex.route.name)
+            created = uploads._file_id(uploads._json_field(answer, "id")) if create else None
+            await gw.record(ex, decision, event="upstream_response", status=status, object_id=created)
             gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
             return gw.buffered_response(status, answer, reply.response.headers)
         return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
 
-    return await gw.once(ex, hashlib.sha256(b"together.fine-tunes|" + scan.body).hexdigest(), run)
+    return await gw.once(ex, hashlib.sha256(f"together.{ex.route.name}|".encode() + body).hexdigest(), run)
+
+
+def _check_estimate(doc: Any) -> list[str]:
+    if not isinstance(doc, dict):
+        raise Refusal(400, "invalid_request", "the request body must be a JSON object")
+    if set(doc) - ESTIMATE_FIELDS:
+        raise Refusal(
+            400,
+            "invalid_request",
+            f"fine_tuning.estimate_price accepts the fields {', '.join(sorted(ESTIMATE_FIELDS))}; another was sent",
+        )
+    return []
 
 
 # -- the spec -----------------------------------------------------------------------------------------
@@ -253,7 +286,13 @@ SPEC = ProviderSpec(
             default="on",
         ),
         RouteSpec(
-            "POST", f"{JOBS}/estimate-price", "fine_tuning.estimate_price", body="json", default="on", refs=JOB_REFS
+            "POST",
+            f"{JOBS}/estimate-price",
+            "fine_tuning.estimate_price",
+            step="fine_tuning.estimate_price",
+            body="json",
+            default="on",
+            refs=JOB_REFS,
         ),
         RouteSpec("GET", JOBS, "fine_tuning.list", default="on"),
         RouteSpec("GET", f"{JOBS}/{{job_id}}", "fine_tuning.retrieve", default="on"),
@@ -272,6 +311,7 @@ SPEC = ProviderSpec(
         "files.preprocess": uploads.files_preprocess,
         "files.multipart": uploads.multipart_refused,
         "fine_tuning.create": fine_tunes_create,
+        "fine_tuning.estimate_price": fine_tunes_estimate_price,
     },
     jurisdictions={"api.together.ai": "US", "api.together.xyz": "US"},
     host_patterns=(r"api\.together\.(ai|xyz)",),

@@ -51,7 +51,7 @@ PURPOSE = "fine-tune"  # eval, batch-api and calibration files are not training 
 FILE_TYPE = "jsonl"  # csv and parquet cannot be scanned record by record
 HELD_PREFIX = "bastion-upload-"
 HELD_ID = re.compile(HELD_PREFIX + "[0-9a-f]{24}")
-SIG = r"[A-Za-z0-9_-]{32}"
+SIG = r"[0-9a-f]{48}"
 UPLOAD_TTL = 3600
 MAX_RESPONSE = 4 * 1024 * 1024
 #: object stores Together hands out upload URLs on (its SDK says S3 part rules apply; the host itself is
@@ -273,7 +273,9 @@ async def files_preprocess(gw: Gateway, ex: Exchange) -> Response:
     file_id = ex.ids["file_id"]
     if HELD_ID.fullmatch(file_id) is None:
         # a file uploaded through the gateway's direct route (or an earlier redirect flow): pass through
-        item = await anyio.to_thread.run_sync(gw._admitted, ex, file_id)
+        item = await anyio.to_thread.run_sync(
+            lambda: gw.state.admitted(ex.upstream_name, file_id, client=ex.fingerprint)
+        )
         if item is None or item.decision not in ("allow", "redact"):
             raise Refusal(
                 403,
