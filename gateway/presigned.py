@@ -111,12 +111,9 @@ async def put_bytes(
     if not ex.forwarded:
         await gw.audit.ensure_available()  # nothing leaves while the audit log is down
     ex.forwarded = True
-    request = httpx.Request(
-        "PUT",
-        url,
-        headers=[("content-length", str(length)), ("content-type", "application/octet-stream")],
-        content=content,
-    )
+    # only Content-Length, as the provider SDKs send it: a presigned URL may sign Content-Type (and would
+    # then refuse one it was not signed with), and it needs no credential (it is one)
+    request = httpx.Request("PUT", url, headers=[("content-length", str(length))], content=content)
     request.extensions["timeout"] = ex.upstream.timeout
     try:
         response = await ex.upstream.transport.handle_async_request(request)
