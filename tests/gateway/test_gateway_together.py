@@ -366,12 +366,13 @@ def test_clean_file_arrives_byte_identical_on_the_object_store(tog: TEnv, tmp_pa
 
 
 def test_personal_data_is_redacted_before_it_reaches_the_store(tog: TEnv, tmp_path: Path) -> None:
-    f = upload(tog, tmp_path, jsonl(chat(f"write to {EMAIL}"), chat("nothing here")))
+    f = upload(tog, tmp_path, jsonl(chat(f"write to {EMAIL}"), chat("nothing here")), name=f"{EMAIL}.jsonl")
     stored = tog.store.objects[f.id]
     assert EMAIL.encode() not in stored and b"nothing here" in stored
     create = [r for r in tog.upstream.received if r.path == "/v1/files" and r.method == "POST"][-1]
-    checksum = parse_multipart(create.headers["content-type"], create.body)["checksum"][1].decode()
-    assert checksum == hashlib.sha256(stored).hexdigest()  # Together gets the checksum of what it stores
+    form = parse_multipart(create.headers["content-type"], create.body)
+    assert form["checksum"][1].decode() == hashlib.sha256(stored).hexdigest()  # of what Together stores
+    assert EMAIL.encode() not in form["file_name"][1] and form["file_name"][1].startswith(b"upload-")
     entry = [e["data"] for e in tog.audit_entries() if e["data"]["route"] == "files.preprocess"][-1]
     assert entry["decision"] == "redact" and entry["outcome"] == "forwarded" and entry["file_id"] == f.id
     assert EMAIL not in tog.audit_text()
@@ -506,6 +507,9 @@ def test_direct_form_upload_is_scanned_and_reframed(tog: TEnv) -> None:
     assert EMAIL.encode() not in parts["file"][1] and b"plain text" in parts["file"][1]
     assert EMAIL not in (parts["file"][0] or "") and EMAIL.encode() not in parts["file_name"][1]
     n = len(tog.upstream.received)
+    blocked = {"file": ("t.jsonl", jsonl(chat("ok"), chat(f"IBAN {IBAN}")), "application/jsonl")}
+    r = httpx.post(f"{tog.url}/together/v1/files/upload", data=form, files=blocked, headers=hdr)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "policy_block" and IBAN not in r.text
     r = httpx.post(
         f"{tog.url}/together/v1/files/upload",
         data={**form, "file_type": "parquet"},
