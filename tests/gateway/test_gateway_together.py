@@ -545,6 +545,9 @@ def test_job_lifecycle_on_admitted_files(tog: TEnv, tmp_path: Path) -> None:
     assert job.id in [j.id for j in c.fine_tuning.list().data]
     assert [e.message for e in c.fine_tuning.list_events(job.id).data] == ["Job queued"]
     assert c.fine_tuning.cancel(job.id).status == "cancel_requested"
+    assert c.fine_tuning.list_checkpoints(job.id).data == []
+    c.fine_tuning.delete(job.id)
+    assert job.id not in tog.upstream.jobs
     entry = [e["data"] for e in tog.audit_entries() if e["data"]["route"] == "fine_tuning.create"][-1]
     assert entry["outcome"] == "forwarded" and set(entry["files"]) == {"training_file", "validation_file"}
     assert entry["residency"]["jurisdiction"] == "US" and entry["job_method"] == "sft"
