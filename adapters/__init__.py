@@ -17,12 +17,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "fireworks", "gcs", "mistral", "openai", "vertex", *_REGISTERED})
+    return sorted({"azure_openai", "fireworks", "gcs", "mistral", "openai", "together", "vertex", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``fireworks``, ``gcs``,
-    ``vertex``, or a registered one)."""
+    """A provider spec by name (see :func:`known_providers`) or a registered one."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -37,6 +36,10 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name == "together":
+        from bastion.adapters.together.spec import SPEC as TOGETHER
+
+        return TOGETHER
     if name in ("gcs", "google_cloud_storage", "vertex", "vertex_ai"):
         from bastion.extras import require
 

@@ -203,6 +203,10 @@ class Gateway:
         allow = set(self.settings.allow_routes) if self.settings.allow_routes else spec.default_on
         return route.name in allow
 
+    def option_allowed(self, name: str) -> bool:
+        """A provider option (``ProviderSpec.options``): on only if the operator lists it in allow_routes."""
+        return name in self.settings.allow_routes
+
     def check_residency(self, ex: Exchange, classification: str | None) -> dict[str, Any]:
         jurisdiction = ex.upstream.jurisdiction
         try:
@@ -682,7 +686,7 @@ class Gateway:
         ex = Exchange(request, upstream, spec, route, client_fingerprint(request.headers))
         try:
             allowed_clients = self.settings.allowed_clients
-            if allowed_clients is not None and ex.fingerprint not in allowed_clients:
+            if allowed_clients is not None and not route.capability and ex.fingerprint not in allowed_clients:
                 raise Refusal(
                     401,
                     "client_not_allowed",

@@ -88,6 +88,10 @@ class RouteSpec:
     match_query: tuple[str, ...] = ()
     #: a download of stored data (content routes): allowed or denied by the gateway's download policy
     download: bool = False
+    #: the URL is a gateway-issued capability (an upload URL the gateway put in a rewritten redirect, which
+    #: the SDK calls without its credential): ``gateway.allowed_clients`` is checked by the step against the
+    #: client the capability was issued to, not against the (absent) credential of this request
+    capability: bool = False
 
     def compile(self) -> re.Pattern[str]:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
@@ -126,6 +130,9 @@ class ProviderSpec:
     regions: Mapping[str, str] = field(default_factory=dict)
     #: patterns of hosts this provider serves (a base URL elsewhere is a configuration error)
     host_patterns: tuple[str, ...] = ()
+    #: policy switches a step consults (name -> what listing it allows), off unless the operator lists the
+    #: name in ``gateway.allow_routes`` (e.g. a job field that makes the provider pull a model from elsewhere)
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.compiled = [(r, r.compile()) for r in self.routes]
@@ -150,7 +157,8 @@ class ProviderSpec:
 
     @property
     def names(self) -> set[str]:
-        return {r.name for r in self.routes}
+        """Route names and option names: what ``gateway.allow_routes`` may list."""
+        return {r.name for r in self.routes} | set(self.options)
 
     @property
     def default_on(self) -> frozenset[str]:

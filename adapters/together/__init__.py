@@ -1,0 +1,1 @@
+"""Together AI provider spec (adapters/together/spec.py)."""
