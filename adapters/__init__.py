@@ -16,11 +16,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "mistral", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "hf_hub", "mistral", "openai", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, or one from :func:`register_provider`)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``hf_hub``, or a registered one)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -35,4 +35,8 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("hf_hub", "hf-hub", "huggingface"):
+        from bastion.adapters.hf_hub.spec import SPEC as HF_HUB
+
+        return HF_HUB
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")

@@ -649,7 +649,7 @@ class Gateway:
         ex = Exchange(request, upstream, spec, route, client_fingerprint(request.headers))
         try:
             allowed_clients = self.settings.allowed_clients
-            if allowed_clients is not None and ex.fingerprint not in allowed_clients:
+            if allowed_clients is not None and ex.fingerprint not in allowed_clients and not route.capability:
                 raise Refusal(
                     401,
                     "client_not_allowed",

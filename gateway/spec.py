@@ -88,6 +88,10 @@ class RouteSpec:
     match_query: tuple[str, ...] = ()
     #: a download of stored data (content routes): allowed or denied by the gateway's download policy
     download: bool = False
+    #: authorised by a gateway-issued capability in its path (an upload ticket the gateway handed out on an
+    #: authenticated request), not by a credential: the ``allowed_clients`` check is left to the route's step
+    #: (a client PUTs to a presigned URL without its credential)
+    capability: bool = False
 
     def compile(self) -> re.Pattern[str]:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
