@@ -655,3 +655,29 @@ def test_xet_client_upload_is_refused_before_any_byte_leaves(hub: HEnv, monkeypa
     assert hub.since(m) == [f"POST /api/datasets/{REPO}/preupload/main"]
     entry = [e["data"] for e in hub.audit_entries() if e["data"]["route"] == "datasets.xet_write_token"][-1]
     assert entry["reason"] == "xet_not_allowed" and entry["outcome"] == "refused_before_forwarding"
+
+
+def test_the_same_lfs_file_again_reuses_the_admitted_object(hub: HEnv) -> None:
+    data = big(chat(f"again {EMAIL}"), size=LFS_THRESHOLD + 10)
+    upload(hub, data, path="data/first.jsonl")
+    first = last_commit_line(hub, "lfsFile")
+    m = hub.mark()
+    upload(hub, data, path="data/second.jsonl")
+    second = last_commit_line(hub, "lfsFile")
+    assert second["oid"] == first["oid"] != _sha(data) and second["path"] == "data/second.jsonl"
+    assert hub.store.received[m[1] :] == []  # neither the client nor the gateway uploaded it again
+    assert [p for p in hub.since(m) if p.endswith("/objects/batch")] == []
+
+
+def test_parquet_is_refused_with_a_clear_reason_without_pyarrow(monkeypatch: pytest.MonkeyPatch, policy: Any) -> None:
+    import sys
+
+    from bastion.adapters.hf_hub.data import scan_parquet
+    from bastion.policies import PolicyEngine
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(Refusal) as info:
+        scan_parquet(PolicyEngine(policy), b"PAR1", "commit line 2")
+    assert info.value.kind == "file_type_not_allowed" and "pyarrow is not installed" in info.value.message
+    assert "bastion-provenance[hub]" in (info.value.hint or "")
