@@ -254,8 +254,8 @@ async def commit(gw: Gateway, ex: Exchange) -> Response:
             raise Refusal(
                 400,
                 "invalid_commit",
-                f"{where}: '{key if key in ('header',) else 'this key'}' is not an operation the gateway forwards "
-                "(file, lfsFile, deletedFile, deletedFolder)",
+                f"{where}: {'a second header' if key == 'header' else 'this key'} is not an operation the gateway "
+                "forwards (file, lfsFile, deletedFile, deletedFolder)",
             )
         counts[key] += 1
         path = value.get("path")
@@ -272,6 +272,8 @@ async def commit(gw: Gateway, ex: Exchange) -> Response:
             kind = path_kind(path, where)
             new, c = await anyio.to_thread.run_sync(_inline, gw, ex, value, kind, where)
             changed |= c
+            if "scan" in ex.audit:  # per inline JSONL file: counts, rule ids, digests
+                ex.audit.setdefault("inline_scans", []).append(ex.audit.pop("scan"))
             out.append({"key": "file", "value": new})
         else:
             kind = path_kind(path, where)

@@ -681,3 +681,19 @@ def test_parquet_is_refused_with_a_clear_reason_without_pyarrow(monkeypatch: pyt
         scan_parquet(PolicyEngine(policy), b"PAR1", "commit line 2")
     assert info.value.kind == "file_type_not_allowed" and "pyarrow is not installed" in info.value.message
     assert "bastion-provenance[hub]" in (info.value.hint or "")
+
+
+def test_upload_folder_commits_data_and_card_together(hub: HEnv, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    small = jsonl(chat(f"folder {EMAIL}"))
+    large = big(chat("folder large"), size=LFS_THRESHOLD + 10)
+    (tmp_path / "data" / "small.jsonl").write_bytes(small)
+    (tmp_path / "data" / "large.jsonl").write_bytes(large)
+    (tmp_path / "README.md").write_bytes(b"---\nlicense: mit\n---\n# Folder\n")
+    hub.api().upload_folder(folder_path=str(tmp_path), repo_id=REPO, repo_type="dataset")
+    files = hub.hub.repos[REPO]
+    assert files["data/large.jsonl"] == large and files["README.md"].startswith(b"---")
+    assert EMAIL.encode() not in files["data/small.jsonl"] and b"folder" in files["data/small.jsonl"]
+    entry = [e["data"] for e in hub.audit_entries() if e["data"]["route"] == "datasets.commit"][-1]
+    assert entry["operations"] == {"file": 2, "lfsFile": 1, "deletedFile": 0, "deletedFolder": 0}
+    assert entry["decision"] == "redact" and len(entry["inline_scans"]) == 1
