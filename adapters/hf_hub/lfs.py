@@ -173,12 +173,13 @@ async def batch(gw: Gateway, ex: Exchange) -> dict[str, Any]:
 # -- 2. the bytes, PUT to the gateway ------------------------------------------------------------------
 async def receive(gw: Gateway, ex: Exchange) -> None:
     """Take the bytes of one held object, check them against its oid, scan them and hold the admitted output."""
-    oid_id = ex.ids["object_id"]
+    oid_id, ticket = ex.ids["object_id"], ex.ids["ticket"]
+    ex.ids = {"object_id": oid_id}  # the ticket is a capability: never in the audit log
     held = await anyio.to_thread.run_sync(gw.state.upload_get, oid_id)
     if (
         held is None
         or held.upstream != ex.upstream_name
-        or not presigned.ticket_matches(ex.ids["ticket"], held.meta.get("ticket_sha256"))
+        or not presigned.ticket_matches(ticket, held.meta.get("ticket_sha256"))
         or datetime.now(UTC) > held.expires_at
     ):
         raise Refusal(

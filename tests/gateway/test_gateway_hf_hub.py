@@ -398,6 +398,8 @@ def test_personal_data_in_an_lfs_file_is_redacted_and_the_commit_names_the_redac
     assert _sha(data) not in hub.store.objects and EMAIL.encode() not in hub.everything_sent()
     assert hub.hub.repos[REPO]["data/pii.jsonl"] == stored
     assert EMAIL not in hub.audit_text()
+    # held bytes are encrypted at rest and spools are gone: the raw file is nowhere under the state dir
+    assert all(b"mail " + EMAIL.encode() not in p.read_bytes() for p in hub.state_dir.rglob("*") if p.is_file())
 
 
 def test_multipart_lfs_upload_goes_part_by_part(hub: HEnv) -> None:
@@ -495,6 +497,7 @@ def test_lfs_put_with_bytes_that_do_not_match_the_oid_is_refused(hub: HEnv) -> N
     r = httpx.put(href[:-4] + "AAAA", content=data)
     assert r.status_code == 404 and r.json()["code"] == "upload_not_found"
     assert httpx.put(href, content=data).status_code == 200
+    assert href.rsplit("/", 1)[1] not in hub.audit_text()  # the ticket is a capability: never logged
 
 
 # -- what is refused -----------------------------------------------------------------------------------
