@@ -64,6 +64,7 @@ class LfsStore:
     objects: dict[str, bytes] = field(default_factory=dict)
     parts: dict[tuple[str, int], bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fail_next: int = 0
 
     def app(self) -> Starlette:
         async def put(request: Request) -> Response:
@@ -71,6 +72,9 @@ class LfsStore:
             rec = Received("PUT", request.url.path, request.url.query, dict(request.headers), body)
             with self.lock:
                 self.received.append(rec)
+                if self.fail_next:
+                    self.fail_next -= 1
+                    return Response(b"<Error><Code>SlowDown</Code></Error>", status_code=503)
             if request.query_params.get("X-Amz-Signature") != "sig":
                 return Response(b"<Error><Code>AccessDenied</Code></Error>", status_code=403)
             oid = request.path_params["oid"]
@@ -276,7 +280,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[HEnv]
         fake.url, fake.store_url = up.url, st.url
         tmp = tmp_path_factory.mktemp("hf")
         hf = {"base_url": up.url, "adapter": "hf_hub", "hosts": {"lfs_store": st.url}}
-        gw, srv = _start(tmp, policy, {"hf": {**hf, "jurisdiction": "US"}, "hf_xx": {**hf, "jurisdiction": "XX"}})
+        nostore = {"base_url": up.url, "adapter": "hf_hub", "jurisdiction": "US"}  # the store's origin not named
+        gw, srv = _start(
+            tmp,
+            policy,
+            {"hf": {**hf, "jurisdiction": "US"}, "hf_xx": {**hf, "jurisdiction": "XX"}, "hf_nostore": nostore},
+        )
         try:
             yield HEnv(fake, store, gw, srv.url, tmp)
         finally:
@@ -700,3 +709,29 @@ def test_upload_folder_commits_data_and_card_together(hub: HEnv, tmp_path: Path)
     entry = [e["data"] for e in hub.audit_entries() if e["data"]["route"] == "datasets.commit"][-1]
     assert entry["operations"] == {"file": 2, "lfsFile": 1, "deletedFile": 0, "deletedFolder": 0}
     assert entry["decision"] == "redact" and len(entry["inline_scans"]) == 1
+
+
+def test_a_failed_store_upload_refuses_the_commit_and_a_retry_sends_the_held_object(hub: HEnv) -> None:
+    data = big(chat(f"retry {EMAIL}"), size=LFS_THRESHOLD + 10)
+    hub.store.fail_next = 1
+    m = hub.mark()
+    status, body = refused(lambda: upload(hub, data, path="data/retry.jsonl"))
+    assert status == 502 and body["code"] == "upstream_error" and "HTTP 503" in body["error"]
+    assert len(hub.hub.commits) == m[2]
+    m = hub.mark()
+    upload(hub, data, path="data/retry.jsonl")  # the client does not upload again: the gateway holds it
+    stored = hub.store.objects[last_commit_line(hub, "lfsFile")["oid"]]
+    assert EMAIL.encode() not in stored and len(hub.store.received[m[1] :]) == 1
+
+
+def test_an_upload_url_on_a_host_the_upstream_does_not_name_gets_nothing(hub: HEnv) -> None:
+    data = big(chat("to an unnamed plain-http host"), size=LFS_THRESHOLD + 10)
+    m = hub.mark()
+    with pytest.raises(HfHubHTTPError) as info:
+        hub.api(upstream="hf_nostore").upload_file(
+            path_or_fileobj=data, path_in_repo="data/x.jsonl", repo_id=REPO, repo_type="dataset"
+        )
+    resp = info.value.response
+    assert resp is not None and resp.status_code == 502 and "plain-http upload URL" in resp.json()["error"]
+    assert hub.store.received[m[1] :] == [] and len(hub.hub.commits) == m[2]
+    assert str(hub.hub.store_url) not in resp.text
