@@ -53,6 +53,12 @@ def object_id(upstream: str, client: str, repo: str, oid: str) -> str:
     return "hflfs_" + hashlib.sha256(f"{upstream}|{client}|{repo}|{oid}".encode()).hexdigest()[:32]
 
 
+def admission_ref(held: HeldUpload) -> str:
+    """The admission's ref: the held object's id and its ticket's digest, so that each hold (a new batch after
+    the 24-hour hold expired, perhaps under another policy) is admitted on its own scan, never on an older one."""
+    return f"{held.upload_id}.{str(held.meta.get('ticket_sha256', ''))[:16]}"
+
+
 def record_problem(record: Any) -> str | None:
     return None if isinstance(record, dict) else "each line of a dataset JSONL file must be a JSON object"
 
@@ -224,7 +230,7 @@ async def receive(gw: Gateway, ex: Exchange) -> None:
         if added:
             item = Admitted(
                 upstream=ex.upstream_name,
-                ref=oid_id,
+                ref=admission_ref(held),
                 client=held.client,
                 decision=decision,
                 classification=facts.get("classification"),
@@ -278,8 +284,8 @@ def _hold(gw: Gateway, oid_id: str, source: Spool) -> bool:
 async def admitted_object(gw: Gateway, ex: Exchange, repo: str, oid: str, size: int, kind: str, where: str) -> Admitted:
     """The admission of an ``lfsFile`` line's object, or the refusal that says it was never scanned here."""
     oid_id = object_id(ex.upstream_name, ex.fingerprint, repo, oid)
-    item = await anyio.to_thread.run_sync(gw._admitted, ex, oid_id)
     held = await anyio.to_thread.run_sync(gw.state.upload_get, oid_id)
+    item = None if held is None else await anyio.to_thread.run_sync(gw._admitted, ex, admission_ref(held))
     if item is None or held is None or item.decision not in ("allow", "redact"):
         raise Refusal(
             403,
@@ -303,7 +309,7 @@ async def admitted_object(gw: Gateway, ex: Exchange, repo: str, oid: str, size: 
 
 async def push(gw: Gateway, ex: Exchange, repo: str, revision: str, item: Admitted) -> tuple[str, int]:
     """Make sure the Hub has the admitted output of ``item``; its (oid, size). Once per object (serialised)."""
-    oid_id = item.ref
+    oid_id = item.ref.split(".", 1)[0]
     async with gw.state.aupload_completing(oid_id) as c:
         if c.completed:
             assert c.result is not None

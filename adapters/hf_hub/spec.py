@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 MAX_SAMPLE = 4096
 MAX_INLINE_FILE = 64 * 1024 * 1024
+MAX_COMMIT_BYTES = 256 * 1024 * 1024  # a commit is read whole; the Hub keeps inline files to a few MB each
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 REGIONS = {"us": "US", "eu": "EU"}
 
@@ -227,7 +228,7 @@ async def commit(gw: Gateway, ex: Exchange) -> Response:
     ctype = ex.request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/x-ndjson":
         raise Refusal(415, "invalid_commit", "a commit's body is NDJSON (Content-Type: application/x-ndjson)")
-    raw = await gw.read_body(ex, gw.settings.max_upload_bytes)
+    raw = await gw.read_body(ex, min(MAX_COMMIT_BYTES, gw.settings.max_upload_bytes))
     lines = await anyio.to_thread.run_sync(_lines, raw)
     repo, revision = _repo(ex), ex.ids["revision"]
     header = lines[0]["value"]
