@@ -15,7 +15,8 @@ with ``HfApi(endpoint="http://<gateway>/<upstream>")``. What the gateway allows:
   re-encodes the content, a block refuses the commit; Parquet allow/block; text files as one record);
   ``lfsFile`` lines must name an object this gateway admitted for this client and repository (rewritten
   to the object the gateway uploaded); ``deletedFile`` / ``deletedFolder`` pass.
-- pass-through: whoami, dataset info, tree listing (``list_repo_files``), ``validate-yaml`` (scanned JSON),
+- pass-through: whoami, dataset info, tree listing (``list_repo_files``; the next page's ``Link`` URL is
+  rewritten to the gateway), ``validate-yaml`` (scanned JSON),
   ``create_repo`` for datasets (``region`` must agree with the upstream's jurisdiction).
 
 Refused: Xet (``xet-write-token``: chunked CAS uploads cannot be scanned; set ``HF_HUB_DISABLE_XET=1``),
@@ -46,7 +47,7 @@ from bastion.adapters.hf_hub.data import (
 )
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
-from bastion.gateway import jsonbody
+from bastion.gateway import jsonbody, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.scan import ScanSink, decision_refusal
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
@@ -155,6 +156,18 @@ async def lfs_batch(gw: Gateway, ex: Exchange) -> Response:
 async def lfs_upload(gw: Gateway, ex: Exchange) -> Response:
     await lfs.receive(gw, ex)
     return Response(b"", status_code=200)
+
+
+# -- tree listing -------------------------------------------------------------------------------------------
+async def tree(gw: Gateway, ex: Exchange) -> Response:
+    """The tree listing; its ``Link: <...>; rel="next"`` page URL points back at the gateway, not the Hub."""
+    reply = await gw.send(ex)
+    resp = await gw.relay(ex, reply, "allow", event="upstream_response", buffer=True)
+    link = resp.headers.get("link")
+    if link:
+        base = ex.upstream.config.base_url
+        resp.headers["link"] = link.replace(f"<{base}/", f"<{presigned.gateway_url(ex.request, ex.upstream_name, '')}/")
+    return resp
 
 
 # -- commit -----------------------------------------------------------------------------------------------
@@ -401,8 +414,10 @@ SPEC = ProviderSpec(
         RouteSpec("GET", "/api/whoami-v2", "whoami", default="on"),
         RouteSpec("GET", DS, "datasets.info", query=INFO_QUERY, default="on"),
         RouteSpec("GET", f"{DS}/revision/{{revision}}", "datasets.info", query=INFO_QUERY, default="on"),
-        RouteSpec("GET", f"{DS}/tree/{{revision}}", "datasets.tree", query=TREE_QUERY, default="on"),
-        RouteSpec("GET", f"{DS}/tree/{{revision}}/{{tree_path}}", "datasets.tree", query=TREE_QUERY, default="on"),
+        RouteSpec("GET", f"{DS}/tree/{{revision}}", "datasets.tree", step="tree", query=TREE_QUERY, default="on"),
+        RouteSpec(
+            "GET", f"{DS}/tree/{{revision}}/{{tree_path}}", "datasets.tree", step="tree", query=TREE_QUERY, default="on"
+        ),
         RouteSpec("POST", "/api/repos/create", "repos.create", step="repos.create", body="json", default="on"),
         RouteSpec("POST", "/api/validate-yaml", "validate_yaml", body="json", default="on"),
         RouteSpec(
@@ -492,6 +507,7 @@ SPEC = ProviderSpec(
         "lfs.batch": lfs_batch,
         "lfs.upload": lfs_upload,
         "commit": commit,
+        "tree": tree,
         "repos.create": repos_create,
         "refuse": refuse,
     },

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl
 from gw_upstream import Received
-from huggingface_hub import HfApi, constants
+from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -125,10 +125,16 @@ class FakeHub:
 
         async def tree(request: Request) -> Response:
             await record(request)
-            files = self.repos.get(repo_of(request), {})
-            return JSONResponse(
-                [{"type": "file", "path": p, "size": len(c), "oid": _sha(c)[:40]} for p, c in sorted(files.items())]
-            )
+            files = sorted(self.repos.get(repo_of(request), {}).items())
+            start = int(request.query_params.get("cursor", "0"))  # pages of 2, cursor-based like the Hub's
+            page = [
+                {"type": "file", "path": p, "size": len(c), "oid": _sha(c)[:40]} for p, c in files[start : start + 2]
+            ]
+            headers = {}
+            if start + 2 < len(files):
+                nxt = f"{self.url}{request.url.path}?recursive=true&expand=false&cursor={start + 2}"
+                headers["Link"] = f'<{nxt}>; rel="next"'
+            return JSONResponse(page, headers=headers)
 
         async def create(request: Request) -> Response:
             rec = await record(request)
@@ -591,8 +597,15 @@ def test_repo_info_listing_and_create_repo_pass_through(hub: HEnv) -> None:
     api = hub.api()
     url = api.create_repo("acme/new-set", repo_type="dataset", private=True)
     assert url.repo_id == "acme/new-set" and "acme/new-set" in hub.hub.repos
-    upload(hub, jsonl(chat("listed")), path="data/listed.jsonl")
-    assert "data/listed.jsonl" in api.list_repo_files(REPO, repo_type="dataset")
+    ops = [CommitOperationAdd(f"data/part-{i}.jsonl", jsonl(chat(f"listed {i}"))) for i in range(5)]
+    api.create_commit("acme/new-set", ops, commit_message="five parts", repo_type="dataset")
+    m = hub.mark()
+    listed = api.list_repo_files("acme/new-set", repo_type="dataset")
+    assert listed == [f"data/part-{i}.jsonl" for i in range(5)]
+    # every page came through the gateway (the Hub's Link URL was rewritten to point at it)
+    pages = [r for r in hub.hub.received[m[0] :] if "/tree/" in r.path]
+    assert len(pages) == math.ceil(len(listed) / 2) and pages[-1].query.endswith(f"cursor={2 * (len(pages) - 1)}")
+    assert all("hf_hub/" not in r.headers.get("user-agent", "") for r in pages)  # none sent by the client
     assert api.dataset_info(REPO).id == REPO
     assert api.whoami()["name"] == "alice"
     status, body = refused(lambda: api.create_repo("acme/eu-set", repo_type="dataset", region="eu"))
