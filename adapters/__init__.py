@@ -17,7 +17,9 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "fireworks", "gcs", "mistral", "openai", "together", "vertex", *_REGISTERED})
+    return sorted(
+        {"azure_openai", "fireworks", "gcs", "hf_hub", "mistral", "openai", "together", "vertex", *_REGISTERED}
+    )
 
 
 def get_provider(name: str) -> ProviderSpec:
@@ -36,6 +38,10 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("hf_hub", "hf-hub", "huggingface"):
+        from bastion.adapters.hf_hub.spec import SPEC as HF_HUB
+
+        return HF_HUB
     if name == "together":
         from bastion.adapters.together.spec import SPEC as TOGETHER
 
