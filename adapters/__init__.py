@@ -16,11 +16,11 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "mistral", "openai", *_REGISTERED})
+    return sorted({"azure_openai", "bedrock", "mistral", "openai", "s3", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
-    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, or one from :func:`register_provider`)."""
+    """A provider spec by name (``openai``, ``azure_openai``, ``mistral``, ``s3``, ``bedrock``, or a registered one)."""
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name == "openai":
@@ -35,4 +35,12 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name == "s3":
+        from bastion.adapters.s3.spec import SPEC as S3
+
+        return S3
+    if name == "bedrock":
+        from bastion.adapters.bedrock.spec import SPEC as BEDROCK
+
+        return BEDROCK
     raise ConfigError(f"unknown provider {name!r}", hint=f"known providers: {', '.join(known_providers())}")

@@ -90,7 +90,9 @@ class RouteSpec:
     download: bool = False
 
     def compile(self) -> re.Pattern[str]:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
+        regex = re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}").replace(r"\+}", "+}")
+        regex = re.sub(r"\{(\w+)\+\}", r"(?P<\1>[^?#]+)", regex)  # {key+}: one or more segments (S3 keys)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         return re.compile(f"^{regex}/?$")
 
 
@@ -126,12 +128,15 @@ class ProviderSpec:
     regions: Mapping[str, str] = field(default_factory=dict)
     #: patterns of hosts this provider serves (a base URL elsewhere is a configuration error)
     host_patterns: tuple[str, ...] = ()
+    #: run once per upstream at gateway start (read credentials, fail early); its result is
+    #: ``gw.provider_state[<upstream>]`` for the provider's steps
+    setup: Callable[[Gateway, str], Any] | None = None
 
     def __post_init__(self) -> None:
         self.compiled = [(r, r.compile()) for r in self.routes]
         # a route name may have several path forms (Azure: classic and /openai/v1); allow lists use names
         for r in self.routes:
-            for p in re.findall(r"\{(\w+)\}", r.path):
+            for p in re.findall(r"\{(\w+)\+?\}", r.path):
                 if p not in self.ids:
                     raise ValueError(f"provider {self.name}: route {r.name} has id {{{p}}} without a pattern")
             if r.step != "forward" and r.step not in self.steps:
