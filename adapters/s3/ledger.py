@@ -19,8 +19,10 @@ import anyio.to_thread
 from bastion.adapters.aws.sigv4 import AwsKeys, SigV4Auth
 from bastion.adapters.bedrock.records import S3_URI
 from bastion.adapters.s3 import xml
+from bastion.adapters.s3.names import ledger_ref
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import Upstream, read_limited
+from bastion.gateway.state import Admitted
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Gateway
@@ -47,9 +49,9 @@ async def _call(
     return reply.response.status_code, raw, etag
 
 
-def _scanned(gw: Gateway, upstream: str, uri: str, etag: str) -> bool:
-    item = gw.state.admitted(upstream, f"{uri}#{etag.strip(chr(34))}")
-    return item is not None and item.decision in ("allow", "redact")
+def _scanned(gw: Gateway, upstream: str, uri: str, etag: str) -> Admitted | None:
+    item = gw.state.admitted(upstream, ledger_ref(uri, etag))
+    return item if item is not None and item.decision in ("allow", "redact") else None
 
 
 async def _objects(up: Upstream, keys: AwsKeys, bucket: str, key: str) -> list[tuple[str, str]] | None:
@@ -89,9 +91,10 @@ async def _objects(up: Upstream, keys: AwsKeys, bucket: str, key: str) -> list[t
             return found
 
 
-async def unscanned(gw: Gateway, uris: list[str]) -> list[str]:
-    """The URIs among ``uris`` that do not name (only) objects this gateway scanned, in their order."""
+async def resolve(gw: Gateway, uris: list[str]) -> tuple[list[str], list[Admitted]]:
+    """(the URIs that do not name only objects this gateway scanned, the ledger entries of those that do)."""
     bad: list[str] = []
+    found: list[Admitted] = []
     ups = _s3_upstreams(gw)
     for uri in uris:
         m = S3_URI.fullmatch(uri)
@@ -99,20 +102,30 @@ async def unscanned(gw: Gateway, uris: list[str]) -> list[str]:
             bad.append(uri)
             continue
         bucket, key = m["bucket"], m["key"] or ""
+        items: list[Admitted] = []
         ok = False
         for up, keys in ups:
             objects = await _objects(up, keys, bucket, key)
             if objects is None:
-                continue
+                continue  # the bucket is not one this upstream serves
             ok = bool(objects)
             for k, etag in objects:
-                if not await anyio.to_thread.run_sync(_scanned, gw, up.name, f"s3://{bucket}/{k}", etag):
+                item = await anyio.to_thread.run_sync(_scanned, gw, up.name, f"s3://{bucket}/{k}", etag)
+                if item is None:
                     ok = False
                     break
+                items.append(item)
             break
-        if not ok:
+        if ok:
+            found.extend(items)
+        else:
             bad.append(uri)
-    return bad
+    return bad, found
 
 
-__all__ = ["unscanned"]
+async def unscanned(gw: Gateway, uris: list[str]) -> list[str]:
+    """The URIs among ``uris`` that do not name (only) objects this gateway scanned, in their order."""
+    return (await resolve(gw, uris))[0]
+
+
+__all__ = ["resolve", "unscanned"]

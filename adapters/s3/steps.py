@@ -37,6 +37,7 @@ from bastion.adapters.aws.sigv4 import AwsKeys, SigV4Auth, verify_client
 from bastion.adapters.bedrock.records import S3_URI, BedrockRecordChecker
 from bastion.adapters.openai import steps as common
 from bastion.adapters.s3 import xml
+from bastion.adapters.s3.names import ledger_ref
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
@@ -73,11 +74,6 @@ class Target:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
-
-
-def ledger_ref(uri: str, etag: str) -> str:
-    """The ledger's name for one version of an object: its URI and the ETag S3 gave it."""
-    return uri + "#" + etag.strip('"')
 
 
 def keys_of(gw: Gateway, ex: Exchange) -> AwsKeys:

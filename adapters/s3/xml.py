@@ -19,7 +19,7 @@ HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 def s3_error(refusal: Refusal) -> tuple[str, bytes]:
     """``<Error><Code/><Message/><RequestId/></Error>``: what botocore parses into ClientError."""
-    message = refusal.client_message + (f" ({refusal.hint})" if refusal.hint else "")
+    message = refusal.client_message  # includes the hint
     body = (
         f"{HEAD}<Error><Code>{escape(refusal.kind)}</Code><Message>{escape(message)}</Message>"
         f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"

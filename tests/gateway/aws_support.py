@@ -33,6 +33,8 @@ GW_SECRET = "gateway-held-secret-key-never-logged-0001"
 CLIENT_KEY_ID = "AKIACLIENTTRAINER001"
 CLIENT_SECRET = "client-secret-key-of-the-trainer-000001"
 OTHER_KEY_ID = "AKIAUNKNOWNCLIENT001"
+DIRECT_KEY_ID = "AKIATESTDIRECTACCESS"  # the test itself, reading and writing moto behind the gateway's back
+DIRECT_SECRET = "direct-test-access-secret-00000000001"
 VIRTUAL_HOST = "gw.test"
 ENV = {"BASTION_TEST_GW_AK": GW_KEY_ID, "BASTION_TEST_GW_SK": GW_SECRET, "BASTION_TEST_CLIENT_SK": CLIENT_SECRET}
 
@@ -104,9 +106,15 @@ class SignatureCheck:
         url = f"http://{headers.get('host', '')}{path}" + (f"?{query}" if query else "")
         auth = headers.get("authorization", "")
         service = auth.split("/")[3] if auth.count("/") >= 4 else "s3"
-        keys = AwsKeys(credentials=None, clients={GW_KEY_ID: GW_SECRET}, region=self.region)  # type: ignore[arg-type]
+        keys = AwsKeys(
+            credentials=None,  # type: ignore[arg-type]
+            clients={GW_KEY_ID: GW_SECRET, DIRECT_KEY_ID: DIRECT_SECRET},
+            region=self.region,
+        )
         try:
-            verify_client(keys, method=environ["REQUEST_METHOD"], url=url, headers=headers, service=service, body=body)
+            signed = verify_client(
+                keys, method=environ["REQUEST_METHOD"], url=url, headers=headers, service=service, body=body
+            )
             if service == "s3" and headers.get("x-amz-content-sha256") not in (None, "UNSIGNED-PAYLOAD"):
                 import hashlib
 
@@ -116,6 +124,8 @@ class SignatureCheck:
             start_response("403 Forbidden", [("Content-Type", "application/xml")])
             return [b"<Error><Code>SignatureDoesNotMatch</Code><Message>stand-in check</Message></Error>"]
         forbidden = [h for h in headers if h.startswith("x-amz-checksum") or h in ("content-md5", "x-amz-trailer")]
+        if signed.access_key_id != GW_KEY_ID:
+            return self.app(environ, start_response)
         if environ["REQUEST_METHOD"] in ("PUT", "POST") and (
             forbidden or "aws-chunked" in headers.get("content-encoding", "")
         ):
@@ -152,8 +162,8 @@ class MotoUpstream:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            aws_access_key_id=GW_KEY_ID,
-            aws_secret_access_key=GW_SECRET,
+            aws_access_key_id=DIRECT_KEY_ID,
+            aws_secret_access_key=DIRECT_SECRET,
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}),
         )
