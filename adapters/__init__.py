@@ -35,6 +35,10 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("s3", "bedrock"):
+        from bastion.extras import require
+
+        require("aws", feature=f"the gateway's {name} adapter")
     if name == "s3":
         from bastion.adapters.s3.spec import SPEC as S3
 

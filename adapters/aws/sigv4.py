@@ -76,7 +76,7 @@ def load_keys(cfg: AwsConfig, upstream: str, region: str) -> AwsKeys:
     return AwsKeys(creds, clients, region, cfg.virtual_host)
 
 
-class _GatewaySigner(S3SigV4Auth):
+class _GatewaySigner(S3SigV4Auth):  # type: ignore[misc]  # botocore is untyped
     """botocore's S3 signer; the payload hash is the caller's (the body may be a stream from a spool)."""
 
     def payload(self, request: AWSRequest) -> str:
@@ -84,7 +84,7 @@ class _GatewaySigner(S3SigV4Auth):
         return given if given is not None else str(super().payload(request))
 
 
-class _GatewayJsonSigner(_BotoSigV4):
+class _GatewayJsonSigner(_BotoSigV4):  # type: ignore[misc]
     pass
 
 
@@ -119,7 +119,7 @@ class SigV4Auth(httpx.Auth):
 
 
 # -- verifying a client's signature ------------------------------------------------------------------------
-class _Verifier(S3SigV4Auth):
+class _Verifier(S3SigV4Auth):  # type: ignore[misc]
     """botocore's canonical request over exactly the client's signed headers (S3: path not normalised)."""
 
     def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]) -> None:
@@ -135,7 +135,7 @@ class _Verifier(S3SigV4Auth):
         return out
 
 
-class _JsonVerifier(_BotoSigV4):
+class _JsonVerifier(_BotoSigV4):  # type: ignore[misc]
     def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]) -> None:
         super().__init__(credentials, service, region)
         self._signed = signed

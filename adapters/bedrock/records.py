@@ -67,7 +67,7 @@ def _content_problem(block: Any, where: str, uris: list[str]) -> str | None:
     m = S3_URI.fullmatch(uri) if isinstance(uri, str) else None
     if m is None or not m["key"]:
         return f"'{where}.{kind}.source.s3Location.uri' must be an s3://bucket/key URI"
-    uris.append(uri)
+    uris.append(m.string)
     return None
 
 

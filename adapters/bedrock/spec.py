@@ -188,7 +188,8 @@ async def create_job(gw: Gateway, ex: Exchange) -> Response:
         }
         for i in items
     ]
-    for classification in sorted({i.classification for i in items if i.classification} or {None}, key=str):
+    classes: list[str | None] = sorted({i.classification for i in items if i.classification is not None})
+    for classification in classes or [None]:  # None: the policy's default classification
         _residency(gw, ex, classification)
     decision = "redact" if scan.changed else "allow"
     await gw.record(ex, decision, event="decision")

@@ -35,9 +35,10 @@ def document(root: str, **fields: str) -> bytes:
 def parse(raw: bytes) -> Element | None:
     """A parsed document (entities and DTDs refused by defusedxml), or None if it is not XML."""
     try:
-        return SafeET.fromstring(raw)
+        root: Element = SafeET.fromstring(raw)
     except Exception:  # defusedxml raises several types; none of them is worth more than "not XML"
         return None
+    return root
 
 
 def local(tag: str) -> str:
