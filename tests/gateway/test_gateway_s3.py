@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3.s3.transfer
+import httpx
 import pytest
 from aws_support import (
     ENV,
@@ -227,3 +228,51 @@ def test_complete_with_an_etag_the_gateway_did_not_give_is_refused(rig: Rig) -> 
     assert err.value.response["Error"]["Code"] == "InvalidPart"
     client.abort_multipart_upload(Bucket=BUCKET, Key="mp/forged.jsonl", UploadId=up["UploadId"])
     assert not rig.exists("mp/forged.jsonl")
+
+
+def _signed_chunk_put(rig: Rig, key: str, data: bytes, *, tamper: bool = False) -> httpx.Response:
+    """A PUT in the signed-chunk form (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), which boto3 does not send."""
+    from aws_support import CLIENT_KEY_ID, CLIENT_SECRET
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from bastion.adapters.aws.sigv4 import AwsKeys, _GatewaySigner, verify_client
+
+    chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)] + [b""]
+    length = sum(len(f"{len(c):x};chunk-signature=") + 64 + 2 + len(c) + 2 for c in chunks)
+    url = f"{rig.url}/s3/{BUCKET}/{key}"
+    headers = {
+        "host": url.split("/")[2],
+        "content-encoding": "aws-chunked",
+        "content-length": str(length),
+        "x-amz-decoded-content-length": str(len(data)),
+    }
+    req = AWSRequest(method="PUT", url=url, headers=headers)
+    req.context["bastion_payload_sha256"] = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    _GatewaySigner(Credentials(CLIENT_KEY_ID, CLIENT_SECRET), "s3", "us-east-1").add_auth(req)
+    sent = {k.lower(): v for k, v in req.headers.items()}
+    sig = verify_client(
+        AwsKeys(None, {CLIENT_KEY_ID: CLIENT_SECRET}, "us-east-1"),  # type: ignore[arg-type]
+        method="PUT",
+        url=url,
+        headers=sent,
+        service="s3",
+    )
+    body = bytearray()
+    previous = sig.signature
+    for chunk in chunks:
+        previous = sig.chunk_signature(previous, hashlib.sha256(chunk).hexdigest())
+        body += f"{len(chunk):x};chunk-signature={previous}\r\n".encode() + chunk + b"\r\n"
+    if tamper:
+        body[100] ^= 1
+    return httpx.put(url, content=bytes(body), headers=sent, verify=str(rig.cafile), timeout=60)
+
+
+def test_signed_chunk_upload_is_verified_and_stored(rig: Rig) -> None:
+    data = lines(100)
+    r = _signed_chunk_put(rig, "signed/train.jsonl", data)
+    assert r.status_code == 200, r.text
+    assert rig.stored("signed/train.jsonl") == data
+    r = _signed_chunk_put(rig, "signed/tampered.jsonl", data, tamper=True)
+    assert r.status_code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in r.content
+    assert not rig.exists("signed/tampered.jsonl")
