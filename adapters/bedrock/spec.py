@@ -188,7 +188,7 @@ async def create_job(gw: Gateway, ex: Exchange) -> Response:
         }
         for i in items
     ]
-    classes: list[str | None] = sorted({i.classification for i in items if i.classification is not None})
+    classes: list[str | None] = [*sorted({i.classification for i in items if i.classification is not None})]
     for classification in classes or [None]:  # None: the policy's default classification
         _residency(gw, ex, classification)
     decision = "redact" if scan.changed else "allow"

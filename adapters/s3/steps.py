@@ -363,9 +363,11 @@ async def upload_part(gw: Gateway, ex: Exchange) -> Response:
     if up.state != "open":
         raise Refusal(409, "NoSuchUpload", "the multipart upload is being completed or was completed")
     body = ObjectBody(ex.request.headers, sig)
+    # the parts held for this upload count against the object limit (a re-sent part number counts twice)
+    held = sum(p.size for p in await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id))
     writer = gw.state.parts.writer()
     try:
-        await read_object(gw, ex, body, writer.write, min(MAX_PART, gw.settings.max_upload_bytes))
+        await read_object(gw, ex, body, writer.write, min(MAX_PART, gw.settings.max_upload_bytes - held))
         blob = await anyio.to_thread.run_sync(writer.commit)
     except BaseException:
         writer.discard()
