@@ -276,3 +276,25 @@ def test_signed_chunk_upload_is_verified_and_stored(rig: Rig) -> None:
     r = _signed_chunk_put(rig, "signed/tampered.jsonl", data, tamper=True)
     assert r.status_code == 403 and b"<Code>SignatureDoesNotMatch</Code>" in r.content
     assert not rig.exists("signed/tampered.jsonl")
+
+
+def test_plain_http_client_signed_payload_and_header_checksum(rig: Rig) -> None:
+    # over plain HTTP botocore signs the payload hash and sends the CRC32 as a header (no aws-chunked)
+    with ServerThread(rig.gw.app, lifespan="off") as plain:
+        client = s3_client(f"{plain.url}/s3", rig.cafile)
+        seen: dict[str, str] = {}
+
+        def note(request: Any, **_: Any) -> None:
+            for k, v in request.headers.items():
+                seen[k.lower()] = v.decode() if isinstance(v, bytes) else v
+
+        client.meta.events.register("before-send.s3.PutObject", note)
+        data = lines(10)
+        client.put_object(Bucket=BUCKET, Key="http/train.jsonl", Body=data)
+        assert "x-amz-checksum-crc32" in seen and seen["x-amz-content-sha256"] == hashlib.sha256(data).hexdigest()
+        assert rig.stored("http/train.jsonl") == data
+        # a wrong header checksum is refused (botocore keeps a checksum the caller set)
+        with pytest.raises(ClientError) as err:
+            client.put_object(Bucket=BUCKET, Key="http/bad.jsonl", Body=data, ChecksumCRC32="AAAAAA==")
+        assert err.value.response["Error"]["Code"] == "BadDigest"
+        assert not rig.exists("http/bad.jsonl")
