@@ -17,9 +17,7 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted(
-        {"azure_openai", "fireworks", "gcs", "hf_hub", "mistral", "openai", "together", "vertex", *_REGISTERED}
-    )
+    return sorted({"azure_openai", "bedrock", "fireworks", "gcs", "hf_hub", "mistral", "openai", "s3", "together", "vertex", *_REGISTERED})
 
 
 def get_provider(name: str) -> ProviderSpec:
@@ -38,6 +36,18 @@ def get_provider(name: str) -> ProviderSpec:
         from bastion.adapters.mistral.spec import SPEC as MISTRAL
 
         return MISTRAL
+    if name in ("s3", "bedrock"):
+        from bastion.extras import require
+
+        require("aws", feature=f"the gateway's {name} adapter")
+    if name == "s3":
+        from bastion.adapters.s3.spec import SPEC as S3
+
+        return S3
+    if name == "bedrock":
+        from bastion.adapters.bedrock.spec import SPEC as BEDROCK
+
+        return BEDROCK
     if name in ("hf_hub", "hf-hub", "huggingface"):
         from bastion.adapters.hf_hub.spec import SPEC as HF_HUB
 

@@ -104,7 +104,7 @@ class Exchange:
     @property
     def path(self) -> str:
         """The upstream path, written by the gateway from the route template and the validated ids."""
-        return self.route.path.format(**self.ids)
+        return self.route.path.replace("+}", "}").format(**self.ids)
 
 
 class Gateway:
@@ -160,6 +160,11 @@ class Gateway:
             key = config.provider_key(name)
             scheme = config.upstreams[name].auth.scheme or self.specs[name].held_key
             self._held[name] = held_key_auth(scheme, key) if key is not None else None
+        # provider set-up (SigV4 credentials, ...): read now so that a missing secret fails at start
+        self.provider_state: dict[str, Any] = {}
+        for name, spec in self.specs.items():
+            if spec.setup is not None:
+                self.provider_state[name] = spec.setup(self, name)
         self._fallback = get_provider(_GENERIC_PROVIDER)
         allowed = set(self.settings.allow_routes)
         for name, spec in self.specs.items():

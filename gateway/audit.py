@@ -79,10 +79,17 @@ def _log_failure(fut: Future[dict[str, Any]]) -> None:
 
 
 def client_fingerprint(headers: Any) -> str:
-    """``sha256:<16 hex>`` of the client's bearer token / api-key header, or ``anonymous``."""
+    """``sha256:<16 hex>`` of the client's bearer token / api-key header, or ``anonymous``.
+
+    A SigV4 ``Authorization`` (AWS) changes with every request; its stable part is the access key id
+    (the secret never travels), so that is what identifies the client: ``aws4:<access key id>`` hashed.
+    """
     token = ""
     auth = headers.get("authorization") or ""
-    if auth:
+    if auth.startswith("AWS4-HMAC-SHA256 "):
+        credential = auth.partition("Credential=")[2].split("/", 1)[0].strip()
+        token = "aws4:" + credential if credential else ""
+    elif auth:
         scheme, _, rest = auth.partition(" ")
         token = rest.strip() if scheme.lower() in ("bearer", "basic") and rest else auth.strip()
     if not token:

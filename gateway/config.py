@@ -66,6 +66,36 @@ class AuthConfig(_Strict):
         return self
 
 
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+class AwsConfig(_Strict):
+    """SigV4 upstreams (S3, Bedrock): the gateway's own AWS credentials and the clients it accepts.
+
+    Only NAMES of environment variables appear here, never a key. The gateway verifies each client's
+    SigV4 signature with the secret of its access key id (``clients``) and re-signs what it sends with
+    its own credentials.
+    """
+
+    access_key_id_env: str = Field(pattern=f"^{_ENV_NAME}$")
+    secret_access_key_env: str = Field(pattern=f"^{_ENV_NAME}$")
+    session_token_env: str | None = Field(default=None, pattern=f"^{_ENV_NAME}$")
+    # client access key id -> NAME of the env var holding that client's secret access key
+    clients: dict[str, str] = Field(default_factory=dict)
+    # the gateway's host name for virtual-hosted S3 requests (Host: <bucket>.<virtual_host>); unset: path-style only
+    virtual_host: str | None = Field(default=None, pattern=r"^[a-z0-9.-]{1,253}$")
+
+    @field_validator("clients")
+    @classmethod
+    def _client_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key_id, env in v.items():
+            if not re.fullmatch(r"[A-Z0-9]{16,128}", key_id):
+                raise ValueError("aws.clients keys must be access key ids (16-128 capital letters and digits)")
+            if not re.fullmatch(_ENV_NAME, env):
+                raise ValueError(f"aws.clients.{key_id} must be the NAME of an env var holding the secret, not the key")
+        return v
+
+
 class UpstreamConfig(_Strict):
     base_url: str
     adapter: str | None = None
@@ -79,6 +109,8 @@ class UpstreamConfig(_Strict):
     hosts: dict[str, str] = Field(default_factory=dict)
     auth: AuthConfig = AuthConfig()
     timeouts: Timeouts = Timeouts()
+    # SigV4 upstreams (adapters s3, bedrock): gateway-held AWS credentials and the accepted client keys
+    aws: AwsConfig | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -124,6 +124,8 @@ def check_ids(
 def check_query(spec: ProviderSpec, matched: Matched, query_string: str, engine: Any) -> list[tuple[str, str]]:
     """The query parameters to forward: each one allow-listed and matching its pattern."""
     allowed = {q.name: q for q in (*spec.query, *matched.route.query)}
+    # a key without '=' (S3's ``?uploads``) is that key with an empty value; it still needs its allowlist entry
+    query_string = "&".join(p if "=" in p or not p else p + "=" for p in query_string.split("&"))
     try:
         pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=bool(query_string), errors="strict")
     except (ValueError, UnicodeDecodeError):

@@ -94,7 +94,9 @@ class RouteSpec:
     capability: bool = False
 
     def compile(self) -> re.Pattern[str]:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
+        regex = re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}").replace(r"\+}", "+}")
+        regex = re.sub(r"\{(\w+)\+\}", r"(?P<\1>[^?#]+)", regex)  # {key+}: one or more segments (S3 keys)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         return re.compile(f"^{regex}/?$")
 
 
@@ -133,12 +135,15 @@ class ProviderSpec:
     #: policy switches a step consults (name -> what listing it allows), off unless the operator lists the
     #: name in ``gateway.allow_routes`` (e.g. a job field that makes the provider pull a model from elsewhere)
     options: Mapping[str, str] = field(default_factory=dict)
+    #: run once per upstream at gateway start (read credentials, fail early); its result is
+    #: ``gw.provider_state[<upstream>]`` for the provider's steps
+    setup: Callable[[Gateway, str], Any] | None = None
 
     def __post_init__(self) -> None:
         self.compiled = [(r, r.compile()) for r in self.routes]
         # a route name may have several path forms (Azure: classic and /openai/v1); allow lists use names
         for r in self.routes:
-            for p in re.findall(r"\{(\w+)\}", r.path):
+            for p in re.findall(r"\{(\w+)\+?\}", r.path):
                 if p not in self.ids:
                     raise ValueError(f"provider {self.name}: route {r.name} has id {{{p}}} without a pattern")
             if r.step != "forward" and r.step not in self.steps:

@@ -56,6 +56,7 @@ EXTRAS: dict[str, Extra] = {
             "gateway upstreams gcs (Cloud Storage) and vertex",
             (*_GATEWAY, "google_crc32c", "requests"),
         ),
+        Extra("aws", "gateway adapters s3 + bedrock (SigV4 by botocore)", (*_GATEWAY, "botocore", "defusedxml")),
         Extra("fast", "Hyperscan pre-filter for bastion scan (x86-64)", ("hyperscan",)),
         Extra("ner", "the ner detector (spaCy models named in the policy)", ("spacy", "py3langid")),
         Extra("axolotl", "Axolotl plugin (bastion.plugins.axolotl)", ("axolotl",)),

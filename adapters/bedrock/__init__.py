@@ -1,0 +1,1 @@
+"""Amazon Bedrock model customization (control plane) on the gateway core."""
