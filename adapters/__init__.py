@@ -17,7 +17,10 @@ def register_provider(spec: ProviderSpec) -> None:
 
 
 def known_providers() -> list[str]:
-    return sorted({"azure_openai", "bedrock", "fireworks", "gcs", "hf_hub", "mistral", "openai", "s3", "together", "vertex", *_REGISTERED})
+    return sorted({*_BUILT_IN, *_REGISTERED})
+
+
+_BUILT_IN = ("azure_openai", "bedrock", "fireworks", "gcs", "hf_hub", "mistral", "openai", "s3", "together", "vertex")
 
 
 def get_provider(name: str) -> ProviderSpec:
