@@ -46,15 +46,18 @@ _WORD = re.compile(
 )
 
 
-def last_word_before(text: str, start: int, reach: int = REACH) -> Label | None:
-    """The kind of the labelling word closest before ``text[start]`` (same string, within ``reach``
-    characters), or None when there is none."""
+def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
+    """The kinds of the labelling words before ``text[start]`` (same string, within ``reach`` characters),
+    closest last."""
     window = text[max(0, start - reach) : start]
     window = window[window.rfind("\x00") + 1 :]
-    last: Label | None = None
-    for m in _WORD.finditer(window):
-        last = m.lastgroup  # type: ignore[assignment]
-    return last
+    return [m.lastgroup for m in _WORD.finditer(window)]  # type: ignore[misc]
+
+
+def last_word_before(text: str, start: int, reach: int = REACH) -> Label | None:
+    """The kind of the labelling word closest before ``text[start]``, or None when there is none."""
+    words = words_before(text, start, reach)
+    return words[-1] if words else None
 
 
 def glued_label(text: str, start: int) -> bool:

@@ -28,7 +28,7 @@ from stdnum.us import ssn
 
 from bastion.policies.detectors import gb_nino
 from bastion.policies.detectors.base import Detector, Hit, bounded, digit_bounded
-from bastion.policies.detectors.context import Label, glued_label, last_word_before
+from bastion.policies.detectors.context import Label, glued_label, words_before
 
 
 class Scheme(NamedTuple):
@@ -105,13 +105,13 @@ class NationalIdDetector(Detector):
         # Glued to letters is fine ("IdNr12345678901"), glued to digits is a different number.
         if not (digit_bounded(text, start, end) if kind == "number" else bounded(text, start, end)):
             return []
-        label: Label | bool | None = False  # looked up once, when a scheme or the decision needs it
+        words: list[Label] | None = None  # looked up once, when a scheme or the decision needs them
         for name, scheme, is_valid in self.schemes:
             if scheme.kind != kind or not scheme.shape.fullmatch(window):
                 continue
             if scheme.needs_word is not None:
-                label = last_word_before(text, start) if label is False else label
-                if label != scheme.needs_word:
+                words = words_before(text, start) if words is None else words
+                if scheme.needs_word not in words:  # ("my social security number is …": anywhere before)
                     continue
             if not is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()):
                 continue
@@ -120,8 +120,8 @@ class NationalIdDetector(Detector):
                 # "Tracking 1Z130AA7579383470"): a business prefix or label word before it says what it is
                 if glued_label(text, start):
                     return []
-                label = last_word_before(text, start) if label is False else label
-                if label == "business":
+                words = words_before(text, start) if words is None else words
+                if words and words[-1] == "business":
                     return []
             return [Hit(start, end, self, name)]
         return []
