@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from bastion.policies.detectors.base import is_word_char
+
 Label = Literal["phone", "card", "business", "ssn", "nif"]
 
 #: how far back (characters) a word may stand from the number it labels
@@ -51,7 +53,14 @@ def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
     closest last."""
     window = text[max(0, start - reach) : start]
     window = window[window.rfind("\x00") + 1 :]
-    return [m.lastgroup for m in _WORD.finditer(window)]  # type: ignore[misc]
+    words: list[Label] = [m.lastgroup for m in _WORD.finditer(window)]  # type: ignore[misc]
+    if words and start < len(text) and window and is_word_char(window[-1]):
+        # the number is glued to the last word ("ref111222333", "Tel030…"): that word may be longer than
+        # the label it ends like, so it does not count ("IdNr36574261809" still names what it is by its form)
+        last = list(_WORD.finditer(window))[-1]
+        if last.end() == len(window):
+            words.pop()
+    return words
 
 
 def last_word_before(text: str, start: int, reach: int = REACH) -> Label | None:

@@ -116,12 +116,14 @@ class NationalIdDetector(Detector):
             if not is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()):
                 continue
             if kind == "number" and scheme.needs_word is None:
-                # an invoice, order or tracking number that happens to pass a checksum ("INV-2019-60941",
-                # "Tracking 1Z130AA7579383470"): a business prefix or label word before it says what it is
+                # an invoice, order or tracking number that happens to pass a checksum: a business prefix
+                # glued to it ("INV-2019-60941"), or a business word before a code it is the tail of
+                # ("Tracking 1Z130AA7579383470") says what it is
                 if glued_label(text, start):
                     return []
-                words = words_before(text, start) if words is None else words
-                if words and words[-1] == "business":
-                    return []
+                if start > 0 and text[start - 1].isalpha():
+                    words = words_before(text, start) if words is None else words
+                    if "business" in words:
+                        return []
             return [Hit(start, end, self, name)]
         return []

@@ -110,27 +110,28 @@ class PhoneDetector(Detector):
         """A valid number is reported only when it is written as a phone number: any 6-9 digits are valid
         somewhere (DK, NO, LU, AT), so ticket, order, claim and customer numbers, dates and prices would be.
 
-        In order: a business prefix glued to it (``#``, ``PO-``, ``INV-``) says no; the closest labelling
-        word before it decides ("Tel.", "call me on", "mon numéro": yes; "Invoice", "Claim no.",
-        "LOINC", "version": no); a date shape says no; then the written form: an international prefix,
-        the trunk prefix of a region it is valid in (``030 …``, ``06 …``), or digit groups of 2-4 digits
-        (``612 34 56 78``, ``(415) 555-2671``). A bare run of digits with none of these is not reported."""
+        In order: the international form says yes; a business prefix glued to it (``#``, ``PO-``, ``INV-``)
+        says no; a phone word just before it ("Tel.", "call me on", "mon numéro") says yes; a date shape
+        says no; after another label word ("Invoice", "Claim no.", "LOINC", "version") only a national
+        number written in groups with its trunk prefix (``030 901820``) is one; otherwise the trunk prefix
+        of a region it is valid in (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``,
+        ``(415) 555-2671``). A bare run of digits with none of these is not reported."""
         window = text[start:end]
         if window[0] == "+" or window.startswith("00"):
             return True  # the international form: written as nothing but a phone number
         if glued_label(text, start):
             return False
         label = last_word_before(text, start)
-        if label is not None:
-            return label == "phone"
+        if label == "phone":
+            return True
         if in_date(text, start, end):
             return False
         screen = self._screens[self.regions.index(region)]
-        digits = _NON_DIGITS.sub("", window)
-        if screen.national_prefix and digits.startswith(screen.national_prefix):
-            return True
+        trunk = bool(screen.national_prefix) and _NON_DIGITS.sub("", window).startswith(screen.national_prefix)
         groups = _GROUPS.findall(window)
-        return len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups[1:]) and 2 <= len(groups[0]) <= 4
+        if label is not None:  # another kind of number is named just before: only an unmistakable phone
+            return trunk and len(groups) >= 2  # ("qty 030 901820"; not "Claim no. 0301234567")
+        return trunk or (len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups))
 
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")

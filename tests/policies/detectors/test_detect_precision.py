@@ -59,6 +59,12 @@ def test_numbers_written_as_phones_are_phones(text: str, value: str) -> None:
     assert found(text) == [("PHONE", "", value)]
 
 
+def test_after_another_label_only_an_unmistakable_phone_counts() -> None:
+    assert found("qty 030 901820") == [("PHONE", "", "030 901820")]  # trunk prefix, in groups
+    assert found("Claim no. 0301234567") == []
+    assert found("qty 123-45-6789") == [("NATIONAL_ID", "us.ssn", "123-45-6789")]  # an id keeps its form
+
+
 def test_a_bare_digit_run_is_a_phone_only_with_a_phone_word() -> None:
     assert found("ref 32123456") == []
     assert found("Tel: 32123456") == [("PHONE", "", "32123456")]
