@@ -467,7 +467,10 @@ class PolicyEngine:
                 if s == start and e == end:
                     continue  # the whole run, tried above
                 budget[0] -= 1
-                hits = self._validate_number(text, s, e, d, prior, part=True)
+                # the run without a final letter is the number as written ("612 34 56 78 y …"): a final
+                # letter is a check letter (DNI 12345678Z) or the next word, and only ids take it
+                whole = letter[-1] and s == start and j == len(tokens) - 2
+                hits = self._validate_number(text, s, e, d, prior, part=not whole)
                 if hits:
                     found.extend(hits)
                     break

@@ -32,7 +32,8 @@ HS_PATTERNS: dict[str, bytes] = {
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": (
         rb"[A-Z](?:[0-9]{7}-?[A-Z]"
-        rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
+        rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]"
+        rb"|[A-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])"
     ),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
@@ -61,8 +62,9 @@ def _shape_table() -> bytes:
 # patterns that start with a literal (fast in ``re``; a leading character class that matches most letters
 # is not). Each screen is a necessary condition for its candidate pattern on the normalised view, for texts
 # whose view is the text itself (the engine checks that first): "iban" needs two letters, two digits and ten
-# more letters or digits (single separators between them), "alnum" a capital followed by seven digits or
-# five capitals, "number" three digits each separated by at most eight separator characters.
+# more letters or digits (single separators between them), "alnum" a capital followed by seven digits,
+# five capitals, or a capital and two digits (a NINO's prefix), "number" three digits each separated by at
+# most eight separator characters.
 SHAPE_TABLE = _shape_table()
 
 
@@ -79,7 +81,7 @@ class Screen(NamedTuple):
 
 SCREENS: dict[str, Screen] = {
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
-    "alnum": Screen(SHAPE_TABLE, re.compile(rb"A(?:0{7}|A{5})")),
+    "alnum": Screen(SHAPE_TABLE, re.compile(rb"A(?:0{7}|A{5}|As?00)")),
     "number": Screen(SHAPE_TABLE, re.compile(rb"0(?:[s(]{0,8}0){2}")),
 }
 

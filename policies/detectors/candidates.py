@@ -27,17 +27,19 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a
     # pattern led by a letter class is slow in ``re``); the engine checks for the two letters before.
     "iban": r"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10,34}",
-    # Letter-led identifiers: Spanish NIE, Italian codice fiscale.
+    # Letter-led identifiers: Spanish NIE, Italian codice fiscale, UK National Insurance number.
     "alnum": (
         r"[A-Z](?:[0-9]{7}-?[A-Z]"
-        r"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z])"
+        r"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]"
+        r"|[A-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])"
     ),
     # From the first ':' of an IPv6 address; the leading hex group is found backwards.
     "ipv6": r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*",
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
-    # numbers, national ids (with an optional final check letter, e.g. Spanish DNI 12345678Z), and dotted
-    # IPv4 addresses. The engine tries the run as a whole and then every sub-run of its digit groups.
-    "number": rf"[+(0-9](?:{_SEP}{{0,8}}[0-9]){{3,}}(?:[ -]?[A-Z](?![0-9A-Za-z_]))?",
+    # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z
+    # or 12345678z), and dotted IPv4 addresses. The engine tries the run as a whole and then every sub-run
+    # of its digit groups.
+    "number": rf"[+(0-9](?:{_SEP}{{0,8}}[0-9]){{3,}}(?:[ -]?[A-Za-z](?![0-9A-Za-z_]))?",
 }
 COMPILED: dict[str, re.Pattern[str]] = {kind: re.compile(p) for kind, p in CANDIDATE_PATTERNS.items()}
 IPV4_SHAPE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
@@ -59,7 +61,7 @@ def mask_uuids(text: str) -> str:
 
 
 # The digit groups of a number run (a leading "+" belongs to the first group), and a final check letter.
-NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Z]")
+NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Za-z]")
 
 
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:

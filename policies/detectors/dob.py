@@ -280,6 +280,8 @@ def date_spans(text: str, lo: int = 0, hi: int | None = None) -> list[tuple[int,
 
 
 def _same_sentence(text: str, a: int, b: int) -> bool:
+    if not text[a:b].strip(" \t\r\n:"):
+        return True  # a label and its value on the next line ("Geburtsdatum:\n12.03.1985")
     return _CLAUSE_END.search(text, a, b) is None
 
 

@@ -22,10 +22,13 @@ from stdnum.ie import pps
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.pl import pesel
+from stdnum.pt import nif
 from stdnum.se import personnummer
 from stdnum.us import ssn
 
+from bastion.policies.detectors import gb_nino
 from bastion.policies.detectors.base import Detector, Hit, bounded, digit_bounded
+from bastion.policies.detectors.context import Label, glued_label, words_before
 
 
 class Scheme(NamedTuple):
@@ -33,6 +36,9 @@ class Scheme(NamedTuple):
     kind: str  # "number" (digit-led) or "alnum" (letter-led)
     shape: re.Pattern[str]  # accepted written forms (checked before the checksum)
     description: str
+    #: a form that passes its checks far too often by chance (a bare 9-digit number is a valid US SSN and
+    #: one in eleven is a valid Portuguese NIF): only with this labelling word just before it ("SSN", "NIF")
+    needs_word: Label | None = None
 
 
 def _shape(pattern: str) -> re.Pattern[str]:
@@ -51,28 +57,31 @@ SCHEMES: dict[str, Scheme] = {
         _shape(rf"[12]{_S}\d{{2}}{_S}\d{{2}}{_S}(?:\d{{2}}|2[AB]){_S}\d{{3}}{_S}\d{{3}}{_S}\d{{2}}"),
         "French social security number (NIR)",
     ),
-    "es.dni": Scheme(dni, "number", _shape(r"\d{8}[ -]?[A-Z]"), "Spanish DNI"),
+    "es.dni": Scheme(dni, "number", _shape(r"\d{8}[ -]?[A-Za-z]"), "Spanish DNI"),
     "es.nie": Scheme(nie, "alnum", _shape(r"[XYZ]\d{7}-?[A-Z]"), "Spanish NIE"),
     "it.codicefiscale": Scheme(codicefiscale, "alnum", _shape(r"[A-Z]{6}[0-9A-Z]{10}"), "Italian codice fiscale"),
-    "nl.bsn": Scheme(
-        bsn, "number", _shape(rf"\d{{4}}{_S}\d{{2}}{_S}\d{{3}}|\d{{3}}[ .\-]\d{{3}}[ .\-]\d{{3}}"), "Dutch BSN"
-    ),
+    "nl.bsn": Scheme(bsn, "number", _shape(r"\d{9}|\d{4}([ .\-])\d{2}\1\d{3}|\d{3}([ .\-])\d{3}\2\d{3}"), "Dutch BSN"),
     "be.nn": Scheme(
         nn, "number", _shape(rf"\d{{2}}{_S}\d{{2}}{_S}\d{{2}}{_S}\d{{3}}{_S}\d{{2}}"), "Belgian national number"
     ),
     "se.personnummer": Scheme(
-        personnummer, "number", _shape(r"(?:\d{2})?\d{6}[-+]\d{4}|\d{12}"), "Swedish personnummer"
+        personnummer, "number", _shape(r"(?:\d{2})?\d{6}[-+]\d{4}|\d{12}|\d{10}"), "Swedish personnummer"
     ),
     "fi.hetu": Scheme(hetu, "number", _shape(r"\d{6}[-+ABCDEFYXWVU]\d{3}[0-9A-Y]"), "Finnish henkilötunnus"),
     "pl.pesel": Scheme(pesel, "number", _shape(r"\d{11}"), "Polish PESEL"),
     "ie.pps": Scheme(pps, "number", _shape(r"\d{7}[A-W][ABWTXZ]?"), "Irish PPS number"),
     "gb.nhs": Scheme(nhs, "number", _shape(r"\d{3}[ -]?\d{3}[ -]?\d{4}"), "UK NHS number"),
-    # Bare 9-digit US SSNs are indistinguishable from other numbers: only the written form 123-45-6789.
     "us.ssn": Scheme(ssn, "number", _shape(r"\d{3}-\d{2}-\d{4}"), "US social security number"),
+    # Bare 9-digit US SSNs are indistinguishable from other numbers: only after "SSN" / "social security".
+    "us.ssn.compact": Scheme(ssn, "number", _shape(r"\d{9}"), "US social security number", "ssn"),
+    "gb.nino": Scheme(
+        gb_nino, "alnum", _shape(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]"), "UK National Insurance number"
+    ),
+    "pt.nif": Scheme(nif, "number", _shape(rf"\d{{3}}{_S}\d{{3}}{_S}\d{{3}}"), "Portuguese NIF", "nif"),
 }
 # Schemes whose separators carry no meaning: validated on the digits alone (the Swedish and Finnish
 # separators encode the century, and the others' validators take the written form as it is).
-_COMPACT = frozenset({"de.idnr", "fr.nir", "nl.bsn", "be.nn", "gb.nhs", "pl.pesel"})
+_COMPACT = frozenset({"de.idnr", "fr.nir", "nl.bsn", "be.nn", "gb.nhs", "pl.pesel", "pt.nif"})
 _SEPARATORS = re.compile(r"[ ./\-]")
 
 
@@ -96,9 +105,25 @@ class NationalIdDetector(Detector):
         # Glued to letters is fine ("IdNr12345678901"), glued to digits is a different number.
         if not (digit_bounded(text, start, end) if kind == "number" else bounded(text, start, end)):
             return []
+        words: list[Label] | None = None  # looked up once, when a scheme or the decision needs them
         for name, scheme, is_valid in self.schemes:
             if scheme.kind != kind or not scheme.shape.fullmatch(window):
                 continue
-            if is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window):
-                return [Hit(start, end, self, name)]
+            if scheme.needs_word is not None:
+                words = words_before(text, start) if words is None else words
+                if scheme.needs_word not in words:  # ("my social security number is …": anywhere before)
+                    continue
+            if not is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()):
+                continue
+            if kind == "number" and scheme.needs_word is None:
+                # an invoice, order or tracking number that happens to pass a checksum: a business prefix
+                # glued to it ("INV-2019-60941"), or a business word before a code it is the tail of
+                # ("Tracking 1Z130AA7579383470") says what it is
+                if glued_label(text, start):
+                    return []
+                if start > 0 and text[start - 1].isalpha():
+                    words = words_before(text, start) if words is None else words
+                    if "business" in words:
+                        return []
+            return [Hit(start, end, self, name)]
         return []

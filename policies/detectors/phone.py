@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from phonenumbers import NumberParseException, PhoneMetadata, is_valid_number, parse
 
 from bastion.policies.detectors.base import Detector, Hit, bounded
+from bastion.policies.detectors.context import glued_label, last_word_before
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 _ODD_SEPARATORS = re.compile(r"[_ ]+")  # libphonenumber does not take underscores; runs of spaces are one
@@ -83,8 +84,8 @@ class PhoneDetector(Detector):
         window = text[start:end]
         if window[0] == "(" and window.count("(") > window.count(")"):
             return []  # "(0049 30 901820)": the engine retries without the bracket, which is prose
-        if not bounded(text, start, end):
-            return []
+        if not bounded(text, start, end) or window[-1].isalpha():
+            return []  # (a final letter is an id's check letter or the next word, not a vanity number)
         regions = self._regions_for(window)
         written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
@@ -93,7 +94,7 @@ class PhoneDetector(Detector):
             except NumberParseException:
                 continue
             if is_valid_number(number):
-                return [Hit(start, end, self)]
+                return [Hit(start, end, self)] if self._written_as_phone(text, start, end, region) else []
         if _whole_value(text, start, end) and _E164_DIGITS.fullmatch(window):
             # A whole value that is only digits ("phone": 4915123456789, a JSON number scanned as its
             # digits): an international number written without its "+".
@@ -105,8 +106,55 @@ class PhoneDetector(Detector):
                 return [Hit(start, end, self)]
         return []
 
+    def _written_as_phone(self, text: str, start: int, end: int, region: str) -> bool:
+        """A valid number is reported only when it is written as a phone number: any 6-9 digits are valid
+        somewhere (DK, NO, LU, AT), so ticket, order, claim and customer numbers, dates and prices would be.
+
+        In order: the international form says yes; a business prefix glued to it (``#``, ``PO-``, ``INV-``)
+        says no; a phone word just before it ("Tel.", "call me on", "mon numéro") says yes; a date shape
+        says no; after another label word ("Invoice", "Claim no.", "LOINC", "version") only a national
+        number written in groups with its trunk prefix (``030 901820``) is one; otherwise the trunk prefix
+        of a region it is valid in (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``,
+        ``(415) 555-2671``). A bare run of digits with none of these is not reported."""
+        window = text[start:end]
+        if window[0] == "+" or window.startswith("00"):
+            return True  # the international form: written as nothing but a phone number
+        if glued_label(text, start):
+            return False
+        label = last_word_before(text, start)
+        if label == "phone":
+            return True
+        if in_date(text, start, end):
+            return False
+        screen = self._screens[self.regions.index(region)]
+        trunk = bool(screen.national_prefix) and _NON_DIGITS.sub("", window).startswith(screen.national_prefix)
+        groups = _GROUPS.findall(window)
+        if label is not None:  # another kind of number is named just before: only an unmistakable phone
+            return trunk and len(groups) >= 2  # ("qty 030 901820"; not "Claim no. 0301234567")
+        return trunk or (len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups))
+
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")
+_GROUPS = re.compile(r"[0-9]+")
+# Dates in their common written forms (day-month-year, year-month-day; 2- or 4-digit years)
+_DATE = re.compile(
+    r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)?[0-9]{2}"
+    r"|(?:19|20)[0-9]{2}([./-])(?:0?[1-9]|1[0-2])\2(?:0?[1-9]|[12][0-9]|3[01])"
+    r"|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])/(?:19|20)?[0-9]{2}"
+)
+_DATE_CHARS = frozenset("0123456789./-")
+
+
+def in_date(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is, or lies inside, a date written with digits ("14.01.2024" holds
+    "01.2024", which is a valid number in some region)."""
+    lo, hi = start, end
+    while lo > 0 and text[lo - 1] in _DATE_CHARS:
+        lo -= 1
+    while hi < len(text) and text[hi] in _DATE_CHARS:
+        hi += 1
+    token = text[lo:hi].strip("./-")
+    return _DATE.fullmatch(token) is not None
 
 
 def _whole_value(text: str, start: int, end: int) -> bool:

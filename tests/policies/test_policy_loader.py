@@ -62,7 +62,8 @@ BAD_POLICIES = [
     (
         "name: t\ndetectors:\n  - {id: x, type: national_id, schemes: [de.passport]}\n",
         "p.yaml:3: detectors[0].schemes: unknown national id scheme(s) de.passport; known: be.nn, de.idnr, es.dni, "
-        "es.nie, fi.hetu, fr.nir, gb.nhs, ie.pps, it.codicefiscale, nl.bsn, pl.pesel, se.personnummer, us.ssn",
+        "es.nie, fi.hetu, fr.nir, gb.nhs, gb.nino, ie.pps, it.codicefiscale, nl.bsn, pl.pesel, pt.nif, "
+        "se.personnummer, us.ssn, us.ssn.compact",
     ),
     (
         "name: t\nresidency:\n  - id: r\n    classifications: [personal]\n    jurisdictions: [eu]\n",

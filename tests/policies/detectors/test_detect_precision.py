@@ -1,0 +1,110 @@
+"""Issue 13, part 3: business numbers, dates and barcodes are not personal data by themselves; the id
+schemes that were missing are found; schemes that pass by chance need their label word."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.policies import PolicyEngine, load_policy
+
+EU = PolicyEngine(load_policy("pack:eu-gdpr"))
+
+
+def found(text: str) -> list[tuple[str, str, str]]:
+    return [(f.entity, f.scheme, text[f.start : f.end]) for f in EU.scan_record({"t": text}, 0).findings]
+
+
+# Each of these was typed PHONE, NATIONAL_ID or PAYMENT_CARD by the eu-gdpr pack (the corpus decoys).
+NOT_PERSONAL = [
+    "Invoice INV-2019-27985 is paid.",
+    "Invoice INV-2019-60941 is paid.",  # a valid Dutch BSN by checksum, in an invoice number
+    "Order PO-9547959 ships in 3 days.",
+    "Ticket #69707214 was closed.",
+    "Claim no. 72498494 is under review.",
+    "Customer no. 8967 5191, case 111856.",
+    "LOINC 86826-4 result attached.",
+    "Upgrade to version 20.28.44 first.",
+    "Tracking 1Z130AA7579383470.",  # a valid NHS number by checksum, inside a tracking number
+    "EAN 5903633639539",  # a Luhn-valid 13-digit Maestro number that is a valid EAN-13
+    "EAN 4012154710595",
+    "Rechnung vom 22.03.2023.",
+    "Faktura z dnia 14.01.2024.",
+    "Meeting on 26/12/2024 at 10:00.",
+    "Termin am 2023-03-18 um 10 Uhr.",
+    "Die Lieferung kommt am 24.5.2023.",
+    "72498494",
+    "612345678",
+]
+
+
+@pytest.mark.parametrize("text", NOT_PERSONAL)
+def test_business_numbers_dates_and_barcodes_are_not_personal_data(text: str) -> None:
+    assert found(text) == []
+
+
+PHONES = [
+    ("Tel.: 612345678", "612345678"),  # bare digits, with a phone word
+    ("Mi teléfono es 612 34 56 78.", "612 34 56 78"),
+    ("llama al 612 34 56 78 y pregunta", "612 34 56 78"),  # a one-letter word after it is not part of it
+    ("Meine Nummer ist 030 1234567.", "030 1234567"),  # trunk prefix
+    ("see 06 12 34 56 78 here", "06 12 34 56 78"),
+    ("ring +45 32 12 34 56", "+45 32 12 34 56"),  # international form, whatever the words
+    ("Order hotline +49 30 901820", "+49 30 901820"),
+    ("O meu número é 912 345 678.", "912 345 678"),  # national grouping
+]
+
+
+@pytest.mark.parametrize(("text", "value"), PHONES)
+def test_numbers_written_as_phones_are_phones(text: str, value: str) -> None:
+    assert found(text) == [("PHONE", "", value)]
+
+
+def test_after_another_label_only_an_unmistakable_phone_counts() -> None:
+    assert found("qty 030 901820") == [("PHONE", "", "030 901820")]  # trunk prefix, in groups
+    assert found("Claim no. 0301234567") == []
+    assert found("qty 123-45-6789") == [("NATIONAL_ID", "us.ssn", "123-45-6789")]  # an id keeps its form
+
+
+def test_a_bare_digit_run_is_a_phone_only_with_a_phone_word() -> None:
+    assert found("ref 32123456") == []
+    assert found("Tel: 32123456") == [("PHONE", "", "32123456")]
+    assert found("Claim no. 32123456, tel 32123457") == [("PHONE", "", "32123457")]
+
+
+IDS = [
+    ("NI number AB 12 34 56 C thanks", "gb.nino", "AB 12 34 56 C"),
+    ("NINO: AB123456C", "gb.nino", "AB123456C"),
+    ("DNI 54362315k", "es.dni", "54362315k"),  # a lower-case check letter
+    ("SSN 536904399", "us.ssn.compact", "536904399"),
+    ("my social security number is 536904399", "us.ssn.compact", "536904399"),
+    ("NIF 501964843", "pt.nif", "501964843"),
+    ("contribuinte n.º 501 964 843", "pt.nif", "501 964 843"),
+    ("personnummer 8112189876", "se.personnummer", "8112189876"),
+]
+
+
+@pytest.mark.parametrize(("text", "scheme", "value"), IDS)
+def test_missing_schemes_are_found(text: str, scheme: str, value: str) -> None:
+    assert found(text) == [("NATIONAL_ID", scheme, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ref 536904399",  # a bare 9-digit number: a valid SSN by its rules, but no "SSN" before it
+        "order 501964843",  # a valid NIF by checksum, no "NIF"
+        "QQ 12 34 56 C",  # QQ is never issued (the prefix of specimen numbers)
+        "GB 12 34 56 A",
+        "AB 12 34 56 E",  # suffix A-D only
+    ],
+)
+def test_schemes_that_pass_by_chance_need_their_word(text: str) -> None:
+    assert found(text) == []
+
+
+def test_a_card_that_is_also_a_barcode_needs_a_card_word() -> None:
+    assert found("Karte 5903633639539") == [("PAYMENT_CARD", "", "5903633639539")]
+    assert found("4111 1111 1111 1111") == [("PAYMENT_CARD", "", "4111 1111 1111 1111")]
+    # a length no scheme issues for its prefix: Mastercard is 16 digits, Amex 15
+    assert found("card 550000000000004") == []
+    assert found("card 3411111111111110") == []
