@@ -74,6 +74,7 @@ def verify(
       allowed_base_models: [{sha256: ...}]
       datasets: {required: [{sha256: ...}], forbidden: [{sha256: ...}]}
       train_eval_overlap: none
+      near_duplicates: {max_share: 0.01, max_threshold: 0.8}
       max_age: 30d
     """
     report = verify_artifact(

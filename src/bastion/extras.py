@@ -60,6 +60,7 @@ EXTRAS: dict[str, Extra] = {
             note="; the tested stack (CPU torch, no gradio): tools/envs/llamafactory.sh VENV_DIR",
         ),
         Extra("unsloth", "Unsloth tracking (bastion.plugins.unsloth)", ("unsloth",)),
+        Extra("neardup", "near_duplicates: train/eval near-dup check", ("datasketch",)),
     )
 }
 
