@@ -11,11 +11,13 @@ records:
    whitespace collapsed. ``"Hello,  WORLD!"`` and ``"hello world"`` are the same text.
 3. **Shingles**: the set of ``shingle_words``-word sequences (default 3); a text shorter than that is
    one shingle. An empty text has none and is never a near-duplicate.
-4. **MinHash** (``num_perm`` permutations, datasketch's default ``affine32`` scheme, seed 1: the
-   same records always give the same result) estimates the Jaccard similarity of two shingle
-   sets. The eval records go into an LSH index (:class:`datasketch.MinHashLSH` at ``threshold``);
-   the training records stream past it, so memory is bounded by the eval set. Every LSH candidate is
-   confirmed by its estimated Jaccard similarity (``>= threshold``).
+4. **MinHash** (``num_perm`` permutations, datasketch's ``affine32`` scheme, seed 1: the same
+   records always give the same result) estimates the Jaccard similarity of two shingle sets. A
+   shingle's hash combines cached 64-bit BLAKE2b hashes of its words; the signatures are exactly
+   datasketch's ``MinHash.update_batch`` of those hashes, computed for many records per numpy batch
+   (:class:`Sketcher`). The eval records go into a :class:`datasketch.MinHashLSH` index at
+   ``threshold``; the training records stream past it, so memory is bounded by the eval set. Every
+   LSH candidate is confirmed by the MinHash similarity estimate (``>= threshold``).
 
 The count includes exact duplicates (their similarity is 1). Configuration (a trainer's
 ``near_duplicates:`` mapping; see :class:`NearDupConfig`)::
@@ -29,6 +31,7 @@ The count includes exact duplicates (their similarity is 1). Configuration (a tr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import sys
 import unicodedata
@@ -149,6 +152,119 @@ def shingles(text: str, words: int) -> set[bytes]:
     return {" ".join(tokens[i : i + words]).encode("utf-8") for i in range(len(tokens) - words + 1)}
 
 
+SEED = 1
+"""datasketch's default MinHash seed: the permutations, hence the result, are the same on every run."""
+CHUNK_SHINGLES = 1 << 16
+"""Shingles sketched per numpy batch (the permuted matrix is CHUNK_SHINGLES x num_perm x 4 bytes)."""
+_WORD_CACHE_LIMIT = 1 << 21
+_MIX = 0x9E3779B97F4A7C15  # 2^64 / golden ratio, odd: combines word hashes into a shingle hash
+_MASK64 = (1 << 64) - 1
+
+
+def _fmix32(h: Any) -> Any:
+    """MurmurHash3's 32-bit finalizer, as datasketch's ``affine32`` scheme applies it to every input hash."""
+    import numpy as np
+
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+class _QuerySketch:
+    """The MinHash of one training record, as :meth:`datasketch.MinHashLSH.query` reads one (hash values,
+    scheme, seed, length): building a full ``LeanMinHash`` per training record would cost more than the
+    sketch itself."""
+
+    __slots__ = ("hashvalues", "scheme", "seed")
+
+    def __init__(self, hashvalues: Any) -> None:
+        self.hashvalues = hashvalues
+        self.scheme = "affine32"
+        self.seed = SEED
+
+    def __len__(self) -> int:
+        return len(self.hashvalues)
+
+
+class Sketcher:
+    """MinHash signatures of records, computed for many records at once.
+
+    A signature is exactly what ``datasketch.MinHash(num_perm, seed=1, hashfunc=int).update_batch(h)``
+    gives for the record's shingle hashes ``h`` (the affine32 scheme: MurmurHash3 finalizer, then
+    ``a*h + b mod 2**32`` with datasketch's own permutations; tests check the equality). Shingle hashes
+    come from cached 64-bit BLAKE2b hashes of the words, combined per shingle in numpy, so no Python
+    code runs per shingle, and the permutations run on whole batches of records.
+    """
+
+    def __init__(self, config: NearDupConfig) -> None:
+        from datasketch import MinHash
+
+        self.config = config
+        a, b = MinHash(num_perm=config.num_perm, seed=SEED, hashfunc=int).permutations
+        self._a = a.astype("uint32")
+        self._b = b.astype("uint32")
+        self._words: dict[str, int] = {}
+
+    def _word(self, word: str) -> int:
+        h = self._words.get(word)
+        if h is None:
+            if len(self._words) >= _WORD_CACHE_LIMIT:
+                self._words.clear()
+            h = self._words[word] = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        return h
+
+    def shingle_hashes(self, record: Any) -> Any:
+        """uint32 hashes of the record's shingles (see :func:`shingles`; repeats possible); ``None`` if none."""
+        import numpy as np
+
+        tokens = normalise(record_text(record)).split()
+        if not tokens:
+            return None
+        get = self._words.get
+        words = np.array([get(t) or self._word(t) for t in tokens], dtype=np.uint64)
+        n = min(self.config.shingle_words, len(words))
+        width = len(words) - n + 1
+        acc = words[:width].copy()
+        mix = np.uint64(_MIX)
+        for k in range(1, n):
+            acc = acc * mix + words[k : k + width]
+        return ((acc >> np.uint64(32)) ^ (acc & np.uint64(0xFFFFFFFF))).astype(np.uint32)
+
+    def signatures(self, records: Iterable[Any]) -> Iterator[Any]:
+        """One uint32 signature array (length ``num_perm``) per record, ``None`` for a record without text."""
+        pending: list[Any] = []
+        size = 0
+        for record in records:
+            h = self.shingle_hashes(record)
+            pending.append(h)
+            size += 0 if h is None else len(h)
+            if size >= CHUNK_SHINGLES:
+                yield from self._sketch(pending)
+                pending, size = [], 0
+        if pending:
+            yield from self._sketch(pending)
+
+    def _sketch(self, batch: list[Any]) -> Iterator[Any]:
+        import numpy as np
+
+        present = [h for h in batch if h is not None]
+        if present:
+            hv = _fmix32(np.concatenate(present))
+            # num_perm x shingles, uint32 (wraps mod 2**32); each record's minimum over its own columns.
+            permuted = self._a[:, None] * hv[None, :] + self._b[:, None]
+            starts = np.cumsum([0] + [len(h) for h in present[:-1]])
+            mins = np.ascontiguousarray(np.minimum.reduceat(permuted, starts, axis=1).T)
+        row = 0
+        for h in batch:
+            if h is None:
+                yield None
+            else:
+                yield mins[row]
+                row += 1
+
+
 def near_duplicate_overlap(
     train: Iterable[Any], evals: Iterable[Any], config: NearDupConfig | None = None
 ) -> NearDupResult:
@@ -156,35 +272,30 @@ def near_duplicate_overlap(
 
     Both are iterables of records (parsed JSON values); ``train`` is streamed once.
     """
-    from datasketch import MinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHashLSH
 
     cfg = config or NearDupConfig()
+    sketcher = Sketcher(cfg)
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
     eval_hashes: dict[int, Any] = {}
     eval_total = 0
-    seed = MinHash(num_perm=cfg.num_perm)
-    for i, record in enumerate(evals):
+    for i, sig in enumerate(sketcher.signatures(evals)):
         eval_total += 1
-        sh = shingles(record_text(record), cfg.shingle_words)
-        if not sh:
+        if sig is None:
             continue
-        m = seed.copy()
-        m.update_batch(sh)
+        m = LeanMinHash(seed=SEED, hashvalues=sig, scheme="affine32")
         eval_hashes[i] = m
         lsh.insert(i, m, check_duplication=False)
     found: set[int] = set()
     train_total = 0
-    for record in train:
+    need = cfg.threshold * cfg.num_perm
+    for sig in sketcher.signatures(train):
         train_total += 1
-        if len(found) == len(eval_hashes):
-            continue  # every eval record is already matched; count the rest
-        sh = shingles(record_text(record), cfg.shingle_words)
-        if not sh:
+        if sig is None or len(found) == len(eval_hashes):
             continue
-        m = seed.copy()
-        m.update_batch(sh)
-        for key in lsh.query(m):
-            if key not in found and m.jaccard(eval_hashes[key]) >= cfg.threshold:
+        for key in lsh.query(_QuerySketch(sig)):
+            # The MinHash similarity estimate (datasketch's jaccard()): the share of equal hash values.
+            if key not in found and int((sig == eval_hashes[key].hashvalues).sum()) >= need:
                 found.add(key)
     return NearDupResult(
         threshold=cfg.threshold,
@@ -298,6 +409,7 @@ __all__ = [
     "NORMALISATION",
     "NearDupConfig",
     "NearDupResult",
+    "Sketcher",
     "dataset_records",
     "datasets_near_duplicates",
     "iter_file_records",

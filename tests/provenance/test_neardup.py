@@ -78,6 +78,34 @@ def test_threshold_decides_for_a_partly_rewritten_record() -> None:
     assert (loose.eval_records, strict.eval_records) == (1, 0)
 
 
+@pytest.mark.parametrize("chunk", [1 << 16, 7])  # one batch; a batch boundary every few records
+def test_batched_signatures_equal_datasketch_minhash_and_lsh_answers(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batched sketcher is datasketch's MinHash (affine32, seed 1) computed many records at a time."""
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+    from bastion.provenance import neardup
+    from bastion.provenance.neardup import SEED, Sketcher, _QuerySketch
+
+    monkeypatch.setattr(neardup, "CHUNK_SHINGLES", chunk)
+    config = NearDupConfig(num_perm=64)
+    sketcher = Sketcher(config)
+    records = [*FILLER, QUESTION, QUESTION_VARIANT, DISTINCT, {"t": "two words"}, {"t": "!!"}]
+    sigs = list(sketcher.signatures(records))
+    assert sigs[-1] is None  # no text, no signature
+    lsh = MinHashLSH(threshold=0.5, num_perm=64)
+    for i, (record, sig) in enumerate(zip(records[:-1], sigs[:-1], strict=True)):
+        reference = MinHash(num_perm=64, seed=SEED, hashfunc=int)
+        reference.update_batch(int(h) for h in sketcher.shingle_hashes(record))
+        assert sig is not None and (sig == reference.hashvalues).all(), i
+        lsh.insert(i, LeanMinHash(reference), check_duplication=False)
+    for sig, record in zip(sigs[:-1], records[:-1], strict=True):
+        reference = MinHash(num_perm=64, seed=SEED, hashfunc=int)
+        reference.update_batch(int(h) for h in sketcher.shingle_hashes(record))
+        assert sorted(lsh.query(_QuerySketch(sig))) == sorted(lsh.query(reference))
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
