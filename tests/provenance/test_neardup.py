@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from bastion.cli.main import cli
 from bastion.errors import ConfigError
 from bastion.provenance import load_statement
 from bastion.provenance.inputs import DatasetInput
@@ -158,6 +160,9 @@ def test_the_run_record_carries_near_duplicates_next_to_the_exact_overlap(tmp_pa
     entries = [json.loads(line) for line in (out / "bastion" / "ledger.jsonl").read_text().splitlines()]
     inputs = next(e for e in entries if e["kind"] == "inputs")
     assert inputs["data"]["overlap"]["near_duplicate"]["eval_records"] == 2
+    shown = CliRunner().invoke(cli, ["inspect", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "2 of 3 eval records (MinHash Jaccard >= 0.8)" in " ".join(shown.output.split())
 
 
 def test_without_the_setting_nothing_changes_in_the_record(tmp_path: Path) -> None:
