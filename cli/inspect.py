@@ -219,6 +219,7 @@ def summarize(run_dir: Path, statement_path: Path, *, public_keys: tuple[Path, .
         "tokenizer": artifact(pred.get("tokenizer")),
         "datasets": datasets,
         "overlap_train_eval_records": _obj(pred.get("overlap")).get("train_eval_records"),
+        "overlap_near_duplicate": _obj(pred.get("overlap")).get("near_duplicate"),
         "config_sha256": _sha(pred.get("config")),
         "config_source": config.get("source"),
         "config": config_value,
@@ -333,6 +334,13 @@ def _render(info: dict[str, Any]) -> None:
     else:
         line("datasets", "none recorded")
     line("train/eval overlap (records)", info["overlap_train_eval_records"])
+    near = info["overlap_near_duplicate"]
+    if isinstance(near, dict):
+        line(
+            "near-duplicate overlap",
+            f"{near.get('eval_records')} of {near.get('eval_total')} eval records "
+            f"(MinHash Jaccard >= {near.get('threshold')})",
+        )
 
     metrics = info["metrics"]
     line("metrics", ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(metrics.items())) or "none")

@@ -70,6 +70,18 @@ def _stock_command(backend: str, directory: Path, public_key: Path | None, trust
     type=click.Path(dir_okay=False, path_type=Path),
     help="Intermediate CA certificate(s) to ship in the bundle (repeatable).",
 )
+@click.option(
+    "--tsa-url",
+    metavar="URL",
+    help="RFC 3161 endpoint of your time-stamping authority: the signatures get a timestamp token.",
+)
+@click.option(
+    "--tsa-certificate-chain",
+    "tsa_chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The TSA's root CA (and intermediates), PEM, to check its replies (repeatable; needed with --tsa-url).",
+)
 @click.option("--sigstore", "use_sigstore", is_flag=True, help="Keyless signing with an OIDC identity (Sigstore).")
 @click.option(
     "--trust-config",
@@ -92,6 +104,8 @@ def sign(
     password_env: str | None,
     certificate: Path | None,
     chain: tuple[Path, ...],
+    tsa_url: str | None,
+    tsa_chain: tuple[Path, ...],
     use_sigstore: bool,
     trust_config: Path | None,
     staging: bool,
@@ -106,6 +120,7 @@ def sign(
     \b
     bastion sign out/ --key keys/signing.pem
     bastion sign out/ --key leaf.key --certificate leaf.pem --chain intermediate.pem
+    bastion sign out/ --key leaf.key --certificate leaf.pem --tsa-url URL --tsa-certificate-chain tsa-root.pem
     bastion sign out/ --sigstore [--trust-config private-sigstore.json] [--identity-token-env ID_TOKEN]
     """
     if use_sigstore:
@@ -132,6 +147,10 @@ def sign(
         elif chain:
             raise click.UsageError("--chain needs --certificate")
     mapping["model_signature"] = not no_model_signature
+    if tsa_url:
+        mapping["tsa_url"] = tsa_url
+    if tsa_chain:
+        mapping["tsa_certificate_chain"] = [str(c) for c in tsa_chain]
     config = SigningConfig.from_mapping(mapping, source="bastion sign options")
     statement = output_dir / RECORD_DIR / STATEMENT_NAME
     if allow_no_statement and not statement.exists():
@@ -146,6 +165,8 @@ def sign(
     click.echo(f"signed {output_dir} ({signed.files} files) with backend '{signed.backend}': {who}")
     if signed.statement_bundle:
         click.echo(f"  statement bundle: {signed.statement_bundle}")
+    if signed.timestamp_authority:
+        click.echo(f"  timestamped by:   {signed.timestamp_authority} (RFC 3161)")
     if signed.model_signature:
         click.echo(f"  model signature:  {signed.model_signature}")
         pub = private_key.with_suffix(".pub") if private_key is not None else None

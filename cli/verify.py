@@ -27,6 +27,14 @@ from bastion.provenance.verify import verify as verify_artifact
     type=click.Path(dir_okay=False, path_type=Path),
     help="Trusted root CA (and optional intermediates), PEM, for certificate-signed runs (repeatable).",
 )
+@click.option(
+    "--tsa-certificate-chain",
+    "tsa_chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trusted root CA (and optional intermediates) of your RFC 3161 time-stamping authority, PEM "
+    "(repeatable): timestamps then prove the signing time, so expired certificates still verify.",
+)
 @click.option("--identity", help="Expected signer: Sigstore identity (email/URI), or a certificate SAN/subject.")
 @click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
 @click.option(
@@ -45,6 +53,7 @@ def verify(
     artifact_dir: Path,
     public_keys: tuple[Path, ...],
     chain: tuple[Path, ...],
+    tsa_chain: tuple[Path, ...],
     identity: str | None,
     issuer: str | None,
     trust_config: Path | None,
@@ -65,6 +74,7 @@ def verify(
       allowed_base_models: [{sha256: ...}]
       datasets: {required: [{sha256: ...}], forbidden: [{sha256: ...}]}
       train_eval_overlap: none
+      near_duplicates: {max_share: 0.01, max_threshold: 0.8}
       max_age: 30d
     """
     report = verify_artifact(
@@ -74,6 +84,7 @@ def verify(
         identity=identity,
         issuer=issuer,
         trust_config=trust_config,
+        tsa_certificate_chain=list(tsa_chain) or None,
         policy=policy,
         require_model_signature=not no_model_signature,
     )
@@ -83,6 +94,8 @@ def verify(
         signer = report.signer or {}
         who = signer.get("fingerprint") or signer.get("subject") or signer.get("identity")
         click.echo(f"OK {artifact_dir}: {report.files} files, signed by {signer.get('type')} {who}")
+        for what, stamp in report.timestamps.items():
+            click.echo(f"  signing time: {stamp['time']} (RFC 3161, {stamp['tsa']}) for {what}")
         click.echo("  checks: " + ", ".join(report.passed))
     else:
         for line in report.lines():

@@ -442,6 +442,60 @@ class PreviousRun:
 
 
 @dataclass(frozen=True)
+class NearDuplicateOverlap:
+    """``overlap.near_duplicate``: eval records with a near-duplicate in the training data (MinHash/LSH).
+
+    Present only when the run was configured to compute it (``near_duplicates:``); see
+    :mod:`bastion.provenance.neardup` for the method. ``eval_records`` includes exact duplicates.
+    """
+
+    method: str
+    normalisation: str
+    threshold: float
+    num_perm: int
+    shingle_words: int
+    eval_records: int
+    eval_total: int
+    train_total: int
+
+    @property
+    def share(self) -> float:
+        """Fraction of the eval records that have a near-duplicate in the training data."""
+        return self.eval_records / self.eval_total if self.eval_total else 0.0
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> NearDuplicateOverlap | None:
+        if value is None or value is _MISSING:
+            return None
+        v = _obj(value, where)
+        threshold = v.get("threshold", _MISSING)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise _fail(f"{where}.threshold", "a number", threshold)
+        return cls(
+            method=_str(v.get("method", _MISSING), f"{where}.method"),
+            normalisation=_str(v.get("normalisation", _MISSING), f"{where}.normalisation"),
+            threshold=float(threshold),
+            num_perm=_int(v.get("num_perm", _MISSING), f"{where}.num_perm"),
+            shingle_words=_int(v.get("shingle_words", _MISSING), f"{where}.shingle_words"),
+            eval_records=_int(v.get("eval_records", _MISSING), f"{where}.eval_records"),
+            eval_total=_int(v.get("eval_total", _MISSING), f"{where}.eval_total"),
+            train_total=_int(v.get("train_total", _MISSING), f"{where}.train_total"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "normalisation": self.normalisation,
+            "threshold": self.threshold,
+            "num_perm": self.num_perm,
+            "shingle_words": self.shingle_words,
+            "eval_records": self.eval_records,
+            "eval_total": self.eval_total,
+            "train_total": self.train_total,
+        }
+
+
+@dataclass(frozen=True)
 class ExportRef:
     """A directory recorded by ``record_export`` (``kind`` = the predicate key): its folder name and details."""
 
@@ -478,6 +532,8 @@ class RunPredicate:
     metrics: Metrics = field(default_factory=Metrics)
     overlap: int | None = None
     """Eval records whose canonical digest also occurs in the training data; ``None``: not computed."""
+    near_duplicate: NearDuplicateOverlap | None = None
+    """Eval records with a near-duplicate in the training data; ``None``: not computed (not configured)."""
     warnings: tuple[str, ...] = ()
     strict: bool = False
     started_at: str | None = None
@@ -497,8 +553,11 @@ class RunPredicate:
             raise _fail(f"{p}.strict", "true or false", strict)
         overlap = v.get("overlap", _MISSING)
         n = None
+        near = None
         if overlap is not _MISSING and overlap is not None:
-            n = _opt_int(_obj(overlap, f"{p}.overlap").get("train_eval_records"), f"{p}.overlap.train_eval_records")
+            ov = _obj(overlap, f"{p}.overlap")
+            n = _opt_int(ov.get("train_eval_records"), f"{p}.overlap.train_eval_records")
+            near = NearDuplicateOverlap.parse(ov.get("near_duplicate", _MISSING), f"{p}.overlap.near_duplicate")
         env = v.get("environment", _MISSING)
         exports = {
             k: ExportRef.parse(x, f"{p}.{k}")
@@ -522,6 +581,7 @@ class RunPredicate:
             environment={} if env is _MISSING or env is None else dict(_obj(env, f"{p}.environment")),
             metrics=Metrics.parse(v.get("metrics", _MISSING), f"{p}.metrics"),
             overlap=n,
+            near_duplicate=near,
             warnings=tuple(
                 _str(w, f"{p}.warnings[{i}]") for i, w in enumerate(_list(v.get("warnings", []), f"{p}.warnings"))
             ),
@@ -547,7 +607,7 @@ class RunPredicate:
             "environment": dict(self.environment),
             "metrics": self.metrics.to_json(),
             "ledger": self.ledger.to_json(),
-            "overlap": {"train_eval_records": self.overlap},
+            "overlap": self.overlap_json(),
             "warnings": list(self.warnings),
             "strict": self.strict,
             "started_at": self.started_at,
@@ -560,6 +620,13 @@ class RunPredicate:
             out["previous_run"] = self.previous_run.to_json()
         for kind, ref in self.exports.items():
             out[kind] = ref.to_json()
+        return out
+
+    def overlap_json(self) -> dict[str, Any]:
+        """``overlap``: the exact count, plus ``near_duplicate`` only when it was computed (older records lack it)."""
+        out: dict[str, Any] = {"train_eval_records": self.overlap}
+        if self.near_duplicate is not None:
+            out["near_duplicate"] = self.near_duplicate.to_json()
         return out
 
     def datasets_with_role(self, role: str) -> tuple[DatasetRecord, ...]:
@@ -581,6 +648,7 @@ __all__ = [
     "LedgerRef",
     "Metrics",
     "ModelInput",
+    "NearDuplicateOverlap",
     "PredicateError",
     "PreviousRun",
     "RunPredicate",

@@ -49,6 +49,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import BastionError, ConfigError, InputError, LedgerError, SigningError
+from bastion.extras import require
 from bastion.provenance.canonical import canonical_digest
 from bastion.provenance.datasets import DatasetDigest
 from bastion.provenance.environment import capture_environment
@@ -56,6 +57,7 @@ from bastion.provenance.hashing import DirectoryDigest, FileDigest, hash_directo
 from bastion.provenance.inputs import DatasetInput, train_eval_overlap
 from bastion.provenance.ledger import Ledger, read_entries, verify_ledger
 from bastion.provenance.models import BaseModelSource, hash_base_model, resolve_base_model
+from bastion.provenance.neardup import METHOD, NORMALISATION, NearDupConfig, datasets_near_duplicates
 from bastion.provenance.predicate import (
     EXPORT_KIND,
     RESERVED_NAMES,
@@ -67,6 +69,7 @@ from bastion.provenance.predicate import (
     LedgerRef,
     Metrics,
     ModelInput,
+    NearDuplicateOverlap,
     PreviousRun,
     RunPredicate,
     TrainingArgumentsRecord,
@@ -254,6 +257,30 @@ class _Inputs:
     tokenizer: ModelInput | None = None
     datasets: list[DatasetDigest] = field(default_factory=list)
     overlap: int | None = None
+    near_duplicate: NearDuplicateOverlap | None = None
+
+
+def _near_duplicate_record(datasets: list[DatasetDigest], config: NearDupConfig) -> NearDuplicateOverlap | None:
+    result = datasets_near_duplicates(datasets, config)
+    if result is None:
+        return None
+    return NearDuplicateOverlap(
+        method=METHOD,
+        normalisation=NORMALISATION,
+        threshold=result.threshold,
+        num_perm=result.num_perm,
+        shingle_words=result.shingle_words,
+        eval_records=result.eval_records,
+        eval_total=result.eval_total,
+        train_total=result.train_total,
+    )
+
+
+def _overlap_json(inputs: _Inputs) -> dict[str, Any]:
+    out: dict[str, Any] = {"train_eval_records": inputs.overlap}
+    if inputs.near_duplicate is not None:
+        out["near_duplicate"] = inputs.near_duplicate.to_json()
+    return out
 
 
 @dataclass(frozen=True)
@@ -335,6 +362,7 @@ class RunRecorder:
         hf_cache_dir: str | Path | None = None,
         run_id: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        near_duplicates: NearDupConfig | Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(datasets, (str, Path)):
             datasets = [datasets]
@@ -351,6 +379,9 @@ class RunRecorder:
         self.sign_checkpoints = bool(sign_checkpoints)
         self.fsync: FsyncMode = fsync
         self.hf_cache_dir = None if hf_cache_dir is None else Path(hf_cache_dir)
+        self.near_duplicates = near_duplicates
+        """``near_duplicates:`` settings (see :mod:`bastion.provenance.neardup`); ``None``: not computed."""
+        self._near_config: NearDupConfig | None = None
 
         self.run_id = run_id or str(uuid.uuid4())
         self.clock = clock
@@ -574,6 +605,12 @@ class RunRecorder:
                 self._config_value, self._config_redacted = redacted(value)
             except BastionError as exc:
                 problems.append(exc)
+        if self.near_duplicates is not None:
+            try:
+                self._near_config = NearDupConfig.from_mapping(self.near_duplicates)
+                require("neardup", feature="near_duplicates (the train/eval near-duplicate check)")
+            except BastionError as exc:
+                problems.append(exc)
         if self.signing is not None:
             try:
                 self._signing_config = self._resolve_signing()
@@ -620,11 +657,13 @@ class RunRecorder:
         tokenizer: ModelInput | None = None,
         datasets: Sequence[DatasetDigest | DatasetRecord] = (),
         overlap: int | None = None,
+        near_duplicate: NearDuplicateOverlap | None = None,
     ) -> None:
         """Inputs digested elsewhere (an earlier step, another tool), recorded as given instead of hashed.
 
         Call before :meth:`start`, on a recorder without declared ``base_model``/``tokenizer``/``datasets``.
-        ``overlap``: eval records also in the training data, ``None`` when not known.
+        ``overlap``: eval records also in the training data, ``None`` when not known;
+        ``near_duplicate``: the near-duplicate overlap, when computed.
         """
         if self._started or self.base_model is not None or self.tokenizer is not None or self.datasets:
             raise ConfigError(
@@ -632,7 +671,9 @@ class RunRecorder:
                 hint="declare paths (base_model=, datasets=) to have them hashed, or give digests here, not both",
             )
         records = [d if isinstance(d, DatasetRecord) else DatasetRecord.parse(d.as_dict(), "dataset") for d in datasets]
-        self._given_inputs = _Inputs(base_model=base_model, tokenizer=tokenizer or base_model, overlap=overlap)
+        self._given_inputs = _Inputs(
+            base_model=base_model, tokenizer=tokenizer or base_model, overlap=overlap, near_duplicate=near_duplicate
+        )
         self._given_records = tuple(records)
 
     def _hash_inputs(self) -> None:
@@ -665,6 +706,11 @@ class RunRecorder:
                 errors.append((exc, "input.dataset"))
         # Overlap needs per-record digests on both sides; unknown (None) if any data file lacks them.
         inputs.overlap = train_eval_overlap(inputs.datasets)
+        if self._near_config is not None:
+            try:
+                inputs.near_duplicate = _near_duplicate_record(inputs.datasets, self._near_config)
+            except BastionError as exc:
+                errors.append((exc, "data.near_duplicate"))
         with self._lock:
             self._inputs = inputs
         for problem, code in errors:
@@ -676,6 +722,13 @@ class RunRecorder:
             self.warn(
                 f"{inputs.overlap} eval record(s) also occur in the training data (train/eval overlap)",
                 "data.overlap",
+            )
+        near = inputs.near_duplicate
+        if near is not None and near.eval_records:
+            self.warn(
+                f"{near.eval_records} of {near.eval_total} eval record(s) have a near-duplicate in the training data "
+                f"(MinHash Jaccard >= {near.threshold:g} over normalised text)",
+                "data.near_duplicate",
             )
 
     def _model_entry(self, role: str, path: Path) -> ModelInput | None:
@@ -722,7 +775,7 @@ class RunRecorder:
             "base_model": brief(inputs.base_model),
             "tokenizer": brief(inputs.tokenizer),
             "datasets": [d.as_dict() for d in inputs.datasets] + [d.to_json() for d in given],
-            "overlap": {"train_eval_records": inputs.overlap},
+            "overlap": _overlap_json(inputs),
         }
 
     def _hash_checkpoint(self, checkpoint: Path, step: int) -> None:
@@ -1107,6 +1160,7 @@ class RunRecorder:
                     None if head is None else head.entries,
                 ),
                 overlap=inputs.overlap,
+                near_duplicate=inputs.near_duplicate,
                 warnings=tuple(self._warnings),
                 strict=self.strict,
                 started_at=self._started_at,

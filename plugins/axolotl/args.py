@@ -47,6 +47,14 @@ class BastionArgs(BaseModel):
         default="interval",
         json_schema_extra={"description": "How often the ledger is flushed to disk."},
     )
+    bastion_near_duplicates: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra={
+            "description": "Also count eval records with a near-duplicate in the training data (MinHash/LSH over "
+            "normalised text), e.g. {threshold: 0.8}; keys threshold, num_perm, shingle_words. Needs "
+            "bastion-provenance[neardup]."
+        },
+    )
     bastion_record_merge: bool = Field(
         default=True,
         json_schema_extra={
@@ -81,6 +89,19 @@ class BastionArgs(BaseModel):
                 f"got {type(value).__name__}"
             )
         check_signing(value)
+        return value
+
+    @field_validator("bastion_near_duplicates", mode="before")
+    @classmethod
+    def _check_near_duplicates(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from bastion.provenance.neardup import NearDupConfig
+
+        try:
+            NearDupConfig.from_mapping(value, source="bastion_near_duplicates")
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
         return value
 
     @model_validator(mode="after")

@@ -188,6 +188,7 @@ class BastionPlugin(BasePlugin):  # type: ignore[misc]
             signing=signing_cfg,
             sign_checkpoints=bool(cfg.get("bastion_sign_checkpoints")),
             fsync=cfg.get("bastion_fsync") or "interval",
+            near_duplicates=cfg.get("bastion_near_duplicates"),
             problems=resolved.problems,
         )
         return [self.callback]

@@ -147,6 +147,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
         sign_checkpoints: bool = False,
         fsync: Literal["always", "interval", "never"] = "interval",
         hf_cache_dir: str | Path | None = None,
+        near_duplicates: Mapping[str, Any] | None = None,
     ) -> None:
         self.recorder = RunRecorder(
             base_model=base_model,
@@ -160,6 +161,7 @@ class BastionCallback(TrainerCallback):  # type: ignore[misc]
             sign_checkpoints=sign_checkpoints,
             fsync=fsync,
             hf_cache_dir=hf_cache_dir,
+            near_duplicates=near_duplicates,
         )
         self._is_main: bool | None = None
         self._rank_sync: RankSync | None = None

@@ -111,6 +111,7 @@ def prepare(
         signing=signing_config,
         sign_checkpoints=settings.sign_checkpoints,
         fsync=settings.fsync,  # type: ignore[arg-type]
+        near_duplicates=settings.near_duplicates,
     )
     note = run.split_note()
     if note is not None:

@@ -11,6 +11,8 @@ sees the config::
         private_key: keys/signing.pem
       sign_checkpoints: false
       fsync: interval           # always | interval | never (ledger durability)
+      near_duplicates:          # optional: near-duplicate train/eval overlap (MinHash/LSH), needs [neardup]
+        threshold: 0.8
 
 ``llamafactory-cli`` style overrides reach them too: ``bastion.strict=true``.
 """
@@ -25,7 +27,7 @@ from bastion.errors import ConfigError
 
 SETTINGS_KEY = "bastion"
 FSYNC_MODES: tuple[str, ...] = ("always", "interval", "never")
-_KEYS = ("strict", "signing", "sign_checkpoints", "fsync")
+_KEYS = ("strict", "signing", "sign_checkpoints", "fsync", "near_duplicates")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class BastionSettings:
     signing: Mapping[str, Any] | None = None
     sign_checkpoints: bool = False
     fsync: Literal["always", "interval", "never"] = "interval"
+    near_duplicates: Mapping[str, Any] | None = None
     source: str = "defaults"
 
     @classmethod
@@ -72,6 +75,12 @@ class BastionSettings:
                 f"{source}: {SETTINGS_KEY}.signing must be a mapping, got {type(signing).__name__}",
                 hint="e.g. signing: {backend: key, private_key: keys/signing.pem}",
             )
+        near = value.get("near_duplicates")
+        if near is not None:
+            from bastion.provenance.neardup import NearDupConfig
+
+            NearDupConfig.from_mapping(near, source=f"{source}: {SETTINGS_KEY}.near_duplicates")
+        out = replace(out, near_duplicates=None if near is None else dict(near))
         return replace(out, signing=None if signing is None else dict(signing))
 
     def override(

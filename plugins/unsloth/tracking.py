@@ -280,6 +280,7 @@ def track(
     cache_dir: str | os.PathLike[str] | None = None,
     sign_checkpoints: bool = False,
     fsync: Literal["always", "interval", "never"] = "interval",
+    near_duplicates: Mapping[str, Any] | None = None,
 ) -> UnslothCallback:
     """Record an Unsloth fine-tune: returns the callback for the trainer and wraps the save methods.
 
@@ -325,6 +326,7 @@ def track(
         signing=signing,
         sign_checkpoints=sign_checkpoints,
         fsync=fsync,
+        near_duplicates=near_duplicates,
     )
     wrapped = [name for name in MODEL_SAVE_METHODS if callback._wrap(model, name, "model")]
     if not wrapped:

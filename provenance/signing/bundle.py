@@ -112,6 +112,8 @@ class ParsedBundle:
     key_hint: str | None
     chain: tuple[x509.Certificate, ...]
     raw: str
+    timestamps: tuple[bytes, ...] = ()
+    """Raw RFC 3161 ``TimeStampResp`` tokens from ``timestampVerificationData`` (not verified yet)."""
 
 
 def read_bundle(path: Path) -> ParsedBundle:
@@ -160,6 +162,8 @@ def read_bundle(path: Path) -> ParsedBundle:
             raise VerificationError(f"{path}: bundle holds an empty certificate chain")
     else:
         kind = "sigstore"
+    tvd = vm.timestamp_verification_data
+    timestamps = tuple(bytes(t.signed_timestamp) for t in tvd.rfc3161_timestamps) if tvd is not None else ()
     return ParsedBundle(
         path=path,
         kind=kind,
@@ -169,4 +173,5 @@ def read_bundle(path: Path) -> ParsedBundle:
         key_hint=hint,
         chain=chain,
         raw=raw,
+        timestamps=timestamps,
     )

@@ -14,6 +14,7 @@ from bastion.errors import ConfigError
 
 if TYPE_CHECKING:
     from bastion.provenance.signing.signer import Signer
+    from bastion.provenance.signing.timestamp import Timestamper
 
 Backend = Literal["key", "certificate", "sigstore"]
 BACKENDS: tuple[str, ...] = ("key", "certificate", "sigstore")
@@ -34,15 +35,25 @@ class _Model(BaseModel):
     client_id: str | None = None
     use_ambient_credentials: bool = True
     model_signature: bool = True
+    tsa_url: str | None = None
+    tsa_certificate_chain: list[str] = Field(default_factory=list)
+    tsa_timeout: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("private_key", "certificate", "trust_config", "password_env", "identity_token_env")
+    @field_validator("private_key", "certificate", "trust_config", "password_env", "identity_token_env", "tsa_url")
     @classmethod
     def _not_empty(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             raise ValueError("must not be empty")
         return v
 
-    @field_validator("certificate_chain", mode="before")
+    @field_validator("tsa_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be the http(s):// URL of the TSA's RFC 3161 endpoint")
+        return v.strip() if v is not None else None
+
+    @field_validator("certificate_chain", "tsa_certificate_chain", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
@@ -65,6 +76,12 @@ class SigningConfig:
 
     ``model_signature`` (default on) also writes the stock OpenSSF model_signing signature of the
     directory to ``bastion/model.sig``.
+
+    RFC 3161 timestamps (backends ``key`` and ``certificate``): ``tsa_url`` is the organisation's
+    time-stamping authority, ``tsa_certificate_chain`` its root CA (and intermediates), PEM, against
+    which each reply is checked before it is stored in the bundle; ``tsa_timeout`` in seconds
+    (default 10). A timestamped certificate-signed run still verifies after the certificate expires
+    (see :mod:`bastion.provenance.signing.timestamp`). Keyless Sigstore bundles carry Rekor's times.
     """
 
     backend: Backend
@@ -79,6 +96,9 @@ class SigningConfig:
     client_id: str | None = None
     use_ambient_credentials: bool = True
     model_signature: bool = True
+    tsa_url: str | None = None
+    tsa_certificate_chain: tuple[Path, ...] = ()
+    tsa_timeout: float = 10.0
     source: str = field(default="signing config", compare=False)
 
     @classmethod
@@ -128,6 +148,9 @@ class SigningConfig:
             client_id=m.client_id,
             use_ambient_credentials=m.use_ambient_credentials,
             model_signature=m.model_signature,
+            tsa_url=m.tsa_url,
+            tsa_certificate_chain=tuple(p for p in (path(c) for c in m.tsa_certificate_chain) if p is not None),
+            tsa_timeout=m.tsa_timeout,
             source=source,
         )
         cfg.check()
@@ -157,6 +180,27 @@ class SigningConfig:
                     raise ConfigError(f"{s}: {name}: not used by backend 'sigstore' (keyless signing)")
             if self.staging and self.trust_config:
                 raise ConfigError(f"{s}: staging and trust_config are exclusive")
+            if self.tsa_url or self.tsa_certificate_chain:
+                raise ConfigError(
+                    f"{s}: tsa_url: not used by backend 'sigstore' (keyless bundles carry the log's signed time)"
+                )
+        if self.tsa_url and not self.tsa_certificate_chain:
+            raise ConfigError(
+                f"{s}: tsa_certificate_chain: required with tsa_url (the TSA's root CA, PEM), "
+                "so that each timestamp is checked before it is stored"
+            )
+        if self.tsa_certificate_chain and not self.tsa_url:
+            raise ConfigError(f"{s}: tsa_url: required with tsa_certificate_chain (the TSA's RFC 3161 endpoint)")
+
+    def timestamper(self) -> Timestamper | None:
+        """The RFC 3161 client for ``tsa_url`` (loads the TSA chain), or ``None`` when not configured."""
+        self.check()
+        if self.tsa_url is None:
+            return None
+        from bastion.provenance.signing.timestamp import Timestamper, TsaTrust
+
+        trust = TsaTrust.load(list(self.tsa_certificate_chain), what=f"{self.source}: tsa_certificate_chain")
+        return Timestamper(url=self.tsa_url, trust=trust, timeout=self.tsa_timeout)
 
     def signer(self) -> Signer:
         """Build the backend (loads keys / trust configuration; no network access yet)."""

@@ -10,7 +10,8 @@ Both are made by the same signer and cover the same files: every regular file ex
 ``bastion/`` folder (nested ``bastion`` folders, e.g. checkpoint records, are signed content). A
 directory holding symbolic links, FIFOs, sockets or device files is not signed (see
 :mod:`bastion.provenance.artifact`). The model signature records ``bastion`` in its ``ignore_paths``,
-so the stock verifier needs nothing but the signature path::
+so the stock verifier needs nothing but the signature path (with ``tsa_url`` configured, both bundles
+also carry an RFC 3161 timestamp token, see :mod:`bastion.provenance.signing.timestamp`)::
 
     model_signing verify key OUTPUT_DIR --signature OUTPUT_DIR/bastion/model.sig --public_key signing.pub
 """
@@ -29,6 +30,7 @@ from bastion.errors import BastionError, InputError, SigningError
 from bastion.provenance.artifact import scan_artifact
 from bastion.provenance.signing.config import SigningConfig
 from bastion.provenance.signing.signer import Signer
+from bastion.provenance.signing.timestamp import Timestamper
 from bastion.provenance.statement import RECORD_DIR, load_statement, write_statement
 
 STATEMENT_NAME = "statement.json"
@@ -50,6 +52,8 @@ class SignedRun:
     model_signature: Path | None
     files: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    timestamp_authority: str | None = None
+    """URL of the TSA whose RFC 3161 tokens are in the bundles (``None``: not timestamped)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +64,7 @@ class SignedRun:
             "statement_bundle": str(self.statement_bundle) if self.statement_bundle else None,
             "model_signature": str(self.model_signature) if self.model_signature else None,
             "files": self.files,
+            "timestamp_authority": self.timestamp_authority,
         }
 
 
@@ -104,6 +109,12 @@ def _as_signer(config: SigningConfig | Signer | Mapping[str, Any]) -> Signer:
     if not isinstance(config, SigningConfig):
         config = SigningConfig.from_mapping(config)
     return config.signer()
+
+
+def _timestamper(config: SigningConfig | Signer | Mapping[str, Any]) -> Timestamper | None:
+    if isinstance(config, Mapping):
+        config = SigningConfig.from_mapping(config)
+    return config.timestamper() if isinstance(config, SigningConfig) else None
 
 
 def _want_model_signature(config: SigningConfig | Signer | Mapping[str, Any]) -> bool:
@@ -162,6 +173,7 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
     refuse_irregular_entries(directory)
     want_oms = _want_model_signature(config)
     signer = _as_signer(config)
+    timestamper = _timestamper(config)
     record.mkdir(parents=True, exist_ok=True)
     sig_path = record / MODEL_SIGNATURE_NAME
     bundle_path = record / STATEMENT_BUNDLE_NAME
@@ -170,6 +182,8 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
     try:
         # The statement first: its errors (token, Fulcio, key) come from our own code path and are clearest.
         bundle_json = signer.sign_statement(payload) if payload is not None else None
+        if bundle_json is not None and timestamper is not None:
+            bundle_json = timestamper.stamp(bundle_json)
         if want_oms:
             from model_signing import hashing as ms_hashing
 
@@ -187,6 +201,8 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
                 raise SigningError(
                     f"model_signing could not sign {directory} (backend {signer.backend}): {describe_error(exc)}"
                 ) from None
+            if timestamper is not None:
+                timestamper.stamp_file(sig_tmp)
             signed = oms_resources(sig_tmp)
             files = len(signed)
             if subjects is not None:
@@ -205,6 +221,7 @@ def _sign(directory: Path, config: SigningConfig | Signer | Mapping[str, Any], *
         statement_bundle=bundle_path if payload is not None else None,
         model_signature=sig_path if want_oms else None,
         files=files,
+        timestamp_authority=timestamper.url if timestamper is not None else None,
     )
 
 

@@ -12,6 +12,15 @@ from __future__ import annotations
 
 from bastion.provenance.verify.policy import DeployPolicy, load_policy, parse_policy
 from bastion.provenance.verify.report import Failure, VerificationReport
+from bastion.provenance.verify.trust import trust_material
 from bastion.provenance.verify.verifier import verify
 
-__all__ = ["DeployPolicy", "Failure", "VerificationReport", "load_policy", "parse_policy", "verify"]
+__all__ = [
+    "DeployPolicy",
+    "Failure",
+    "VerificationReport",
+    "load_policy",
+    "parse_policy",
+    "trust_material",
+    "verify",
+]

@@ -13,6 +13,9 @@ datasets:
   required: [{sha256: "ab12..."}]     # each must be among the run's datasets
   forbidden: [{sha256: "66cd..."}]    # none may be
 train_eval_overlap: none              # none: the statement must record 0 shared train/eval records
+near_duplicates:                      # the run's MinHash/LSH near-duplicate check (trainer: near_duplicates:)
+  max_share: 0.01                     # at most 1% of eval records may have a near-duplicate in train
+  max_threshold: 0.8                  # optional: the check must have used a Jaccard threshold <= 0.8
 max_age: 30d                          # run finished at most this long ago (s, m, h, d, w)
 ```
 """
@@ -29,7 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.errors import ConfigError
-from bastion.provenance.predicate import PredicateError, RunPredicate
+from bastion.provenance.predicate import NearDuplicateOverlap, PredicateError, RunPredicate
 from bastion.safe_yaml import YamlProblem, load_yaml
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -149,6 +152,45 @@ class DatasetRules(_Strict):
     forbidden: list[DigestRef] = Field(default_factory=list)
 
 
+class NearDuplicateRule(_Strict):
+    """``near_duplicates:``: how many eval records may have a near-duplicate in the training data."""
+
+    max_share: float = Field(ge=0, le=1)
+    max_threshold: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("max_share", "max_threshold", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
+            raise ValueError("must be a number between 0 and 1 (a fraction, e.g. 0.01 for 1%)")
+        return v
+
+    def evaluate(self, near: NearDuplicateOverlap | None) -> tuple[str, str, str | None, str | None] | None:
+        if near is None:
+            return (
+                "policy.near_duplicates",
+                "the near-duplicate train/eval overlap was not computed; enable it in the trainer's bastion "
+                "settings (near_duplicates: {threshold: 0.8}) and give the run eval data with per-record digests",
+                f"at most {self.max_share:.2%} of eval records near-duplicated",
+                "not computed",
+            )
+        if self.max_threshold is not None and near.threshold > self.max_threshold:
+            return (
+                "policy.near_duplicates",
+                "the near-duplicate check used a looser similarity threshold than the policy allows",
+                f"threshold <= {self.max_threshold:g}",
+                f"threshold {near.threshold:g}",
+            )
+        if near.share > self.max_share:
+            return (
+                "policy.near_duplicates",
+                "too many eval records have a near-duplicate in the training data",
+                f"at most {self.max_share:.2%} of eval records",
+                f"{near.eval_records} of {near.eval_total} ({near.share:.2%}) at Jaccard >= {near.threshold:g}",
+            )
+        return None
+
+
 class DeployPolicy(_Strict):
     """A validated deploy policy (see the module docs for the file format)."""
 
@@ -157,6 +199,7 @@ class DeployPolicy(_Strict):
     allowed_base_models: list[DigestRef] | None = None
     datasets: DatasetRules = Field(default_factory=DatasetRules)
     train_eval_overlap: Literal["none", "any"] = "any"
+    near_duplicates: NearDuplicateRule | None = None
     max_age: timedelta | None = None
 
     @field_validator("max_age", mode="before")
@@ -248,6 +291,10 @@ class DeployPolicy(_Strict):
                         "not computed" if n is None else f"{n} shared records",
                     )
                 )
+        if self.near_duplicates is not None:
+            broken = self.near_duplicates.evaluate(pred.near_duplicate)
+            if broken is not None:
+                out.append(broken)
         if self.max_age is not None:
             finished = _parse_time(pred.finished_at)
             if finished is None:

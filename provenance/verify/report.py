@@ -41,6 +41,12 @@ class VerificationReport:
     signer: dict[str, Any] | None = None
     statement: dict[str, Any] | None = None
     files: int = 0
+    timestamps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per bundle (``bastion/statement.sigstore.json``...): the signing time an RFC 3161 token proved."""
+    trust: dict[str, Any] = field(default_factory=dict)
+    """What the verification trusted (:func:`bastion.provenance.verify.trust.trust_material`)."""
+    trust_used: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per bundle: the key fingerprint, or the certificate chain (leaf to root), that verified it."""
 
     @property
     def ok(self) -> bool:
@@ -65,5 +71,15 @@ class VerificationReport:
             "passed": list(self.passed),
             "signer": self.signer,
             "files": self.files,
+            "timestamps": self.timestamps,
+            "trust_used": self.trust_used,
+            "trust": {k: _without_pem(v) for k, v in self.trust.items()},
             "run_id": pred.get("run_id") if isinstance(pred, dict) else None,
         }
+
+
+def _without_pem(value: Any) -> Any:
+    """Trust material for JSON reports: fingerprints and subjects, not the PEM bodies."""
+    if isinstance(value, list):
+        return [{k: v for k, v in item.items() if k != "pem"} if isinstance(item, dict) else item for item in value]
+    return value

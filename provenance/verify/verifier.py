@@ -24,7 +24,7 @@ from bastion.provenance.signing.run import (
 from bastion.provenance.statement import ACCEPTED_PREDICATE_TYPES, PREDICATE_TYPE, RECORD_DIR, STATEMENT_TYPE
 from bastion.provenance.verify.policy import DeployPolicy, load_policy
 from bastion.provenance.verify.report import VerificationReport
-from bastion.provenance.verify.trust import PathArg, Trust, check_bundle
+from bastion.provenance.verify.trust import PathArg, Trust, check_bundle, trust_material
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 
@@ -38,6 +38,7 @@ def verify(
     issuer: str | None = None,
     policy: PathArg | DeployPolicy | None = None,
     trust_config: PathArg | None = None,
+    tsa_certificate_chain: PathArg | list[PathArg] | tuple[PathArg, ...] | None = None,
     require_model_signature: bool = True,
     now: datetime | None = None,
     workers: int | None = None,
@@ -47,10 +48,13 @@ def verify(
     Trust comes from exactly what the caller passes: ``public_key`` (bundles signed by ``bastion
     keygen`` keys), ``certificate_chain`` (PEM files with the organisation's root CA, optionally
     intermediates), or ``identity`` + ``issuer`` (+ ``trust_config`` for a private Sigstore
-    instance) for keyless bundles. Then: the statement on disk must equal the signed payload; every
-    subject digest is recomputed (missing and extra files fail); the OpenSSF model signature must be
-    valid, by the same signer, over the same files; the ledger chain must end at the signed head;
-    and the deploy ``policy`` (a YAML path or :class:`DeployPolicy`) must hold.
+    instance) for keyless bundles. ``tsa_certificate_chain`` (the TSA's root CA, PEM) makes the RFC
+    3161 timestamps in key/certificate bundles count: each must verify, and a certificate is then
+    checked at the proven signing time, so a timestamped run still verifies after it expires.
+    Then: the statement on disk must equal the signed payload; every subject digest is recomputed
+    (missing and extra files fail); the OpenSSF model signature must be valid, by the same signer,
+    over the same files; the ledger chain must end at the signed head; and the deploy
+    ``policy`` (a YAML path or :class:`DeployPolicy`) must hold.
 
     Raises :class:`bastion.errors.BastionError` subclasses only for unusable arguments (a missing
     key file, an invalid policy).
@@ -63,10 +67,11 @@ def verify(
         identity=identity,
         issuer=issuer,
         trust_config=trust_config,
+        tsa_certificate_chain=tsa_certificate_chain,
     )
     deploy_policy = policy if isinstance(policy, DeployPolicy) or policy is None else load_policy(policy)
     root = Path(artifact_dir)
-    report = VerificationReport(artifact=root)
+    report = VerificationReport(artifact=root, trust=trust_material(trust))
     if not root.is_dir():
         if root.exists():
             report.fail(
@@ -99,6 +104,8 @@ def verify(
             signed_payload = bundle.payload
             report.signer = signer
             report.passed.append("signature")
+            if report.timestamps:
+                report.passed.append("timestamp")
 
     # 2. statement.json must be the signed payload, byte for byte.
     on_disk: bytes | None = None
@@ -184,6 +191,8 @@ def _refuse_unused_trust(report: VerificationReport, bundle: ParsedBundle, trust
         unused.append("--trust-config (a Sigstore trust root)")
     if trust.issuer is not None and bundle.kind == "key":
         unused.append("--issuer")
+    if trust.tsa is not None and bundle.kind == "sigstore":
+        unused.append("--tsa-certificate-chain (keyless bundles are checked against the Sigstore trust root)")
     if not unused:
         return False
     how = {

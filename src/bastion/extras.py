@@ -68,6 +68,7 @@ EXTRAS: dict[str, Extra] = {
         ),
         Extra("unsloth", "Unsloth tracking (bastion.plugins.unsloth)", ("unsloth",)),
         Extra("report", "bastion report --mlbom: CycloneDX ML-BOM", ("cyclonedx", "jsonschema", "referencing")),
+        Extra("neardup", "near_duplicates: train/eval near-dup check", ("datasketch",)),
     )
 }
 

@@ -53,6 +53,13 @@ def test_signing_is_checked_with_the_signing_module(tmp_path: Path) -> None:
     assert ok.bastion_signing == {"backend": "key", "private_key": str(key)}
 
 
+def test_near_duplicates_setting_is_checked_naming_the_key() -> None:
+    ok = BastionArgs.model_validate({"bastion_near_duplicates": {"threshold": 0.7}})
+    assert ok.bastion_near_duplicates == {"threshold": 0.7}
+    with pytest.raises(ValidationError, match=r"bastion_near_duplicates\.threshold: Input should be less than"):
+        BastionArgs.model_validate({"bastion_near_duplicates": {"threshold": 7}})
+
+
 def _write(path: Path, text: str = '{"text": "x"}\n') -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
