@@ -14,7 +14,7 @@ from typing import Literal
 
 from bastion.policies.detectors.base import is_word_char
 
-Label = Literal["phone", "card", "business", "ssn", "nif"]
+Label = Literal["phone", "card", "business", "id", "ssn", "nif"]
 
 #: how far back (characters) a word may stand from the number it labels
 REACH = 32
@@ -38,6 +38,10 @@ _WORDS: dict[Label, str] = {
         r"fattura|ordine|pratica|spedizione|factuur|bestelling|klant|zaak|zending|"
         r"faktura|zamówienie|klient|sprawa|przesyłka|order|kund|ärende|fatura|encomenda|processo|"
         r"lot|batch|serial|model|part|total|amount|price|qty|quantity"
+    ),
+    "id": (
+        r"id|ident|identification|identity|identidad|identificación|identidade|identificação|identité|"
+        r"identità|identiteit|identitet|tożsamości|national id|tax id|personal id|ausweis|personalausweis"
     ),
     "ssn": r"ssn|social security|soc\.? sec",
     "nif": r"nif|contribuinte|número fiscal|numero fiscal|n\.?º? fiscal|nipc",

@@ -37,8 +37,9 @@ class Scheme(NamedTuple):
     shape: re.Pattern[str]  # accepted written forms (checked before the checksum)
     description: str
     #: a form that passes its checks far too often by chance (a bare 9-digit number is a valid US SSN and
-    #: one in eleven is a valid Portuguese NIF): only with this labelling word just before it ("SSN", "NIF")
-    needs_word: Label | None = None
+    #: one in eleven is a valid Portuguese NIF): only with one of these labelling words before it ("SSN";
+    #: "NIF" or a word for an identity number)
+    needs_word: tuple[Label, ...] = ()
 
 
 def _shape(pattern: str) -> re.Pattern[str]:
@@ -73,11 +74,11 @@ SCHEMES: dict[str, Scheme] = {
     "gb.nhs": Scheme(nhs, "number", _shape(r"\d{3}[ -]?\d{3}[ -]?\d{4}"), "UK NHS number"),
     "us.ssn": Scheme(ssn, "number", _shape(r"\d{3}-\d{2}-\d{4}"), "US social security number"),
     # Bare 9-digit US SSNs are indistinguishable from other numbers: only after "SSN" / "social security".
-    "us.ssn.compact": Scheme(ssn, "number", _shape(r"\d{9}"), "US social security number", "ssn"),
+    "us.ssn.compact": Scheme(ssn, "number", _shape(r"\d{9}"), "US social security number", ("ssn",)),
     "gb.nino": Scheme(
         gb_nino, "alnum", _shape(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]"), "UK National Insurance number"
     ),
-    "pt.nif": Scheme(nif, "number", _shape(rf"\d{{3}}{_S}\d{{3}}{_S}\d{{3}}"), "Portuguese NIF", "nif"),
+    "pt.nif": Scheme(nif, "number", _shape(rf"\d{{3}}{_S}\d{{3}}{_S}\d{{3}}"), "Portuguese NIF", ("nif", "id")),
 }
 # Schemes whose separators carry no meaning: validated on the digits alone (the Swedish and Finnish
 # separators encode the century, and the others' validators take the written form as it is).
@@ -109,13 +110,13 @@ class NationalIdDetector(Detector):
         for name, scheme, is_valid in self.schemes:
             if scheme.kind != kind or not scheme.shape.fullmatch(window):
                 continue
-            if scheme.needs_word is not None:
+            if scheme.needs_word:
                 words = words_before(text, start) if words is None else words
-                if scheme.needs_word not in words:  # ("my social security number is …": anywhere before)
+                if not set(scheme.needs_word) & set(words):  # ("my social security number is …": anywhere)
                     continue
             if not is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()):
                 continue
-            if kind == "number" and scheme.needs_word is None:
+            if kind == "number" and not scheme.needs_word:
                 # an invoice, order or tracking number that happens to pass a checksum: a business prefix
                 # glued to it ("INV-2019-60941"), or a business word before a code it is the tail of
                 # ("Tracking 1Z130AA7579383470") says what it is

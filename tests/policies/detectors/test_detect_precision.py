@@ -78,6 +78,7 @@ IDS = [
     ("SSN 536904399", "us.ssn.compact", "536904399"),
     ("my social security number is 536904399", "us.ssn.compact", "536904399"),
     ("NIF 501964843", "pt.nif", "501964843"),
+    ("My ID number is 234567813.", "pt.nif", "234567813"),  # or a word for an identity number
     ("contribuinte n.º 501 964 843", "pt.nif", "501 964 843"),
     ("personnummer 8112189876", "se.personnummer", "8112189876"),
 ]
