@@ -6,7 +6,7 @@ type. Each store keeps its own version table, so two stores may share one databa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bastion.sqlstore.dialect import Dialect
@@ -22,13 +22,15 @@ def apply_migrations(
     table: str,
     now_ms: int,
     too_new: Callable[[int, int], Exception],
+    formats: Mapping[str, str] | None = None,
 ) -> int:
     """Bring the schema to the last of ``migrations`` in one write transaction; returns the version found before.
 
     Safe to run from several processes at once: the first takes the dialect's migration lock (SQLite:
     the write lock of BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock) and the others
     wait for it, then find the schema current and change nothing. A schema newer than the last
-    migration raises ``too_new(found, latest)``.
+    migration raises ``too_new(found, latest)``. ``formats`` fills further ``{name}`` fields of the DDL
+    (clauses only one engine has, such as SQLite's ``WITHOUT ROWID``).
     """
     latest = migrations[-1][0]
     cur = conn.cursor()
@@ -49,7 +51,7 @@ def apply_migrations(
             if version <= current:
                 continue
             for stmt in statements:
-                cur.execute(stmt.format(blob=dialect.blob))
+                cur.execute(stmt.format(blob=dialect.blob, **(formats or {})))
             cur.execute(
                 dialect.sql(f"INSERT INTO {table} (version, name, applied_at) VALUES (?, ?, ?)"),
                 (version, name, now_ms),
