@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "plugins" / "hf"))
 
-from hf_helpers import make_trainer  # noqa: E402
+from hf_helpers import make_trainer
 
 
 @dataclass(frozen=True)
