@@ -249,37 +249,31 @@ class Registry:
                     now,
                 ),
             )
-            for name, sha in entry.files:
-                self._x(
-                    cur,
-                    "INSERT INTO reg_files (record_id, name, sha256) VALUES (?, ?, ?)",
-                    (entry.record_id, name, sha),
-                )
-            for link in dict.fromkeys(entry.links):
-                self._x(
-                    cur,
-                    "INSERT INTO reg_links (record_id, relation, target, target_kind, name) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (record_id, relation, target) DO NOTHING",
-                    (entry.record_id, link.relation, link.target, link.target_kind, link.name),
-                )
-            for i, u in enumerate(entry.uses):
-                self._x(
-                    cur,
+            many = cur.executemany
+            many(
+                self.dialect.sql("INSERT INTO reg_files (record_id, name, sha256) VALUES (?, ?, ?)"),
+                [(entry.record_id, name, sha) for name, sha in dict(entry.files).items()],
+            )
+            many(
+                self.dialect.sql(
+                    "INSERT INTO reg_links (record_id, relation, target, target_kind, name) VALUES (?, ?, ?, ?, ?)"
+                ),
+                [
+                    (entry.record_id, link.relation, link.target, link.target_kind, link.name)
+                    for link in {(x.relation, x.target): x for x in entry.links}.values()
+                ],
+            )
+            many(
+                self.dialect.sql(
                     "INSERT INTO reg_uses (record_id, position, name, role, sha256, records, merkle_root, size, "
-                    "format, parent_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        entry.record_id,
-                        i,
-                        u.name,
-                        u.role,
-                        u.sha256,
-                        u.records,
-                        u.merkle_root,
-                        u.size,
-                        u.format,
-                        u.parent_sha256,
-                    ),
-                )
+                    "format, parent_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    (entry.record_id, i, u.name, u.role, u.sha256, u.records, u.merkle_root, u.size, u.format,
+                     u.parent_sha256)
+                    for i, u in enumerate(entry.uses)
+                ],
+            )  # fmt: skip
         return "added" if found is None else "updated"
 
     # ------------------------------------------------------------------ record digests
