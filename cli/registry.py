@@ -183,10 +183,11 @@ def lineage() -> None:
     """Lineage queries over the registry: datasets, models, records (with proofs), diffs, contamination."""
 
 
-def _runs_table(arts: list[dict[str, Any]], extra: Callable[[dict[str, Any]], str] = lambda a: "") -> None:
+def _runs_table(arts: list[dict[str, Any]], extra: Callable[[dict[str, Any]], str] | str = "") -> None:
     for a in arts:
         flag = "" if a["verified"] else " UNVERIFIED"
-        click.echo(f"  {a['run_id']}  {a['kind']:10} {_short(a['artifact_digest'])}{flag}  {a['path']}{extra(a)}")
+        note = extra if isinstance(extra, str) else extra(a)
+        click.echo(f"  {a['run_id']}  {a['kind']:10} {_short(a['artifact_digest'])}{flag}  {a['path']}{note}")
 
 
 @lineage.command("dataset")
@@ -260,8 +261,8 @@ def record_command(
     click.echo(f"record {rd}: in the training data of {len(trained)} indexed record(s)")
     for r in answer["runs"]:
         ok = "proof ok" if r["proof_matches_signed_root"] else "PROOF DOES NOT MATCH THE SIGNED ROOT"
-        role = r["dataset"]["role"]
-        _runs_table([r], lambda a, role=role, ok=ok: f"  {role} {a['dataset']['name']} #{a['proof']['index']} {ok}")
+        note = f"  {r['dataset']['role']} {r['dataset']['name']} #{r['proof']['index']} {ok}"
+        _runs_table([r], note)
     if answer["derived"]:
         click.echo("derived from those:")
         _runs_table(answer["derived"])
@@ -350,7 +351,7 @@ def verify_proof(proof_file: Path, spec: str | None, record_json: str | None, st
     if not proofs:
         raise InputError("the file holds no proofs (the record is in no indexed dataset)", path=proof_file)
     want = q.record_digest_of(spec, record_json=record_json) if spec or record_json else None
-    roots: set[str] | None = None
+    roots: set[Any] | None = None
     if statement is not None:
         from bastion.provenance.statement import load_statement
 

@@ -146,7 +146,7 @@ def _links(pred: RunPredicate, kind: str) -> list[Link]:
     if merge is not None:
         base = merge.details.get("base_model")
         sha = _sha_of(base)
-        if sha:
+        if sha and isinstance(base, Mapping):
             links.append(Link("merge.base_model", sha, "artifact", str(base.get("path_name") or "")))
         adapter = merge.details.get("adapter")
         if isinstance(adapter, Mapping):
@@ -198,7 +198,8 @@ def _chain(root: Path, pred: RunPredicate, run_id: str) -> tuple[list[Link], lis
         return links, uses
     segments: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     for e in entries:
-        data = e.get("data") if isinstance(e.get("data"), dict) else {}
+        raw = e.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if e.get("kind") == "run.start":
             segments.append((data, []))
         elif e.get("kind") == "inputs" and segments:

@@ -431,7 +431,7 @@ def contamination(reg: Registry, digest: str) -> dict[str, Any]:
         for u in evals + [t for _, t in trains]
         if not u["records_indexed"]
     ]
-    keyed = {}
+    keyed: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for art, u in trains:
         if u["records_indexed"]:
             row = reg.rows("SELECT ds_key FROM reg_datasets WHERE sha256 = ?", (u["sha256"],))

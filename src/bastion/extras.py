@@ -49,7 +49,11 @@ EXTRAS: dict[str, Extra] = {
         ),
         Extra("gateway", "bastion gateway: the egress gateway", _GATEWAY),
         Extra("gateway-fast", "uvloop + httptools under bastion gateway", (*_GATEWAY, "uvloop", "httptools")),
-        Extra("postgres", "gateway state on PostgreSQL, shared by replicas", (*_GATEWAY, "psycopg", "psycopg_pool")),
+        Extra(
+            "postgres",
+            "gateway state and run registry on PostgreSQL",
+            (*_GATEWAY, "psycopg", "psycopg_pool"),
+        ),
         Extra("fast", "Hyperscan pre-filter for bastion scan (x86-64)", ("hyperscan",)),
         Extra("ner", "the ner detector (spaCy models named in the policy)", ("spacy", "py3langid")),
         Extra("axolotl", "Axolotl plugin (bastion.plugins.axolotl)", ("axolotl",)),
