@@ -120,11 +120,18 @@ def manifest_digest(subjects: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _kind(pred: RunPredicate) -> str:
+def _kind(pred: RunPredicate, subjects: Sequence[tuple[str, str]]) -> str:
+    """``checkpoint``, an export kind (``merge``, ``export``, ...) for the exported directory's own record, or ``run``.
+
+    A training run extended after training (``axolotl merge-lora``) names the export in its predicate too,
+    but holds the exported folder among its files: that record is the run's.
+    """
     if pred.checkpoint is not None:
         return "checkpoint"
-    if pred.exports:
-        return sorted(pred.exports)[0] if "merge" not in pred.exports else "merge"
+    for kind in sorted(pred.exports, key=lambda k: (k != "merge", k)):
+        inside = f"{pred.exports[kind].path.rstrip('/')}/"
+        if not any(name.startswith(inside) for name, _ in subjects):
+            return kind
     return "run"
 
 
@@ -241,7 +248,7 @@ def build_entry(root: Path, statement: Mapping[str, Any], statement_bytes: bytes
     """The registry row of one record; raises :class:`PredicateError` for a malformed predicate."""
     pred = RunPredicate.parse(statement.get("predicate"))
     subjects = [(str(s["name"]), str(s["digest"]["sha256"]).lower()) for s in statement.get("subject") or []]
-    kind = _kind(pred)
+    kind = _kind(pred, subjects)
     links = _links(pred, kind)
     uses = _uses(pred)
     more_links, more_uses = _chain(root, pred, pred.run_id)

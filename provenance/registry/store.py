@@ -212,7 +212,8 @@ class Registry:
     # ------------------------------------------------------------------ artifacts
 
     def put_artifact(self, entry: ArtifactEntry) -> str:
-        """Index one run record; ``added``, ``unchanged`` (same record, same verdict) or ``updated``."""
+        """Index one run record; ``added``, ``unchanged`` (same record, same verdict) or ``updated`` (a new
+        verdict, or a new record of the same run in the same directory, which replaces the old one)."""
         now = int(self.clock() * 1000)
         with self._tx() as cur:
             found = self._x(
@@ -221,8 +222,16 @@ class Registry:
             failures = json.dumps(list(entry.failures))
             if found is not None and bool(found[0]) == entry.verified and found[1] == failures:
                 return "unchanged"
-            for table in ("reg_artifacts", "reg_files", "reg_links", "reg_uses"):
-                self._x(cur, f"DELETE FROM {table} WHERE record_id = ?", (entry.record_id,))
+            # The directory's earlier record of the same run (re-sealed since, e.g. after a merge) is replaced:
+            # the registry describes each directory as its current, verified record says.
+            stale = self._x(
+                cur,
+                "SELECT record_id FROM reg_artifacts WHERE path = ? AND run_id = ? AND kind = ? AND record_id <> ?",
+                (entry.path, entry.run_id, entry.kind, entry.record_id),
+            ).fetchall()
+            for record_id in [entry.record_id, *(r[0] for r in stale)]:
+                for table in ("reg_artifacts", "reg_files", "reg_links", "reg_uses"):
+                    self._x(cur, f"DELETE FROM {table} WHERE record_id = ?", (record_id,))
             self._x(
                 cur,
                 "INSERT INTO reg_artifacts (record_id, artifact_digest, run_id, kind, framework, base_model, "
@@ -274,7 +283,7 @@ class Registry:
                     for i, u in enumerate(entry.uses)
                 ],
             )  # fmt: skip
-        return "added" if found is None else "updated"
+        return "added" if found is None and not stale else "updated"
 
     # ------------------------------------------------------------------ record digests
 

@@ -159,3 +159,25 @@ def test_a_resumed_run_carries_the_data_of_the_segment_it_continued(
         # The model was trained on the killed segment's data too: an erasure query finds it.
         (hit,) = lineage.by_record(reg, record_digest(_records("first", 6)[2]))["runs"]
         assert hit["run_id"] == rec.run_id and hit["trained"] and hit["proof_matches_signed_root"]
+
+
+def test_a_record_sealed_again_replaces_the_old_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, keys: KeyPair, registry_db: str
+) -> None:
+    train = _jsonl(tmp_path / "data" / "train.jsonl", _records("t", 4))
+    rec, out = _train(tmp_path, keys, [DatasetInput(train, "train")])
+    args = ["registry", "add", str(out), "--db", registry_db, "--key", str(keys.public_key)]
+    assert "ADDED" in run(capsys, *args)[1]
+    # Extended after training (what axolotl merge-lora does): the directory's record is re-sealed and re-signed.
+    again = RunRecorder.reopen(out, signing={"backend": "key", "private_key": str(keys.private_key)})
+    (out / "merged").mkdir()
+    (out / "merged" / "model.safetensors").write_bytes(b"merged weights")
+    again.add_entry("merge", {"path": "merged"}, details={"path": "merged", "method": "test"})
+    again.seal()
+    code, text, _ = run(capsys, *args)
+    assert code == 0 and text.startswith("UPDATED")
+    with open_registry(registry_db) as reg:
+        (art,) = lineage._artifacts(reg, "run_id = ?", (rec.run_id,))
+        assert art["kind"] == "run"  # the run's own directory, which now holds the merged folder
+        assert reg.rows("SELECT COUNT(*) FROM reg_artifacts")[0][0] == 1
+        assert ("merged/model.safetensors",) in [tuple(r) for r in reg.rows("SELECT name FROM reg_files")]
