@@ -163,10 +163,10 @@ def add_data(paths: tuple[str, ...], db: str | None, as_json: bool) -> None:
 @_json_option
 def list_command(db: str | None, as_json: bool) -> None:
     """List the indexed records."""
-    from bastion.provenance.registry.lineage import _artifacts
+    from bastion.provenance.registry.lineage import list_artifacts
 
     with _open(db) as reg:
-        arts = _artifacts(reg, "1 = 1", ())
+        arts = list_artifacts(reg)
     if as_json:
         _echo_json(arts)
         return

@@ -64,6 +64,11 @@ def _artifacts(reg: Registry, where: str, params: Iterable[Any]) -> list[dict[st
     return [_artifact(r) for r in rows]
 
 
+def list_artifacts(reg: Registry) -> list[dict[str, Any]]:
+    """Every indexed record, oldest run first."""
+    return _artifacts(reg, "1 = 1", ())
+
+
 def _uses_of(reg: Registry, record_id: str) -> list[dict[str, Any]]:
     rows = reg.rows(
         "SELECT u.name, u.role, u.sha256, u.records, u.merkle_root, u.parent_sha256, d.sha256 FROM reg_uses u "
@@ -490,6 +495,7 @@ __all__ = [
     "descendants",
     "diff",
     "find_record",
+    "list_artifacts",
     "parents",
     "record_digest_of",
     "resolve",
