@@ -94,7 +94,12 @@ def find_records(root: Path) -> list[Path]:
     """Directories under ``root`` (``root`` included) that hold ``bastion/statement.json``, sorted.
 
     Earlier runs' records kept under ``bastion/previous/`` are not separate artifacts and are skipped.
+    The record folder itself (``out/bastion``) or its statement stand for the output directory.
     """
+    if root.is_file() and root.name == "statement.json" and root.parent.name == RECORD_DIR:
+        root = root.parent.parent
+    elif root.is_dir() and root.name == RECORD_DIR and (root / "statement.json").is_file():
+        root = root.parent
     if not root.is_dir():
         return []
     out: list[Path] = []

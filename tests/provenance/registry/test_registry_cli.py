@@ -58,6 +58,12 @@ def test_a_folder_of_runs_is_searched(capsys: pytest.CaptureFixture[str], keys: 
         capsys, "registry", "add", str(tmp_path / "runs"), "--db", str(tmp_path / "r.db"), "--key", str(keys.public_key)
     )
     assert code == 0 and out.count("ADDED") == 3
+    # The record folder or its statement name the same run directory.
+    one = tmp_path / "runs" / "team-1" / "out"
+    db = ("--db", str(tmp_path / "r.db"), "--key", str(keys.public_key))
+    for arg in (one / "bastion", one / "bastion" / "statement.json"):
+        code, out, _ = run(capsys, "registry", "add", str(arg), *db)
+        assert code == 0 and out.startswith(f"UNCHANGED {one}:"), out
 
 
 def test_lineage_record_argument_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
