@@ -358,7 +358,8 @@ def add_paths(
 class DataResult:
     path: str
     status: str
-    """``indexed``, ``already indexed``, ``unused`` (no indexed run names its digest), ``refused``."""
+    """``indexed``, ``already indexed``, ``unused`` (no indexed run names its digest), ``skipped`` (no
+    records: not JSON/JSONL), ``refused``."""
     sha256: str | None = None
     records: int | None = None
     problems: list[str] = field(default_factory=list)
@@ -457,8 +458,10 @@ def index_data_files(registry: Registry, paths: Sequence[str]) -> list[DataResul
         except InputError as exc:
             results.append(DataResult(str(f), "refused", problems=[str(exc)]))
             continue
-        if digest.records is None:
-            continue  # not a JSON/JSONL data file (a README, a Parquet shard): no record digests to index
+        if digest.records is None:  # a Parquet shard, a README: no record digests to index
+            problem = f"{digest.format} files have no per-record digests (only JSON and JSONL do)"
+            results.append(DataResult(str(f), "skipped", digest.sha256, None, [problem]))
+            continue
         result = index_digest(registry, digest, source=f"file {f.name}")
         sides = [
             index_digest(registry, side, source=f"carved from {f.name}") for side in _carved_sides(registry, digest)

@@ -108,3 +108,18 @@ def test_verify_proof_refuses_unreadable_files(capsys: pytest.CaptureFixture[str
     bad.write_text('{"runs": []}')
     code, _, err = run(capsys, "lineage", "verify-proof", str(bad))
     assert code == 2 and "holds no proofs" in err
+
+
+def test_add_data_says_what_it_did_with_each_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "table.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "d" / "other.jsonl").write_text('{"x": 1}\n')
+    code, out, _ = run(capsys, "registry", "add-data", str(tmp_path / "d"), "--db", str(tmp_path / "r.db"), "--json")
+    assert code == 0
+    got = {Path(d["path"]).name: (d["status"], d["problems"]) for d in json.loads(out)}
+    assert got == {
+        "other.jsonl": ("unused", []),
+        "table.csv": ("skipped", ["csv files have no per-record digests (only JSON and JSONL do)"]),
+    }
+    code, out, _ = run(capsys, "registry", "add-data", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "r.db"))
+    assert code == 1 and "does not exist or matches nothing" in out
