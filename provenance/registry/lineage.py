@@ -20,7 +20,7 @@ from typing import Any
 
 from bastion.errors import InputError
 from bastion.provenance.datasets import record_digest
-from bastion.provenance.registry.proofs import CHUNK, DIGEST_SIZE, build_proof, split_leaves
+from bastion.provenance.registry.proofs import CHUNK, DIGEST_SIZE, build_proof_from_tree, split_leaves
 from bastion.provenance.registry.store import Registry, RegistryError, prefix_key
 
 TRAINED_ROLES = ("train", "preference")
@@ -113,13 +113,21 @@ def parents(reg: Registry, art: dict[str, Any]) -> list[tuple[str, str, dict[str
 
 def children(reg: Registry, art: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """``(relation, child artifact)`` for each indexed artifact that has ``art`` as a parent."""
+    # One indexed lookup per kind of link (an OR across them would scan every link).
     rows = reg.rows(
-        "SELECT DISTINCT l.relation, l.record_id FROM reg_links l WHERE "
-        "(l.target_kind = 'artifact' AND l.target = ?) OR "
-        "(l.target_kind = 'run' AND l.target = ? AND ? = 'run') OR "
-        "(l.target_kind = 'file' AND l.target IN (SELECT sha256 FROM reg_files WHERE record_id = ?) AND ? = 'run')",
-        (art["artifact_digest"], art["run_id"], art["kind"], art["record_id"], art["kind"]),
+        "SELECT relation, record_id FROM reg_links WHERE target = ? AND target_kind = 'artifact'",
+        (art["artifact_digest"],),
     )
+    if art["kind"] == "run":
+        rows += reg.rows(
+            "SELECT relation, record_id FROM reg_links WHERE target = ? AND target_kind = 'run'", (art["run_id"],)
+        )
+        rows += reg.rows(
+            "SELECT relation, record_id FROM reg_links WHERE target_kind = 'file' AND target IN "
+            "(SELECT sha256 FROM reg_files WHERE record_id = ?)",
+            (art["record_id"],),
+        )
+    rows = list(dict.fromkeys((str(r[0]), str(r[1])) for r in rows))
     out = []
     for relation, record_id in rows:
         if record_id != art["record_id"]:
@@ -242,14 +250,14 @@ class _Chunks:
     def __init__(self, reg: Registry) -> None:
         self.reg = reg
         self.cache: dict[tuple[int, int], bytes] = {}
-        self.meta: dict[int, tuple[str, str, int, list[bytes]]] = {}
+        self.meta: dict[int, tuple[str, str, int, bytes]] = {}
 
-    def dataset(self, key: int) -> tuple[str, str, int, list[bytes]]:
+    def dataset(self, key: int) -> tuple[str, str, int, bytes]:
         if key not in self.meta:
             row = self.reg.rows(
-                "SELECT sha256, merkle_root, records, chunk_roots FROM reg_datasets WHERE ds_key = ?", (key,)
+                "SELECT sha256, merkle_root, records, chunk_tree FROM reg_datasets WHERE ds_key = ?", (key,)
             )[0]
-            self.meta[key] = (row[0], row[1], int(row[2]), split_leaves(bytes(row[3])))
+            self.meta[key] = (row[0], row[1], int(row[2]), bytes(row[3]))
         return self.meta[key]
 
     def leaves(self, key: int, chunk: int) -> bytes:
@@ -264,8 +272,8 @@ class _Chunks:
         return blob[off : off + DIGEST_SIZE] == digest
 
     def proof(self, key: int, pos: int, digest: bytes) -> _Hit:
-        sha, root, records, roots = self.dataset(key)
-        p = build_proof(digest, pos, records, self.leaves(key, pos // CHUNK), roots)
+        sha, root, records, tree = self.dataset(key)
+        p = build_proof_from_tree(digest, pos, records, self.leaves(key, pos // CHUNK), tree)
         if p.root != root:
             raise RegistryError(f"dataset {sha[:16]}…: its stored chunks do not rebuild its root; re-index it")
         return _Hit(sha, root, records, pos, p.as_dict())
@@ -371,8 +379,9 @@ def by_record(reg: Registry, digest_hex: str) -> dict[str, Any]:
         for art, parent in descendants(reg, {a["record_id"]: a for a in direct}.values()).values()
     ]
     missing = reg.rows(
-        "SELECT DISTINCT u.sha256, u.name FROM reg_uses u LEFT JOIN reg_datasets d ON d.sha256 = u.sha256 "
-        "WHERE u.records IS NOT NULL AND u.records > 0 AND d.sha256 IS NULL ORDER BY u.sha256"
+        "SELECT r.sha256, r.name FROM reg_dataset_refs r WHERE r.records > 0 "
+        "AND NOT EXISTS (SELECT 1 FROM reg_datasets d WHERE d.sha256 = r.sha256) "
+        "AND EXISTS (SELECT 1 FROM reg_uses u WHERE u.sha256 = r.sha256) ORDER BY r.sha256"
     )
     return {
         "query": {"record_digest": d},

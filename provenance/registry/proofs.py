@@ -52,6 +52,44 @@ def root_over_chunks(roots: Sequence[bytes]) -> str:
     return MerkleTree(list(roots)).root
 
 
+def level_sizes(n: int) -> list[int]:
+    """Node counts of each level of a tree over ``n`` nodes (pairs from the left, an odd last node carried)."""
+    sizes = [n] if n else []
+    while sizes and sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def tree_blob(roots: Sequence[bytes]) -> bytes:
+    """Every level of the tree over the chunk roots, level 0 (the roots) first, concatenated."""
+    level = list(roots)
+    out = [b"".join(level)]
+    while len(level) > 1:
+        nxt = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        out.append(b"".join(nxt))
+        level = nxt
+    return b"".join(out)
+
+
+def _node(blob: bytes, offset: int, i: int) -> bytes:
+    return blob[(offset + i) * DIGEST_SIZE : (offset + i + 1) * DIGEST_SIZE]
+
+
+def upper_path(blob: bytes, chunks: int, index: int) -> tuple[list[str], str]:
+    """(path from chunk ``index`` up to the root, root) read from :func:`tree_blob`'s levels; no hashing."""
+    sizes = level_sizes(chunks)
+    path: list[str] = []
+    offset, i = 0, index
+    for size in sizes[:-1]:
+        if i ^ 1 < size:
+            path.append(_node(blob, offset, i ^ 1).hex())
+        offset += size
+        i //= 2
+    return path, (_node(blob, offset, 0).hex() if sizes else EMPTY_ROOT)
+
+
 def split_leaves(blob: bytes) -> list[bytes]:
     return [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE)]
 
@@ -104,6 +142,19 @@ def build_proof(
     )
 
 
+def build_proof_from_tree(
+    record_digest: bytes, index: int, size: int, chunk_leaves: bytes, tree: bytes, chunk: int = CHUNK
+) -> RecordProof:
+    """:func:`build_proof` with the upper tree read from :func:`tree_blob` (what the registry stores)."""
+    offset = index % chunk
+    leaves = split_leaves(chunk_leaves)
+    if leaves[offset] != record_digest:
+        raise ValueError(f"chunk {index // chunk} does not hold the record at position {offset}")
+    inner = MerkleTree([leaf_hash(d) for d in leaves]).proof(offset)
+    upper, root = upper_path(tree, (size + chunk - 1) // chunk, index // chunk)
+    return RecordProof(record_digest=record_digest.hex(), index=index, size=size, path=tuple(inner + upper), root=root)
+
+
 def check_proof(proof: Mapping[str, Any], record_digest: str | None = None) -> bool:
     """Check a proof as :meth:`RecordProof.as_dict` writes it; ``record_digest``: the record it must be for.
 
@@ -123,4 +174,16 @@ def check_proof(proof: Mapping[str, Any], record_digest: str | None = None) -> b
     return verify_inclusion(leaf, index, size, path, root)
 
 
-__all__ = ["CHUNK", "RecordProof", "build_proof", "check_proof", "chunk_roots", "root_over_chunks", "split_leaves"]
+__all__ = [
+    "CHUNK",
+    "RecordProof",
+    "build_proof",
+    "build_proof_from_tree",
+    "check_proof",
+    "chunk_roots",
+    "level_sizes",
+    "root_over_chunks",
+    "split_leaves",
+    "tree_blob",
+    "upper_path",
+]

@@ -7,7 +7,9 @@
 ``reg_links``      what went into it besides data: base model, tokenizer, merge inputs (by digest), and the
                    runs it continues (by run id)
 ``reg_uses``       the datasets it names (digest, Merkle root, role, record count, a carved split's parent)
-``reg_datasets``   datasets whose per-record digests are indexed: their root and chunk roots
+``reg_datasets``   datasets whose per-record digests are indexed: their root, and the tree over their chunk
+                   roots, level by level (a proof reads its path from it without hashing)
+``reg_dataset_refs`` every dataset digest an indexed record names (to list those whose records are not indexed)
 ``reg_chunks``     those record digests, in file order, ``CHUNK`` per row (inclusion proofs read one chunk)
 ``reg_records``    record digest prefix (first 8 bytes as a signed 64-bit integer) -> (dataset, position)
 """
@@ -77,13 +79,18 @@ MIGRATIONS: list[Migration] = [
             "CREATE INDEX reg_uses_sha ON reg_uses (sha256)",
             "CREATE INDEX reg_uses_root ON reg_uses (merkle_root)",
             "CREATE INDEX reg_uses_parent ON reg_uses (parent_sha256)",
+            """CREATE TABLE reg_dataset_refs (
+                sha256 TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                records BIGINT
+            )""",
             """CREATE TABLE reg_datasets (
                 sha256 TEXT PRIMARY KEY,
                 ds_key BIGINT NOT NULL UNIQUE,
                 merkle_root TEXT NOT NULL,
                 records BIGINT NOT NULL,
                 chunk_size INTEGER NOT NULL,
-                chunk_roots {blob} NOT NULL,
+                chunk_tree {blob} NOT NULL,
                 source TEXT NOT NULL,
                 indexed_at BIGINT NOT NULL
             )""",

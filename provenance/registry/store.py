@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import BastionError
-from bastion.provenance.registry.proofs import CHUNK, DIGEST_SIZE, chunk_roots, root_over_chunks
+from bastion.provenance.merkle import EMPTY_ROOT
+from bastion.provenance.registry.proofs import CHUNK, DIGEST_SIZE, chunk_roots, tree_blob
 from bastion.provenance.registry.schema import MIGRATIONS, SCHEMA_TABLE
 from bastion.sqlstore import is_postgres_url
 from bastion.sqlstore.connections import Connections, SingleConnection, read_rows, transaction
@@ -287,6 +288,13 @@ class Registry:
                     for i, u in enumerate(entry.uses)
                 ],
             )  # fmt: skip
+            for u in entry.uses:
+                self._x(
+                    cur,
+                    "INSERT INTO reg_dataset_refs (sha256, name, records) VALUES (?, ?, ?) "
+                    "ON CONFLICT (sha256) DO NOTHING",
+                    (u.sha256, u.name, u.records),
+                )
         return "added" if found is None and not stale else "updated"
 
     # ------------------------------------------------------------------ record digests
@@ -339,7 +347,8 @@ class Registry:
             if batch:
                 self._many(cur, "reg_chunks", ("ds_key", "chunk", "leaves"), batch)
                 self._many(cur, "reg_records", ("prefix", "ds_key", "pos"), sorted(records(batch)))
-            got = root_over_chunks(roots)
+            tree = tree_blob(roots)
+            got = tree[-DIGEST_SIZE:].hex() if roots else EMPTY_ROOT  # the last level is the root
             if got != merkle_root:
                 raise RegistryError(
                     f"the {count} record digests given for dataset {sha256[:16]}… rebuild the Merkle root "
@@ -348,9 +357,9 @@ class Registry:
                 )
             self._x(
                 cur,
-                "INSERT INTO reg_datasets (sha256, ds_key, merkle_root, records, chunk_size, chunk_roots, source, "
+                "INSERT INTO reg_datasets (sha256, ds_key, merkle_root, records, chunk_size, chunk_tree, source, "
                 "indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (sha256, key, merkle_root, count, CHUNK, b"".join(roots), source, now),
+                (sha256, key, merkle_root, count, CHUNK, tree, source, now),
             )
         return True
 

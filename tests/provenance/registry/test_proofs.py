@@ -7,7 +7,15 @@ import hashlib
 import pytest
 
 from bastion.provenance.merkle import EMPTY_ROOT, MerkleTree, leaf_hash
-from bastion.provenance.registry.proofs import CHUNK, build_proof, check_proof, chunk_roots, root_over_chunks
+from bastion.provenance.registry.proofs import (
+    CHUNK,
+    build_proof,
+    build_proof_from_tree,
+    check_proof,
+    chunk_roots,
+    root_over_chunks,
+    tree_blob,
+)
 
 
 def _digests(n: int) -> list[bytes]:
@@ -25,6 +33,8 @@ def test_chunked_proofs_equal_whole_tree_proofs(chunk: int) -> None:
         for i, d in enumerate(digests):
             p = build_proof(d, i, n, chunks[i // chunk][1], roots, chunk)
             assert list(p.path) == tree.proof(i) and p.root == tree.root, (n, chunk, i)
+            # What the registry serves: the upper path read from the stored levels, no hashing.
+            assert build_proof_from_tree(d, i, n, chunks[i // chunk][1], tree_blob(roots), chunk) == p
             assert p.verify() and check_proof(p.as_dict(), d.hex())
 
 
