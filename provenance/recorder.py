@@ -1420,6 +1420,7 @@ class RunRecorder:
         write_statement(build_statement(outputs, predicate.to_json()), self._statement_path)
         if self._signing_config is not None:
             self._sign(out)
+        self._register(out)
         return self._statement_path
 
     def copy_record(self, directory: str | Path) -> Path:
@@ -1440,6 +1441,7 @@ class RunRecorder:
         statement = write_statement(build_statement(digest, own.to_json()), record / STATEMENT_NAME)
         if self._signing_config is not None:
             self._sign(path)
+        self._register(path)
         return statement
 
     def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:

@@ -181,3 +181,24 @@ def test_a_record_sealed_again_replaces_the_old_one(
         assert art["kind"] == "run"  # the run's own directory, which now holds the merged folder
         assert reg.rows("SELECT COUNT(*) FROM reg_artifacts")[0][0] == 1
         assert ("merged/model.safetensors",) in [tuple(r) for r in reg.rows("SELECT name FROM reg_files")]
+
+
+def test_a_merge_recorded_after_training_is_registered_too(
+    tmp_path: Path, keys: KeyPair, registry_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``axolotl merge-lora`` does (reopen, add_entry, copy_record, seal), with $BASTION_REGISTER set."""
+    monkeypatch.setenv("BASTION_REGISTER", registry_db)
+    monkeypatch.setenv("BASTION_REGISTER_KEY", str(keys.public_key))
+    train = _jsonl(tmp_path / "data" / "train.jsonl", _records("t", 4))
+    rec, out = _train(tmp_path, keys, [DatasetInput(train, "train")])
+    merged = out / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"merged weights")
+    again = RunRecorder.reopen(out, signing={"backend": "key", "private_key": str(keys.private_key)})
+    again.add_entry("merge", {"path": "merged"}, details={"path": "merged", "method": "test"})
+    again.copy_record(merged)
+    again.seal()
+    with open_registry(registry_db) as reg:
+        arts = {(a["kind"], a["path"], a["verified"]) for a in lineage.list_artifacts(reg)}
+        assert arts == {("run", str(out.absolute()), True), ("merge", str(merged.absolute()), True)}
+        assert all(a["run_id"] == rec.run_id for a in lineage.list_artifacts(reg))
