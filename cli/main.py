@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("bastion.cli.scan:scan", "Scan a dataset offline against a policy (pre-flight check)."),
     "gateway": ("bastion.cli.gateway_state:gateway", "Run the egress gateway in front of fine-tune APIs."),
     "llamafactory": ("bastion.cli.llamafactory:llamafactory", "Run LLaMA-Factory with provenance."),
+    "registry": ("bastion.cli.registry:registry", "Index verified run records for lineage queries."),
+    "lineage": ("bastion.cli.registry:lineage", "Lineage of datasets, models and records across indexed runs."),
 }
 
 

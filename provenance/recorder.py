@@ -86,6 +86,10 @@ LEDGER_NAME = "ledger.jsonl"
 STATEMENT_NAME = "statement.json"
 PREVIOUS_DIR = "previous"
 """Folder inside ``bastion/`` that keeps the records of earlier runs found in the same output directory."""
+REGISTER_ENV = "BASTION_REGISTER"
+"""Run registry (SQLite path or ``postgresql://`` URL) every finished record is indexed in, for every integration."""
+REGISTER_KEY_ENV = "BASTION_REGISTER_KEY"
+"""Public key (PEM) the finalize hook verifies the record against before indexing it as verified."""
 FsyncMode = Literal["always", "interval", "never"]
 _MAX_SAFE_INT = 2**53
 
@@ -363,6 +367,7 @@ class RunRecorder:
         run_id: str | None = None,
         clock: Callable[[], datetime] | None = None,
         near_duplicates: NearDupConfig | Mapping[str, Any] | None = None,
+        registry: str | None = None,
     ) -> None:
         if isinstance(datasets, (str, Path)):
             datasets = [datasets]
@@ -384,6 +389,8 @@ class RunRecorder:
         self._near_config: NearDupConfig | None = None
 
         self.run_id = run_id or str(uuid.uuid4())
+        self.registry = registry or os.environ.get(REGISTER_ENV, "").strip() or None
+        """Run registry the finished record is indexed in (``registry=`` or ``$BASTION_REGISTER``; docs/registry.md)."""
         self.clock = clock
         """Where ``started_at``/``finished_at`` come from (default: the system clock, UTC)."""
         self._given_inputs: _Inputs | None = None
@@ -1273,7 +1280,30 @@ class RunRecorder:
                 except Exception as exc:
                     raise SigningError(f"signing {out} failed: {error_text(exc)}") from exc
                 self._signed = True
+            self._register(out)
             return path
+
+    def _register(self, directory: Path) -> None:
+        """Index the finished record in the configured run registry, with the record digests hashed here.
+
+        Never fails the run: the record is complete on disk, and a registry problem is logged
+        (``bastion registry add`` indexes the directory later).
+        """
+        if self.registry is None:
+            return
+        from bastion.provenance.registry.ingest import Trust, register_finalized
+
+        key = os.environ.get(REGISTER_KEY_ENV, "").strip()
+        trust = Trust(public_key=(Path(key),)) if key else None
+        try:
+            result = register_finalized(self.registry, directory, list(self._inputs.datasets), trust)
+        except Exception as exc:
+            logger.warning("bastion: %s was not added to the run registry: %s", directory, error_text(exc))
+            return
+        if result.status == "refused":
+            logger.warning(
+                "bastion: the run registry refused %s: %s", directory, "; ".join(result.problems) or "unknown reason"
+            )
 
     # ------------------------------------------------------------------ exports
 
@@ -1365,6 +1395,7 @@ class RunRecorder:
                     self._signing_config = self._resolve_signing()
                 self._sign(path)
                 signed = True
+            self._register(path)
             return RecordedExport(
                 kind=kind,
                 directory=path,
@@ -1443,6 +1474,7 @@ class RunRecorder:
         write_statement(build_statement(outputs, predicate.to_json()), self._statement_path)
         if self._signing_config is not None:
             self._sign(out)
+        self._register(out)
         return self._statement_path
 
     def copy_record(self, directory: str | Path) -> Path:
@@ -1463,6 +1495,7 @@ class RunRecorder:
         statement = write_statement(build_statement(digest, own.to_json()), record / STATEMENT_NAME)
         if self._signing_config is not None:
             self._sign(path)
+        self._register(path)
         return statement
 
     def _copy_ledger(self, record: Path, *, entries: int | None) -> Path:

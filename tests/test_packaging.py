@@ -172,7 +172,7 @@ def test_core_only_help_lists_every_extra_as_missing(core_bin: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_core_only_commands_work_without_any_extra(core_bin: Path, tmp_path: Path) -> None:
-    """keygen, sign, verify, inspect, ledger, hash, scan and policy need no extra; nor does --help."""
+    """keygen, sign, verify, inspect, ledger, hash, registry, lineage, scan and policy need no extra; nor --help."""
     make = "import sys; from bastion.provenance.signing.testing import make_run_dir; make_run_dir(sys.argv[1])"
     subprocess.run([core_bin / "python", "-c", make, "run"], check=True, capture_output=True, cwd=tmp_path)
     record = {"messages": [{"role": "user", "content": "I'm ana@example.es"}]}
@@ -190,6 +190,9 @@ def test_core_only_commands_work_without_any_extra(core_bin: Path, tmp_path: Pat
         (["gateway", "--help"], "Usage: bastion gateway "),
         (["demo", "--help"], "Usage: bastion demo "),
         (["llamafactory", "train", "--help"], "Usage: bastion llamafactory train "),
+        # The run registry on SQLite needs no extra either.
+        (["registry", "add", "run", "--db", "reg.sqlite3", "--key", "keys/signing.pub"], "ADDED "),
+        (["lineage", "dataset", "a" * 64, "--db", "reg.sqlite3"], "dataset " + "a" * 64 + ": used by 1 run(s)"),
         (["scan", "data.jsonl", "--policy", "pack:eu-gdpr", "--json"], "{"),
     ]
     for args, starts in steps:

@@ -1,59 +1,27 @@
-"""The thin layer between the portable store logic (store.py) and one database engine.
-
-Everything engine-specific is here: parameter style, column type names, how a write transaction
-starts, row locks, and how a driver error becomes an operator-readable :class:`StateError`. The SQL
-in store.py and schema.py is otherwise plain: ``INSERT ... ON CONFLICT (...) DO NOTHING`` and
-``COALESCE`` work the same on SQLite (>= 3.24) and PostgreSQL.
+"""The state store's dialects: the engine mechanics of :mod:`bastion.sqlstore.dialect`, and how a driver
+error becomes an operator-readable :class:`StateError`. The SQL in store.py and schema.py is otherwise
+plain: ``INSERT ... ON CONFLICT (...) DO NOTHING`` and ``COALESCE`` work the same on SQLite (>= 3.24)
+and PostgreSQL.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any, ClassVar
 
 from bastion.gateway.state.errors import StateError
+from bastion.sqlstore import dialect as base
 
 FIX = "fix permissions or set gateway.state_dir"
 
 
-class Dialect:
-    """Defaults are standard SQL with ``?`` placeholders; subclasses override what differs."""
-
-    name: ClassVar[str] = "sql"
-    blob: ClassVar[str] = "BLOB"
-    begin_write: ClassVar[str] = "BEGIN"
-    for_update: ClassVar[str] = " FOR UPDATE"
-    migration_lock: ClassVar[str | None] = None  # run first in the migration transaction (serialises migrators)
-    errors: ClassVar[tuple[type[Exception], ...]] = ()
-
-    binary_cursor: ClassVar[dict[str, bool]] = {}  # cursor() arguments for results in binary (bulk bytes)
-
-    def sql(self, query: str) -> str:
-        """``query`` (written with ``?`` placeholders) in the driver's parameter style."""
-        return query
-
-    def sql_binary(self, query: str) -> str:
-        """:meth:`sql` with the parameters sent in binary (bulk bytes: no escaping, half the size)."""
-        return self.sql(query)
+class Dialect(base.Dialect):
+    """The state store's wording of driver errors; the engine mechanics come from :mod:`bastion.sqlstore`."""
 
     def describe(self, exc: Exception, where: str) -> StateError:
         return StateError(f"state database {where} failed: {exc}", hint=FIX)
 
-    def lost_connection(self, exc: Exception, conn: Any) -> bool:
-        """``exc`` means ``conn`` was dead before the statement ran (safe to retry elsewhere)."""
-        return False
 
-
-class SQLiteDialect(Dialect):
-    name = "sqlite"
-    blob = "BLOB"
-    # IMMEDIATE takes the write lock at BEGIN: two processes racing for the same row serialise here
-    # (busy_timeout makes the second wait) instead of failing at COMMIT.
-    begin_write = "BEGIN IMMEDIATE"
-    for_update = ""  # the whole database is locked by BEGIN IMMEDIATE already
-    errors = (sqlite3.Error,)
-
+class SQLiteDialect(base.SQLiteBase, Dialect):
     def describe(self, exc: Exception, where: str) -> StateError:
         msg = str(exc)
         low = msg.lower()

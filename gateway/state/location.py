@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bastion.gateway.state.errors import StateError
+from bastion.sqlstore import POSTGRES_SCHEMES, is_postgres_url
 
 SQLITE_SCHEME = "sqlite:///"
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(location: object) -> bool:
-    return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
+__all__ = ["POSTGRES_SCHEMES", "SQLITE_SCHEME", "describe_location", "is_postgres_url", "sqlite_dir"]
 
 
 def sqlite_dir(location: Path | str) -> Path:

@@ -16,29 +16,30 @@ after ``pool_timeout_s``; the pool reconnects by itself once the server is back.
 
 from __future__ import annotations
 
-import contextlib
-import select
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from bastion.gateway.state.dbparts import DatabasePartStore
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateError
 from bastion.gateway.state.schema import LATEST, migrate
 from bastion.gateway.state.store import DEFAULT_IDEMPOTENCY_TTL_S, DEFAULT_LEASE_S, SQLStateStore
+from bastion.sqlstore.postgres import (
+    PoolConnections,
+    PostgresBase,
+    check_idle_connection,
+    safe_url,
+)
+from bastion.sqlstore.postgres import first_line as _first_line
 
 # pg_advisory_xact_lock key of schema migrations: the first 8 bytes of sha256("bastion gateway state schema")
 MIGRATION_LOCK_KEY = 0x3B1F_6D2A_94C0_5E71
 DEFAULT_POOL_SIZE = 10
 DEFAULT_POOL_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 10
-RECONNECT_TIMEOUT_S = 10.0
-TCP_USER_TIMEOUT_S = 30.0
 
 KEY_NEEDED = (
     "a postgresql:// state store needs a configured held-part key: set gateway.part_key_env to the name of "
@@ -50,43 +51,8 @@ KEY_HINT = (
 )
 
 
-def safe_url(url: str) -> str:
-    """``url`` without its password (and without query options), for messages and logs."""
-    try:
-        info = conninfo_to_dict(url)
-    except Exception:  # an unparsable URL: say so without echoing it
-        return "postgresql://<unparsable url>"
-    user = f"{info['user']}@" if info.get("user") else ""
-    host = str(info.get("host") or "localhost")
-    port = f":{info['port']}" if info.get("port") else ""
-    db = str(info.get("dbname") or "")
-    return f"postgresql://{user}{host}{port}/{db}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split("\n")[:1]).strip()
-    return text or type(exc).__name__
-
-
-class PostgresDialect(Dialect):
-    name = "postgresql"
-    blob = "BYTEA"
-    # READ COMMITTED; the rows two replicas race for are locked with FOR UPDATE or decided by ON CONFLICT
-    begin_write = "BEGIN"
-    for_update = " FOR UPDATE"
+class PostgresDialect(PostgresBase, Dialect):
     migration_lock = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
-    errors = (psycopg.Error,)
-
-    binary_cursor: ClassVar[dict[str, bool]] = {"binary": True}
-
-    def sql(self, query: str) -> str:
-        return query.replace("?", "%s")
-
-    def sql_binary(self, query: str) -> str:
-        return query.replace("?", "%b")
-
-    def lost_connection(self, exc: Exception, conn: Any) -> bool:
-        return isinstance(exc, psycopg.OperationalError) and bool(conn.closed or conn.broken)
 
     def describe(self, exc: Exception, where: str) -> StateError:
         if isinstance(exc, PoolTimeout):
@@ -107,77 +73,6 @@ class PostgresDialect(Dialect):
             f"state database {where} failed{code}: {_first_line(exc)}",
             hint="check the PostgreSQL server log; the gateway's user needs CREATE on the database's schema",
         )
-
-
-def check_idle_connection(conn: Any) -> None:
-    """Raise if a pooled connection is dead; costs a round trip only when the server said something.
-
-    An idle connection's socket has nothing to read unless the server ended it (a restart,
-    ``pg_terminate_backend``: an error message and EOF): then the pool's own check runs and fails, and
-    the pool replaces the connection instead of a request failing on it.
-    """
-    if conn.closed or conn.broken:
-        raise psycopg.OperationalError("the connection is closed")
-    poller = select.poll()  # not select(): a busy gateway's descriptors go past FD_SETSIZE
-    poller.register(conn.fileno(), select.POLLIN)
-    if poller.poll(0):
-        ConnectionPool.check_connection(conn)
-
-
-class PoolConnections:
-    """:class:`~bastion.gateway.state.db.Connections` from a psycopg pool (autocommit connections).
-
-    Connections the server dropped are replaced when taken from the pool (:func:`check_idle_connection`).
-    Held-part writers get their connections from a second pool of the same size, so slow uploads
-    cannot starve the store's short transactions.
-    """
-
-    def __init__(self, url: str, *, size: int, timeout_s: float, connect_timeout_s: int, application_name: str) -> None:
-        self.url = url
-        self.kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": connect_timeout_s,
-            "application_name": application_name,
-            # a server that vanished without closing the connection (a lost host) is noticed in seconds
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "tcp_user_timeout": int(TCP_USER_TIMEOUT_S * 1000),
-        }
-        self.pool: ConnectionPool[Any] = self._pool("bastion-state", 1, size, timeout_s)
-        self.writer_pool: ConnectionPool[Any] = self._pool("bastion-state-parts", 0, size, timeout_s)
-
-    def _pool(self, name: str, min_size: int, size: int, timeout_s: float) -> ConnectionPool[Any]:
-        pool: ConnectionPool[Any] = ConnectionPool(
-            self.url,
-            kwargs=self.kwargs,
-            min_size=min_size,
-            max_size=max(1, size),
-            timeout=timeout_s,
-            check=check_idle_connection,
-            reconnect_timeout=RECONNECT_TIMEOUT_S,
-            name=name,
-            open=False,
-        )
-        pool.open(wait=False)
-        return pool
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[Any]:
-        with self.pool.connection() as conn:
-            yield conn
-
-    def acquire(self) -> Any:
-        """A connection for one held-part writer, until :meth:`release` (a rolled-back one if it failed)."""
-        return self.writer_pool.getconn()
-
-    def release(self, conn: Any) -> None:
-        self.writer_pool.putconn(conn)
-
-    def close(self) -> None:
-        self.writer_pool.close()
-        self.pool.close()
 
 
 def open_postgres_store(
@@ -255,3 +150,13 @@ def migrate_postgres(url: str, *, connect_timeout_s: int = DEFAULT_CONNECT_TIMEO
     except psycopg.Error as exc:
         raise dialect.describe(exc, where) from None
     return before, LATEST
+
+
+__all__ = [
+    "PoolConnections",
+    "PostgresDialect",
+    "check_idle_connection",
+    "migrate_postgres",
+    "open_postgres_store",
+    "safe_url",
+]

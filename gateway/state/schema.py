@@ -10,7 +10,10 @@ from typing import Any
 
 from bastion.gateway.state.dialect import Dialect
 from bastion.gateway.state.errors import StateError
+from bastion.sqlstore.migrations import apply_migrations
+from bastion.sqlstore.migrations import schema_version as _schema_version
 
+SCHEMA_TABLE = "bastion_schema"
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -105,45 +108,17 @@ LATEST = MIGRATIONS[-1][0]
 def migrate(conn: Any, dialect: Dialect, where: str, now_ms: int) -> int:
     """Bring the schema to :data:`LATEST` (in one write transaction); returns the version found before.
 
-    Safe to run from several processes at once: the first takes the dialect's migration lock (SQLite:
-    the write lock of BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock) and the others
-    wait for it, then find the schema current and change nothing.
+    Safe to run from several processes at once (see :func:`bastion.sqlstore.migrations.apply_migrations`).
     """
-    cur = conn.cursor()
-    cur.execute(dialect.begin_write)
-    try:
-        if dialect.migration_lock:
-            cur.execute(dialect.migration_lock)
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS bastion_schema (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied_at BIGINT NOT NULL)"
+
+    def too_new(current: int, latest: int) -> StateError:
+        return StateError(
+            f"state database {where} has schema version {current}, newer than this Bastion knows ({latest})",
+            hint="run the newer Bastion that wrote it, or point gateway.state_dir at another directory",
         )
-        cur.execute("SELECT MAX(version) FROM bastion_schema")
-        row = cur.fetchone()
-        current = int(row[0]) if row and row[0] is not None else 0
-        if current > LATEST:
-            raise StateError(
-                f"state database {where} has schema version {current}, newer than this Bastion knows ({LATEST})",
-                hint="run the newer Bastion that wrote it, or point gateway.state_dir at another directory",
-            )
-        for version, name, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            for stmt in statements:
-                cur.execute(stmt.format(blob=dialect.blob))
-            cur.execute(
-                dialect.sql("INSERT INTO bastion_schema (version, name, applied_at) VALUES (?, ?, ?)"),
-                (version, name, now_ms),
-            )
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
-    return current
+
+    return apply_migrations(conn, dialect, MIGRATIONS, table=SCHEMA_TABLE, now_ms=now_ms, too_new=too_new)
 
 
 def schema_version(conn: Any) -> int:
-    cur = conn.cursor()
-    cur.execute("SELECT MAX(version) FROM bastion_schema")
-    row = cur.fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    return _schema_version(conn, SCHEMA_TABLE)

@@ -50,7 +50,7 @@ EXTRAS: dict[str, Extra] = {
         Extra("gateway", "bastion gateway: the egress gateway", _GATEWAY),
         Extra("gateway-fast", "uvloop + httptools under bastion gateway", (*_GATEWAY, "uvloop", "httptools")),
         Extra("hub", "Parquet in HF Hub dataset uploads (hf_hub)", (*_GATEWAY, "pyarrow")),
-        Extra("postgres", "gateway state on PostgreSQL, shared by replicas", (*_GATEWAY, "psycopg", "psycopg_pool")),
+        Extra("postgres", "gateway state and run registry on PostgreSQL", (*_GATEWAY, "psycopg", "psycopg_pool")),
         Extra(
             "google",
             "gateway upstreams gcs (Cloud Storage) and vertex",
