@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
 from starlette.requests import Request
 
 from bastion.gateway.config import UpstreamConfig
 from bastion.gateway.errors import Refusal
 from bastion.gateway.inbound import check_opaque
-from bastion.gateway.presigned import TICKET, check_upload_url, gateway_url, new_ticket, same_origin, ticket_matches
+from bastion.gateway.presigned import (
+    TICKET,
+    check_upload_url,
+    gateway_url,
+    new_ticket,
+    same_origin,
+    send,
+    ticket_matches,
+)
 from bastion.gateway.proxy import Upstream
+from bastion.gateway.spec import BearerAuth
 from bastion.policies import load_policy
 from bastion.policies.engine import PolicyEngine
 
@@ -145,8 +157,68 @@ def test_tickets_have_no_digits_so_the_personal_data_scan_of_path_ids_never_trip
 
 
 def test_same_origin_fills_in_default_ports() -> None:
-    import httpx
-
     assert same_origin(httpx.URL("https://Hub.example:443/x"), "https://hub.example")
     assert not same_origin(httpx.URL("http://hub.example/x"), "https://hub.example")
     assert not same_origin(httpx.URL("https://hub.example:8443/x"), "https://hub.example")
+
+
+class _Audit:
+    def __init__(self, up: bool) -> None:
+        self.up, self.calls = up, 0
+
+    async def ensure_available(self) -> None:
+        self.calls += 1
+        if not self.up:
+            raise Refusal(503, "audit_unavailable", "the audit log is unavailable")
+
+
+def _send_env(handler: Any, *, audit_up: bool = True) -> tuple[Any, Any, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    up = Upstream(
+        "hf",
+        UpstreamConfig(base_url="https://hub.example", hosts={}),
+        jurisdiction="US",
+        transport=httpx.MockTransport(record),
+    )
+    return SimpleNamespace(audit=_Audit(audit_up)), SimpleNamespace(upstream=up, forwarded=False), seen
+
+
+def test_send_adds_no_credential_to_a_store_and_the_api_auth_only_on_the_api_origin() -> None:
+    gw, ex, seen = _send_env(lambda r: httpx.Response(200, headers={"etag": '"e1"'}, content=b"ok"))
+    auth = BearerAuth("hf_secret")
+    store = httpx.URL("https://store.example/o?X-Amz-Signature=s")
+    resp, body = asyncio.run(send(gw, ex, "PUT", store, content=b"data", api_auth=auth, what="the upload"))
+    assert resp.status_code == 200 and resp.headers["etag"] == '"e1"' and body == b"ok"
+    assert "authorization" not in seen[0].headers and seen[0].headers["content-length"] == "4"
+    assert ex.forwarded and gw.audit.calls == 1
+    asyncio.run(send(gw, ex, "POST", httpx.URL("https://hub.example/verify"), content=b"{}", api_auth=auth))
+    assert seen[1].headers["authorization"] == "Bearer hf_secret"
+    assert gw.audit.calls == 1  # already forwarded: the audit log was checked before the first byte left
+
+
+def test_send_sends_nothing_while_the_audit_log_is_down() -> None:
+    gw, ex, seen = _send_env(lambda r: httpx.Response(200), audit_up=False)
+    with pytest.raises(Refusal) as info:
+        asyncio.run(send(gw, ex, "PUT", httpx.URL("https://store.example/o"), content=b"data"))
+    assert info.value.kind == "audit_unavailable" and seen == [] and not ex.forwarded
+
+
+def test_send_reads_a_bounded_answer_and_names_transport_failures() -> None:
+    gw, ex, _ = _send_env(lambda r: httpx.Response(200, content=b"x" * 2048))
+    with pytest.raises(Refusal) as info:
+        asyncio.run(send(gw, ex, "PUT", httpx.URL("https://store.example/o"), content=b"d", max_answer=1024))
+    assert info.value.status == 502 and "larger than 1024 bytes" in info.value.client_message
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("no route", request=request)
+
+    gw, ex, _ = _send_env(refuse)
+    with pytest.raises(Refusal) as info:
+        asyncio.run(send(gw, ex, "PUT", httpx.URL("https://store.example/o?sig=s3cr3t"), content=b"d", what="the PUT"))
+    assert info.value.kind == "upload_store_unreachable" and "nothing was sent" in info.value.client_message
+    assert "s3cr3t" not in info.value.client_message
