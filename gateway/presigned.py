@@ -83,16 +83,21 @@ def gateway_url(request: Request, upstream: str, path: str, query: Sequence[tupl
     host[:port] is refused rather than reflected into a URL.
     """
     host = request.headers.get("host", "")
-    if _HOST.fullmatch(host) is None:
+    scheme = request.url.scheme if request.url.scheme in ("http", "https") else "https"
+    url = None
+    if _HOST.fullmatch(host) is not None:
+        try:
+            url = httpx.URL(f"{scheme}://{host}")
+        except httpx.InvalidURL:  # an IPv6 literal that is not one
+            url = None
+    if url is None or (url.port is not None and not 0 < url.port <= 65535):
         raise Refusal(
             400,
             "invalid_header",
             "the request's Host header is not a plain host[:port]; the gateway cannot hand out an upload URL",
             param="host",
         )
-    scheme = request.url.scheme if request.url.scheme in ("http", "https") else "https"
     root = request.scope.get("root_path", "").rstrip("/")
-    url = httpx.URL(f"{scheme}://{host}")
     return str(url.copy_with(path=f"{root}/{upstream}{path}", params=list(query) or None))
 
 

@@ -132,7 +132,10 @@ def test_gateway_url_uses_the_host_the_client_reached() -> None:
     assert gateway_url(_request(b"[::1]:8443", "/egress/"), "hf", "") == "https://[::1]:8443/egress/hf"
 
 
-@pytest.mark.parametrize("host", [b"", b"evil.example/x?", b"a@b", b"gw.example:8443 x", b"gw.example:port"])
+@pytest.mark.parametrize(
+    "host",
+    [b"", b"evil.example/x?", b"a@b", b"gw.example:8443 x", b"gw.example:port", b"gw:99999", b"gw:0", b"[:::::]"],
+)
 def test_gateway_url_refuses_a_host_header_that_is_not_a_plain_host(host: bytes) -> None:
     with pytest.raises(Refusal) as info:
         gateway_url(_request(host), "t", "/bastion/uploads/u1")
