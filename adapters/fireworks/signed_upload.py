@@ -7,15 +7,18 @@ call; it holds the flow itself:
 
 1. ``:getUploadEndpoint {"filenameToSize": {name: size}}`` (one file per dataset) is answered by the
    gateway with a URL of its own, ``…/datasets/{d}/bastion-upload/{upload_id}/{ticket}``; nothing goes
-   upstream. The ticket (random, stored only as a digest) is the PUT's credential, as a signed URL's
-   signature is: the SDK sends no API key there. It is valid one hour, like Fireworks' own URLs.
+   upstream. The ticket (:func:`bastion.gateway.presigned.new_ticket`, stored only as a digest) is the
+   PUT's credential, as a signed URL's signature is: the SDK sends no API key there (the route is a
+   capability route; the PUT stands for the client the ticket was issued to). It is valid one hour, like
+   Fireworks' own URLs.
 2. ``PUT`` to that URL: exactly the declared bytes, held in the gateway's encrypted part store.
 3. ``:validateUpload``: the held file is scanned (records checked, personal data redacted, blocked data
    refused: then nothing at all went upstream). Only then does the gateway ask Fireworks for a signed URL
    for the *rewritten* size, check that it points at the configured object store
    (``upstreams.<name>.hosts.signed_urls``, default ``https://storage.googleapis.com``), ``PUT`` the
-   rewritten bytes there itself (no Fireworks credential, the size pinned as the signature wants), and
-   forward ``:validateUpload``. The dataset is admitted when Fireworks accepts it.
+   rewritten bytes there itself (:mod:`bastion.gateway.presigned`: no Fireworks credential, the size
+   pinned as the signature wants), and forward ``:validateUpload``. The dataset is admitted when
+   Fireworks accepts it.
 
 A ``:validateUpload`` with nothing held by the gateway for that dataset passes through unchanged.
 """
@@ -23,7 +26,6 @@ A ``:validateUpload`` with nothing held by the gateway for that dataset passes t
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -31,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import httpx
 from starlette.responses import JSONResponse, Response
 
 from bastion.adapters.openai import steps
-from bastion.gateway import jsonbody
+from bastion.gateway import jsonbody, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.spec import compiled
@@ -43,10 +44,12 @@ from bastion.gateway.spool import Spool
 from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
+    import httpx
+
     from bastion.gateway.app import Exchange, Gateway
 
 UPLOAD_ID = r"fwds_[0-9a-f]{32}"
-TICKET = r"[0-9a-f]{32}"
+TICKET = presigned.TICKET
 FILENAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,122}\.jsonl"
 SIGNED_HOST = "signed_urls"  # upstreams.<name>.hosts key of the object store Fireworks' signed URLs point at
 DEFAULT_SIGNED_ORIGIN = "https://storage.googleapis.com"
@@ -57,10 +60,6 @@ MAX_RESPONSE = 4 * 1024 * 1024
 def held_id(ex: Exchange, ref: str) -> str:
     """The held upload of a dataset for this upstream and client (found again at ``:validateUpload``)."""
     return "fwds_" + hashlib.sha256(f"{ex.upstream_name}|{ex.fingerprint}|{ref}".encode()).hexdigest()[:32]
-
-
-def _ticket_digest(ticket: str) -> str:
-    return hashlib.sha256(ticket.encode()).hexdigest()
 
 
 def _bad(message: str, param: str = "filenameToSize") -> Refusal:
@@ -105,7 +104,7 @@ async def get_upload_endpoint(gw: Gateway, ex: Exchange) -> Response:
     if await anyio.to_thread.run_sync(gw.state.upload_get, upload_id) is not None:
         # a new call replaces the file registered by an earlier one, as at Fireworks
         await anyio.to_thread.run_sync(gw.state.upload_delete, upload_id)
-    ticket = secrets.token_hex(16)
+    ticket, ticket_sha256 = presigned.new_ticket()
     held = HeldUpload(
         upload_id=upload_id,
         upstream=ex.upstream_name,
@@ -116,7 +115,7 @@ async def get_upload_endpoint(gw: Gateway, ex: Exchange) -> Response:
         bytes=size,
         created_at=now,
         expires_at=now + TTL,
-        meta={"dataset": ref, "ticket_sha256": _ticket_digest(ticket)},
+        meta={"dataset": ref, "ticket_sha256": ticket_sha256},
     )
     await anyio.to_thread.run_sync(gw.state.upload_create, held)
     ex.audit.update(
@@ -127,9 +126,8 @@ async def get_upload_endpoint(gw: Gateway, ex: Exchange) -> Response:
     )
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "hold").inc()
     await gw.record(ex, "hold", event="upload_opened")
-    base = str(ex.request.base_url).rstrip("/")
-    url = f"{base}/{ex.upstream_name}{ex.path}".removesuffix(":getUploadEndpoint")
-    return JSONResponse({"filenameToSignedUrls": {name: f"{url}/bastion-upload/{upload_id}/{ticket}"}})
+    path = ex.path.removesuffix(":getUploadEndpoint") + f"/bastion-upload/{upload_id}/{ticket}"
+    return JSONResponse({"filenameToSignedUrls": {name: presigned.gateway_url(ex.request, ex.upstream_name, path)}})
 
 
 def _not_held() -> Refusal:
@@ -146,17 +144,21 @@ async def put_held(gw: Gateway, ex: Exchange) -> Response:
     from bastion.adapters.fireworks.spec import dataset_ref
 
     ticket = ex.ids["ticket"]
-    ex.ids = {**ex.ids, "ticket": "sha256:" + _ticket_digest(ticket)[:16]}  # the ticket is a credential
+    ex.ids = {**ex.ids, "ticket": "sha256:" + presigned.ticket_digest(ticket)[:16]}  # the ticket is a credential
     up = await anyio.to_thread.run_sync(gw.state.upload_get, ex.ids["upload_id"])
     ref = dataset_ref(ex.ids["account_id"], ex.ids["dataset_id"])
     if (
         up is None
         or up.upstream != ex.upstream_name
         or up.meta.get("dataset") != ref
-        or not hmac.compare_digest(str(up.meta.get("ticket_sha256")), _ticket_digest(ticket))
+        or not presigned.ticket_matches(ticket, up.meta.get("ticket_sha256"))
         or datetime.now(UTC) > up.expires_at
     ):
         raise _not_held()
+    ex.fingerprint = up.client  # the ticket was issued to this client (the PUT carries no credential)
+    allowed = gw.settings.allowed_clients
+    if allowed is not None and up.client not in allowed:
+        raise Refusal(401, "client_not_allowed", "this gateway no longer accepts the client that started this upload")
     ex.audit["upload_id"] = up.upload_id
     held_parts = await anyio.to_thread.run_sync(gw.state.upload_parts, up.upload_id)
     if up.state != "open" or held_parts:
@@ -264,9 +266,9 @@ async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload, ref: str) -> Resp
         await anyio.to_thread.run_sync(scan_all)
         facts = steps.scanned(gw, ex, sink, "upload")  # blocked data or residency: refused, nothing went upstream
         decision = await steps.admit(gw, ex, facts)
-        url, refused = await _signed_url(gw, ex, up.filename, out.size)
-        if refused is not None:
-            return refused
+        url = await _signed_url(gw, ex, up.filename, out.size)
+        if isinstance(url, Response):
+            return url  # Fireworks refused it: its (masked) answer
         await _put_signed(gw, ex, url, out, decision)
         reply = await gw.send(ex, content=b"{}", content_type="application/json")
         raw = await read_limited(reply.response, MAX_RESPONSE, "datasets.validate_upload")
@@ -284,7 +286,7 @@ async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload, ref: str) -> Resp
         out.discard()
 
 
-async def _signed_url(gw: Gateway, ex: Exchange, filename: str, size: int) -> tuple[str, Response | None]:
+async def _signed_url(gw: Gateway, ex: Exchange, filename: str, size: int) -> httpx.URL | Response:
     """Fireworks' signed URL for the rewritten file (its size signed in), checked against the allowed store."""
     path = ex.path.removesuffix(":validateUpload") + ":getUploadEndpoint"
     body = json.dumps({"filenameToSize": {filename: str(size)}}).encode()
@@ -294,53 +296,39 @@ async def _signed_url(gw: Gateway, ex: Exchange, filename: str, size: int) -> tu
     if not 200 <= status < 300:
         raw = await anyio.to_thread.run_sync(gw.mask, raw)
         await gw.record(ex, "block", event="upstream_response", status=status, stage="get_upload_endpoint")
-        return "", gw.buffered_response(status, raw, reply.response.headers)
+        return gw.buffered_response(status, raw, reply.response.headers)
     try:
         urls: Any = json.loads(raw).get("filenameToSignedUrls")
         url = urls[filename] if isinstance(urls, dict) else None
     except (ValueError, UnicodeDecodeError, AttributeError, KeyError):
         url = None
-    allowed = ex.upstream.hosts.get(SIGNED_HOST, DEFAULT_SIGNED_ORIGIN)
-    if not isinstance(url, str) or not _same_origin(url, allowed):
-        raise Refusal(
-            502,
-            "signed_url_not_allowed",
-            "Fireworks returned an upload URL that is not on the object store this gateway may send data to; "
-            "the dataset's bytes were not sent",
-            hint=f"the gateway operator can set upstreams.{ex.upstream_name}.hosts.{SIGNED_HOST} to the store's "
-            f"origin (default {DEFAULT_SIGNED_ORIGIN})",
-        )
-    return url, None
+    # only the configured store's origin (no host pattern): Fireworks' stores are not a documented set
+    return presigned.check_upload_url(
+        ex.upstream,
+        url,
+        what="datasets.get_upload_endpoint",
+        store_hosts=(),
+        hosts_key=SIGNED_HOST,
+        default_origin=DEFAULT_SIGNED_ORIGIN,
+        provider="Fireworks",
+    )
 
 
-def _same_origin(url: str, allowed: str) -> bool:
-    try:
-        a, b = httpx.URL(url), httpx.URL(allowed)
-    except httpx.InvalidURL:
-        return False
-    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port) and a.scheme in ("https", "http")
-
-
-async def _put_signed(gw: Gateway, ex: Exchange, url: str, out: Spool, decision: str) -> None:
+async def _put_signed(gw: Gateway, ex: Exchange, url: httpx.URL, out: Spool, decision: str) -> None:
     """PUT the rewritten bytes to the signed URL: no Fireworks credential, the size as the signature pins it."""
     n = out.size
-    headers = [
-        ("content-type", "application/octet-stream"),
-        ("x-goog-content-length-range", f"{n},{n}"),
-        ("content-length", str(n)),
-    ]
-    request = httpx.Request("PUT", url, headers=headers, content=out.aiter())
-    request.extensions["timeout"] = ex.upstream.timeout
-    status = 0
-    try:
-        response = await ex.upstream.transport.handle_async_request(request)
-        try:
-            await response.aread()
-            status = response.status_code
-        finally:
-            await response.aclose()
-    except httpx.HTTPError:
-        status = 0
+    headers = [("content-type", "application/octet-stream"), ("x-goog-content-length-range", f"{n},{n}")]
+    response, _ = await presigned.send(
+        gw,
+        ex,
+        "PUT",
+        url,
+        content=out.aiter(),
+        content_length=n,
+        headers=headers,
+        what="the upload of the dataset's file to the object store",
+    )
+    status = response.status_code
     await gw.record(ex, decision, event="signed_upload", status=status, bytes=n)
     if not 200 <= status < 300:
         raise Refusal(

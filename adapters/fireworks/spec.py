@@ -519,6 +519,7 @@ SPEC = ProviderSpec(
             step="datasets.held_upload",
             body="raw",
             default="always",
+            capability=True,  # the ticket in the URL is the credential: the SDK sends no key there
         ),
         RouteSpec(
             "GET",

@@ -2,7 +2,7 @@
 
 1. ``POST /datasets/{ns}/{repo}.git/info/lfs/objects/batch`` is answered by the gateway itself (nothing
    goes to the Hub): every object gets a ``basic`` upload action whose ``href`` is a gateway URL with a
-   one-object ticket (:mod:`bastion.gateway.presigned_lfs`). The client never learns an object-store URL.
+   one-object ticket (:mod:`bastion.gateway.presigned`). The client never learns an object-store URL.
 2. ``PUT`` of the bytes to that URL: they must hash to the announced oid and size; JSONL is scanned
    record by record (redaction rewrites it), Parquet row by row (allow or block). The admitted output is
    held encrypted in the state store's part store, bound to (upstream, client, repository, oid).
@@ -31,7 +31,7 @@ import httpx
 from bastion.adapters.hf_hub.data import PARQUET_MAGIC, parquet_not_rewritten, scan_parquet
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
-from bastion.gateway import presigned_lfs as presigned
+from bastion.gateway import presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink, decision_refusal
@@ -387,11 +387,12 @@ async def _upload(gw: Gateway, ex: Exchange, repo: str, revision: str, oid: str,
     if not isinstance(upload, dict):
         raise Refusal(502, "upstream_error", "the Hub's LFS batch answer has no upload action")
     header = upload.get("header") or {}
-    href = presigned.check_presigned(ex.upstream, upload.get("href"), "the LFS batch request")
+    href = _checked(ex, upload.get("href"))
     chunk = header.get("chunk_size") if isinstance(header, dict) else None
     if chunk is None:
-        resp, _ = await presigned.send_presigned(
-            ex.upstream,
+        resp, _ = await presigned.send(
+            gw,
+            ex,
             "PUT",
             href,
             content=spool.aiter(),
@@ -400,25 +401,25 @@ async def _upload(gw: Gateway, ex: Exchange, repo: str, revision: str, oid: str,
         )
         _ok(resp, "the upload to the Hub's LFS store")
     else:
-        await _multipart(ex, header, chunk, href, oid, size, spool)
+        await _multipart(gw, ex, header, chunk, href, oid, size, spool)
     verify = actions.get("verify")
     if isinstance(verify, dict):
-        url = presigned.check_presigned(ex.upstream, verify.get("href"), "the LFS batch request")
-        auth = ex.auth if presigned.same_origin(url, ex.upstream.config.base_url) else None
-        resp, _ = await presigned.send_presigned(
-            ex.upstream,
+        url = _checked(ex, verify.get("href"))
+        resp, _ = await presigned.send(
+            gw,
+            ex,
             "POST",
             url,
             content=json.dumps({"oid": oid, "size": size}).encode(),
             headers=[("content-type", LFS_MIME), ("accept", LFS_MIME)],
-            auth=auth,
+            api_auth=ex.auth,  # only on the Hub's own origin: a store URL is authorised by its signature
             what="the LFS verify call",
         )
         _ok(resp, "the LFS verify call")
 
 
 async def _multipart(
-    ex: Exchange, header: dict[str, Any], chunk: Any, href: httpx.URL, oid: str, size: int, spool: Spool
+    gw: Gateway, ex: Exchange, header: dict[str, Any], chunk: Any, href: httpx.URL, oid: str, size: int, spool: Spool
 ) -> None:
     try:
         chunk_size = int(chunk)
@@ -429,11 +430,12 @@ async def _multipart(
         raise Refusal(502, "upstream_error", "the Hub's multipart LFS upload action is malformed")
     parts = []
     for n, (number, url) in enumerate(urls):
-        target = presigned.check_presigned(ex.upstream, url, "the LFS batch request")
+        target = _checked(ex, url)
         offset = n * chunk_size
         length = min(chunk_size, size - offset)
-        resp, _ = await presigned.send_presigned(
-            ex.upstream,
+        resp, _ = await presigned.send(
+            gw,
+            ex,
             "PUT",
             target,
             content=spool.aiter_range(offset, length),
@@ -445,8 +447,9 @@ async def _multipart(
         if not etag:
             raise Refusal(502, "upstream_error", f"the LFS store answered part {number} without an ETag")
         parts.append({"partNumber": n + 1, "etag": etag})
-    resp, _ = await presigned.send_presigned(
-        ex.upstream,
+    resp, _ = await presigned.send(
+        gw,
+        ex,
         "POST",
         href,
         content=json.dumps({"oid": oid, "parts": parts}).encode(),
@@ -454,6 +457,13 @@ async def _multipart(
         what="the multipart completion call",
     )
     _ok(resp, "the multipart completion call")
+
+
+def _checked(ex: Exchange, url: object) -> httpx.URL:
+    """A URL of the Hub's batch answer: https, or plain http only to an origin the upstream's configuration names."""
+    return presigned.check_upload_url(
+        ex.upstream, url, what="the LFS batch request", store_hosts=None, hosts_key=None, provider="the Hub"
+    )
 
 
 def _ok(resp: httpx.Response, what: str) -> None:

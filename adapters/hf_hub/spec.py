@@ -47,8 +47,7 @@ from bastion.adapters.hf_hub.data import (
 )
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
-from bastion.gateway import jsonbody
-from bastion.gateway import presigned_lfs as presigned
+from bastion.gateway import jsonbody, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.scan import ScanSink, decision_refusal
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
@@ -409,7 +408,7 @@ SPEC = ProviderSpec(
         "kind": r"models|spaces|kernels",
         "lfs_kind": r"spaces|kernels",
         "object_id": r"hflfs_[0-9a-f]{32}",
-        "ticket": r"[A-Za-z0-9_-]{43}",
+        "ticket": presigned.TICKET,
     },
     routes=(
         RouteSpec("GET", "/api/whoami-v2", "whoami", default="on"),

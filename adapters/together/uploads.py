@@ -51,7 +51,7 @@ PURPOSE = "fine-tune"  # eval, batch-api and calibration files are not training 
 FILE_TYPE = "jsonl"  # csv and parquet cannot be scanned record by record
 HELD_PREFIX = "bastion-upload-"
 HELD_ID = re.compile(HELD_PREFIX + "[0-9a-f]{24}")
-SIG = r"[0-9a-f]{48}"
+SIG = presigned.TICKET
 UPLOAD_TTL = 3600
 MAX_RESPONSE = 4 * 1024 * 1024
 #: object stores Together hands out upload URLs on (its SDK says S3 part rules apply; the host itself is
@@ -161,7 +161,7 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
     filename = await anyio.to_thread.run_sync(steps.safe_filename, gw, client_name)
     now = datetime.now(UTC)
     await anyio.to_thread.run_sync(gw.state.expire, now)
-    secret, secret_digest = presigned.new_capability()
+    secret, secret_digest = presigned.new_ticket()
     up = HeldUpload(
         upload_id=HELD_PREFIX + secrets.token_hex(12),
         upstream=ex.upstream_name,
@@ -172,7 +172,7 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
         bytes=0,  # not known until the PUT
         created_at=now,
         expires_at=now + timedelta(seconds=UPLOAD_TTL),
-        meta={"capability_sha256": secret_digest, "checksum": fields.get("checksum")},
+        meta={"ticket_sha256": secret_digest, "checksum": fields.get("checksum")},
     )
     await anyio.to_thread.run_sync(gw.state.upload_create, up)
     ex.audit.update(
@@ -183,7 +183,7 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
     gw.metrics.requests.labels(ex.upstream_name, ex.route.name, "hold").inc()
     await gw.record(ex, "hold", event="upload_redirected_to_gateway")
     location = presigned.gateway_url(
-        ex.request, f"/{ex.upstream_name}/bastion/uploads/{up.upload_id}", [("sig", secret)]
+        ex.request, ex.upstream_name, f"/bastion/uploads/{up.upload_id}", [("sig", secret)]
     )
     return Response(
         b"",
@@ -206,10 +206,7 @@ async def upload_put(gw: Gateway, ex: Exchange) -> Response:
     upload_id = ex.ids["upload_id"]
     sig = ex.request.query_params.get("sig", "")
     up = await anyio.to_thread.run_sync(gw.state.upload_get, upload_id)
-    digest = up.meta.get("capability_sha256") if up is not None else None
-    if up is None or up.upstream != ex.upstream_name or not isinstance(digest, str):
-        raise _no_upload()
-    if not presigned.capability_ok(sig, digest):
+    if up is None or up.upstream != ex.upstream_name or not presigned.ticket_matches(sig, up.meta.get("ticket_sha256")):
         raise _no_upload()
     ex.fingerprint = up.client  # the capability stands for the client that asked for it
     allowed = gw.settings.allowed_clients
@@ -345,11 +342,20 @@ async def _send_held(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
         if status < 400:
             raise Refusal(502, "upstream_error", "Together answered the file creation without an upload URL and id")
         return gw.buffered_response(status, await anyio.to_thread.run_sync(gw.mask, raw), headers)
-    target = presigned.check_upload_url(ex, headers.get("location"), UPLOAD_HOSTS)
-    ex.audit.update(file_id=remote, upload_host=target.host)
-    store_status, _ = await presigned.put_bytes(
-        gw, ex, target, gw.state.parts.aiter(scanned.blob), scanned.size, what="the scanned file"
+    target = presigned.check_upload_url(
+        ex.upstream, headers.get("location"), what="the file creation", store_hosts=UPLOAD_HOSTS, provider="Together"
     )
+    ex.audit.update(file_id=remote, upload_host=target.host)
+    store, _ = await presigned.send(
+        gw,
+        ex,
+        "PUT",
+        target,
+        content=gw.state.parts.aiter(scanned.blob),
+        content_length=scanned.size,  # only Content-Length, as the SDK sends it: the URL may sign Content-Type
+        what="the upload of the scanned file to Together's object store",
+    )
+    store_status = store.status_code
     if not 200 <= store_status < 300:
         await gw.record(ex, decision, event="upstream_response", status=store_status, stage="object_store")
         raise Refusal(

@@ -6,6 +6,7 @@ grpc-gateway ``google.rpc.Status`` errors)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -497,7 +498,7 @@ def test_signed_url_flow_bad_inputs(fw_tls: TlsEnv, tls_client: Fireworks) -> No
         assert r.status_code == 400 and reason(r.json()) == "invalid_upload" and "12 bytes" in r.json()["message"]
         r = http.put(url, content=b"x" * 11)
         assert r.status_code == 400 and reason(r.json()) == "invalid_upload"
-        r = http.put(url[:-4] + "0000", content=b"{}")  # a wrong ticket
+        r = http.put(url[:-4] + ("aaaa" if not url.endswith("aaaa") else "bbbb"), content=b"{}")  # a wrong ticket
         assert r.status_code == 404 and reason(r.json()) == "upload_not_found"
         assert http.put(url, content=jsonl(chat("hi!"))[:12]).status_code == 200
         r = http.put(url, content=b"x" * 12)
@@ -506,6 +507,44 @@ def test_signed_url_flow_bad_inputs(fw_tls: TlsEnv, tls_client: Fireworks) -> No
     assert status == 400 and "record 1" in body["message"]  # the 12 bytes held are a cut JSON line
     assert env.sent_since(n) == [] and env.store.received[s:] == []
     assert url.rsplit("/", 1)[1] not in env.audit_text()  # the ticket is the PUT's credential: never logged
+
+
+def test_signed_url_flow_works_with_an_allow_list_of_clients(
+    tmp_path: Path, policy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shard helper PUTs without its key: the gateway URL's ticket stands for the client it was issued to."""
+    cert, key = _self_signed(tmp_path)
+    store = SignedStore()
+    with ServerThread(store.app()) as store_srv:
+        fake = FakeFireworks(store_url=store_srv.url)
+        with ServerThread(fake.app()) as up:
+            fingerprint = "sha256:" + hashlib.sha256(CLIENT_TOKEN.encode()).hexdigest()[:16]
+            upstream = {"base_url": up.url, "adapter": "fireworks", "jurisdiction": "US"}
+            cfg = config_from_mapping(
+                {
+                    "upstreams": {"fireworks": {**upstream, "hosts": {"signed_urls": store_srv.url}}},
+                    "gateway": {"state_dir": str(tmp_path / "state"), "allowed_clients": [fingerprint]},
+                }
+            )
+            gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
+            srv = ServerThread(gw.app, ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
+            try:
+                monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gw.pem"))
+                base = f"https://127.0.0.1:{srv.port}/fireworks"
+                c = Fireworks(api_key=CLIENT_TOKEN, account_id=ACCOUNT, base_url=base, max_retries=0)
+                c.datasets.create(dataset_id="allowed", dataset={"format": "CHAT"})
+                upload_dataset_shards(c, "allowed", str(_shard(tmp_path, jsonl(chat(f"mail {EMAIL}")))))
+                [put] = store.received
+                assert EMAIL.encode() not in put.body and "authorization" not in put.headers
+                env = FEnv(fake, store, gw, srv.url, tmp_path / "state")
+                held = [e["data"] for e in env.audit_entries() if e["data"]["route"] == "datasets.held_upload"]
+                assert held and all(e["client"] == fingerprint for e in held)  # the PUT stands for the client
+                other = Fireworks(api_key="fw_other", account_id=ACCOUNT, base_url=base, max_retries=0)
+                with pytest.raises(APIStatusError) as info:
+                    other.datasets.get_upload_endpoint("allowed", filename_to_size={"t.jsonl": "9"})
+                assert info.value.status_code == 401
+            finally:
+                srv.stop()
 
 
 def test_signed_url_to_a_store_the_gateway_may_not_use_is_refused(
@@ -520,7 +559,7 @@ def test_signed_url_to_a_store_the_gateway_may_not_use_is_refused(
     with pytest.raises(APIStatusError) as info:
         upload_dataset_shards(c, ds, str(_shard(tmp_path, jsonl(chat("fine")))))
     body = info.value.body
-    assert info.value.status_code == 502 and isinstance(body, dict) and reason(body) == "signed_url_not_allowed"
+    assert info.value.status_code == 502 and isinstance(body, dict) and reason(body) == "upload_host_not_allowed"
     assert "hosts.signed_urls" in body["message"] and env.store.received[s:] == []
 
 
