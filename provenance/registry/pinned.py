@@ -9,8 +9,10 @@ CAs are configured that day, and a key rotated out since still checks the runs i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +91,8 @@ class PinnedCheck:
 def _write_pems(folder: Path, name: str, items: list[dict[str, Any]]) -> list[Path]:
     paths = []
     for i, item in enumerate(items):
-        p = folder / f"{name}-{i}.pem"
+        fp = str(item.get("fingerprint") or "").removeprefix("sha256:")[:16]
+        p = folder / f"pinned-{name}-{i}-{fp}.pem"
         p.write_text(str(item["pem"]), encoding="ascii")
         paths.append(p)
     return paths
@@ -113,35 +116,60 @@ def _sigstore_config(material: dict[str, Any]) -> tuple[Path | None, str | None]
     return path, None
 
 
+@dataclass(frozen=True)
+class PinnedFiles:
+    """Pinned trust material written out as PEM files, in the form ``bastion verify`` takes it."""
+
+    public_keys: tuple[Path, ...]
+    certificate_chain: tuple[Path, ...]
+    tsa_certificate_chain: tuple[Path, ...]
+    identity: str | None
+    issuer: str | None
+    trust_config: Path | None
+    require_model_signature: bool
+
+
+@contextlib.contextmanager
+def pinned_files(material: dict[str, Any]) -> Iterator[PinnedFiles]:
+    """The material as files in a temporary folder (removed on exit); :class:`RegistryError` when a pinned
+    Sigstore trust root is no longer the pinned file."""
+    trust_config, problem = _sigstore_config(material)
+    if problem:
+        raise RegistryError(problem)
+    with tempfile.TemporaryDirectory(prefix="bastion-pinned-") as tmp:
+        folder = Path(tmp)
+        ca = [*(material.get("ca_roots") or []), *(material.get("ca_intermediates") or [])]
+        tsa = [*(material.get("tsa_roots") or []), *(material.get("tsa_intermediates") or [])]
+        yield PinnedFiles(
+            public_keys=tuple(_write_pems(folder, "key", material.get("public_keys") or [])),
+            certificate_chain=tuple(_write_pems(folder, "ca", ca)),
+            tsa_certificate_chain=tuple(_write_pems(folder, "tsa", tsa)),
+            identity=material.get("identity"),
+            issuer=material.get("issuer"),
+            trust_config=trust_config,
+            require_model_signature=bool(material.get("require_model_signature", True)),
+        )
+
+
 def check_record(path: Path, record_id: str, material: dict[str, Any], *, now: datetime | None = None) -> list[str]:
     """Problems found verifying the run directory ``path`` against ``material`` alone (empty: it verifies)."""
     from bastion.provenance.verify import verify
 
-    trust_config, problem = _sigstore_config(material)
-    if problem:
-        return [problem]
-    with tempfile.TemporaryDirectory(prefix="bastion-pinned-") as tmp:
-        folder = Path(tmp)
-        try:
+    try:
+        with pinned_files(material) as files:
             report = verify(
                 path,
-                public_key=_write_pems(folder, "key", material.get("public_keys") or []) or None,
-                certificate_chain=_write_pems(
-                    folder, "ca", [*(material.get("ca_roots") or []), *(material.get("ca_intermediates") or [])]
-                )
-                or None,
-                tsa_certificate_chain=_write_pems(
-                    folder, "tsa", [*(material.get("tsa_roots") or []), *(material.get("tsa_intermediates") or [])]
-                )
-                or None,
-                identity=material.get("identity"),
-                issuer=material.get("issuer"),
-                trust_config=trust_config,
-                require_model_signature=bool(material.get("require_model_signature", True)),
+                public_key=list(files.public_keys) or None,
+                certificate_chain=list(files.certificate_chain) or None,
+                tsa_certificate_chain=list(files.tsa_certificate_chain) or None,
+                identity=files.identity,
+                issuer=files.issuer,
+                trust_config=files.trust_config,
+                require_model_signature=files.require_model_signature,
                 now=now,
             )
-        except BastionError as exc:
-            return [f"the pinned trust material cannot be used: {exc.message}"]
+    except BastionError as exc:
+        return [f"the pinned trust material cannot be used: {exc.message}"]
     problems = report.lines()
     try:
         on_disk = hashlib.sha256((path / STATEMENT).read_bytes()).hexdigest()
@@ -184,4 +212,12 @@ def verify_pinned(registry: Registry, run_id: str | None, *, now: datetime | Non
     return checks
 
 
-__all__ = ["PinnedCheck", "check_record", "fingerprints", "pin_material", "verify_pinned"]
+__all__ = [
+    "PinnedCheck",
+    "PinnedFiles",
+    "check_record",
+    "fingerprints",
+    "pin_material",
+    "pinned_files",
+    "verify_pinned",
+]
