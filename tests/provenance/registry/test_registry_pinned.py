@@ -101,3 +101,33 @@ def test_records_without_a_pin_and_unknown_runs(
     assert code == 2 and "no indexed record of run run-zz" in err and out == ""
     code, _, err = run(capsys, "registry", "verify", "--db", db)
     assert code == 2 and "name one RUN_ID, or pass --all" in err
+
+
+def test_a_registry_from_before_pinning_is_migrated_and_pins_on_the_next_add(
+    capsys: pytest.CaptureFixture[str], key_a: KeyPair, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from bastion.provenance.registry.schema import MIGRATIONS, SCHEMA_TABLE
+    from bastion.provenance.registry.store import _SQLiteDialect
+    from bastion.sqlstore.migrations import apply_migrations
+
+    db = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(db, isolation_level=None)
+    apply_migrations(
+        conn, _SQLiteDialect(), MIGRATIONS[:1], table=SCHEMA_TABLE, now_ms=0, too_new=lambda f, latest: RuntimeError(),
+        formats={"without_rowid": " WITHOUT ROWID"},
+    )  # fmt: skip
+    conn.close()
+    a = _signed(tmp_path, "run-a", key_a)
+    with open_registry(str(db)) as reg:  # schema 1 -> 2 on the way in
+        assert reg.rows(f"SELECT MAX(version) FROM {SCHEMA_TABLE}")[0][0] == 2
+        add_paths(reg, [str(a)], Trust(public_key=(key_a.public_key,)))
+    with sqlite3.connect(db) as conn:  # as a record indexed by the older Bastion: no pin
+        conn.execute("DELETE FROM reg_trust")
+    code, out, _ = run(capsys, "registry", "verify", "run-a", "--db", str(db))
+    assert code == 1 and "no trust material is pinned" in out
+    code, out, _ = run(capsys, "registry", "add", str(a), "--db", str(db), "--key", str(key_a.public_key))
+    assert code == 0 and out.startswith("UNCHANGED")
+    code, out, _ = run(capsys, "registry", "verify", "run-a", "--db", str(db))
+    assert code == 0, out
