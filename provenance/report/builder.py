@@ -283,8 +283,13 @@ def _with_registry(lineage: dict[str, Any], registry: Mapping[str, Any] | None, 
                 target = f"model:{e['via']}" if f"model:{e['via']}" in ids else run
             else:
                 target = f"registry:{child}"
-            if target is not None:
+            if target is None:
+                continue
+            same = next((x for x in edges if x["from"] == pid and x["to"] == target), None)
+            if same is None:
                 edges.append({"from": pid, "to": target, "relation": f"produced ({e['relation']})"})
+            elif e["relation"] not in same["relation"]:  # one artifact as base model and tokenizer: one arrow
+                same["relation"] = same["relation"][:-1] + f", {e['relation']})"
     for d in registry.get("derived") or []:
         art, source = d["artifact"], d["from"]
         did = f"registry:{art['record_id']}"
@@ -297,9 +302,15 @@ def _with_registry(lineage: dict[str, Any], registry: Mapping[str, Any] | None, 
             level += 1
         nodes.append(_registry_node(art, 3 + level, str(d.get("relation") or "derived")))
         ids.add(did)
-        frm = out if source == record_id else f"registry:{source}"
+        relation = str(d.get("relation") or "derived")
+        own = f"output:{art.get('artifact_digest')}"
+        if source == record_id and own in ids:  # an export this record names, indexed with its own record
+            frm: str | None = own
+            relation = "indexed record"
+        else:
+            frm = out if source == record_id else f"registry:{source}"
         if frm is not None:
-            edges.append({"from": frm, "to": did, "relation": str(d.get("relation") or "derived")})
+            edges.append({"from": frm, "to": did, "relation": relation})
 
 
 def _redacted(value: Any, where: str, warnings: list[str]) -> Any:

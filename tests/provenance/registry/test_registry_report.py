@@ -63,18 +63,27 @@ def test_report_of_a_model_from_the_registry_uses_the_pinned_key_and_shows_linea
     assert merge_node["sha256"] == merged_digest
     edges = {(e["from"], e["to"]) for e in content["lineage"]["edges"]}
     assert (merge_node["id"], f"model:{merged_digest}") in edges
+    (arrow,) = [e for e in content["lineage"]["edges"] if e["from"] == merge_node["id"]]
+    assert arrow["relation"] == "produced (base_model, tokenizer)"  # merged1 is both: one arrow
     run_node = next(n for n in by_id.values() if n["kind"] == "indexed run")
     assert run_node["label"] == _run_id(r1) and (run_node["id"], merge_node["id"]) in edges
     assert run_node["column"] < merge_node["column"]
     assert reg["derived"] == []
     page = out_html.read_text()
-    assert "indexed merge" in page and _run_id(r1) in page
+    assert "indexed merge" in page and _run_id(r1) in page and "the run registry" in page
 
     # r1's report shows what was derived from it: its merge, and r2 trained on that.
     r1_digest = hash_directory(r1, exclude=("bastion",)).sha256
     code, out, _ = run(capsys, "report", "--model", r1_digest, "--db", registry_db, "--json", str(out_json))
     assert code == 0, out
-    derived = json.loads(out_json.read_text())["lineage"]["registry"]["derived"]
+    r1_content = json.loads(out_json.read_text())
+    derived = r1_content["lineage"]["registry"]["derived"]
+    # merged1's own record hangs off the merge output r1's record names; r2 off merged1.
+    edges = {(e["from"], e["relation"], e["to"]) for e in r1_content["lineage"]["edges"]}
+    merge_id = next(f"registry:{d['artifact']['record_id']}" for d in derived if d["artifact"]["kind"] == "merge")
+    r2_id = next(f"registry:{d['artifact']['record_id']}" for d in derived if d["artifact"]["kind"] == "run")
+    assert (f"output:{merged_digest}", "indexed record", merge_id) in edges
+    assert (merge_id, "base_model", r2_id) in edges
     assert {(d["artifact"]["run_id"], d["artifact"]["kind"]) for d in derived} == {
         (_run_id(r1), "merge"),
         (_run_id(r2), "run"),
