@@ -60,6 +60,13 @@ def registry() -> None:
 @click.option("--identity", help="Expected signer: Sigstore identity, or a certificate SAN/subject.")
 @click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
 @click.option("--trust-config", type=click.Path(dir_okay=False, path_type=Path), help="Sigstore ClientTrustConfig.")
+@click.option(
+    "--tsa-certificate-chain",
+    "tsa_chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The TSA's root CA (PEM): RFC 3161 timestamps must verify, and are pinned with the record.",
+)
 @click.option("--no-model-signature", is_flag=True, help="Do not require the OpenSSF model signature.")
 @click.option(
     "--flag-unverified",
@@ -83,6 +90,7 @@ def add(
     identity: str | None,
     issuer: str | None,
     trust_config: Path | None,
+    tsa_chain: tuple[Path, ...],
     no_model_signature: bool,
     flag_unverified: bool,
     data: tuple[str, ...],
@@ -93,7 +101,7 @@ def add(
     Every record is verified as `bastion verify` does (signature, statement, files, model signature,
     ledger) with the trust arguments given (--key / --certificate-chain / --identity + --issuer).
     A record that fails is refused (exit 1) unless --flag-unverified. Adding a record again changes
-    nothing.
+    nothing. The trust material that verified each record is pinned with it (`bastion registry verify`).
     """
     from bastion.provenance.registry import Trust, add_paths, index_data_files
 
@@ -104,6 +112,7 @@ def add(
         issuer=issuer,
         trust_config=trust_config,
         require_model_signature=not no_model_signature,
+        tsa_certificate_chain=tsa_chain,
     )
     if trust.empty:
         raise click.UsageError("give the trust to verify against: --key, --certificate-chain, or --identity/--issuer")
@@ -155,6 +164,36 @@ def add_data(paths: tuple[str, ...], db: str | None, as_json: bool) -> None:
         for d in results:
             click.echo(f"{d.status}: {d.path} ({_short(d.sha256)})" + "".join(f"; {p}" for p in d.problems))
     if any(d.status == "refused" for d in results):
+        sys.exit(1)
+
+
+@registry.command("verify")
+@click.argument("run_id", required=False)
+@click.option("--all", "everything", is_flag=True, help="Verify every indexed record.")
+@_db_option
+@_json_option
+def verify_command(run_id: str | None, everything: bool, db: str | None, as_json: bool) -> None:
+    """Verify the indexed records of RUN_ID (or --all) again, against the trust material pinned at indexing.
+
+    Only the pinned keys, CA chains and TSA roots count, not what is configured today; the run
+    directories must still hold what was signed. Exit 1 if any record fails.
+    """
+    from bastion.provenance.registry import verify_pinned
+
+    if (run_id is None) == (not everything):
+        raise click.UsageError("name one RUN_ID, or pass --all")
+    with _open(db) as reg:
+        checks = verify_pinned(reg, run_id)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        _echo_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            click.echo(f"{'OK  ' if c.ok else 'FAIL'} {c.run_id}  {c.kind:10} {c.path}")
+            for p in c.problems:
+                click.echo(f"  {p}")
+        click.echo(f"{len(checks) - len(failed)} of {len(checks)} record(s) verify against their pinned trust")
+    if failed:
         sys.exit(1)
 
 

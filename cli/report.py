@@ -42,7 +42,20 @@ def _write(path: Path, text: str, what: str) -> None:
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--model",
+    "model_digest",
+    metavar="DIGEST",
+    help="Report on the indexed run that produced this artifact (manifest digest, statement or file SHA-256), "
+    "from the run registry, verified against the trust pinned when it was indexed.",
+)
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    help="Run registry for --model: a SQLite file or postgresql:// URL (default: $BASTION_REGISTRY, else "
+    "~/.local/share/bastion/registry.sqlite3).",
+)
 @click.option("--out", "html_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML page here.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report as JSON.")
 @click.option(
@@ -69,10 +82,19 @@ def _write(path: Path, text: str, what: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Sigstore ClientTrustConfig JSON (private Sigstore instance, or the public one for offline use).",
 )
+@click.option(
+    "--tsa-certificate-chain",
+    "tsa_chain",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The TSA's root CA (PEM): RFC 3161 timestamps must verify and prove the signing time.",
+)
 @click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), help="Deploy policy YAML to check too.")
 @click.option("--no-model-signature", is_flag=True, help="Do not require the OpenSSF model signature.")
 def report(
-    run_dir: Path,
+    run_dir: Path | None,
+    model_digest: str | None,
+    db: str | None,
     html_out: Path | None,
     json_out: Path | None,
     bom_out: Path | None,
@@ -81,6 +103,7 @@ def report(
     identity: str | None,
     issuer: str | None,
     trust_config: Path | None,
+    tsa_chain: tuple[Path, ...],
     policy: Path | None,
     no_model_signature: bool,
 ) -> None:
@@ -92,7 +115,15 @@ def report(
     and an EU AI Act Art. 10 / Art. 12 / Annex IV evidence map), the same content as JSON, and/or a
     CycloneDX ML-BOM of the model. Exit 0 when the run verifies, 1 when it does not (the files are
     still written and show the failed checks), 2 for bad arguments.
+
+    With --model DIGEST instead of RUN_DIR, the run is found in the registry (--db); without trust
+    options it is verified against the trust material pinned when it was indexed, and the lineage
+    graph shows its parents and derived artifacts from the registry.
     """
+    if (run_dir is None) == (model_digest is None):
+        raise click.UsageError("name the run once: RUN_DIR, or --model DIGEST (with --db)")
+    if db is not None and model_digest is None:
+        raise click.UsageError("--db only applies with --model DIGEST")
     if html_out is None and json_out is None and bom_out is None:
         raise click.UsageError("nothing to write: give --out report.html, --json report.json and/or --mlbom bom.json")
     trust = TrustArgs(
@@ -103,8 +134,17 @@ def report(
         trust_config=trust_config,
         policy=policy,
         require_model_signature=not no_model_signature,
+        tsa_certificate_chain=tsa_chain,
     )
-    evidence = evidence_from_run_dir(run_dir, trust)
+    if model_digest is not None:
+        from bastion.provenance.registry import open_registry
+        from bastion.provenance.report.registry import evidence_from_registry
+
+        with open_registry(db) as reg:
+            evidence = evidence_from_registry(reg, model_digest, trust)
+    else:
+        assert run_dir is not None
+        evidence = evidence_from_run_dir(run_dir, trust)
     content = build_report(evidence)
     outputs: list[tuple[Path, str, str]] = []
     if html_out is not None:

@@ -44,6 +44,11 @@ from bastion.provenance.verify import verify as verify_artifact
 )
 @click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), help="Deploy policy YAML.")
 @click.option(
+    "--registry",
+    metavar="PATH|URL",
+    help="Run registry (SQLite file or postgresql:// URL) for the policy's lineage_contamination rule.",
+)
+@click.option(
     "--no-model-signature",
     is_flag=True,
     help="Do not require the OpenSSF model signature (bastion/model.sig).",
@@ -58,6 +63,7 @@ def verify(
     issuer: str | None,
     trust_config: Path | None,
     policy: Path | None,
+    registry: str | None,
     no_model_signature: bool,
     as_json: bool,
 ) -> None:
@@ -76,7 +82,10 @@ def verify(
       train_eval_overlap: none
       near_duplicates: {max_share: 0.01, max_threshold: 0.8}
       max_age: 30d
+      lineage_contamination: none   (checked in the run registry given with --registry)
     """
+    if registry is not None and policy is None:
+        raise click.UsageError("--registry is read by a deploy policy's lineage_contamination rule: give --policy")
     report = verify_artifact(
         artifact_dir,
         public_key=list(public_keys) or None,
@@ -87,6 +96,7 @@ def verify(
         tsa_certificate_chain=list(tsa_chain) or None,
         policy=policy,
         require_model_signature=not no_model_signature,
+        registry=registry,
     )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))

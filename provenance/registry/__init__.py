@@ -22,6 +22,7 @@ from bastion.provenance.registry.ingest import (
     index_data_files,
     register_finalized,
 )
+from bastion.provenance.registry.pinned import PinnedCheck, verify_pinned
 from bastion.provenance.registry.proofs import RecordProof, check_proof
 from bastion.provenance.registry.store import (
     ENV_LOCATION,
@@ -35,6 +36,7 @@ __all__ = [
     "ENV_LOCATION",
     "AddResult",
     "DataResult",
+    "PinnedCheck",
     "RecordProof",
     "Registry",
     "RegistryError",
@@ -47,4 +49,5 @@ __all__ = [
     "lineage",
     "open_registry",
     "register_finalized",
+    "verify_pinned",
 ]

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bastion.provenance.datasets import DatasetDigest, hash_dataset
 from bastion.provenance.inputs import Carve, carved_side
 from bastion.provenance.ledger import read_entries
 from bastion.provenance.predicate import DatasetRecord, PredicateError, RunPredicate
+from bastion.provenance.registry.pinned import pin_material
 from bastion.provenance.registry.store import ArtifactEntry, DatasetUse, Link, Registry, RegistryError
 from bastion.provenance.statement import RECORD_DIR
 
@@ -44,6 +45,7 @@ class Trust:
     issuer: str | None = None
     trust_config: Path | None = None
     require_model_signature: bool = True
+    tsa_certificate_chain: tuple[Path, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -300,6 +302,7 @@ def add_record(registry: Registry, root: Path, trust: Trust, *, flag_unverified:
             issuer=trust.issuer,
             trust_config=trust.trust_config,
             require_model_signature=trust.require_model_signature,
+            tsa_certificate_chain=list(trust.tsa_certificate_chain) or None,
         )
     except BastionError as exc:  # unusable trust arguments: the same for every record
         raise RegistryError(f"cannot verify {shown}: {exc.message}", hint=exc.hint) from None
@@ -311,6 +314,8 @@ def add_record(registry: Registry, root: Path, trust: Trust, *, flag_unverified:
     try:
         statement_bytes = (root / STATEMENT).read_bytes()
         entry = build_entry(root, report.statement, statement_bytes, report)
+        if report.ok:
+            entry = replace(entry, trust=pin_material(report, require_model_signature=trust.require_model_signature))
     except (PredicateError, InputError) as exc:
         return AddResult(shown, "refused", problems=[*problems, exc.message])
     except (OSError, KeyError, TypeError) as exc:

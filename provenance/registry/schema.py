@@ -12,6 +12,9 @@
 ``reg_dataset_refs`` every dataset digest an indexed record names (to list those whose records are not indexed)
 ``reg_chunks``     those record digests, in file order, ``CHUNK`` per row (inclusion proofs read one chunk)
 ``reg_records``    record digest prefix (first 8 bytes as a signed 64-bit integer) -> (dataset, position)
+``reg_trust``      the trust material that verified each record when it was indexed (PEM public keys, CA and
+                   TSA certificates with their fingerprints, the expected identity): ``bastion registry
+                   verify`` checks the record again against exactly this, not what is configured later
 """
 
 from __future__ import annotations
@@ -106,6 +109,17 @@ MIGRATIONS: list[Migration] = [
                 pos BIGINT NOT NULL,
                 PRIMARY KEY (prefix, ds_key, pos)
             ){without_rowid}""",
+        ],
+    ),
+    (
+        2,
+        "trust material pinned per record",
+        [
+            """CREATE TABLE reg_trust (
+                record_id TEXT PRIMARY KEY,
+                material TEXT NOT NULL,
+                pinned_at BIGINT NOT NULL
+            )""",
         ],
     ),
 ]

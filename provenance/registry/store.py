@@ -153,6 +153,8 @@ class ArtifactEntry:
     files: tuple[tuple[str, str], ...] = ()
     links: tuple[Link, ...] = ()
     uses: tuple[DatasetUse, ...] = field(default_factory=tuple)
+    trust: dict[str, Any] | None = None
+    """The trust material that verified the record (pinned; ``None`` for a record indexed unverified)."""
 
 
 def ds_key(sha256: str) -> int:
@@ -226,6 +228,12 @@ class Registry:
             ).fetchone()
             failures = json.dumps(list(entry.failures))
             if found is not None and bool(found[0]) == entry.verified and found[1] == failures:
+                # A record indexed before trust was pinned (schema 1) gets its material now.
+                if (
+                    entry.trust is not None
+                    and not self._x(cur, "SELECT 1 FROM reg_trust WHERE record_id = ?", (entry.record_id,)).fetchone()
+                ):
+                    self._pin(cur, entry.record_id, entry.trust, now)
                 return "unchanged"
             # The directory's earlier record of the same run (re-sealed since, e.g. after a merge) is replaced:
             # the registry describes each directory as its current, verified record says.
@@ -235,7 +243,7 @@ class Registry:
                 (entry.path, entry.run_id, entry.kind, entry.record_id),
             ).fetchall()
             for record_id in [entry.record_id, *(r[0] for r in stale)]:
-                for table in ("reg_artifacts", "reg_files", "reg_links", "reg_uses"):
+                for table in ("reg_artifacts", "reg_files", "reg_links", "reg_uses", "reg_trust"):
                     self._x(cur, f"DELETE FROM {table} WHERE record_id = ?", (record_id,))
             self._x(
                 cur,
@@ -288,6 +296,8 @@ class Registry:
                     for i, u in enumerate(entry.uses)
                 ],
             )  # fmt: skip
+            if entry.trust is not None:
+                self._pin(cur, entry.record_id, entry.trust, now)
             for u in entry.uses:
                 self._x(
                     cur,
@@ -296,6 +306,21 @@ class Registry:
                     (u.sha256, u.name, u.records),
                 )
         return "added" if found is None and not stale else "updated"
+
+    def _pin(self, cur: Any, record_id: str, material: dict[str, Any], now: int) -> None:
+        self._x(
+            cur,
+            "INSERT INTO reg_trust (record_id, material, pinned_at) VALUES (?, ?, ?)",
+            (record_id, json.dumps(material, sort_keys=True), now),
+        )
+
+    def pinned_trust(self, record_id: str) -> dict[str, Any] | None:
+        """The trust material pinned for ``record_id`` at indexing, or ``None`` when none was."""
+        rows = self.rows("SELECT material FROM reg_trust WHERE record_id = ?", (record_id,))
+        if not rows:
+            return None
+        material: dict[str, Any] = json.loads(rows[0][0])
+        return material
 
     # ------------------------------------------------------------------ record digests
 

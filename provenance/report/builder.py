@@ -239,6 +239,80 @@ def _lineage(
     return {"nodes": nodes, "edges": edges}
 
 
+def _registry_node(art: Mapping[str, Any], column: int, relation: str) -> dict[str, Any]:
+    flag = "" if art.get("verified") else ", UNVERIFIED"
+    return {
+        "id": f"registry:{art['record_id']}",
+        "kind": f"indexed {art['kind']}",
+        "label": str(art["run_id"]),
+        "sha256": art.get("artifact_digest"),
+        "column": column,
+        "detail": f"{relation}{flag}",
+    }
+
+
+def _with_registry(lineage: dict[str, Any], registry: Mapping[str, Any] | None, record_id: str | None) -> None:
+    """Add the registry's parents (left) and derived artifacts (right) of this record to the graph.
+
+    A parent links to the node of the input it produced (the base model, a merge input) when the record
+    names it, else to the run; derived artifacts hang off this record's outputs.
+    """
+    lineage["registry"] = None if registry is None else dict(registry)
+    if registry is None or record_id is None:
+        return
+    nodes, edges = lineage["nodes"], lineage["edges"]
+    ids = {n["id"] for n in nodes}
+    run = next((n["id"] for n in nodes if n["kind"] == "run"), None)
+    out = next((n["id"] for n in nodes if n["column"] == 3), run)
+    arts = {a["record_id"]: a for a in registry.get("ancestors") or []}
+    depth = {record_id: 0}
+    todo = [record_id]
+    while todo:  # breadth first: a parent sits one column left of the nearest child
+        child = todo.pop(0)
+        for e in registry.get("edges") or []:
+            if e["child"] != child or e["parent"] not in arts:
+                continue
+            parent = arts[e["parent"]]
+            pid = f"registry:{parent['record_id']}"
+            if pid not in ids:
+                depth[parent["record_id"]] = depth[child] + 1
+                nodes.append(_registry_node(parent, 1 - depth[parent["record_id"]], e["relation"]))
+                ids.add(pid)
+                todo.append(parent["record_id"])
+            if child == record_id:
+                target = f"model:{e['via']}" if f"model:{e['via']}" in ids else run
+            else:
+                target = f"registry:{child}"
+            if target is None:
+                continue
+            same = next((x for x in edges if x["from"] == pid and x["to"] == target), None)
+            if same is None:
+                edges.append({"from": pid, "to": target, "relation": f"produced ({e['relation']})"})
+            elif e["relation"] not in same["relation"]:  # one artifact as base model and tokenizer: one arrow
+                same["relation"] = same["relation"][:-1] + f", {e['relation']})"
+    for d in registry.get("derived") or []:
+        art, source = d["artifact"], d["from"]
+        did = f"registry:{art['record_id']}"
+        if did in ids:
+            continue
+        level = 1
+        s = source
+        while s != record_id and s is not None:
+            s = next((x["from"] for x in registry.get("derived") or [] if x["artifact"]["record_id"] == s), None)
+            level += 1
+        nodes.append(_registry_node(art, 3 + level, str(d.get("relation") or "derived")))
+        ids.add(did)
+        relation = str(d.get("relation") or "derived")
+        own = f"output:{art.get('artifact_digest')}"
+        if source == record_id and own in ids:  # an export this record names, indexed with its own record
+            frm: str | None = own
+            relation = "indexed record"
+        else:
+            frm = out if source == record_id else f"registry:{source}"
+        if frm is not None:
+            edges.append({"from": frm, "to": did, "relation": relation})
+
+
 def _redacted(value: Any, where: str, warnings: list[str]) -> Any:
     red = redact_secrets(value)
     if red.value == value:  # nothing new (values the record already withheld stay "[REDACTED]")
@@ -345,6 +419,8 @@ def build_report(evidence: RunEvidence, *, generated_at: datetime | None = None)
         "warnings": {"record": record_warnings, "ledger": ledger_warnings, "report": report_warnings},
         "lineage": _lineage(pred, outputs, ledger, evidence.ledger.entries),
     }
+    record_id = (evidence.registry_lineage or {}).get("record_id")
+    _with_registry(report["lineage"], evidence.registry_lineage, record_id)
     report["compliance"] = compliance_rows(report)
     return report
 

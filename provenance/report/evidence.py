@@ -2,8 +2,9 @@
 
 :class:`RunEvidence` is the report builder's only input. :func:`evidence_from_run_dir` reads it from a
 training output directory (its ``bastion/`` record) and runs the real verifier over the directory; a
-registry entry (``bastion report --model DIGEST``, issue #14 parts 1-2) will produce the same object
-from the indexed predicate, its pinned trust material and the ledger kept with it.
+registry entry (``bastion report --model DIGEST``) produces the same object from the indexed run's
+directory, verified against the trust pinned at indexing, plus its lineage across runs
+(:mod:`bastion.provenance.report.registry`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class TrustArgs:
     trust_config: Path | None = None
     policy: Path | None = None
     require_model_signature: bool = True
+    tsa_certificate_chain: tuple[Path, ...] = ()
+    pinned: bool = False
+    """The material is what the registry pinned when the run was indexed (``bastion report --model``)."""
 
     def describe(self) -> dict[str, Any]:
         """What was trusted, by file name (never file contents), for the report."""
@@ -45,6 +49,8 @@ class TrustArgs:
             "trust_config": None if self.trust_config is None else self.trust_config.name,
             "policy": None if self.policy is None else self.policy.name,
             "require_model_signature": self.require_model_signature,
+            "tsa_certificate_chain": [p.name for p in self.tsa_certificate_chain],
+            "pinned_by_registry": self.pinned,
         }
 
     @property
@@ -77,6 +83,8 @@ class RunEvidence:
     trust: TrustArgs
     signature_files: Mapping[str, bool] = field(default_factory=dict)
     verified_at: datetime | None = None
+    registry_lineage: Mapping[str, Any] | None = None
+    """Parents and derived artifacts across runs, from the registry (``ancestors``, ``edges``, ``derived``)."""
 
 
 def read_ledger(root: Path, pred: RunPredicate | None) -> LedgerEvidence:
@@ -131,6 +139,7 @@ def evidence_from_run_dir(run_dir: Path, trust: TrustArgs, *, now: datetime | No
         trust_config=trust.trust_config,
         policy=trust.policy,
         require_model_signature=trust.require_model_signature,
+        tsa_certificate_chain=list(trust.tsa_certificate_chain) or None,
         now=now,
     )
     # The verifier's statement is the signed payload when the signature holds (an edited statement.json

@@ -336,7 +336,13 @@ def _lineage(r: Mapping[str, Any]) -> str:
         for e in lin["edges"]
     )
     return (
-        "<p class=muted>What this record itself says; links across runs come from the registry.</p>"
+        (
+            "<p class=muted>What this record itself says, and (boxes marked <em>indexed</em>) the parents and "
+            f"derived artifacts the run registry {esc(lin['registry']['registry'])} holds.</p>"
+            if lin.get("registry")
+            else "<p class=muted>What this record itself says; links across runs come from the registry "
+            "(<code>bastion report --model DIGEST</code>).</p>"
+        )
         + graph
         + _table(["from", "relation", "to", "from sha256", "to sha256"], rows)
     )

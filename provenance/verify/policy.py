@@ -17,6 +17,8 @@ near_duplicates:                      # the run's MinHash/LSH near-duplicate che
   max_share: 0.01                     # at most 1% of eval records may have a near-duplicate in train
   max_threshold: 0.8                  # optional: the check must have used a Jaccard threshold <= 0.8
 max_age: 30d                          # run finished at most this long ago (s, m, h, d, w)
+lineage_contamination: none           # no eval record of the run in the training data of any ancestor
+                                      # (checked in the run registry: `bastion verify --registry DB`)
 ```
 """
 
@@ -201,6 +203,8 @@ class DeployPolicy(_Strict):
     train_eval_overlap: Literal["none", "any"] = "any"
     near_duplicates: NearDuplicateRule | None = None
     max_age: timedelta | None = None
+    lineage_contamination: Literal["none", "any"] = "any"
+    """``none``: checked by :mod:`bastion.provenance.verify.lineage_rule` against the run registry."""
 
     @field_validator("max_age", mode="before")
     @classmethod

@@ -42,6 +42,7 @@ def verify(
     require_model_signature: bool = True,
     now: datetime | None = None,
     workers: int | None = None,
+    registry: PathArg | None = None,
 ) -> VerificationReport:
     """Verify a signed output directory; never raises for a bad artifact, only for bad arguments.
 
@@ -54,7 +55,8 @@ def verify(
     Then: the statement on disk must equal the signed payload; every subject digest is recomputed
     (missing and extra files fail); the OpenSSF model signature must be valid, by the same signer,
     over the same files; the ledger chain must end at the signed head; and the deploy
-    ``policy`` (a YAML path or :class:`DeployPolicy`) must hold.
+    ``policy`` (a YAML path or :class:`DeployPolicy`) must hold (its ``lineage_contamination``
+    rule is checked in the run ``registry``, a SQLite path or PostgreSQL URL).
 
     Raises :class:`bastion.errors.BastionError` subclasses only for unusable arguments (a missing
     key file, an invalid policy).
@@ -178,6 +180,11 @@ def verify(
         before = len(report.failures)
         for check, message, expected, found in deploy_policy.evaluate(statement, signer, now):
             report.fail(check, message, expected, found)
+        if deploy_policy.lineage_contamination == "none" and statement is not None:
+            from bastion.provenance.verify.lineage_rule import check_lineage_contamination
+
+            for check, message, expected, found in check_lineage_contamination(statement, registry):
+                report.fail(check, message, expected, found)
         if len(report.failures) == before:
             report.passed.append("policy")
     return report

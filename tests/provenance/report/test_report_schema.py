@@ -49,7 +49,7 @@ SHAPE: dict[str, Any] = {
         "checkpoints",
     },
     "warnings": {"record", "ledger", "report"},
-    "lineage": {"nodes", "edges"},
+    "lineage": {"nodes", "edges", "registry"},
     "compliance": [{"framework", "ref", "requirement", "evidence", "sections", "status"}],
 }
 
