@@ -20,6 +20,7 @@ import click
 from bastion.cli.progress import byte_progress
 from bastion.errors import InputError
 from bastion.policies import DEFAULT_MAX_LINE_BYTES, JsonlScanner, PolicyEngine, ScanSummary, load_policy
+from bastion.policies.parallel import scan_file
 
 CHUNK = 1024 * 1024
 
@@ -63,6 +64,13 @@ def _output(path: Path | None) -> Iterator[IO[bytes] | None]:
     help="Longest accepted line.",
 )
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Scan the file in this many processes (0: one per CPU); the output and report are the same.",
+)
 def scan(
     file: str,
     policy_source: str,
@@ -70,10 +78,61 @@ def scan(
     redacted_out: Path | None,
     max_line_bytes: int,
     no_progress: bool,
+    jobs: int,
 ) -> None:
     """Scan a JSONL FILE ('-' for stdin) against a policy: exit 0 allow/redact, 1 block, 2 bad input."""
     engine = PolicyEngine(load_policy(policy_source))
     source = "<stdin>" if file == "-" else file
+    if jobs != 1:
+        if file == "-":
+            raise InputError(
+                "--jobs needs a file: standard input cannot be cut into ranges",
+                path=source,
+                hint="save the input to a file first, or leave out --jobs",
+            )
+        summary = _scan_parallel(engine, file, jobs, redacted_out, max_line_bytes, no_progress)
+    else:
+        summary = _scan_stream(engine, file, source, redacted_out, max_line_bytes, no_progress)
+    if as_json:
+        payload = summary.as_dict()
+        payload["policy"] = engine.policy.name
+        if redacted_out is not None:
+            payload["redacted_out"] = str(redacted_out)
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        _print_report(summary, engine, redacted_out)
+    if summary.decision == "block":
+        sys.exit(1)
+
+
+def _scan_parallel(
+    engine: PolicyEngine, file: str, jobs: int, redacted_out: Path | None, max_line_bytes: int, no_progress: bool
+) -> ScanSummary:
+    with (
+        _open_input(file) as (_, total),
+        _output(redacted_out) as out,
+        byte_progress(total, f"scanning {Path(file).name}", enabled=not no_progress) as advance,
+    ):
+        return scan_file(
+            engine,
+            Path(file),
+            jobs=jobs,
+            out=out,
+            source=file,
+            temp_dir=None if redacted_out is None else redacted_out.parent,
+            max_line_bytes=max_line_bytes,
+            advance=advance,
+        )
+
+
+def _scan_stream(
+    engine: PolicyEngine,
+    file: str,
+    source: str,
+    redacted_out: Path | None,
+    max_line_bytes: int,
+    no_progress: bool,
+) -> ScanSummary:
     scanner = JsonlScanner(engine, source=source, max_line_bytes=max_line_bytes)
     with _open_input(file) as (fh, total), _output(redacted_out) as out:
         with byte_progress(total, f"scanning {Path(source).name}", enabled=not no_progress) as advance:
@@ -89,17 +148,7 @@ def scan(
         data = scanner.finish()
         if out is not None:
             out.write(data)
-    summary = scanner.summary
-    if as_json:
-        payload = summary.as_dict()
-        payload["policy"] = engine.policy.name
-        if redacted_out is not None:
-            payload["redacted_out"] = str(redacted_out)
-        click.echo(json.dumps(payload, indent=2))
-    else:
-        _print_report(summary, engine, redacted_out)
-    if summary.decision == "block":
-        sys.exit(1)
+    return scanner.summary
 
 
 @contextmanager

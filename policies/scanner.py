@@ -137,16 +137,28 @@ class JsonlScanner:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_details: int = 1000,
         max_blocked_listed: int = 1000,
+        line_offset: int = 0,
+        record_offset: int = 0,
+        part: bool = False,
     ) -> None:
+        """``line_offset`` / ``record_offset``: lines and records before this input (one part of a larger
+        file, see :mod:`bastion.policies.parallel`): lines and records are numbered after them, and a byte
+        order mark is accepted only on line 1 of the whole file. ``part``: this input is one part of a larger
+        one, so :meth:`finish` accepts a part without records (the caller checks the whole). The summary's
+        totals count this input only."""
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be positive")
+        if line_offset < 0 or record_offset < 0:
+            raise ValueError("line_offset and record_offset must not be negative")
         self.engine = engine
         self.source = source
         self.max_line_bytes = max_line_bytes
         self.max_details = max_details
         self.max_blocked_listed = max_blocked_listed
         self._buf = bytearray()
-        self._line = 0
+        self._line = line_offset
+        self._record_offset = record_offset
+        self._part = part
         self._in_hash = hashlib.sha256()
         self._out_hash = hashlib.sha256()
         self._failed: ScanError | None = None
@@ -211,7 +223,7 @@ class JsonlScanner:
             new = self._scan_line(last[:end])
             result = last if new is None else new + last[end:]
             self._buf = bytearray()
-        if self.summary.records == 0:
+        if self.summary.records == 0 and not self._part:
             self._fail(
                 ScanError(
                     "no records: the input is empty"
@@ -276,7 +288,7 @@ class JsonlScanner:
         if not text or text.isspace():
             return None  # blank line: no record, passed through as is
         summary.records += 1
-        record_no = summary.records
+        record_no = self._record_offset + summary.records
         if not self._may_contain(text, body):
             try:
                 decode(FAST_DECODER, text)  # validate only
