@@ -29,6 +29,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters import chat_records as chat
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
@@ -47,31 +48,9 @@ MAX_RESPONSE = 4 * 1024 * 1024
 PURPOSE = "fine-tune"  # batch and ocr files are not training data this gateway scans
 
 # -- record formats (examples/fixtures/*.jsonl of mistralai; classifier factory docs) -----------------
-ROLES = ("assistant", "system", "tool", "user")
+ROLES = chat.ROLES
 MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name", "weight", "prefix"})
-
-
-def _message_problem(msg: Any, where: str) -> str | None:
-    if not isinstance(msg, dict):
-        return f"'{where}' must be an object with 'role' and 'content'"
-    role = msg.get("role")
-    if role not in ROLES:
-        return f"'{where}.role' must be one of {', '.join(ROLES)}"
-    if set(msg) - MESSAGE_KEYS:
-        return f"'{where}' has a field Mistral's chat format does not know (allowed: {', '.join(sorted(MESSAGE_KEYS))})"
-    calls = msg.get("tool_calls")
-    if calls is not None:
-        if role != "assistant" or not isinstance(calls, list) or not calls:
-            return f"'{where}.tool_calls' must be a non-empty list on an assistant message"
-        for j, call in enumerate(calls):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or "arguments" not in fn:
-                return f"'{where}.tool_calls[{j}]' must be {{'id', 'type', 'function': {{'name', 'arguments'}}}}"
-    elif not isinstance(msg.get("content"), (str, list)):
-        return f"'{where}.content' must be a string or a list of content parts"
-    if "weight" in msg and (role != "assistant" or msg["weight"] not in (0, 1)):
-        return f"'{where}.weight' is 0 or 1, on assistant messages only"
-    return None
+CHAT = chat.ChatFormat("Mistral's chat format", MESSAGE_KEYS)
 
 
 def record_problem(record: Any) -> str | None:
@@ -82,15 +61,11 @@ def record_problem(record: Any) -> str | None:
         if set(record) - {"messages", "tools", "labels"}:
             return "a chat record has only 'messages', 'tools' (function calling) and 'labels' (classifier)"
         messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            return "'messages' must be a non-empty list of messages"
-        tools = record.get("tools")
-        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-            return "'tools' must be a list of tool definitions ({'type': 'function', 'function': {...}})"
-        for i, msg in enumerate(messages):
-            problem = _message_problem(msg, f"messages[{i}]")
-            if problem is not None:
-                return problem
+        # a non-empty list first, then 'tools', then each message
+        problem = chat.tools_problem(record.get("tools")) if isinstance(messages, list) and messages else None
+        problem = problem or chat.messages_problem(messages, "messages", CHAT.message_problem)
+        if problem is not None:
+            return problem
     elif "text" in record:
         if set(record) - {"text", "labels"} or not isinstance(record["text"], str):
             return "a classifier record is {'text': <string>, 'labels': {<target>: <label(s)>}}"
