@@ -45,7 +45,6 @@ from starlette.responses import Response
 from bastion.adapters import chat_records as chat
 from bastion.adapters.fireworks import signed_upload
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
@@ -133,10 +132,7 @@ async def refuse_if_admitted(gw: Gateway, ex: Exchange, ref: str, what: str) -> 
 
 def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
     """The JSONL scanner (records checked against Fireworks' formats) writing the rewritten file to ``spool``."""
-    from bastion.policies import JsonlScanner
-
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    return ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=gw.settings.remote_images))
+    return steps.records_sink(gw, spool, record_problem)
 
 
 async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:

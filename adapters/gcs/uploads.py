@@ -211,14 +211,10 @@ def passed_query(ex: Exchange) -> list[tuple[str, str]]:
 
 # -- scanning ---------------------------------------------------------------------------------------
 def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
-    from bastion.adapters.openai.records import RecordChecker
     from bastion.adapters.vertex.records import checker
-    from bastion.policies import JsonlScanner
 
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    remote = gw.settings.remote_images
     # objects are Gemini tuning records (supervised or preference): the shape Vertex AI trains on
-    return ScanSink(scanner, spool, checker=RecordChecker(checker(remote == "allow"), remote_images=remote))
+    return steps.records_sink(gw, spool, checker(gw.settings.remote_images == "allow"))
 
 
 # -- the gateway's own upstream write -----------------------------------------------------------------

@@ -31,7 +31,6 @@ from starlette.responses import Response
 
 from bastion.adapters import chat_records as chat
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
@@ -92,16 +91,7 @@ def _form_fields(gw: Gateway, reader: FormReader) -> list[tuple[str, str]]:
             "the form has a field the gateway does not forward; accepted: expiry, purpose, visibility and 'file'",
             hint="the gateway forwards only the fields it knows, so no data can travel unscanned",
         )
-    purpose = reader.fields.get("purpose", PURPOSE)
-    if purpose != PURPOSE:
-        raise Refusal(
-            403,
-            "purpose_not_allowed",
-            "this gateway forwards Mistral uploads with purpose 'fine-tune' only (batch and ocr files are not "
-            "scanned as training data)",
-            param="purpose",
-        )
-    steps.check_purpose(gw, PURPOSE)  # the operator may have taken fine-tune off gateway.scan_purposes
+    steps.check_only_purpose(gw, reader.fields.get("purpose", PURPOSE), PURPOSE, "Mistral", "batch and ocr")
     fields = [("purpose", PURPOSE)]
     visibility = reader.fields.get("visibility")
     if visibility is not None:
@@ -117,8 +107,6 @@ def _form_fields(gw: Gateway, reader: FormReader) -> list[tuple[str, str]]:
 
 
 async def files_upload(gw: Gateway, ex: Exchange) -> Response:
-    from bastion.policies import JsonlScanner
-
     settings = gw.settings
     spool = Spool(gw.spool_dir, max_bytes=settings.max_upload_bytes, what="rewritten upload")
     sinks: list[ScanSink] = []
@@ -127,8 +115,7 @@ async def files_upload(gw: Gateway, ex: Exchange) -> Response:
         if part.name != "file":
             raise Refusal(400, "invalid_upload", "unexpected file part; only 'file' is accepted", param="file")
         steps._check_part_headers(part)
-        scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=settings.max_line_bytes)
-        sink = ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=settings.remote_images))
+        sink = steps.records_sink(gw, spool, record_problem)
         sinks.append(sink)
         return sink
 

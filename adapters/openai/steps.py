@@ -23,6 +23,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,20 @@ def check_purpose(gw: Gateway, purpose: Any) -> str:
     return purpose
 
 
+def check_only_purpose(gw: Gateway, purpose: Any, allowed: str, provider: str, others: str) -> None:
+    """A provider's upload form: only purpose ``allowed`` is forwarded (``others``: the purposes that are not,
+    named in the refusal), and the operator must not have taken it off ``gateway.scan_purposes``."""
+    if purpose != allowed:
+        raise Refusal(
+            403,
+            "purpose_not_allowed",
+            f"this gateway forwards {provider} uploads with purpose '{allowed}' only ({others} files are not "
+            "scanned as training data)",
+            param="purpose",
+        )
+    check_purpose(gw, allowed)
+
+
 def safe_filename(gw: Gateway, name: Any) -> str:
     """The filename the gateway sends: base name, NFKC, safe characters, scanned (personal data -> digest)."""
     text = name if isinstance(name, str) else ""
@@ -106,11 +121,16 @@ def check_expires(anchor: Any, seconds: Any) -> dict[str, Any]:
 
 
 def new_sink(gw: Gateway, purpose: str, spool: Spool) -> ScanSink:
+    return records_sink(gw, spool, PROBLEMS.get(purpose))
+
+
+def records_sink(gw: Gateway, spool: Spool, problem: Callable[[Any], str | None] | None) -> ScanSink:
+    """The JSONL scanner writing the rewritten file to ``spool``, each record checked by ``problem`` (the
+    provider's record format) and for images (``gateway.remote_images``)."""
     from bastion.policies import JsonlScanner
 
     scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    checker = RecordChecker(PROBLEMS.get(purpose), remote_images=gw.settings.remote_images)
-    return ScanSink(scanner, spool, checker=checker)
+    return ScanSink(scanner, spool, checker=RecordChecker(problem, remote_images=gw.settings.remote_images))
 
 
 def scanned(gw: Gateway, ex: Exchange, sink: ScanSink, what: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters.openai import steps
 from bastion.adapters.together import uploads
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
@@ -210,7 +211,7 @@ async def _job_request(gw: Gateway, ex: Exchange, *, create: bool) -> Response:
         status = reply.response.status_code
         if 200 <= status < 300:
             answer = await read_limited(reply.response, MAX_RESPONSE, ex.route.name)
-            created = uploads._file_id(uploads._json_field(answer, "id")) if create else None
+            created = uploads._file_id(steps._json_field(answer, "id")) if create else None
             await gw.record(ex, decision, event="upstream_response", status=status, object_id=created)
             gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
             return gw.buffered_response(status, answer, reply.response.headers)

@@ -34,7 +34,6 @@ import anyio.to_thread
 from starlette.responses import Response
 
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.adapters.together.records import record_problem
 from bastion.gateway import presigned
 from bastion.gateway.errors import Refusal
@@ -87,15 +86,7 @@ def _check_fields(gw: Gateway, reader: FormReader) -> dict[str, str]:
 def _check_kind(gw: Gateway, reader: FormReader) -> None:
     """Purpose and file type (also checked as soon as a file part starts: the fields come before it)."""
     purpose = reader.fields.get("purpose", PURPOSE)
-    if purpose != PURPOSE:
-        raise Refusal(
-            403,
-            "purpose_not_allowed",
-            "this gateway forwards Together uploads with purpose 'fine-tune' only (eval, batch-api and calibration "
-            "files are not scanned as training data)",
-            param="purpose",
-        )
-    steps.check_purpose(gw, PURPOSE)  # the operator may have taken fine-tune off gateway.scan_purposes
+    steps.check_only_purpose(gw, purpose, PURPOSE, "Together", "eval, batch-api and calibration")
     file_type = reader.fields.get("file_type", FILE_TYPE)
     if file_type != FILE_TYPE:
         raise Refusal(
@@ -113,11 +104,7 @@ def _check_field_part(part: PartInfo) -> None:
 
 
 def _sink(gw: Gateway, spool: Spool) -> ScanSink:
-    from bastion.policies import JsonlScanner
-
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    checker = RecordChecker(record_problem, remote_images=gw.settings.remote_images)
-    return ScanSink(scanner, spool, checker=checker)
+    return steps.records_sink(gw, spool, record_problem)
 
 
 def _form(fields: list[tuple[str, str]]) -> tuple[str, bytes]:
@@ -128,14 +115,6 @@ def _form(fields: list[tuple[str, str]]) -> tuple[str, bytes]:
         body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     body += f"--{boundary}--\r\n".encode()
     return f"multipart/form-data; boundary={boundary}", bytes(body)
-
-
-def _json_field(raw: bytes, key: str) -> Any:
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc.get(key) if isinstance(doc, dict) else None
 
 
 def _file_id(value: Any) -> str | None:
@@ -329,9 +308,9 @@ async def _send_held(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
     status = reply.response.status_code
     headers = reply.response.headers
     raw = await read_limited(reply.response, MAX_RESPONSE, "the file creation")
-    if status == 409 and _file_id(_json_field(raw, "file_id")) is not None:
+    if status == 409 and _file_id(steps._json_field(raw, "file_id")) is not None:
         # Together has a file with exactly these bytes (same checksum): that file holds what was scanned
-        remote = _file_id(_json_field(raw, "file_id"))
+        remote = _file_id(steps._json_field(raw, "file_id"))
         assert remote is not None
         await anyio.to_thread.run_sync(steps.remember, gw, ex, remote, facts, decision, up.purpose)
         reply = await gw.send(ex, method="GET", path=f"/v1/files/{remote}")
@@ -424,7 +403,7 @@ async def files_upload_form(gw: Gateway, ex: Exchange) -> Response:
             )
             raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
             status = reply.response.status_code
-            file_id = _file_id(_json_field(raw, "id")) if 200 <= status < 300 else None
+            file_id = _file_id(steps._json_field(raw, "id")) if 200 <= status < 300 else None
             await anyio.to_thread.run_sync(steps.remember, gw, ex, file_id, facts, decision, PURPOSE)
             if status >= 400:
                 raw = await anyio.to_thread.run_sync(gw.mask, raw)
