@@ -42,7 +42,7 @@ from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spool import Spool
-from bastion.gateway.state import Admitted, HeldPart, HeldUpload, StateConflict
+from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -187,21 +187,7 @@ async def check_media(gw: Gateway, ex: Exchange, uris: list[str]) -> None:
 
 
 def admit_object(gw: Gateway, ex: Exchange, target: Target, etag: str, facts: dict[str, Any], decision: str) -> None:
-    gw.state.admit(
-        Admitted(
-            upstream=ex.upstream_name,
-            ref=ledger_ref(target.uri, etag),
-            client=ex.fingerprint,
-            decision=decision,
-            classification=facts.get("classification"),
-            input_sha256=facts["input_sha256"],
-            output_sha256=facts["output_sha256"],
-            records=facts["records"],
-            policy=gw.policy_name,
-            purpose=PURPOSE,
-            admitted_at=datetime.now(UTC),
-        )
-    )
+    common.remember(gw, ex, ledger_ref(target.uri, etag), facts, decision, PURPOSE)
 
 
 def _etag(value: str | None) -> str | None:
