@@ -717,20 +717,13 @@ async def resumable_chunk(gw: Gateway, ex: Exchange) -> Response:
 
 async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
     hashes = client_hashes(ex.request.headers, dict(up.meta.get("hashes") or {}))
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _complete_held(gw, ex, c.upload, hashes)
-    except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            "this upload is being completed by another request",
-            hint="ask for the session's status a little later",
-        ) from None
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        "this upload is being completed by another request",
+        hint="ask for the session's status a little later",
+    )
+    return await steps.complete_once(gw, ex, up.upload_id, lambda held: _complete_held(gw, ex, held, hashes), busy)
 
 
 async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, hashes: dict[str, str]) -> Response:

@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -460,21 +460,39 @@ async def uploads_complete(gw: Gateway, ex: Exchange) -> Response:
     md5 = body.get("md5")
     if md5 is not None and (not isinstance(md5, str) or re.fullmatch(r"[0-9a-fA-F]{32}", md5) is None):
         raise Refusal(400, "invalid_request", "'md5' must be 32 hex digits", param="md5")
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        f"upload {up.upload_id} is being completed by another request",
+        hint="wait for it; completing again afterwards returns the same result",
+    )
+    return await complete_once(gw, ex, up.upload_id, lambda held: _complete_held(gw, ex, held, part_ids, md5), busy)
+
+
+async def complete_once(
+    gw: Gateway,
+    ex: Exchange,
+    upload_id: str,
+    complete: Callable[[HeldUpload], Awaitable[Response]],
+    busy: Refusal,
+    *,
+    media_type: str = "application/json",
+    replay_audit: str | None = None,
+) -> Response:
+    """Complete a held upload once (serialised per upload in the state store): ``complete`` runs for the first
+    request; a completed upload answers its stored result again (a replay, its upstream id put in the audit
+    entry under ``replay_audit`` when given); while another request completes it, ``busy`` is raised."""
     try:
-        completing = gw.state.aupload_completing(up.upload_id)
-        async with completing as c:  # serialised per upload; a completed upload answers its stored result
+        async with gw.state.aupload_completing(upload_id) as c:
             if c.completed:
                 assert c.result is not None
+                if replay_audit is not None:
+                    ex.audit[replay_audit] = c.upstream_upload_id
                 await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _complete_held(gw, ex, c.upload, part_ids, md5)
+                return Response(c.result, status_code=200, media_type=media_type)
+            return await complete(c.upload)
     except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            f"upload {up.upload_id} is being completed by another request",
-            hint="wait for it; completing again afterwards returns the same result",
-        ) from None
+        raise busy from None
 
 
 async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, part_ids: list[str], md5: str | None) -> Response:

@@ -412,15 +412,10 @@ async def complete_multipart_upload(gw: Gateway, ex: Exchange) -> Response:
     if re.fullmatch(r"[0-9a-f]{64}", claimed) and hashlib.sha256(raw).hexdigest() != claimed:
         raise bad("XAmzContentSHA256Mismatch", "the provided x-amz-content-sha256 header does not match the body")
     wanted = _client_parts(raw)
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/xml")
-            return await _complete(gw, ex, c.upload, target, wanted)
-    except StateConflict:
-        raise Refusal(409, "OperationAborted", "the multipart upload is being completed by another request") from None
+    busy = Refusal(409, "OperationAborted", "the multipart upload is being completed by another request")
+    return await common.complete_once(
+        gw, ex, up.upload_id, lambda held: _complete(gw, ex, held, target, wanted), busy, media_type="application/xml"
+    )
 
 
 async def _complete(

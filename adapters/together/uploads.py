@@ -270,21 +270,15 @@ async def files_preprocess(gw: Gateway, ex: Exchange) -> Response:
             hint="upload the file through the gateway with the same credentials",
         )
     ex.audit.update(upload_id=up.upload_id, purpose=up.purpose)
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                ex.audit["file_id"] = c.upstream_upload_id
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _send_held(gw, ex, c.upload)
-    except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            "this upload is being sent to Together by another request",
-            hint="wait for it; calling preprocess again afterwards returns the same file",
-        ) from None
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        "this upload is being sent to Together by another request",
+        hint="wait for it; calling preprocess again afterwards returns the same file",
+    )
+    return await steps.complete_once(
+        gw, ex, up.upload_id, lambda held: _send_held(gw, ex, held), busy, replay_audit="file_id"
+    )
 
 
 async def _send_held(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
