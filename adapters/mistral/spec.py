@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,7 +38,7 @@ from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec
-from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.spool import Spool
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -137,34 +138,12 @@ async def files_upload(gw: Gateway, ex: Exchange) -> Response:
         facts = steps.scanned(gw, ex, sinks[0], "upload")
         request_digest = hashlib.sha256(json.dumps([fields, filename, facts["output_sha256"]]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await steps.admit(gw, ex, facts)
-            body = MultipartBody(fields, "file", filename, steps.FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _json_id(raw) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(steps.remember, gw, ex, file_id, facts, decision, PURPOSE)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            return steps.send_file(gw, ex, facts, spool, fields, filename, PURPOSE, "the file upload", steps.json_id)
 
         return await gw.once(ex, request_digest, run)
     finally:
         spool.discard()
-
-
-def _json_id(raw: bytes) -> str | None:
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = doc.get("id") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() else None
 
 
 # -- POST /v1/fine_tuning/jobs ------------------------------------------------------------------------
@@ -273,7 +252,7 @@ async def jobs_create(gw: Gateway, ex: Exchange) -> Response:
         status = reply.response.status_code
         if 200 <= status < 300:
             answer = await read_limited(reply.response, MAX_RESPONSE, "the job creation")
-            await gw.record(ex, decision, event="upstream_response", status=status, object_id=_json_id(answer))
+            await gw.record(ex, decision, event="upstream_response", status=status, object_id=steps.json_id(answer))
             gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
             return gw.buffered_response(status, answer, reply.response.headers)
         return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)

@@ -239,25 +239,45 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
         facts = scanned(gw, ex, sink, "upload")
         digest = hashlib.sha256(json.dumps([fields, filename, facts["output_sha256"], ex.path]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await admit(gw, ex, facts)
-            body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _safe_id(_json_field(raw, "id")) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            return send_file(gw, ex, facts, spool, fields, filename, purpose, "the file upload", json_id)
 
         return await gw.once(ex, digest, run)
     finally:
         spool.discard()
+
+
+def json_id(raw: bytes) -> str | None:
+    """The ``id`` of a JSON answer (a file object), when it is a short printable string."""
+    return _safe_id(_json_field(raw, "id"))
+
+
+async def send_file(
+    gw: Gateway,
+    ex: Exchange,
+    facts: dict[str, Any],
+    spool: Spool,
+    fields: list[tuple[str, str]],
+    filename: str,
+    purpose: str,
+    what: str,
+    admitted: Callable[[bytes], str | None],
+) -> Response:
+    """Send a scanned file upstream in a new multipart body (``fields``, then the ``file`` part from ``spool``)
+    and answer the client. On a 2xx answer, the file is admitted under ``admitted(answer)`` (its id); an error
+    answer is masked. ``what`` names the call in errors ("the file upload")."""
+    decision = await admit(gw, ex, facts)
+    body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
+    reply = await gw.send(ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length)
+    raw = await read_limited(reply.response, MAX_RESPONSE, what)
+    status = reply.response.status_code
+    file_id = admitted(raw) if 200 <= status < 300 else None
+    await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
+    if status >= 400:
+        raw = await anyio.to_thread.run_sync(gw.mask, raw)
+    await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
+    gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+    return gw.buffered_response(status, raw, reply.response.headers)
 
 
 FILE_FORM_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})

@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
-from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.spool import Spool
 from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
@@ -389,21 +390,11 @@ async def files_upload_form(gw: Gateway, ex: Exchange) -> Response:
         form = [("purpose", PURPOSE), ("file_name", filename), ("file_type", FILE_TYPE)]
         request_digest = hashlib.sha256(json.dumps([form, facts["output_sha256"]]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await steps.admit(gw, ex, facts)
-            body = MultipartBody(form, "file", filename, steps.FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _file_id(steps._json_field(raw, "id")) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(steps.remember, gw, ex, file_id, facts, decision, PURPOSE)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            def file_id(raw: bytes) -> str | None:
+                return _file_id(steps._json_field(raw, "id"))
+
+            return steps.send_file(gw, ex, facts, spool, form, filename, PURPOSE, "the file upload", file_id)
 
         return await gw.once(ex, request_digest, run)
     finally:
