@@ -65,16 +65,17 @@ def make_env(
     extra_upstreams: dict[str, Any] | None = None,
     **settings: Any,
 ) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping(
-        {
-            "upstreams": {
-                "openai": {"base_url": url, "jurisdiction": "US", "auth": auth or {"mode": "passthrough"}},
-                "offshore": {"base_url": url, "jurisdiction": "XX", "adapter": "openai"},
-                **(extra_upstreams or {}),
-            },
-            "gateway": {"state_dir": str(tmp), "spool_dir": str(tmp / "spool"), **settings},
-        }
-    )
+    upstreams = {
+        "openai": {"base_url": url, "jurisdiction": "US", "auth": auth or {"mode": "passthrough"}},
+        "offshore": {"base_url": url, "jurisdiction": "XX", "adapter": "openai"},
+        **(extra_upstreams or {}),
+    }
+    return start_gateway(tmp, policy, upstreams, spool_dir=str(tmp / "spool"), **settings)
+
+
+def start_gateway(tmp: Path, policy: Any, upstreams: dict[str, Any], **settings: Any) -> tuple[Gateway, ServerThread]:
+    """A gateway over ``upstreams`` with the test policy, its state in ``tmp``, served on 127.0.0.1."""
+    cfg = config_from_mapping({"upstreams": upstreams, "gateway": {"state_dir": str(tmp), **settings}})
     gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
     return gw, ServerThread(gw.app).start()
 

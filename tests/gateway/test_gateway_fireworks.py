@@ -23,8 +23,8 @@ import pytest
 from fireworks import Fireworks, PermissionDeniedError
 from fireworks._exceptions import APIStatusError
 from fireworks.lib.dataset_upload import upload_dataset_shards
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl
-from gw_upstream import Received, parse_multipart
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl, start_gateway
+from gw_upstream import Received, parse_multipart, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,16 +57,7 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def record(self, request: Request) -> Received:
-        rec = Received(
-            request.method,
-            request.url.path,
-            request.url.query,
-            {k.lower(): v for k, v in request.headers.items()},
-            await request.body(),
-        )
-        with self.lock:
-            self.received.append(rec)
-        return rec
+        return await record_request(request, self.received, self.lock)
 
 
 @dataclass
@@ -195,12 +186,6 @@ class FEnv:
         return self.upstream.received[n:]
 
 
-def _gateway(tmp: Path, policy: Any, upstreams: dict[str, Any]) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping({"upstreams": upstreams, "gateway": {"state_dir": str(tmp)}})
-    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
-    return gw, ServerThread(gw.app).start()
-
-
 @pytest.fixture(scope="module")
 def fw(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[FEnv]:
     store = SignedStore()
@@ -208,7 +193,7 @@ def fw(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[FEnv]:
         fake = FakeFireworks(store_url=store_srv.url)
         with ServerThread(fake.app()) as up:
             tmp = tmp_path_factory.mktemp("fireworks")
-            gw, srv = _gateway(
+            gw, srv = start_gateway(
                 tmp,
                 policy,
                 {
@@ -863,7 +848,7 @@ def test_gateway_held_key_replaces_the_client_key(tmp_path: Path, policy: Any, m
     monkeypatch.setenv("BASTION_TEST_FIREWORKS_KEY", PROVIDER_KEY)
     fake = FakeFireworks()
     with ServerThread(fake.app()) as up:
-        gw, srv = _gateway(
+        gw, srv = start_gateway(
             tmp_path,
             policy,
             {
