@@ -210,8 +210,12 @@ def fw(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[FEnv]:
 _COUNTER = iter(range(1_000_000))
 
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def new_dataset(env: FEnv, upstream: str = "fireworks") -> str:
-    ds = f"ds-{next(_COUNTER)}-{uuid.uuid4().hex[:6]}"
+    # letters only after the counter: a random run of digits can read as a phone number (a path id is scanned)
+    ds = f"ds-{next(_COUNTER)}-{uuid.uuid4().hex[:6].translate(_LETTERS)}"
     env.client(upstream).datasets.create(dataset_id=ds, dataset={"display_name": "train", "format": "CHAT"})
     return ds
 
