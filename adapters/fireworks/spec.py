@@ -48,7 +48,6 @@ from bastion.adapters.openai import steps
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
-from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec, compiled
 from bastion.gateway.spool import Spool
@@ -336,16 +335,8 @@ def checked_json_step(check: Check, what: str) -> Callable[[Gateway, Exchange], 
             gw.check_residency(ex, scan.classification)
         decision = "redact" if scan.changed else "allow"
 
-        async def run() -> Response:
-            await gw.record(ex, decision, event="decision")
-            reply = await gw.send(ex, content=scan.body, content_type="application/json")
-            status = reply.response.status_code
-            if 200 <= status < 300:
-                answer = await read_limited(reply.response, MAX_RESPONSE, ex.route.name)
-                await gw.record(ex, decision, event="upstream_response", status=status, object_id=_name(answer))
-                gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-                return gw.buffered_response(status, answer, reply.response.headers)
-            return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+        def run() -> Awaitable[Response]:
+            return steps.send_json(gw, ex, scan.body, decision, ex.route.name, _name)
 
         key = f"{ex.route.name}|{ex.path}|{ex.query}|".encode() + scan.body
         return await gw.once(ex, hashlib.sha256(key).hexdigest(), run)

@@ -35,7 +35,6 @@ from bastion.adapters.openai import steps
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
-from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec
 from bastion.gateway.spool import Spool
@@ -246,16 +245,8 @@ async def jobs_create(gw: Gateway, ex: Exchange) -> Response:
         gw.check_residency(ex, scan.classification)
     decision = "redact" if scan.changed else "allow"
 
-    async def run() -> Response:
-        await gw.record(ex, decision, event="decision")
-        reply = await gw.send(ex, content=scan.body, content_type="application/json")
-        status = reply.response.status_code
-        if 200 <= status < 300:
-            answer = await read_limited(reply.response, MAX_RESPONSE, "the job creation")
-            await gw.record(ex, decision, event="upstream_response", status=status, object_id=steps.json_id(answer))
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, answer, reply.response.headers)
-        return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+    def run() -> Awaitable[Response]:
+        return steps.send_json(gw, ex, scan.body, decision, "the job creation", steps.json_id)
 
     return await gw.once(ex, hashlib.sha256(b"mistral.jobs|" + scan.body).hexdigest(), run)
 

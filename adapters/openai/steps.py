@@ -280,6 +280,22 @@ async def send_file(
     return gw.buffered_response(status, raw, reply.response.headers)
 
 
+async def send_json(
+    gw: Gateway, ex: Exchange, body: bytes, decision: str, what: str, object_id: Callable[[bytes], str | None]
+) -> Response:
+    """Send a scanned JSON request body upstream and answer the client: a 2xx answer is read (bounded; ``what``
+    names the call in errors) and the id ``object_id`` reads from it recorded; an error answer is relayed."""
+    await gw.record(ex, decision, event="decision")
+    reply = await gw.send(ex, content=body, content_type="application/json")
+    status = reply.response.status_code
+    if 200 <= status < 300:
+        answer = await read_limited(reply.response, MAX_RESPONSE, what)
+        await gw.record(ex, decision, event="upstream_response", status=status, object_id=object_id(answer))
+        gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+        return gw.buffered_response(status, answer, reply.response.headers)
+    return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+
+
 FILE_FORM_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})
 
 
