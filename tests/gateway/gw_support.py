@@ -37,8 +37,24 @@ CLIENT_TOKEN = "sk-client-token-do-not-log-1234567890"
 PROVIDER_KEY = "sk-provider-key-held-by-gateway-987654321"
 
 
+class AuditLog:
+    """The gateway's audit log, for an environment handle with ``gateway`` and ``state_dir`` fields."""
+
+    gateway: Gateway
+    state_dir: Path
+
+    def audit_text(self) -> str:
+        """Every audit file of the state folder, as text (to look for what must never be written)."""
+        self.gateway.audit.drain()
+        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        self.gateway.audit.drain()
+        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
+
+
 @dataclass
-class Env:
+class Env(AuditLog):
     upstream: FakeOpenAI
     upstream_url: str
     gateway: Gateway
@@ -48,11 +64,6 @@ class Env:
     def client(self, prefix: str = "openai", **kw: Any) -> openai.OpenAI:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return openai.OpenAI(base_url=f"{self.url}/{prefix}/v1", max_retries=0, timeout=60, **kw)
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        path = self.state_dir / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def make_env(

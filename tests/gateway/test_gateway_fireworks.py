@@ -23,7 +23,7 @@ import pytest
 from fireworks import Fireworks, PermissionDeniedError
 from fireworks._exceptions import APIStatusError
 from fireworks.lib.dataset_upload import upload_dataset_shards
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl, start_gateway
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
 from gw_upstream import Received, parse_multipart, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -160,7 +160,7 @@ class FakeFireworks(Recorder):
 
 
 @dataclass
-class FEnv:
+class FEnv(AuditLog):
     upstream: FakeFireworks
     store: SignedStore
     gateway: Gateway
@@ -170,14 +170,6 @@ class FEnv:
     def client(self, upstream: str = "fireworks", **kw: Any) -> Fireworks:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Fireworks(account_id=ACCOUNT, base_url=f"{self.url}/{upstream}", max_retries=0, **kw)
-
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
 
     def mark(self) -> int:
         return len(self.upstream.received)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl, start_gateway
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
 from gw_upstream import Received, parse_multipart, record_request
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError
@@ -159,7 +159,7 @@ class FakeMistral:
 
 
 @dataclass
-class MEnv:
+class MEnv(AuditLog):
     upstream: FakeMistral
     gateway: Gateway
     url: str
@@ -168,14 +168,6 @@ class MEnv:
     def client(self, upstream: str = "mistral", **kw: Any) -> Mistral:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Mistral(server_url=f"{self.url}/{upstream}", **kw)
-
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
 
     def upstream_paths(self, n: int) -> list[str]:
         return [f"{r.method} {r.path}" for r in self.upstream.received[n:]]

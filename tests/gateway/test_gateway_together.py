@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, POLICY_YAML, PROVIDER_KEY, chat, jsonl, start_gateway
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, POLICY_YAML, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
 from gw_upstream import Received, parse_multipart, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -233,7 +233,7 @@ class FakeTogether:
 
 
 @dataclass
-class TEnv:
+class TEnv(AuditLog):
     upstream: FakeTogether
     store: FakeStore
     gateway: Gateway
@@ -243,14 +243,6 @@ class TEnv:
     def client(self, upstream: str = "together", **kw: Any) -> Together:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Together(base_url=f"{self.url}/{upstream}", max_retries=0, **kw)
-
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
 
     def marks(self) -> tuple[int, int]:
         return len(self.upstream.received), len(self.store.received)
