@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -217,6 +218,18 @@ def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
     return steps.records_sink(gw, spool, checker(gw.settings.remote_images == "allow"))
 
 
+def _hashed_sink(gw: Gateway, spool: Spool) -> tuple[ScanSink, Checksums, Callable[[bytes], None]]:
+    """The scan sink of an object body, the checksums of the bytes the client sent, and the writer feeding both."""
+    sink = new_sink(gw, spool)
+    sums = Checksums()
+
+    def write(data: bytes) -> None:
+        sums.update(data)
+        sink.write(data)
+
+    return sink, sums, write
+
+
 # -- the gateway's own upstream write -----------------------------------------------------------------
 async def _call(
     gw: Gateway,
@@ -387,13 +400,7 @@ async def objects_insert(gw: Gateway, ex: Exchange) -> Response:
     query_name = dict(ex.query).get("name")
     spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
     try:
-        sink = new_sink(gw, spool)
-        sums = Checksums()
-
-        def write(data: bytes) -> None:
-            sums.update(data)
-            sink.write(data)
-
+        sink, sums, write = _hashed_sink(gw, spool)
         if kind == "media":
             if query_name is None:
                 raise _invalid("uploadType=media needs the object name in the 'name' query parameter", "name")
@@ -782,13 +789,7 @@ async def xml_put(gw: Gateway, ex: Exchange) -> Response:
     meta, _ = check_metadata(gw, json.dumps({"contentType": ctype}).encode(), object_name(ex.ids["object"], "object"))
     spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
     try:
-        sink = new_sink(gw, spool)
-        sums = Checksums()
-
-        def write(data: bytes) -> None:
-            sums.update(data)
-            sink.write(data)
-
+        sink, sums, write = _hashed_sink(gw, spool)
         await gw.feed(ex, gw.settings.max_upload_bytes, write)
         await anyio.to_thread.run_sync(sink.close)
         check_client_hashes(sums, client_hashes(headers, {}))
