@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from gw_upstream import FakeOpenAI, parse_multipart
 
 from bastion.gateway.app import Gateway, create_gateway
@@ -110,3 +117,37 @@ def uploaded(env: Env, n_before: int) -> list[bytes]:
         if rec.method == "POST" and rec.path == "/v1/files":
             out.append(parse_multipart(rec.headers["content-type"], rec.body)["file"][1])
     return out
+
+
+def self_signed(
+    tmp: Path,
+    dns_names: Sequence[str] = (),
+    *,
+    common_name: str = "127.0.0.1",
+    files: tuple[str, str] = ("cert.pem", "key.pem"),
+) -> tuple[Path, Path]:
+    """A self-signed CA certificate (P-256, one day) for 127.0.0.1 and ``dns_names``, and its key: PEM files in tmp."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    san = x509.SubjectAlternativeName(
+        [*(x509.DNSName(n) for n in dns_names), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / files[0], tmp / files[1]
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
