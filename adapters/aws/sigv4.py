@@ -119,34 +119,32 @@ class SigV4Auth(httpx.Auth):
 
 
 # -- verifying a client's signature ------------------------------------------------------------------------
-class _Verifier(S3SigV4Auth):  # type: ignore[misc]
+class _OnlySigned:
+    """A botocore signer's canonical request over exactly the client's signed headers (``_signed``)."""
+
+    _signed: list[str]
+
+    def headers_to_sign(self, request: AWSRequest) -> Any:
+        from botocore.compat import HTTPHeaders
+
+        out = HTTPHeaders()
+        for name in self._signed:
+            out[name] = request.headers.get(name, "")
+        return out
+
+
+class _Verifier(_OnlySigned, S3SigV4Auth):  # type: ignore[misc]
     """botocore's canonical request over exactly the client's signed headers (S3: path not normalised)."""
 
     def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]) -> None:
         super().__init__(credentials, service, region)
         self._signed = signed
 
-    def headers_to_sign(self, request: AWSRequest) -> Any:
-        from botocore.compat import HTTPHeaders
 
-        out = HTTPHeaders()
-        for name in self._signed:
-            out[name] = request.headers.get(name, "")
-        return out
-
-
-class _JsonVerifier(_BotoSigV4):  # type: ignore[misc]
+class _JsonVerifier(_OnlySigned, _BotoSigV4):  # type: ignore[misc]
     def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]) -> None:
         super().__init__(credentials, service, region)
         self._signed = signed
-
-    def headers_to_sign(self, request: AWSRequest) -> Any:
-        from botocore.compat import HTTPHeaders
-
-        out = HTTPHeaders()
-        for name in self._signed:
-            out[name] = request.headers.get(name, "")
-        return out
 
 
 @dataclass

@@ -227,20 +227,13 @@ async def validate_upload(gw: Gateway, ex: Exchange) -> Response:
     if up.state != "completed" and datetime.now(UTC) > up.expires_at:
         await anyio.to_thread.run_sync(gw.state.upload_delete, upload_id)
         raise Refusal(404, "upload_expired", "the held dataset upload expired (upload URLs live one hour)")
-    try:
-        async with gw.state.aupload_completing(upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _complete(gw, ex, c.upload, ref)
-    except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            "this dataset's upload is being completed by another request",
-            hint="wait for it; validating again afterwards returns the same result",
-        ) from None
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        "this dataset's upload is being completed by another request",
+        hint="wait for it; validating again afterwards returns the same result",
+    )
+    return await steps.complete_once(gw, ex, upload_id, lambda held: _complete(gw, ex, held, ref), busy)
 
 
 async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload, ref: str) -> Response:

@@ -42,16 +42,15 @@ import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters import chat_records as chat
 from bastion.adapters.fireworks import signed_upload
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
-from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec, compiled
-from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.spool import Spool
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -65,52 +64,10 @@ PURPOSE = "fine-tune"
 Check = Callable[["Gateway", "Exchange", dict[str, Any]], Awaitable[None]]
 
 # -- record formats (docs.fireworks.ai fine-tuning guides; PROVIDERS.md §6) --------------------------
-ROLES = ("assistant", "system", "tool", "user")
+ROLES = chat.ROLES
 MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name", "weight", "reasoning_content"})
+CHAT = chat.ChatFormat("Fireworks' chat format", MESSAGE_KEYS)
 DPO_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
-
-
-def _message_problem(msg: Any, where: str) -> str | None:
-    if not isinstance(msg, dict):
-        return f"'{where}' must be an object with 'role' and 'content'"
-    role = msg.get("role")
-    if role not in ROLES:
-        return f"'{where}.role' must be one of {', '.join(ROLES)}"
-    if set(msg) - MESSAGE_KEYS:
-        return (
-            f"'{where}' has a field Fireworks' chat format does not know (allowed: {', '.join(sorted(MESSAGE_KEYS))})"
-        )
-    calls = msg.get("tool_calls")
-    if calls is not None:
-        if role != "assistant" or not isinstance(calls, list) or not calls:
-            return f"'{where}.tool_calls' must be a non-empty list on an assistant message"
-        for j, call in enumerate(calls):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or "arguments" not in fn:
-                return f"'{where}.tool_calls[{j}]' must be {{'id', 'type', 'function': {{'name', 'arguments'}}}}"
-    elif not isinstance(msg.get("content"), (str, list)):
-        return f"'{where}.content' must be a string or a list of content parts"
-    if "weight" in msg and (role != "assistant" or msg["weight"] not in (0, 1)):
-        return f"'{where}.weight' is 0 or 1, on assistant messages only"
-    return None
-
-
-def _messages_problem(messages: Any, where: str, *, role: str | None = None) -> str | None:
-    if not isinstance(messages, list) or not messages:
-        return f"'{where}' must be a non-empty list of messages"
-    for i, msg in enumerate(messages):
-        problem = _message_problem(msg, f"{where}[{i}]")
-        if problem is not None:
-            return problem
-        if role is not None and msg.get("role") != role:
-            return f"'{where}[{i}].role' must be '{role}'"
-    return None
-
-
-def _tools_problem(tools: Any) -> str | None:
-    if tools is None or (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        return None
-    return "'tools' must be a list of tool definitions ({'type': 'function', 'function': {...}})"
 
 
 def record_problem(record: Any) -> str | None:
@@ -127,17 +84,23 @@ def record_problem(record: Any) -> str | None:
         if not isinstance(prompt, dict) or set(prompt) - {"messages", "tools"}:
             return "a DPO record's 'input' is {'messages': [...], 'tools': [...] (optional)}"
         for problem in (
-            _messages_problem(prompt.get("messages"), "input.messages"),
-            _tools_problem(prompt.get("tools")),
-            _messages_problem(record["preferred_output"], "preferred_output", role="assistant"),
-            _messages_problem(record["non_preferred_output"], "non_preferred_output", role="assistant"),
+            chat.messages_problem(prompt.get("messages"), "input.messages", CHAT.message_problem),
+            chat.tools_problem(prompt.get("tools")),
+            chat.messages_problem(
+                record["preferred_output"], "preferred_output", CHAT.message_problem, role="assistant"
+            ),
+            chat.messages_problem(
+                record["non_preferred_output"], "non_preferred_output", CHAT.message_problem, role="assistant"
+            ),
         ):
             if problem is not None:
                 return problem
         return None
     if "messages" in record:
         # SFT chat; RFT adds evaluator fields (e.g. 'ground_truth') next to 'messages': scanned like the rest
-        return _messages_problem(record["messages"], "messages") or _tools_problem(record.get("tools"))
+        return chat.messages_problem(record["messages"], "messages", CHAT.message_problem) or chat.tools_problem(
+            record.get("tools")
+        )
     if "prompt" in record or "completion" in record:
         if set(record) != {"prompt", "completion"} or not all(isinstance(v, str) for v in record.values()):
             return "a completion record is {'prompt': <string>, 'completion': <string>}"
@@ -168,10 +131,7 @@ async def refuse_if_admitted(gw: Gateway, ex: Exchange, ref: str, what: str) -> 
 
 def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
     """The JSONL scanner (records checked against Fireworks' formats) writing the rewritten file to ``spool``."""
-    from bastion.policies import JsonlScanner
-
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    return ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=gw.settings.remote_images))
+    return steps.records_sink(gw, spool, record_problem)
 
 
 async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
@@ -210,21 +170,9 @@ async def datasets_upload(gw: Gateway, ex: Exchange) -> Response:
         facts = steps.scanned(gw, ex, sinks[0], "upload")
         request_digest = hashlib.sha256(json.dumps([ref, filename, facts["output_sha256"]]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await steps.admit(gw, ex, facts)
-            body = MultipartBody([], "file", filename, steps.FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the dataset upload")
-            status = reply.response.status_code
-            admitted = ref if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(steps.remember, gw, ex, admitted, facts, decision, PURPOSE)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=admitted)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            # admitted by the dataset's name (what jobs use), whatever the answer's body says
+            return steps.send_file(gw, ex, facts, spool, [], filename, PURPOSE, "the dataset upload", lambda _: ref)
 
         return await gw.once(ex, request_digest, run)
     finally:
@@ -387,16 +335,8 @@ def checked_json_step(check: Check, what: str) -> Callable[[Gateway, Exchange], 
             gw.check_residency(ex, scan.classification)
         decision = "redact" if scan.changed else "allow"
 
-        async def run() -> Response:
-            await gw.record(ex, decision, event="decision")
-            reply = await gw.send(ex, content=scan.body, content_type="application/json")
-            status = reply.response.status_code
-            if 200 <= status < 300:
-                answer = await read_limited(reply.response, MAX_RESPONSE, ex.route.name)
-                await gw.record(ex, decision, event="upstream_response", status=status, object_id=_name(answer))
-                gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-                return gw.buffered_response(status, answer, reply.response.headers)
-            return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+        def run() -> Awaitable[Response]:
+            return steps.send_json(gw, ex, scan.body, decision, ex.route.name, _name)
 
         key = f"{ex.route.name}|{ex.path}|{ex.query}|".encode() + scan.body
         return await gw.once(ex, hashlib.sha256(key).hexdigest(), run)

@@ -14,9 +14,9 @@ the bytes of that generation were scanned by this gateway.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bastion.adapters.openai import steps
 from bastion.gateway.state import Admitted
 
 if TYPE_CHECKING:
@@ -37,22 +37,7 @@ def remember(
     gw: Gateway, ex: Exchange, bucket: str, name: str, generation: str, facts: dict[str, Any], decision: str
 ) -> None:
     """Record a written object generation."""
-    for ref in (object_ref(bucket, name, generation),):
-        gw.state.admit(
-            Admitted(
-                upstream=ex.upstream_name,
-                ref=ref,
-                client=ex.fingerprint,
-                decision=decision,
-                classification=facts.get("classification"),
-                input_sha256=facts["input_sha256"],
-                output_sha256=facts["output_sha256"],
-                records=facts["records"],
-                policy=gw.policy_name,
-                purpose=PURPOSE,
-                admitted_at=datetime.now(UTC),
-            )
-        )
+    steps.remember(gw, ex, object_ref(bucket, name, generation), facts, decision, PURPOSE)
 
 
 def gcs_upstreams(gw: Gateway) -> list[str]:

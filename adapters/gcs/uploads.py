@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -211,14 +212,22 @@ def passed_query(ex: Exchange) -> list[tuple[str, str]]:
 
 # -- scanning ---------------------------------------------------------------------------------------
 def new_sink(gw: Gateway, spool: Spool) -> ScanSink:
-    from bastion.adapters.openai.records import RecordChecker
     from bastion.adapters.vertex.records import checker
-    from bastion.policies import JsonlScanner
 
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    remote = gw.settings.remote_images
     # objects are Gemini tuning records (supervised or preference): the shape Vertex AI trains on
-    return ScanSink(scanner, spool, checker=RecordChecker(checker(remote == "allow"), remote_images=remote))
+    return steps.records_sink(gw, spool, checker(gw.settings.remote_images == "allow"))
+
+
+def _hashed_sink(gw: Gateway, spool: Spool) -> tuple[ScanSink, Checksums, Callable[[bytes], None]]:
+    """The scan sink of an object body, the checksums of the bytes the client sent, and the writer feeding both."""
+    sink = new_sink(gw, spool)
+    sums = Checksums()
+
+    def write(data: bytes) -> None:
+        sums.update(data)
+        sink.write(data)
+
+    return sink, sums, write
 
 
 # -- the gateway's own upstream write -----------------------------------------------------------------
@@ -391,13 +400,7 @@ async def objects_insert(gw: Gateway, ex: Exchange) -> Response:
     query_name = dict(ex.query).get("name")
     spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
     try:
-        sink = new_sink(gw, spool)
-        sums = Checksums()
-
-        def write(data: bytes) -> None:
-            sums.update(data)
-            sink.write(data)
-
+        sink, sums, write = _hashed_sink(gw, spool)
         if kind == "media":
             if query_name is None:
                 raise _invalid("uploadType=media needs the object name in the 'name' query parameter", "name")
@@ -721,20 +724,13 @@ async def resumable_chunk(gw: Gateway, ex: Exchange) -> Response:
 
 async def _complete(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
     hashes = client_hashes(ex.request.headers, dict(up.meta.get("hashes") or {}))
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _complete_held(gw, ex, c.upload, hashes)
-    except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            "this upload is being completed by another request",
-            hint="ask for the session's status a little later",
-        ) from None
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        "this upload is being completed by another request",
+        hint="ask for the session's status a little later",
+    )
+    return await steps.complete_once(gw, ex, up.upload_id, lambda held: _complete_held(gw, ex, held, hashes), busy)
 
 
 async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, hashes: dict[str, str]) -> Response:
@@ -793,13 +789,7 @@ async def xml_put(gw: Gateway, ex: Exchange) -> Response:
     meta, _ = check_metadata(gw, json.dumps({"contentType": ctype}).encode(), object_name(ex.ids["object"], "object"))
     spool = Spool(gw.spool_dir, max_bytes=gw.settings.max_upload_bytes, what="rewritten object")
     try:
-        sink = new_sink(gw, spool)
-        sums = Checksums()
-
-        def write(data: bytes) -> None:
-            sums.update(data)
-            sink.write(data)
-
+        sink, sums, write = _hashed_sink(gw, spool)
         await gw.feed(ex, gw.settings.max_upload_bytes, write)
         await anyio.to_thread.run_sync(sink.close)
         check_client_hashes(sums, client_hashes(headers, {}))

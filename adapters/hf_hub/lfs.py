@@ -30,7 +30,6 @@ import httpx
 
 from bastion.adapters.hf_hub.data import PARQUET_MAGIC, parquet_not_rewritten, scan_parquet
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
@@ -255,10 +254,7 @@ def _scan_held(gw: Gateway, raw: Spool, out: Spool) -> tuple[str, Any]:
         head = fh.read(4)
     if head == PARQUET_MAGIC:
         return "parquet", scan_parquet(gw.engine, str(raw.path), "the LFS upload")
-    from bastion.policies import JsonlScanner
-
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    sink = ScanSink(scanner, out, checker=RecordChecker(record_problem, remote_images=gw.settings.remote_images))
+    sink = steps.records_sink(gw, out, record_problem)
     with open(raw.path, "rb") as fh:
         while block := fh.read(1024 * 1024):
             sink.write(block)

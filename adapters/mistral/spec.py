@@ -23,21 +23,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters import chat_records as chat
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
-from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec
-from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.spool import Spool
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -47,31 +47,9 @@ MAX_RESPONSE = 4 * 1024 * 1024
 PURPOSE = "fine-tune"  # batch and ocr files are not training data this gateway scans
 
 # -- record formats (examples/fixtures/*.jsonl of mistralai; classifier factory docs) -----------------
-ROLES = ("assistant", "system", "tool", "user")
+ROLES = chat.ROLES
 MESSAGE_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id", "name", "weight", "prefix"})
-
-
-def _message_problem(msg: Any, where: str) -> str | None:
-    if not isinstance(msg, dict):
-        return f"'{where}' must be an object with 'role' and 'content'"
-    role = msg.get("role")
-    if role not in ROLES:
-        return f"'{where}.role' must be one of {', '.join(ROLES)}"
-    if set(msg) - MESSAGE_KEYS:
-        return f"'{where}' has a field Mistral's chat format does not know (allowed: {', '.join(sorted(MESSAGE_KEYS))})"
-    calls = msg.get("tool_calls")
-    if calls is not None:
-        if role != "assistant" or not isinstance(calls, list) or not calls:
-            return f"'{where}.tool_calls' must be a non-empty list on an assistant message"
-        for j, call in enumerate(calls):
-            fn = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or "arguments" not in fn:
-                return f"'{where}.tool_calls[{j}]' must be {{'id', 'type', 'function': {{'name', 'arguments'}}}}"
-    elif not isinstance(msg.get("content"), (str, list)):
-        return f"'{where}.content' must be a string or a list of content parts"
-    if "weight" in msg and (role != "assistant" or msg["weight"] not in (0, 1)):
-        return f"'{where}.weight' is 0 or 1, on assistant messages only"
-    return None
+CHAT = chat.ChatFormat("Mistral's chat format", MESSAGE_KEYS)
 
 
 def record_problem(record: Any) -> str | None:
@@ -82,15 +60,11 @@ def record_problem(record: Any) -> str | None:
         if set(record) - {"messages", "tools", "labels"}:
             return "a chat record has only 'messages', 'tools' (function calling) and 'labels' (classifier)"
         messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            return "'messages' must be a non-empty list of messages"
-        tools = record.get("tools")
-        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-            return "'tools' must be a list of tool definitions ({'type': 'function', 'function': {...}})"
-        for i, msg in enumerate(messages):
-            problem = _message_problem(msg, f"messages[{i}]")
-            if problem is not None:
-                return problem
+        # a non-empty list first, then 'tools', then each message
+        problem = chat.tools_problem(record.get("tools")) if isinstance(messages, list) and messages else None
+        problem = problem or chat.messages_problem(messages, "messages", CHAT.message_problem)
+        if problem is not None:
+            return problem
     elif "text" in record:
         if set(record) - {"text", "labels"} or not isinstance(record["text"], str):
             return "a classifier record is {'text': <string>, 'labels': {<target>: <label(s)>}}"
@@ -117,16 +91,7 @@ def _form_fields(gw: Gateway, reader: FormReader) -> list[tuple[str, str]]:
             "the form has a field the gateway does not forward; accepted: expiry, purpose, visibility and 'file'",
             hint="the gateway forwards only the fields it knows, so no data can travel unscanned",
         )
-    purpose = reader.fields.get("purpose", PURPOSE)
-    if purpose != PURPOSE:
-        raise Refusal(
-            403,
-            "purpose_not_allowed",
-            "this gateway forwards Mistral uploads with purpose 'fine-tune' only (batch and ocr files are not "
-            "scanned as training data)",
-            param="purpose",
-        )
-    steps.check_purpose(gw, PURPOSE)  # the operator may have taken fine-tune off gateway.scan_purposes
+    steps.check_only_purpose(gw, reader.fields.get("purpose", PURPOSE), PURPOSE, "Mistral", "batch and ocr")
     fields = [("purpose", PURPOSE)]
     visibility = reader.fields.get("visibility")
     if visibility is not None:
@@ -142,8 +107,6 @@ def _form_fields(gw: Gateway, reader: FormReader) -> list[tuple[str, str]]:
 
 
 async def files_upload(gw: Gateway, ex: Exchange) -> Response:
-    from bastion.policies import JsonlScanner
-
     settings = gw.settings
     spool = Spool(gw.spool_dir, max_bytes=settings.max_upload_bytes, what="rewritten upload")
     sinks: list[ScanSink] = []
@@ -152,8 +115,7 @@ async def files_upload(gw: Gateway, ex: Exchange) -> Response:
         if part.name != "file":
             raise Refusal(400, "invalid_upload", "unexpected file part; only 'file' is accepted", param="file")
         steps._check_part_headers(part)
-        scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=settings.max_line_bytes)
-        sink = ScanSink(scanner, spool, checker=RecordChecker(record_problem, remote_images=settings.remote_images))
+        sink = steps.records_sink(gw, spool, record_problem)
         sinks.append(sink)
         return sink
 
@@ -175,34 +137,12 @@ async def files_upload(gw: Gateway, ex: Exchange) -> Response:
         facts = steps.scanned(gw, ex, sinks[0], "upload")
         request_digest = hashlib.sha256(json.dumps([fields, filename, facts["output_sha256"]]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await steps.admit(gw, ex, facts)
-            body = MultipartBody(fields, "file", filename, steps.FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _json_id(raw) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(steps.remember, gw, ex, file_id, facts, decision, PURPOSE)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            return steps.send_file(gw, ex, facts, spool, fields, filename, PURPOSE, "the file upload", steps.json_id)
 
         return await gw.once(ex, request_digest, run)
     finally:
         spool.discard()
-
-
-def _json_id(raw: bytes) -> str | None:
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = doc.get("id") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() else None
 
 
 # -- POST /v1/fine_tuning/jobs ------------------------------------------------------------------------
@@ -305,16 +245,8 @@ async def jobs_create(gw: Gateway, ex: Exchange) -> Response:
         gw.check_residency(ex, scan.classification)
     decision = "redact" if scan.changed else "allow"
 
-    async def run() -> Response:
-        await gw.record(ex, decision, event="decision")
-        reply = await gw.send(ex, content=scan.body, content_type="application/json")
-        status = reply.response.status_code
-        if 200 <= status < 300:
-            answer = await read_limited(reply.response, MAX_RESPONSE, "the job creation")
-            await gw.record(ex, decision, event="upstream_response", status=status, object_id=_json_id(answer))
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, answer, reply.response.headers)
-        return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+    def run() -> Awaitable[Response]:
+        return steps.send_json(gw, ex, scan.body, decision, "the job creation", steps.json_id)
 
     return await gw.once(ex, hashlib.sha256(b"mistral.jobs|" + scan.body).hexdigest(), run)
 

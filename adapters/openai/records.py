@@ -15,20 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bastion.adapters import chat_records as chat
+
 FORMATS = ("chat", "reinforcement", "preference", "completion")
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
+#: OpenAI's message types are open (name, tool_calls, refusal, ...): the role is checked, not the fields
+CHAT = chat.ChatFormat("OpenAI's chat format", None, tuple(sorted(ROLES)))
+
+
 def _messages_problem(value: Any, key: str) -> str | None:
-    if not isinstance(value, list) or not value:
-        return f"'{key}' must be a non-empty list of messages"
-    for i, msg in enumerate(value):
-        if not isinstance(msg, dict):
-            return f"'{key}[{i}]' must be an object with 'role' and 'content'"
-        role = msg.get("role")
-        if role not in ROLES:
-            return f"'{key}[{i}].role' must be one of {', '.join(sorted(ROLES))}"
-    return None
+    return chat.messages_problem(value, key, CHAT.head_problem)
 
 
 def record_problem(record: Any) -> str | None:

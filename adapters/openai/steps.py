@@ -23,6 +23,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,20 @@ def check_purpose(gw: Gateway, purpose: Any) -> str:
     return purpose
 
 
+def check_only_purpose(gw: Gateway, purpose: Any, allowed: str, provider: str, others: str) -> None:
+    """A provider's upload form: only purpose ``allowed`` is forwarded (``others``: the purposes that are not,
+    named in the refusal), and the operator must not have taken it off ``gateway.scan_purposes``."""
+    if purpose != allowed:
+        raise Refusal(
+            403,
+            "purpose_not_allowed",
+            f"this gateway forwards {provider} uploads with purpose '{allowed}' only ({others} files are not "
+            "scanned as training data)",
+            param="purpose",
+        )
+    check_purpose(gw, allowed)
+
+
 def safe_filename(gw: Gateway, name: Any) -> str:
     """The filename the gateway sends: base name, NFKC, safe characters, scanned (personal data -> digest)."""
     text = name if isinstance(name, str) else ""
@@ -106,11 +121,16 @@ def check_expires(anchor: Any, seconds: Any) -> dict[str, Any]:
 
 
 def new_sink(gw: Gateway, purpose: str, spool: Spool) -> ScanSink:
+    return records_sink(gw, spool, PROBLEMS.get(purpose))
+
+
+def records_sink(gw: Gateway, spool: Spool, problem: Callable[[Any], str | None] | None) -> ScanSink:
+    """The JSONL scanner writing the rewritten file to ``spool``, each record checked by ``problem`` (the
+    provider's record format) and for images (``gateway.remote_images``)."""
     from bastion.policies import JsonlScanner
 
     scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    checker = RecordChecker(PROBLEMS.get(purpose), remote_images=gw.settings.remote_images)
-    return ScanSink(scanner, spool, checker=checker)
+    return ScanSink(scanner, spool, checker=RecordChecker(problem, remote_images=gw.settings.remote_images))
 
 
 def scanned(gw: Gateway, ex: Exchange, sink: ScanSink, what: str) -> dict[str, Any]:
@@ -219,25 +239,61 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
         facts = scanned(gw, ex, sink, "upload")
         digest = hashlib.sha256(json.dumps([fields, filename, facts["output_sha256"], ex.path]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await admit(gw, ex, facts)
-            body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _safe_id(_json_field(raw, "id")) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            return send_file(gw, ex, facts, spool, fields, filename, purpose, "the file upload", json_id)
 
         return await gw.once(ex, digest, run)
     finally:
         spool.discard()
+
+
+def json_id(raw: bytes) -> str | None:
+    """The ``id`` of a JSON answer (a file object), when it is a short printable string."""
+    return _safe_id(_json_field(raw, "id"))
+
+
+async def send_file(
+    gw: Gateway,
+    ex: Exchange,
+    facts: dict[str, Any],
+    spool: Spool,
+    fields: list[tuple[str, str]],
+    filename: str,
+    purpose: str,
+    what: str,
+    admitted: Callable[[bytes], str | None],
+) -> Response:
+    """Send a scanned file upstream in a new multipart body (``fields``, then the ``file`` part from ``spool``)
+    and answer the client. On a 2xx answer, the file is admitted under ``admitted(answer)`` (its id); an error
+    answer is masked. ``what`` names the call in errors ("the file upload")."""
+    decision = await admit(gw, ex, facts)
+    body = MultipartBody(fields, "file", filename, FILE_CONTENT_TYPE, spool)
+    reply = await gw.send(ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length)
+    raw = await read_limited(reply.response, MAX_RESPONSE, what)
+    status = reply.response.status_code
+    file_id = admitted(raw) if 200 <= status < 300 else None
+    await anyio.to_thread.run_sync(remember, gw, ex, file_id, facts, decision, purpose)
+    if status >= 400:
+        raw = await anyio.to_thread.run_sync(gw.mask, raw)
+    await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
+    gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+    return gw.buffered_response(status, raw, reply.response.headers)
+
+
+async def send_json(
+    gw: Gateway, ex: Exchange, body: bytes, decision: str, what: str, object_id: Callable[[bytes], str | None]
+) -> Response:
+    """Send a scanned JSON request body upstream and answer the client: a 2xx answer is read (bounded; ``what``
+    names the call in errors) and the id ``object_id`` reads from it recorded; an error answer is relayed."""
+    await gw.record(ex, decision, event="decision")
+    reply = await gw.send(ex, content=body, content_type="application/json")
+    status = reply.response.status_code
+    if 200 <= status < 300:
+        answer = await read_limited(reply.response, MAX_RESPONSE, what)
+        await gw.record(ex, decision, event="upstream_response", status=status, object_id=object_id(answer))
+        gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
+        return gw.buffered_response(status, answer, reply.response.headers)
+    return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
 
 
 FILE_FORM_FIELDS = frozenset({"purpose", "expires_after[anchor]", "expires_after[seconds]"})
@@ -440,21 +496,39 @@ async def uploads_complete(gw: Gateway, ex: Exchange) -> Response:
     md5 = body.get("md5")
     if md5 is not None and (not isinstance(md5, str) or re.fullmatch(r"[0-9a-fA-F]{32}", md5) is None):
         raise Refusal(400, "invalid_request", "'md5' must be 32 hex digits", param="md5")
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        f"upload {up.upload_id} is being completed by another request",
+        hint="wait for it; completing again afterwards returns the same result",
+    )
+    return await complete_once(gw, ex, up.upload_id, lambda held: _complete_held(gw, ex, held, part_ids, md5), busy)
+
+
+async def complete_once(
+    gw: Gateway,
+    ex: Exchange,
+    upload_id: str,
+    complete: Callable[[HeldUpload], Awaitable[Response]],
+    busy: Refusal,
+    *,
+    media_type: str = "application/json",
+    replay_audit: str | None = None,
+) -> Response:
+    """Complete a held upload once (serialised per upload in the state store): ``complete`` runs for the first
+    request; a completed upload answers its stored result again (a replay, its upstream id put in the audit
+    entry under ``replay_audit`` when given); while another request completes it, ``busy`` is raised."""
     try:
-        completing = gw.state.aupload_completing(up.upload_id)
-        async with completing as c:  # serialised per upload; a completed upload answers its stored result
+        async with gw.state.aupload_completing(upload_id) as c:
             if c.completed:
                 assert c.result is not None
+                if replay_audit is not None:
+                    ex.audit[replay_audit] = c.upstream_upload_id
                 await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _complete_held(gw, ex, c.upload, part_ids, md5)
+                return Response(c.result, status_code=200, media_type=media_type)
+            return await complete(c.upload)
     except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            f"upload {up.upload_id} is being completed by another request",
-            hint="wait for it; completing again afterwards returns the same result",
-        ) from None
+        raise busy from None
 
 
 async def _complete_held(gw: Gateway, ex: Exchange, up: HeldUpload, part_ids: list[str], md5: str | None) -> Response:

@@ -42,7 +42,7 @@ from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
 from bastion.gateway.spool import Spool
-from bastion.gateway.state import Admitted, HeldPart, HeldUpload, StateConflict
+from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
@@ -187,21 +187,7 @@ async def check_media(gw: Gateway, ex: Exchange, uris: list[str]) -> None:
 
 
 def admit_object(gw: Gateway, ex: Exchange, target: Target, etag: str, facts: dict[str, Any], decision: str) -> None:
-    gw.state.admit(
-        Admitted(
-            upstream=ex.upstream_name,
-            ref=ledger_ref(target.uri, etag),
-            client=ex.fingerprint,
-            decision=decision,
-            classification=facts.get("classification"),
-            input_sha256=facts["input_sha256"],
-            output_sha256=facts["output_sha256"],
-            records=facts["records"],
-            policy=gw.policy_name,
-            purpose=PURPOSE,
-            admitted_at=datetime.now(UTC),
-        )
-    )
+    common.remember(gw, ex, ledger_ref(target.uri, etag), facts, decision, PURPOSE)
 
 
 def _etag(value: str | None) -> str | None:
@@ -426,15 +412,10 @@ async def complete_multipart_upload(gw: Gateway, ex: Exchange) -> Response:
     if re.fullmatch(r"[0-9a-f]{64}", claimed) and hashlib.sha256(raw).hexdigest() != claimed:
         raise bad("XAmzContentSHA256Mismatch", "the provided x-amz-content-sha256 header does not match the body")
     wanted = _client_parts(raw)
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/xml")
-            return await _complete(gw, ex, c.upload, target, wanted)
-    except StateConflict:
-        raise Refusal(409, "OperationAborted", "the multipart upload is being completed by another request") from None
+    busy = Refusal(409, "OperationAborted", "the multipart upload is being completed by another request")
+    return await common.complete_once(
+        gw, ex, up.upload_id, lambda held: _complete(gw, ex, held, target, wanted), busy, media_type="application/xml"
+    )
 
 
 async def _complete(

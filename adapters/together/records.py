@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ROLES = ("assistant", "system", "tool", "user")
+from bastion.adapters import chat_records as chat
+
+ROLES = chat.ROLES
 MESSAGE_KEYS = frozenset(
     {"role", "content", "weight", "name", "tool_calls", "tool_call_id", "reasoning", "reasoning_content"}
 )
@@ -30,47 +32,37 @@ FORMATS = {
 _MARKERS = {"messages": "conversational", "prompt": "instruction", "input": "preference", "text": "generic text"}
 
 
-def _message_problem(msg: Any, where: str) -> str | None:
-    if not isinstance(msg, dict):
-        return f"'{where}' must be an object with 'role' and 'content'"
-    role = msg.get("role")
-    if role not in ROLES:
-        return f"'{where}.role' must be one of {', '.join(ROLES)}"
-    if set(msg) - MESSAGE_KEYS:
-        return f"'{where}' has a field Together's format does not know (allowed: {', '.join(sorted(MESSAGE_KEYS))})"
-    calls = msg.get("tool_calls")
-    if calls is not None and (role != "assistant" or not isinstance(calls, list)):
-        return f"'{where}.tool_calls' must be a list, on an assistant message"
-    if calls is None and not isinstance(msg.get("content"), (str, list)):
-        return f"'{where}.content' must be a string or a list of content parts"
-    if "weight" in msg and (isinstance(msg["weight"], bool) or msg["weight"] not in (0, 1)):
-        return f"'{where}.weight' must be 0 or 1"
-    if role != "assistant" and ({"reasoning", "reasoning_content"} & set(msg)):
-        return f"'{where}': only assistant messages carry 'reasoning'"
-    return None
+class _TogetherChat(chat.ChatFormat):
+    """Together's messages: ``tool_calls`` any list, ``weight`` on any turn, ``reasoning`` on assistant turns."""
+
+    def message_problem(self, msg: Any, where: str) -> str | None:
+        problem = self.head_problem(msg, where)
+        if problem is not None:
+            return problem
+        role = msg["role"]
+        calls = msg.get("tool_calls")
+        if calls is not None and (role != "assistant" or not isinstance(calls, list)):
+            return f"'{where}.tool_calls' must be a list, on an assistant message"
+        if calls is None and not isinstance(msg.get("content"), (str, list)):
+            return f"'{where}.content' must be a string or a list of content parts"
+        if "weight" in msg and (isinstance(msg["weight"], bool) or msg["weight"] not in (0, 1)):
+            return f"'{where}.weight' must be 0 or 1"
+        if role != "assistant" and ({"reasoning", "reasoning_content"} & set(msg)):
+            return f"'{where}': only assistant messages carry 'reasoning'"
+        return None
+
+
+CHAT = _TogetherChat("Together's format", MESSAGE_KEYS)
 
 
 def _messages_problem(value: Any, where: str) -> str | None:
-    if not isinstance(value, list) or not value:
-        return f"'{where}' must be a non-empty list of messages"
-    for i, msg in enumerate(value):
-        problem = _message_problem(msg, f"{where}[{i}]")
-        if problem is not None:
-            return problem
-    return None
-
-
-def _tools_problem(record: dict[str, Any], where: str) -> str | None:
-    tools = record.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        return f"'{where}' must be a list of tool definitions ({{'type': 'function', 'function': {{...}}}})"
-    return None
+    return chat.messages_problem(value, where, CHAT.message_problem)
 
 
 def _answer_problem(value: Any, where: str) -> str | None:
     if not isinstance(value, list) or len(value) != 1:
         return f"'{where}' must be a list with exactly one assistant message"
-    problem = _message_problem(value[0], f"{where}[0]")
+    problem = CHAT.message_problem(value[0], f"{where}[0]")
     if problem is None and value[0].get("role") != "assistant":
         problem = f"'{where}[0].role' must be 'assistant'"
     return problem
@@ -93,7 +85,7 @@ def record_problem(record: Any) -> str | None:
     if extra:
         return f"a {kind} record has only {', '.join(repr(k) for k in sorted(FORMATS[kind]))}"
     if kind == "conversational":
-        return _messages_problem(record["messages"], "messages") or _tools_problem(record, "tools")
+        return _messages_problem(record["messages"], "messages") or chat.tools_problem(record.get("tools"))
     if kind == "instruction":
         if not isinstance(record.get("prompt"), str) or not isinstance(record.get("completion"), str):
             return "an instruction record needs 'prompt' and 'completion', both strings"
@@ -107,7 +99,7 @@ def record_problem(record: Any) -> str | None:
             return "a preference record needs " + " and ".join(repr(k) for k in missing)
         return (
             _messages_problem(inp.get("messages"), "input.messages")
-            or _tools_problem(inp, "input.tools")
+            or chat.tools_problem(inp.get("tools"), "input.tools")
             or _answer_problem(record["preferred_output"], "preferred_output")
             or _answer_problem(record["non_preferred_output"], "non_preferred_output")
         )

@@ -25,16 +25,17 @@ OpenAI-compatible shape ``{"error": {"message", "type", "param", "code"}}``. Cli
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from starlette.responses import Response
 
+from bastion.adapters.openai import steps
 from bastion.adapters.together import uploads
 from bastion.gateway import jsonbody
 from bastion.gateway.errors import Refusal
-from bastion.gateway.proxy import read_limited
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec, json_error
 
 if TYPE_CHECKING:
@@ -204,17 +205,11 @@ async def _job_request(gw: Gateway, ex: Exchange, *, create: bool) -> Response:
         gw.check_residency(ex, scan.classification)
     decision = "redact" if scan.changed else "allow"
 
-    async def run() -> Response:
-        await gw.record(ex, decision, event="decision")
-        reply = await gw.send(ex, content=body, content_type="application/json")
-        status = reply.response.status_code
-        if 200 <= status < 300:
-            answer = await read_limited(reply.response, MAX_RESPONSE, ex.route.name)
-            created = uploads._file_id(uploads._json_field(answer, "id")) if create else None
-            await gw.record(ex, decision, event="upstream_response", status=status, object_id=created)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, answer, reply.response.headers)
-        return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
+    def created(answer: bytes) -> str | None:
+        return uploads._file_id(steps._json_field(answer, "id")) if create else None
+
+    def run() -> Awaitable[Response]:
+        return steps.send_json(gw, ex, body, decision, ex.route.name, created)
 
     return await gw.once(ex, hashlib.sha256(f"together.{ex.route.name}|".encode() + body).hexdigest(), run)
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +35,13 @@ import anyio.to_thread
 from starlette.responses import Response
 
 from bastion.adapters.openai import steps
-from bastion.adapters.openai.records import RecordChecker
 from bastion.adapters.together.records import record_problem
 from bastion.gateway import presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
-from bastion.gateway.spool import MultipartBody, Spool
+from bastion.gateway.spool import Spool
 from bastion.gateway.state import HeldPart, HeldUpload, StateConflict
 
 if TYPE_CHECKING:
@@ -87,15 +87,7 @@ def _check_fields(gw: Gateway, reader: FormReader) -> dict[str, str]:
 def _check_kind(gw: Gateway, reader: FormReader) -> None:
     """Purpose and file type (also checked as soon as a file part starts: the fields come before it)."""
     purpose = reader.fields.get("purpose", PURPOSE)
-    if purpose != PURPOSE:
-        raise Refusal(
-            403,
-            "purpose_not_allowed",
-            "this gateway forwards Together uploads with purpose 'fine-tune' only (eval, batch-api and calibration "
-            "files are not scanned as training data)",
-            param="purpose",
-        )
-    steps.check_purpose(gw, PURPOSE)  # the operator may have taken fine-tune off gateway.scan_purposes
+    steps.check_only_purpose(gw, purpose, PURPOSE, "Together", "eval, batch-api and calibration")
     file_type = reader.fields.get("file_type", FILE_TYPE)
     if file_type != FILE_TYPE:
         raise Refusal(
@@ -113,11 +105,7 @@ def _check_field_part(part: PartInfo) -> None:
 
 
 def _sink(gw: Gateway, spool: Spool) -> ScanSink:
-    from bastion.policies import JsonlScanner
-
-    scanner = JsonlScanner(gw.engine, source="upload", max_line_bytes=gw.settings.max_line_bytes)
-    checker = RecordChecker(record_problem, remote_images=gw.settings.remote_images)
-    return ScanSink(scanner, spool, checker=checker)
+    return steps.records_sink(gw, spool, record_problem)
 
 
 def _form(fields: list[tuple[str, str]]) -> tuple[str, bytes]:
@@ -128,14 +116,6 @@ def _form(fields: list[tuple[str, str]]) -> tuple[str, bytes]:
         body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     body += f"--{boundary}--\r\n".encode()
     return f"multipart/form-data; boundary={boundary}", bytes(body)
-
-
-def _json_field(raw: bytes, key: str) -> Any:
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc.get(key) if isinstance(doc, dict) else None
 
 
 def _file_id(value: Any) -> str | None:
@@ -291,21 +271,15 @@ async def files_preprocess(gw: Gateway, ex: Exchange) -> Response:
             hint="upload the file through the gateway with the same credentials",
         )
     ex.audit.update(upload_id=up.upload_id, purpose=up.purpose)
-    try:
-        async with gw.state.aupload_completing(up.upload_id) as c:
-            if c.completed:
-                assert c.result is not None
-                ex.audit["file_id"] = c.upstream_upload_id
-                await gw.record(ex, "replay", event="upload_complete_replayed", status=200)
-                return Response(c.result, status_code=200, media_type="application/json")
-            return await _send_held(gw, ex, c.upload)
-    except StateConflict:
-        raise Refusal(
-            409,
-            "upload_in_progress",
-            "this upload is being sent to Together by another request",
-            hint="wait for it; calling preprocess again afterwards returns the same file",
-        ) from None
+    busy = Refusal(
+        409,
+        "upload_in_progress",
+        "this upload is being sent to Together by another request",
+        hint="wait for it; calling preprocess again afterwards returns the same file",
+    )
+    return await steps.complete_once(
+        gw, ex, up.upload_id, lambda held: _send_held(gw, ex, held), busy, replay_audit="file_id"
+    )
 
 
 async def _send_held(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
@@ -329,9 +303,9 @@ async def _send_held(gw: Gateway, ex: Exchange, up: HeldUpload) -> Response:
     status = reply.response.status_code
     headers = reply.response.headers
     raw = await read_limited(reply.response, MAX_RESPONSE, "the file creation")
-    if status == 409 and _file_id(_json_field(raw, "file_id")) is not None:
+    if status == 409 and _file_id(steps._json_field(raw, "file_id")) is not None:
         # Together has a file with exactly these bytes (same checksum): that file holds what was scanned
-        remote = _file_id(_json_field(raw, "file_id"))
+        remote = _file_id(steps._json_field(raw, "file_id"))
         assert remote is not None
         await anyio.to_thread.run_sync(steps.remember, gw, ex, remote, facts, decision, up.purpose)
         reply = await gw.send(ex, method="GET", path=f"/v1/files/{remote}")
@@ -416,21 +390,11 @@ async def files_upload_form(gw: Gateway, ex: Exchange) -> Response:
         form = [("purpose", PURPOSE), ("file_name", filename), ("file_type", FILE_TYPE)]
         request_digest = hashlib.sha256(json.dumps([form, facts["output_sha256"]]).encode()).hexdigest()
 
-        async def run() -> Response:
-            decision = await steps.admit(gw, ex, facts)
-            body = MultipartBody(form, "file", filename, steps.FILE_CONTENT_TYPE, spool)
-            reply = await gw.send(
-                ex, content=body.aiter(), content_type=body.content_type, content_length=body.content_length
-            )
-            raw = await read_limited(reply.response, MAX_RESPONSE, "the file upload")
-            status = reply.response.status_code
-            file_id = _file_id(_json_field(raw, "id")) if 200 <= status < 300 else None
-            await anyio.to_thread.run_sync(steps.remember, gw, ex, file_id, facts, decision, PURPOSE)
-            if status >= 400:
-                raw = await anyio.to_thread.run_sync(gw.mask, raw)
-            await gw.record(ex, decision, event="upstream_response", status=status, file_id=file_id)
-            gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
-            return gw.buffered_response(status, raw, reply.response.headers)
+        def run() -> Awaitable[Response]:
+            def file_id(raw: bytes) -> str | None:
+                return _file_id(steps._json_field(raw, "id"))
+
+            return steps.send_file(gw, ex, facts, spool, form, filename, PURPOSE, "the file upload", file_id)
 
         return await gw.once(ex, request_digest, run)
     finally:

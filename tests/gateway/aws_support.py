@@ -9,8 +9,6 @@ over HTTPS: CRC32 checksums in an ``aws-chunked`` body with ``STREAMING-UNSIGNED
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import gw_support
 from botocore.config import Config
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bastion.adapters.aws.sigv4 import AwsKeys, verify_client
 from bastion.gateway.errors import Refusal
@@ -49,35 +44,8 @@ def aws_block() -> dict[str, Any]:
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bastion-test")])
-    now = dt.datetime.now(dt.UTC)
-    san = x509.SubjectAlternativeName(
-        [
-            x509.DNSName("localhost"),
-            x509.DNSName(VIRTUAL_HOST),
-            x509.DNSName(f"*.{VIRTUAL_HOST}"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    """A certificate for 127.0.0.1, localhost and the virtual-hosted S3 names under VIRTUAL_HOST."""
+    return gw_support.self_signed(tmp, ["localhost", VIRTUAL_HOST, f"*.{VIRTUAL_HOST}"], common_name="bastion-test")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import google_crc32c
-from gw_upstream import Received
+from gw_upstream import Received, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -79,16 +79,7 @@ class FakeGoogle:
 
     def app(self) -> Starlette:
         async def record(request: Request) -> Received:
-            rec = Received(
-                request.method,
-                request.url.path,
-                request.url.query,
-                {k.lower(): v for k, v in request.headers.items()},
-                await request.body(),
-            )
-            with self.lock:
-                self.received.append(rec)
-            return rec
+            return await record_request(request, self.received, self.lock)
 
         def authorised(rec: Received) -> bool:
             return self.token is None or rec.headers.get("authorization") == f"Bearer {self.token}"

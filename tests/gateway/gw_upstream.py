@@ -31,6 +31,20 @@ class Received:
     body: bytes
 
 
+async def record_request(request: Request, into: list[Received], lock: threading.Lock) -> Received:
+    """What a stand-in got (method, path, query, lower-cased headers, raw body), appended to ``into``."""
+    rec = Received(
+        request.method,
+        request.url.path,
+        request.url.query,
+        {k.lower(): v for k, v in request.headers.items()},
+        await request.body(),
+    )
+    with lock:
+        into.append(rec)
+    return rec
+
+
 def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
     """name -> (filename, bytes); a strict re-parse of what the gateway sent."""
     _, params = parse_options_header(content_type)

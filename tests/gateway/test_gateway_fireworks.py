@@ -23,8 +23,8 @@ import pytest
 from fireworks import Fireworks, PermissionDeniedError
 from fireworks._exceptions import APIStatusError
 from fireworks.lib.dataset_upload import upload_dataset_shards
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl
-from gw_upstream import Received, parse_multipart
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, AuditLog, chat, jsonl, self_signed, start_gateway
+from gw_upstream import Received, parse_multipart, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,16 +57,7 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def record(self, request: Request) -> Received:
-        rec = Received(
-            request.method,
-            request.url.path,
-            request.url.query,
-            {k.lower(): v for k, v in request.headers.items()},
-            await request.body(),
-        )
-        with self.lock:
-            self.received.append(rec)
-        return rec
+        return await record_request(request, self.received, self.lock)
 
 
 @dataclass
@@ -169,7 +160,7 @@ class FakeFireworks(Recorder):
 
 
 @dataclass
-class FEnv:
+class FEnv(AuditLog):
     upstream: FakeFireworks
     store: SignedStore
     gateway: Gateway
@@ -180,25 +171,11 @@ class FEnv:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Fireworks(account_id=ACCOUNT, base_url=f"{self.url}/{upstream}", max_retries=0, **kw)
 
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
-
     def mark(self) -> int:
         return len(self.upstream.received)
 
     def sent_since(self, n: int) -> list[Received]:
         return self.upstream.received[n:]
-
-
-def _gateway(tmp: Path, policy: Any, upstreams: dict[str, Any]) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping({"upstreams": upstreams, "gateway": {"state_dir": str(tmp)}})
-    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
-    return gw, ServerThread(gw.app).start()
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +185,7 @@ def fw(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[FEnv]:
         fake = FakeFireworks(store_url=store_srv.url)
         with ServerThread(fake.app()) as up:
             tmp = tmp_path_factory.mktemp("fireworks")
-            gw, srv = _gateway(
+            gw, srv = start_gateway(
                 tmp,
                 policy,
                 {
@@ -225,8 +202,12 @@ def fw(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[FEnv]:
 _COUNTER = iter(range(1_000_000))
 
 
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
 def new_dataset(env: FEnv, upstream: str = "fireworks") -> str:
-    ds = f"ds-{next(_COUNTER)}-{uuid.uuid4().hex[:6]}"
+    # letters only after the counter: a random run of digits can read as a phone number (a path id is scanned)
+    ds = f"ds-{next(_COUNTER)}-{uuid.uuid4().hex[:6].translate(_LETTERS)}"
     env.client(upstream).datasets.create(dataset_id=ds, dataset={"display_name": "train", "format": "CHAT"})
     return ds
 
@@ -345,35 +326,7 @@ def test_datasets_get_list_delete_and_download_endpoint_pass_through(fw: FEnv) -
 # -- the signed-URL flow (getUploadEndpoint -> PUT -> validateUpload), held by the gateway --------------------
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (the SDK's shard helper refuses upload URLs that are not https)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "gw.pem", tmp / "gw.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    return self_signed(tmp, files=("gw.pem", "gw.key"))
 
 
 @dataclass
@@ -863,7 +816,7 @@ def test_gateway_held_key_replaces_the_client_key(tmp_path: Path, policy: Any, m
     monkeypatch.setenv("BASTION_TEST_FIREWORKS_KEY", PROVIDER_KEY)
     fake = FakeFireworks()
     with ServerThread(fake.app()) as up:
-        gw, srv = _gateway(
+        gw, srv = start_gateway(
             tmp_path,
             policy,
             {

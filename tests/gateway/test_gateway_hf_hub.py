@@ -25,7 +25,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
 from gw_upstream import Received
 from huggingface_hub import CommitOperationAdd, HfApi, constants
 from huggingface_hub.errors import HfHubHTTPError
@@ -36,8 +36,7 @@ from starlette.routing import Route
 
 from bastion.adapters import get_provider
 from bastion.adapters.hf_hub.data import path_kind
-from bastion.gateway.app import Gateway, create_gateway
-from bastion.gateway.config import config_from_mapping
+from bastion.gateway.app import Gateway
 from bastion.gateway.errors import Refusal
 from bastion.gateway.serve import ServerThread
 
@@ -240,7 +239,7 @@ class FakeHub:
 
 
 @dataclass
-class HEnv:
+class HEnv(AuditLog):
     hub: FakeHub
     store: LfsStore
     gateway: Gateway
@@ -249,14 +248,6 @@ class HEnv:
 
     def api(self, token: str = HF_TOKEN, upstream: str = "hf") -> HfApi:
         return HfApi(endpoint=f"{self.url}/{upstream}", token=token)
-
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
 
     def mark(self) -> tuple[int, int, int]:
         return len(self.hub.received), len(self.store.received), len(self.hub.commits)
@@ -271,11 +262,7 @@ class HEnv:
 
 
 def _start(tmp: Path, policy: Any, upstreams: dict[str, Any], **settings: Any) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping(
-        {"upstreams": upstreams, "gateway": {"state_dir": str(tmp), "max_upload_bytes": 1024 * 1024, **settings}}
-    )
-    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
-    return gw, ServerThread(gw.app).start()
+    return start_gateway(tmp, policy, upstreams, **{"max_upload_bytes": 1024 * 1024, **settings})
 
 
 @pytest.fixture(scope="module")

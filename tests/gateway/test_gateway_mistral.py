@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, chat, jsonl
-from gw_upstream import Received, parse_multipart
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
+from gw_upstream import Received, parse_multipart, record_request
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError
 from starlette.applications import Starlette
@@ -28,8 +28,7 @@ from starlette.routing import Route
 
 from bastion.adapters import get_provider
 from bastion.adapters.mistral.spec import record_problem
-from bastion.gateway.app import Gateway, create_gateway
-from bastion.gateway.config import config_from_mapping
+from bastion.gateway.app import Gateway
 from bastion.gateway.serve import ServerThread
 
 GITHUB_TOKEN = "ghp_SECRETgithubTOKEN0123456789abcdefABCD"
@@ -54,16 +53,7 @@ class FakeMistral:
 
     def app(self) -> Starlette:
         async def record(request: Request) -> Received:
-            rec = Received(
-                request.method,
-                request.url.path,
-                request.url.query,
-                {k.lower(): v for k, v in request.headers.items()},
-                await request.body(),
-            )
-            with self.lock:
-                self.received.append(rec)
-            return rec
+            return await record_request(request, self.received, self.lock)
 
         async def files_upload(request: Request) -> Response:
             rec = await record(request)
@@ -169,7 +159,7 @@ class FakeMistral:
 
 
 @dataclass
-class MEnv:
+class MEnv(AuditLog):
     upstream: FakeMistral
     gateway: Gateway
     url: str
@@ -179,22 +169,8 @@ class MEnv:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Mistral(server_url=f"{self.url}/{upstream}", **kw)
 
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
-
     def upstream_paths(self, n: int) -> list[str]:
         return [f"{r.method} {r.path}" for r in self.upstream.received[n:]]
-
-
-def _gateway(tmp: Path, policy: Any, upstreams: dict[str, Any]) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping({"upstreams": upstreams, "gateway": {"state_dir": str(tmp)}})
-    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
-    return gw, ServerThread(gw.app).start()
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +178,7 @@ def mis(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[MEnv]
     fake = FakeMistral()
     with ServerThread(fake.app()) as up:
         tmp = tmp_path_factory.mktemp("mistral")
-        gw, srv = _gateway(
+        gw, srv = start_gateway(
             tmp,
             policy,
             {
@@ -509,7 +485,7 @@ def test_gateway_held_key_replaces_the_client_key(tmp_path: Path, policy: Any, m
     monkeypatch.setenv("BASTION_TEST_MISTRAL_KEY", PROVIDER_KEY)
     fake = FakeMistral()
     with ServerThread(fake.app()) as up:
-        gw, srv = _gateway(
+        gw, srv = start_gateway(
             tmp_path,
             policy,
             {

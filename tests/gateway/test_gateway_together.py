@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import CLIENT_TOKEN, EMAIL, IBAN, POLICY_YAML, PROVIDER_KEY, chat, jsonl
-from gw_upstream import Received, parse_multipart
+from gw_support import CLIENT_TOKEN, EMAIL, IBAN, POLICY_YAML, PROVIDER_KEY, AuditLog, chat, jsonl, start_gateway
+from gw_upstream import Received, parse_multipart, record_request
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,8 +30,7 @@ from together import APIStatusError, AsyncTogether, Together
 
 from bastion.adapters import get_provider
 from bastion.adapters.together.records import record_problem
-from bastion.gateway.app import Gateway, create_gateway
-from bastion.gateway.config import config_from_mapping
+from bastion.gateway.app import Gateway
 from bastion.gateway.serve import ServerThread
 from bastion.policies import PolicyEngine, load_policy_text
 
@@ -71,19 +70,6 @@ def _error(status: int, message: str) -> JSONResponse:
                                    "code": None}}, status_code=status)  # fmt: skip
 
 
-async def _record(request: Request, into: list[Received], lock: threading.Lock) -> Received:
-    rec = Received(
-        request.method,
-        request.url.path,
-        request.url.query,
-        {k.lower(): v for k, v in request.headers.items()},
-        await request.body(),
-    )
-    with lock:
-        into.append(rec)
-    return rec
-
-
 @dataclass
 class FakeStore:
     """The presigned object store: takes a PUT of raw bytes to an upload URL, answers 200 with an ETag."""
@@ -94,7 +80,7 @@ class FakeStore:
 
     def app(self) -> Starlette:
         async def put(request: Request) -> Response:
-            rec = await _record(request, self.received, self.lock)
+            rec = await record_request(request, self.received, self.lock)
             if SIGNATURE not in rec.query or int(rec.headers.get("content-length", "-1")) != len(rec.body):
                 return Response(b"<Error><Code>SignatureDoesNotMatch</Code></Error>", status_code=403)
             self.objects[request.path_params["fid"]] = rec.body
@@ -125,7 +111,7 @@ class FakeTogether:
 
     def app(self) -> Starlette:
         async def record(request: Request) -> Received:
-            return await _record(request, self.received, self.lock)
+            return await record_request(request, self.received, self.lock)
 
         async def files_create(request: Request) -> Response:
             rec = await record(request)
@@ -247,7 +233,7 @@ class FakeTogether:
 
 
 @dataclass
-class TEnv:
+class TEnv(AuditLog):
     upstream: FakeTogether
     store: FakeStore
     gateway: Gateway
@@ -258,25 +244,11 @@ class TEnv:
         kw.setdefault("api_key", CLIENT_TOKEN)
         return Together(base_url=f"{self.url}/{upstream}", max_retries=0, **kw)
 
-    def audit_text(self) -> str:
-        self.gateway.audit.drain()
-        return "\n".join(p.read_text(errors="replace") for p in self.state_dir.rglob("*.jsonl"))
-
-    def audit_entries(self) -> list[dict[str, Any]]:
-        self.gateway.audit.drain()
-        return [json.loads(line) for line in (self.state_dir / "audit.jsonl").read_text().splitlines()]
-
     def marks(self) -> tuple[int, int]:
         return len(self.upstream.received), len(self.store.received)
 
     def nothing_since(self, mark: tuple[int, int]) -> bool:
         return self.upstream.received[mark[0] :] == [] and self.store.received[mark[1] :] == []
-
-
-def _gateway(tmp: Path, policy: Any, upstreams: dict[str, Any], **settings: Any) -> tuple[Gateway, ServerThread]:
-    cfg = config_from_mapping({"upstreams": upstreams, "gateway": {"state_dir": str(tmp), **settings}})
-    gw = create_gateway(cfg, policy, policy_name="gateway-tests.yaml")
-    return gw, ServerThread(gw.app).start()
 
 
 def _upstream(api: str, store: str, **extra: Any) -> dict[str, Any]:
@@ -290,7 +262,7 @@ def tog(tmp_path_factory: pytest.TempPathFactory, policy: Any) -> Iterator[TEnv]
         fake = FakeTogether(store, st.url)
         with ServerThread(fake.app()) as up:
             tmp = tmp_path_factory.mktemp("together")
-            gw, srv = _gateway(
+            gw, srv = start_gateway(
                 tmp,
                 policy,
                 {
@@ -664,7 +636,7 @@ def test_policy_options_allow_hf_model_and_strip_credentials(
         with ServerThread(fake.app()) as up:
             spec = get_provider("together")
             allow = sorted(spec.default_on | {"fine_tuning.from_hf_model", "fine_tuning.strip_credentials"})
-            gw, srv = _gateway(tmp_path, policy, {"together": _upstream(up.url, st.url)}, allow_routes=allow)
+            gw, srv = start_gateway(tmp_path, policy, {"together": _upstream(up.url, st.url)}, allow_routes=allow)
             try:
                 env = TEnv(fake, store, gw, srv.url, tmp_path)
                 train = upload(env, tmp_path, jsonl(chat("ok")))
@@ -738,7 +710,7 @@ def test_gateway_held_key_replaces_the_client_key(tmp_path: Path, policy: Any, m
         with ServerThread(fake.app()) as up:
             auth = {"mode": "replace", "api_key_env": "BASTION_TEST_TOGETHER_KEY"}
             fingerprint = "sha256:" + hashlib.sha256(CLIENT_TOKEN.encode()).hexdigest()[:16]
-            gw, srv = _gateway(
+            gw, srv = start_gateway(
                 tmp_path,
                 policy,
                 {"together": _upstream(up.url, st.url, auth=auth)},
@@ -760,7 +732,7 @@ def test_upload_url_on_an_unknown_host_is_not_followed(tmp_path: Path, policy: A
     with ServerThread(store.app()) as st:
         fake = FakeTogether(store, st.url)
         with ServerThread(fake.app()) as up:
-            gw, srv = _gateway(
+            gw, srv = start_gateway(
                 tmp_path, policy, {"together": {"base_url": up.url, "adapter": "together", "jurisdiction": "US"}}
             )
             try:
