@@ -55,7 +55,8 @@ def tsa(tsa_pki: TsaPKI) -> Iterator[LocalTSA]:
 def test_an_expired_certificate_still_verifies_against_the_pinned_tsa_root(
     registry_db: str, short_ca: ShortLivedCA, tsa: LocalTSA, tmp_path: Path
 ) -> None:
-    leaf = short_ca.leaf("short", NOW - dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=5))
+    now = dt.datetime.now(dt.UTC)  # (not the module's NOW: the suite may reach this test long after import)
+    leaf = short_ca.leaf("short", now - dt.timedelta(minutes=1), now + dt.timedelta(minutes=30))
     stamped = make_run_dir(tmp_path / "stamped", run_id="stamped")
     sign_run(stamped, cert_signing(leaf, tsa))
     plain = make_run_dir(tmp_path / "plain", run_id="plain")

@@ -94,10 +94,12 @@ def tsa(tsa_pki: TsaPKI) -> Iterator[LocalTSA]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def short_leaf(ca: ShortLivedCA) -> tuple[Path, Path]:
-    """Valid from a minute ago for five minutes: expired long before MONTH_LATER."""
-    return ca.leaf("short", NOW - dt.timedelta(minutes=1), NOW + dt.timedelta(minutes=5))
+    """Valid from a minute ago for half an hour, from when the test starts (the suite may reach this module
+    long after it was imported): expired long before MONTH_LATER."""
+    now = dt.datetime.now(dt.UTC)
+    return ca.leaf("short", now - dt.timedelta(minutes=1), now + dt.timedelta(minutes=30))
 
 
 def cert_signing(leaf: tuple[Path, Path], tsa: LocalTSA | None, tsa_root: Path | None = None) -> SigningConfig:
