@@ -27,6 +27,7 @@ from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
 from bastion.policies.detectors import Detector, Hit, build_detectors
 from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
+from bastion.policies.detectors.context import REACH as CONTEXT_REACH
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
@@ -317,9 +318,12 @@ class PolicyEngine:
                 pos += len(t) + 1
             if near is not None and view.identity:
                 # A placeholder also changes what is next to it: a run it cut off is now whole, up to
-                # eight separator characters away (see the "number" candidate pattern).
+                # eight separator characters away (see the "number" candidate pattern), and the label words
+                # a number after it reads ("Tel <e-mail> 32123456" comes within reach of "Tel"; see
+                # detectors/context.py).
+                after = max(_NEAR, CONTEXT_REACH)
                 windows = _merge_spans(
-                    [(starts[i] + s - _NEAR, starts[i] + e + _NEAR) for i, spans in enumerate(near) for s, e in spans]
+                    [(starts[i] + s - _NEAR, starts[i] + e + after) for i, spans in enumerate(near) for s, e in spans]
                 )
             found = self._candidates(view.text, present, windows)
             for det in self._on_view:  # context detectors: the whole view, also when re-scanning

@@ -46,8 +46,10 @@ _WORDS: dict[Label, str] = {
     "ssn": r"ssn|social security|soc\.? sec",
     "nif": r"nif|contribuinte|número fiscal|numero fiscal|n\.?º? fiscal|nipc",
 }
+# (not after "[": a redaction placeholder such as "[PHONE]" is not a word of the text; read as one, a number
+# beside an earlier redaction would be found only on a second scan)
 _WORD = re.compile(
-    "|".join(rf"(?P<{label}>(?<![\w])(?:{words})(?![\w]))" for label, words in _WORDS.items()),
+    "|".join(rf"(?P<{label}>(?<![\w\[])(?:{words})(?![\w]))" for label, words in _WORDS.items()),
     re.IGNORECASE,
 )
 
@@ -55,16 +57,14 @@ _WORD = re.compile(
 def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
     """The kinds of the labelling words before ``text[start]`` (same string, within ``reach`` characters),
     closest last."""
-    window = text[max(0, start - reach) : start]
-    window = window[window.rfind("\x00") + 1 :]
-    words: list[Label] = [m.lastgroup for m in _WORD.finditer(window)]  # type: ignore[misc]
-    if words and start < len(text) and window and is_word_char(window[-1]):
+    lo = max(0, start - reach, text.rfind("\x00", 0, start) + 1)
+    # (pos/endpos, not a slice: the look-behind sees the character before the window, e.g. a placeholder's "[")
+    found = list(_WORD.finditer(text, lo, start))
+    if found and found[-1].end() == start and start < len(text) and is_word_char(text[start - 1]):
         # the number is glued to the last word ("ref111222333", "Tel030…"): that word may be longer than
         # the label it ends like, so it does not count ("IdNr36574261809" still names what it is by its form)
-        last = list(_WORD.finditer(window))[-1]
-        if last.end() == len(window):
-            words.pop()
-    return words
+        found.pop()
+    return [m.lastgroup for m in found]  # type: ignore[misc]
 
 
 def last_word_before(text: str, start: int, reach: int = REACH) -> Label | None:

@@ -394,6 +394,8 @@ def parse_policy(text: str, *, source: str = "deploy policy") -> DeployPolicy:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+            if not key.isprintable():  # a key with a line break or control character: one line, escaped
+                key = key.encode("unicode_escape").decode("ascii")
             line = _line_of(root, loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":

@@ -60,3 +60,13 @@ def test_verify_cli_exits_2_for_a_hostile_policy(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err
     assert info.value.code == 2, err
     assert f"{p}:1: not valid YAML" in err and "Traceback" not in err
+
+
+def test_an_unknown_key_with_a_line_break_is_one_escaped_error_line() -> None:
+    # (fuzz find: a flow-mapping key spanning two lines was echoed as is, so the error had a line without
+    # its file:line prefix)
+    with pytest.raises(ConfigError) as info:
+        parse_policy('allowed_signers:\n  - certificate: {"s\\r\\nx": 1, issuer: "CN=CA"}\n', source="d.yaml")
+    lines = info.value.message.splitlines()
+    assert lines and all(line.startswith("d.yaml:") for line in lines)
+    assert "certificate.s\\r\\nx: unknown key" in info.value.message
