@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from bastion.cli.trust_options import trust_options
 from bastion.errors import InputError
 
 DB_HELP = (
@@ -55,18 +56,7 @@ def registry() -> None:
 @registry.command("add")
 @click.argument("paths", nargs=-1, required=True)
 @_db_option
-@click.option("--key", "public_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--certificate-chain", "chain", multiple=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--identity", help="Expected signer: Sigstore identity, or a certificate SAN/subject.")
-@click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
-@click.option("--trust-config", type=click.Path(dir_okay=False, path_type=Path), help="Sigstore ClientTrustConfig.")
-@click.option(
-    "--tsa-certificate-chain",
-    "tsa_chain",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The TSA's root CA (PEM): RFC 3161 timestamps must verify, and are pinned with the record.",
-)
+@trust_options
 @click.option("--no-model-signature", is_flag=True, help="Do not require the OpenSSF model signature.")
 @click.option(
     "--flag-unverified",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from bastion.cli.trust_options import trust_options
 from bastion.errors import InputError
 from bastion.provenance.report import TrustArgs, build_mlbom, build_report, evidence_from_run_dir, render_html
 
@@ -61,34 +62,7 @@ def _write(path: Path, text: str, what: str) -> None:
 @click.option(
     "--mlbom", "bom_out", type=click.Path(dir_okay=False, path_type=Path), help="Write a CycloneDX 1.6 ML-BOM."
 )
-@click.option(
-    "--key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted public key (PEM) for key-signed runs (repeatable).",
-)
-@click.option(
-    "--certificate-chain",
-    "chain",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted root CA (and optional intermediates), PEM, for certificate-signed runs (repeatable).",
-)
-@click.option("--identity", help="Expected signer: Sigstore identity (email/URI), or a certificate SAN/subject.")
-@click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
-@click.option(
-    "--trust-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Sigstore ClientTrustConfig JSON (private Sigstore instance, or the public one for offline use).",
-)
-@click.option(
-    "--tsa-certificate-chain",
-    "tsa_chain",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The TSA's root CA (PEM): RFC 3161 timestamps must verify and prove the signing time.",
-)
+@trust_options
 @click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), help="Deploy policy YAML to check too.")
 @click.option("--no-model-signature", is_flag=True, help="Do not require the OpenSSF model signature.")
 def report(

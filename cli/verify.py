@@ -8,40 +8,13 @@ from pathlib import Path
 
 import click
 
+from bastion.cli.trust_options import trust_options
 from bastion.provenance.verify import verify as verify_artifact
 
 
 @click.command("verify")
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted public key (PEM) for key-signed runs (repeatable).",
-)
-@click.option(
-    "--certificate-chain",
-    "chain",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted root CA (and optional intermediates), PEM, for certificate-signed runs (repeatable).",
-)
-@click.option(
-    "--tsa-certificate-chain",
-    "tsa_chain",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Trusted root CA (and optional intermediates) of your RFC 3161 time-stamping authority, PEM "
-    "(repeatable): timestamps then prove the signing time, so expired certificates still verify.",
-)
-@click.option("--identity", help="Expected signer: Sigstore identity (email/URI), or a certificate SAN/subject.")
-@click.option("--issuer", help="Expected OIDC issuer (Sigstore) or certificate issuer DN.")
-@click.option(
-    "--trust-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Sigstore ClientTrustConfig JSON (private Sigstore instance, or the public one for offline use).",
-)
+@trust_options
 @click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), help="Deploy policy YAML.")
 @click.option(
     "--registry",
