@@ -18,7 +18,8 @@ from __future__ import annotations
 import copy
 import json
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -172,6 +173,7 @@ class PolicyEngine:
         self._rank = {name: i for i, name in enumerate(policy.classifications)}
         acting = [d for d in self._by_kind.get("number", ()) if d.action != "allow"]
         self._fail_closed = max(acting, key=lambda d: d.priority) if acting else None
+        self._by_classification = frozenset(d for d in self._standalone if d.classifications is not None)
 
     @property
     def raw_line_fast_path(self) -> bool:
@@ -268,16 +270,18 @@ class PolicyEngine:
         """Non-overlapping hits in one string (used for tests and the CLI; records use scan_record)."""
         return self._find_many([text])[0]
 
-    def _find_many(self, texts: list[str]) -> list[list[Hit]]:
-        """Resolved hits per text, such that the redacted texts yield no new redact/block hit."""
-        per_text = self._find_once(texts)
+    def _find_many(self, texts: list[str], skip: frozenset[Detector] = frozenset()) -> list[list[Hit]]:
+        """Resolved hits per text, such that the redacted texts yield no new redact/block hit of the
+        rule-based detectors (a model, ``blocking``, runs on the texts as given, not again on redacted ones).
+        Detectors in ``skip`` do not run."""
+        per_text = self._find_once(texts, skip=skip)
         todo = [i for i, hits in enumerate(per_text) if hits and any(h.detector.action != "allow" for h in hits)]
         rounds = 0
         while todo:
             rounds += 1
             redacted = [_redact_map(texts[i], per_text[i]) for i in todo]
             # Only what touches a placeholder can be new: elsewhere the text is as it was.
-            again = self._find_once([r.text for r in redacted], [r.placeholders() for r in redacted])
+            again = self._find_once([r.text for r in redacted], [r.placeholders() for r in redacted], skip=skip)
             nxt: list[int] = []
             for i, red, hits in zip(todo, redacted, again, strict=True):
                 new = [
@@ -297,7 +301,9 @@ class PolicyEngine:
             todo = nxt
         return per_text
 
-    def _find_once(self, texts: list[str], near: list[list[tuple[int, int]]] | None = None) -> list[list[Hit]]:
+    def _find_once(
+        self, texts: list[str], near: list[list[tuple[int, int]]] | None = None, skip: frozenset[Detector] = frozenset()
+    ) -> list[list[Hit]]:
         """Resolved hits per text. With ``near`` (per text, sorted spans), built-in candidates that do not
         touch one of those spans are not validated (used when re-scanning around placeholders)."""
         per_text: list[list[Hit]] = [[] for _ in texts]
@@ -336,6 +342,8 @@ class PolicyEngine:
                 if e <= base + len(texts[i]):
                     per_text[i].append(Hit(s - base, e - base, hit.detector, hit.scheme))
         for det in self._standalone:
+            if det in skip or (near is not None and det.blocking):
+                continue
             for i, hits in enumerate(det.find_many(texts)):
                 per_text[i].extend(hits)
         return [_resolve(h) if len(h) > 1 else h for h in per_text]
@@ -504,7 +512,30 @@ class PolicyEngine:
         _collect(record, holder, 0, (), slots, owners, None, 0)
         if opaque:
             slots = _without_opaque(slots, opaque)
-        hits_per_slot = self._find_many([s.text for s in slots])
+        texts = [s.text for s in slots]
+        gated = self._by_classification
+        hits_per_slot = self._find_many(texts, gated)
+        findings, action, changed, classification = self._judge(index, slots, hits_per_slot)
+        if gated:  # models that run only on records of some classifications (NerDetector.classifications)
+            wanted = frozenset(d for d in gated if d.classifications and classification in d.classifications)
+            if wanted:
+                hits_per_slot = self._find_many(texts, gated - wanted)
+                findings, action, changed, classification = self._judge(index, slots, hits_per_slot)
+        if not changed:
+            return RecordScan(index, action, record, findings, False, classification)
+        if copy_record:
+            holder = [copy.deepcopy(record)]
+            slots, owners = [], []
+            _collect(holder[0], holder, 0, (), slots, owners, None, 0)
+            if opaque:
+                slots = _without_opaque(slots, opaque)
+        _apply(slots, hits_per_slot, owners)
+        return RecordScan(index, action, holder[0], findings, True, classification)
+
+    def _judge(
+        self, index: int, slots: list[_Slot], hits_per_slot: list[list[Hit]]
+    ) -> tuple[list[Finding], str, bool, str]:
+        """Findings, action, whether anything is redacted, and classification of one record's hits."""
         findings: list[Finding] = []
         action = "allow"
         changed = False
@@ -533,17 +564,37 @@ class PolicyEngine:
                     changed = True
         if self._classifier and findings:  # the policy's classify rules: e.g. a named person + a diagnosis
             keep_rank = self._classifier.rank(keep_rank, {f.entity for f in findings}, (s.text for s in slots))
-        classification = self.policy.classifications[keep_rank]
-        if not changed:
-            return RecordScan(index, action, record, findings, False, classification)
-        if copy_record:
-            holder = [copy.deepcopy(record)]
-            slots, owners = [], []
-            _collect(holder[0], holder, 0, (), slots, owners, None, 0)
-            if opaque:
-                slots = _without_opaque(slots, opaque)
-        _apply(slots, hits_per_slot, owners)
-        return RecordScan(index, action, holder[0], findings, True, classification)
+        return findings, action, changed, self.policy.classifications[keep_rank]
+
+    def scan_records(self, records: Sequence[Any], start: int = 0, *, copy_record: bool = True) -> list[RecordScan]:
+        """:meth:`scan_record` for many records (numbered from ``start``), with a model's work on all of them
+        done in big batches first (see :meth:`prefetched`); the results are the same as one by one."""
+        with self.prefetched(records):
+            return [self.scan_record(r, start + i, copy_record=copy_record) for i, r in enumerate(records)]
+
+    @contextmanager
+    def prefetched(self, records: Iterable[Any]) -> Iterator[None]:
+        """While the block runs, scans in this thread take the results of the policy's models (``ner``
+        detectors that run on every record) for the strings of ``records`` from one batched run over all of
+        them, made here. Records that are not JSON values the engine can walk are left to the scan itself."""
+        models = [d for d in self._standalone if d.blocking and d not in self._by_classification]
+        if not models:
+            yield
+            return
+        texts: list[str] = []
+        for record in records:
+            slots: list[_Slot] = []
+            try:
+                _collect(record, [record], 0, (), slots, [], None, 0)
+            except Exception:  # the scan of that record reports it
+                continue
+            texts.extend(s.text for s in slots)
+        with ExitStack() as stack:
+            for det in models:
+                prefetch = getattr(det, "prefetched", None)
+                if prefetch is not None:
+                    stack.enter_context(prefetch(texts))
+            yield
 
     # -- residency -------------------------------------------------------------------------------
 

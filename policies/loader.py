@@ -108,6 +108,9 @@ def _semantic_problems(policy: Policy) -> list[tuple[Loc, str]]:
     for i, det in enumerate(policy.detectors):
         if det.classification not in known:
             problems.append((("detectors", i, "classification"), _unknown_class(det.classification, known)))
+        for j, name in enumerate(getattr(det, "classifications", ())):
+            if name != "*" and name not in known:
+                problems.append((("detectors", i, "classifications", j), _unknown_class(name, known)))
     for i, rule in enumerate(policy.residency):
         for j, name in enumerate(rule.classifications):
             if name not in known:

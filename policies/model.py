@@ -194,6 +194,12 @@ class NerDetector(_DetectorBase):
         min_length=1,
         description="Routes/purposes (shell patterns, e.g. 'fine-tune', 'batch*') where this detector runs.",
     )
+    classifications: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        description="Run the model only on records whose classification from the other detectors and the "
+        "classify rules is one of these (e.g. [internal, personal]: not on records already 'special'); '*': all.",
+    )
 
     @field_validator("default_language")
     @classmethod

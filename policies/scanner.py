@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, NoReturn
 
@@ -165,6 +166,7 @@ class JsonlScanner:
         self._finished = False
         self._keep_rank = engine.rank(engine.policy.default_classification)
         self._may_contain = engine.line_checker()
+        self._models = engine.blocking  # a model runs once per chunk over all its records (engine.prefetched)
         self.summary = ScanSummary(source=source)
         self.last_results: list[RecordScan] = []  # results of the lines completed by the last feed()
 
@@ -184,6 +186,13 @@ class JsonlScanner:
                 self._fail(self._too_long(self._line + 1))
             return b""
         data = bytes(self._buf) + chunk if self._buf else chunk
+        with self.engine.prefetched(_records_of(data)) if self._models else nullcontext():
+            result = self._feed_lines(data)
+        self._out_hash.update(result)
+        self.summary.output_bytes += len(result)
+        return result
+
+    def _feed_lines(self, data: bytes) -> bytes:
         # Unchanged lines are not copied one by one: runs of them go out as slices of ``data``.
         out: list[bytes] = []
         run = 0
@@ -207,10 +216,7 @@ class JsonlScanner:
         if len(rest) > limit:
             self._fail(self._too_long(self._line + 1))
         self._buf = bytearray(rest)
-        result = b"".join(out)
-        self._out_hash.update(result)
-        self.summary.output_bytes += len(result)
-        return result
+        return b"".join(out)
 
     def finish(self) -> bytes:
         """Process the last line (without a final newline) and close the scan. Empty input is an error."""
@@ -387,6 +393,19 @@ class JsonlScanner:
 class _Problem(NamedTuple):
     message: str  # completes "record N ..." / "the JSON body ..."
     hint: str | None
+
+
+def _records_of(data: bytes) -> list[Any]:
+    """The records of the complete lines of a chunk that parse as JSON (for a model's batched run; a line
+    that does not parse is reported by its own scan)."""
+    out = []
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
 
 
 def _json_problem(exc: BaseException) -> _Problem:

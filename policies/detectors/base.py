@@ -39,6 +39,9 @@ class Detector:
     # For "number" candidates: how many digits a value of this type can have (the engine does not ask
     # about digit runs outside this range).
     digit_range: ClassVar[tuple[int, int]] = (1, 99)
+    # Runs only on records whose classification from the other detectors is one of these (None: on all);
+    # models only (NerDetector.classifications).
+    classifications: frozenset[str] | None = None
 
     def __init__(self, spec: Any) -> None:
         self.spec = spec

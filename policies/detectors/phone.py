@@ -56,6 +56,7 @@ class PhoneDetector(Detector):
         super().__init__(spec)
         self.regions: list[str] = list(spec.regions)
         self._screens = [_screen(r) for r in self.regions]
+        self._prefix = {sc.region: sc.national_prefix for sc in self._screens}
 
     def _regions_for(self, window: str) -> list[str]:
         digits = _NON_DIGITS.sub("", window)
@@ -87,6 +88,8 @@ class PhoneDetector(Detector):
         if not bounded(text, start, end) or window[-1].isalpha():
             return []  # (a final letter is an id's check letter or the next word, not a vanity number)
         regions = self._regions_for(window)
+        if regions:
+            regions = self._written_in(text, start, end, regions)
         written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
             try:
@@ -94,7 +97,7 @@ class PhoneDetector(Detector):
             except NumberParseException:
                 continue
             if is_valid_number(number):
-                return [Hit(start, end, self)] if self._written_as_phone(text, start, end, region) else []
+                return [Hit(start, end, self)]
         if _whole_value(text, start, end) and _E164_DIGITS.fullmatch(window):
             # A whole value that is only digits ("phone": 4915123456789, a JSON number scanned as its
             # digits): an international number written without its "+".
@@ -106,32 +109,35 @@ class PhoneDetector(Detector):
                 return [Hit(start, end, self)]
         return []
 
-    def _written_as_phone(self, text: str, start: int, end: int, region: str) -> bool:
-        """A valid number is reported only when it is written as a phone number: any 6-9 digits are valid
+    def _written_in(self, text: str, start: int, end: int, regions: list[str]) -> list[str]:
+        """The regions in which ``text[start:end]`` is written as a phone number: any 6-9 digits are valid
         somewhere (DK, NO, LU, AT), so ticket, order, claim and customer numbers, dates and prices would be.
+        Asked before the (costly) metadata validation, which then runs only for these regions.
 
         In order: the international form says yes; a business prefix glued to it (``#``, ``PO-``, ``INV-``)
         says no; a phone word just before it ("Tel.", "call me on", "mon numéro") says yes; a date shape
         says no; after another label word ("Invoice", "Claim no.", "LOINC", "version") only a national
         number written in groups with its trunk prefix (``030 901820``) is one; otherwise the trunk prefix
-        of a region it is valid in (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``,
-        ``(415) 555-2671``). A bare run of digits with none of these is not reported."""
+        of the region (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``, ``(415) 555-2671``).
+        A bare run of digits with none of these is not reported."""
         window = text[start:end]
         if window[0] == "+" or window.startswith("00"):
-            return True  # the international form: written as nothing but a phone number
+            return regions  # the international form: written as nothing but a phone number
         if glued_label(text, start):
-            return False
+            return []
         label = last_word_before(text, start)
         if label == "phone":
-            return True
+            return regions
         if in_date(text, start, end):
-            return False
-        screen = self._screens[self.regions.index(region)]
-        trunk = bool(screen.national_prefix) and _NON_DIGITS.sub("", window).startswith(screen.national_prefix)
+            return []
         groups = _GROUPS.findall(window)
-        if label is not None:  # another kind of number is named just before: only an unmistakable phone
-            return trunk and len(groups) >= 2  # ("qty 030 901820"; not "Claim no. 0301234567")
-        return trunk or (len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups))
+        if label is None and len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups):
+            return regions
+        if label is not None and len(groups) < 2:
+            return []  # another kind of number is named just before: only an unmistakable phone
+        digits = _NON_DIGITS.sub("", window)  # ("qty 030 901820"; not "Claim no. 0301234567")
+        prefix = self._prefix
+        return [r for r in regions if prefix[r] and digits.startswith(prefix[r])]
 
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")

