@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from bastion.policies.detectors.address import StreetAddressDetector
+from bastion.policies.detectors.address import ANCHOR_SUFFIXES, ANCHOR_WORDS, StreetAddressDetector
 from bastion.policies.detectors.base import Detector
 from bastion.policies.detectors.dob import DateOfBirthDetector
 from bastion.policies.detectors.lexicon import UPPER
@@ -91,7 +91,21 @@ def _word(phrase: str) -> list[_Alt | str] | None:
 def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | str]]]:
     """The conditions per detector kind; ``given``: the given names of the name detectors' gazetteers."""
     digit, ws, up = _Alt(_DIGITS), _Alt(_WS), _Alt(UPPER)
+    # The look-behind of the word lists (no letter or digit before a word), as a superset Hyperscan takes.
+    start = "(?:^|[^A-Za-z0-9])"
     address: list[list[_Alt | str]] = [[digit], [_Alt("Ss"), "/", _Alt("Nn")]]
+    if native:
+        # Hyperscan: the detector's anchors instead (a street-type word, or a street suffix followed by a
+        # number), which dense data holds far less often than a digit; the detector finds nothing without one.
+        # (word-list boundaries as supersets Hyperscan takes: not after and, unless the word ends in '.' or
+        # ':', not before an ASCII letter or digit)
+        address = [
+            [start, "(?:", *w, ")", "" if word[-1] in ".:" else "(?:[^A-Za-z0-9]|$)"]
+            for word in ANCHOR_WORDS
+            if (w := _word(word.lower())) is not None
+        ]
+        number = [_Alt(" \t"), "*", "(?:", *(_word("nr") or []), _Alt("."), "?", ws, "*", ")?", digit]
+        address += [[*w, *number] for suffix in ANCHOR_SUFFIXES if (w := _word(suffix)) is not None]
     sep = _Alt("./-")
     # _YEARISH: \d[./-]\s?\d{1,2}\s?[./-]\s?\d|\d{4}
     dob: list[list[_Alt | str]] = [
@@ -101,8 +115,6 @@ def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | s
     names: list[list[_Alt | str]] = []
     given_names: list[list[_Alt | str]] = []
     after: list[_Alt | str] = [_Alt(" \t\n,!"), "*", up]
-    # The word list's look-behind (no letter or digit before a word), as a superset that Hyperscan takes.
-    start = "(?:^|[^A-Za-z0-9])"
     for phrase in sorted(_KIND):
         # Short titles such as "M." and "D." count only written as listed (see names._CASED_LOWER).
         spellings: list[list[_Alt | str]] = [[_Alt(c) for c in w] for w in sorted(_CASED) if w.lower() == phrase]

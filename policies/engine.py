@@ -332,7 +332,10 @@ class PolicyEngine:
                     [(starts[i] + s - _NEAR, starts[i] + e + after) for i, spans in enumerate(near) for s, e in spans]
                 )
             found = self._candidates(view.text, present, windows)
-            for det in self._on_view:  # context detectors: the whole view, also when re-scanning
+            # context detectors: the whole view, also when re-scanning; only those whose necessary
+            # trigger occurs (the context gate's condition holds for any text, not only raw lines)
+            gate = self._context_gate
+            for det in self._on_view if gate is None else gate.candidates(view.text):
                 found.extend(det.find(view.text))
             identity = view.identity
             for hit in found:

@@ -265,7 +265,7 @@ class ClassifyRule(_Strict):
     id: Annotated[str, Field(pattern=_ID_PATTERN)]
     classification: str
     entities: list[Annotated[str, Field(pattern=_ENTITY_PATTERN)]] = Field(min_length=1)
-    keywords: list[Annotated[str, Field(min_length=2, max_length=100)]] = Field(
+    keywords: list[Annotated[str, Field(min_length=2, max_length=100, pattern=r"^[^\x00]+$")]] = Field(
         min_length=1, description="Context words, case-insensitive; a word matches at the start of a word ('diagnos')."
     )
     description: str = ""

@@ -249,7 +249,7 @@ _FORMS = re.compile(
 )
 # Anchors: every form has a street-type word. Windows around them are all the full pattern sees (Python's
 # ``re`` is slow on the big alternation; the anchors are one trie pass over the lower-cased text).
-_ANCHOR_WORDS = WordList(
+ANCHOR_WORDS = tuple(
     list(_PREFIX_WORDS)
     + [w.lower().replace("?", "") for w in _EN_TYPES.split("|")]
     + [w.lower()[:-2] for w in _EN_TYPES.split("|") if w.endswith("s?")]
@@ -259,7 +259,9 @@ _ANCHOR_WORDS = WordList(
     + ["allee", "ring", "damm", "ufer", "chaussee", "straat", "laan", "plein", "gracht", "kade", "singel", "dijk"]
     + ["gatan", "vägen", "torget"]
 )
-_ANCHOR_SUFFIX = re.compile(r"(?:" + trie_regex(sorted({s.lower() for s in _SUFFIXES})) + r")[ \t]*(?:nr\.?\s*)?\d")
+_ANCHOR_WORDS = WordList(ANCHOR_WORDS)
+ANCHOR_SUFFIXES = tuple(sorted({s.lower() for s in _SUFFIXES}))
+_ANCHOR_SUFFIX = re.compile(r"(?:" + trie_regex(ANCHOR_SUFFIXES) + r")[ \t]*(?:nr\.?\s*)?\d")
 _BEFORE, _AFTER = 60, 90
 _QUICK = re.compile(r"\d|[Ss]/[Nn]")  # every form has a house number or postcode, or "S/N"
 

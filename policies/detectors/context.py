@@ -80,4 +80,5 @@ def glued_label(text: str, start: int) -> bool:
     before = text[start - 1]
     if before == "#":
         return True
-    return before in "-_/" and start >= 2 and text[start - 2].isalpha()
+    # ('/' is not glue: "Tel/Fax/030 901820", "qty/123-45-6789" list things side by side)
+    return before in "-_" and start >= 2 and text[start - 2].isalpha()

@@ -87,9 +87,11 @@ class PhoneDetector(Detector):
             return []  # "(0049 30 901820)": the engine retries without the bracket, which is prose
         if not bounded(text, start, end) or window[-1].isalpha():
             return []  # (a final letter is an id's check letter or the next word, not a vanity number)
-        regions = self._regions_for(window)
-        if regions:
-            regions = self._written_in(text, start, end, regions)
+        # the written form first (cheap, and it rules out most digit runs), then the metadata screen
+        written_in = self._written_in(text, start, end, self.regions)
+        regions = self._regions_for(window) if written_in else []
+        if written_in is not self.regions:
+            regions = [r for r in regions if r in written_in]
         written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
             try:
@@ -114,18 +116,18 @@ class PhoneDetector(Detector):
         somewhere (DK, NO, LU, AT), so ticket, order, claim and customer numbers, dates and prices would be.
         Asked before the (costly) metadata validation, which then runs only for these regions.
 
-        In order: the international form says yes; a business prefix glued to it (``#``, ``PO-``, ``INV-``)
-        says no; a phone word just before it ("Tel.", "call me on", "mon numéro") says yes; a date shape
-        says no; after another label word ("Invoice", "Claim no.", "LOINC", "version") only a national
-        number written in groups with its trunk prefix (``030 901820``) is one; otherwise the trunk prefix
-        of the region (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``, ``(415) 555-2671``).
+        In order: the international form says yes; a phone word just before it ("Tel.", "call me on",
+        "mon numéro") says yes; a date shape says no; after a business prefix glued to it (``#``, ``PO-``,
+        ``INV-``) or another label word ("Invoice", "Claim no.", "LOINC", "version") only a national number
+        written in groups with its trunk prefix (``030 901820``) is one; otherwise the trunk prefix of the
+        region (``0301234567``) or digit groups of 2-4 digits (``612 34 56 78``, ``(415) 555-2671``).
         A bare run of digits with none of these is not reported."""
         window = text[start:end]
         if window[0] == "+" or window.startswith("00"):
             return regions  # the international form: written as nothing but a phone number
-        if glued_label(text, start):
-            return []
-        label = last_word_before(text, start)
+        # a business prefix glued to it counts as a label word that is not a phone word ("qty/030 901820"
+        # is still a phone written nationally in groups; "PO-0301234567" is not)
+        label = "glued" if glued_label(text, start) else last_word_before(text, start)
         if label == "phone":
             return regions
         if in_date(text, start, end):

@@ -65,6 +65,15 @@ def test_after_another_label_only_an_unmistakable_phone_counts() -> None:
     assert found("qty 123-45-6789") == [("NATIONAL_ID", "us.ssn", "123-45-6789")]  # an id keeps its form
 
 
+def test_after_a_glued_business_prefix_only_an_unmistakable_phone_counts() -> None:
+    # found by the adjacent-values property test: "qty/030 901820" was dropped as a glued business number
+    assert found("qty/030 901820") == [("PHONE", "", "030 901820")]
+    assert found("Tel/Fax/030 901820") == [("PHONE", "", "030 901820")]
+    assert found("PO-0301234567") == []
+    assert found("#0301234567") == []
+    assert found("qty/123-45-6789") == [("NATIONAL_ID", "us.ssn", "123-45-6789")]  # '/' is not glue
+
+
 def test_a_bare_digit_run_is_a_phone_only_with_a_phone_word() -> None:
     assert found("ref 32123456") == []
     assert found("Tel: 32123456") == [("PHONE", "", "32123456")]
