@@ -3,7 +3,9 @@ anything in a text, so that their own (slower) passes run only where they can.
 
 Each detector's gate is a *necessary condition* for its ``find`` to return a hit:
 
-- street addresses: a digit or "S/N" (the detector's own first test, ``address._QUICK``);
+- street addresses: with Hyperscan, one of the detector's anchors (a street-type word, or a street suffix
+  followed by a number: ``address.ANCHOR_WORDS`` / ``ANCHOR_SUFFIXES``); without it, a digit or "S/N"
+  (the detector's own first test, ``address._QUICK``);
 - dates of birth: a date-like shape (the detector's own first test, ``dob._YEARISH``);
 - person names: a context word (any case, as the detector's word list matches it) followed by spaces,
   tabs, line breaks, ',' or '!' and then a capital letter (every context rule needs a capitalised word

@@ -188,7 +188,9 @@ class NerDetector(_DetectorBase):
         default=1, ge=1, le=64, description="Worker processes (pool: process) or threads (pool: thread)."
     )
     pool: Literal["process", "thread"] = "process"
-    batch_size: int = Field(default=64, ge=1, le=10_000)
+    batch_size: int = Field(
+        default=256, ge=1, le=10_000, description="Strings per model batch (nlp.pipe) and per task of the pool."
+    )
     routes: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
         default_factory=lambda: ["*"],
         min_length=1,
