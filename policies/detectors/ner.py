@@ -244,6 +244,7 @@ class NerDetector(Detector):
         self.workers: int = spec.workers
         self.pool_kind: str = spec.pool
         self._pool: Executor | None = None
+        self._pool_pid = os.getpid()
         # Person labels get a plausibility filter (see _plausible_name); other labels are reported as found.
         self.person = bool(self.labels & _PERSON_LABELS)
         self._gazetteer = load_gazetteer() if self.person and importlib.util.find_spec("faker") else None
@@ -256,7 +257,12 @@ class NerDetector(Detector):
 
     def _executor(self) -> Executor:
         with self._lock:
+            if self._pool is not None and self._pool_pid != os.getpid():
+                # a forked copy of this detector (bastion scan --jobs): the parent's pool threads and worker
+                # processes are not this process's; start its own
+                self._pool = None
             if self._pool is None:
+                self._pool_pid = os.getpid()
                 args = (self.engine_name, self.models, self.batch_size)
                 if self.pool_kind == "process":
                     import multiprocessing

@@ -206,3 +206,31 @@ def test_the_model_runs_only_on_records_of_the_classifications_named(tmp_path: P
 def test_an_unknown_classification_for_the_model_is_named() -> None:
     with pytest.raises(Exception, match="unknown classification 'secret'"):
         load_policy_text("name: t\ndetectors:\n  - {id: n, type: ner, models: {fr: x}, classifications: [secret]}\n")
+
+
+def _scan_in_child(engine: PolicyEngine, text: str, out: Any) -> None:
+    out.put([f.entity for f in engine.scan_record({"t": text}).findings])
+
+
+@needs_spacy
+@pytest.mark.slow
+def test_a_forked_copy_starts_its_own_pool(tmp_path: Path) -> None:
+    # bastion scan --jobs forks workers with the parent's engine: a pool the parent had started must not be
+    # waited on in the child (its threads do not exist there), which would hang the scan
+    import multiprocessing
+
+    engine = PolicyEngine(policy_from_mapping(ruler_policy(tmp_path / "en")))
+    text = "Yesterday Margaret Thompson called from the office about her invoice."
+    try:
+        assert [f.entity for f in engine.scan_record({"t": text}).findings] == ["PERSON_NAME"]  # pool started
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        child = ctx.Process(target=_scan_in_child, args=(engine, text, out))
+        child.start()
+        child.join(120)  # a hang guard, not a time budget: the child hung before the fix
+        if child.is_alive():
+            child.kill()
+        assert child.exitcode == 0
+        assert out.get(timeout=5) == ["PERSON_NAME"]
+    finally:
+        engine.detectors[0].close()  # type: ignore[attr-defined]
