@@ -87,10 +87,7 @@ def bastion_engines(with_ner: bool) -> dict[str, PolicyEngine]:
 
 def run_bastion(engine: PolicyEngine, rows: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], float]:
     """All records through ``PolicyEngine.scan_records`` (a model runs once over all of them, in batches)."""
-    for det in engine.detectors:  # start an NER detector's worker and load its models (not timed)
-        warm_up = getattr(det, "warm_up", None)
-        if warm_up is not None:
-            warm_up()
+    engine.warm_up()  # start an NER detector's worker and load its models (not timed)
     engine.scan_record(rows[0]["record"])
     t0 = _cpu()
     results = engine.scan_records([row["record"] for row in rows])
@@ -241,10 +238,7 @@ def main() -> None:
     engines = bastion_engines(not args.no_ner)
     for name, engine in engines.items():
         add(name, *run_bastion(engine, rows))
-        for det in engine.detectors:
-            close = getattr(det, "close", None)
-            if close is not None:
-                close()
+        engine.close()
     if not args.no_presidio and importlib.util.find_spec("presidio_analyzer"):
         add("presidio 2.2.366 patterns", *run_presidio("patterns", rows))
         en = next((m for m in EN_MODELS if importlib.util.find_spec(m)), None)

@@ -829,6 +829,8 @@ class Gateway:
     def _build_app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            if self.engine.blocking:  # load the policy's models now, not on the first upload
+                await anyio.to_thread.run_sync(self.engine.warm_up)
             try:
                 yield
             finally:
@@ -848,6 +850,8 @@ class Gateway:
         for up in self.upstreams.values():
             await up.aclose()
         await anyio.to_thread.run_sync(self.audit.close)
+        if self.engine.blocking:
+            await anyio.to_thread.run_sync(self.engine.close)
         self.state.close()
 
 

@@ -261,6 +261,21 @@ class PolicyEngine:
         must then run scans in a worker thread (``anyio.to_thread.run_sync``), never on its event loop."""
         return any(d.blocking for d in self.detectors)
 
+    def warm_up(self) -> None:
+        """Start the worker pools of the policy's models and load the models now (a gateway calls this when it
+        starts, so the first upload does not wait seconds on a model load). Blocks: call it from a thread."""
+        for det in self.detectors:
+            warm = getattr(det, "warm_up", None)
+            if warm is not None:
+                warm()
+
+    def close(self) -> None:
+        """Stop the worker pools of the policy's models (they start again on the next scan)."""
+        for det in self.detectors:
+            close = getattr(det, "close", None)
+            if close is not None:
+                close()
+
     @property
     def native_prefilter(self) -> bool:
         """Whether the Hyperscan pre-filter is in use."""
