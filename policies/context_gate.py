@@ -6,7 +6,9 @@ Each detector's gate is a *necessary condition* for its ``find`` to return a hit
 - street addresses: with Hyperscan, one of the detector's anchors (a street-type word, or a street suffix
   followed by a number: ``address.ANCHOR_WORDS`` / ``ANCHOR_SUFFIXES``); without it, a digit or "S/N"
   (the detector's own first test, ``address._QUICK``);
-- dates of birth: a date-like shape (the detector's own first test, ``dob._YEARISH``);
+- dates of birth: with Hyperscan, a birth word or an age phrase (``dob.BIRTH_WORDS``, ``AGE_WORDS``,
+  ``AGE_UNITS``: the detector looks for dates only around them); without it, a date-like shape (the
+  detector's own first test, ``dob._YEARISH``);
 - person names: a context word (any case, as the detector's word list matches it) followed by spaces,
   tabs, line breaks, ',' or '!' and then a capital letter (every context rule needs a capitalised word
   right there), or two capitalised words in a row (what the name lists are asked about).
@@ -28,7 +30,7 @@ from typing import Any
 
 from bastion.policies.detectors.address import ANCHOR_SUFFIXES, ANCHOR_WORDS, StreetAddressDetector
 from bastion.policies.detectors.base import Detector
-from bastion.policies.detectors.dob import DateOfBirthDetector
+from bastion.policies.detectors.dob import AGE_UNITS, AGE_WORDS, BIRTH_WORDS, DateOfBirthDetector
 from bastion.policies.detectors.lexicon import UPPER
 from bastion.policies.detectors.names import _CASED, _CASED_LOWER, _KIND, _PARTICLE, PersonNameDetector
 
@@ -114,6 +116,16 @@ def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | s
         [digit, sep, ws, "?", digit, "{1,2}", ws, "?", sep, ws, "?", digit],
         [digit, "{4}"],
     ]
+    if native:
+        # Hyperscan: a birth word or an age phrase instead (the detector finds nothing without one of them),
+        # which dense data holds far less often than a date shape; words as prefixes, after a non-alnum.
+        dob = [[start, *w] for word in BIRTH_WORDS if (w := _word(word.lower())) is not None]
+        dob += [[start, *w] for word in AGE_WORDS if (w := _word(word)) is not None]
+        units: list[_Alt | str] = ["(?:"]
+        for i, unit in enumerate(AGE_UNITS):
+            units += ["|"] if i else []
+            units += _word(unit) or []
+        dob.append([digit, ws, "*", "(?:-", ws, "*)?", *units, ")"])
     names: list[list[_Alt | str]] = []
     given_names: list[list[_Alt | str]] = []
     after: list[_Alt | str] = [_Alt(" \t\n,!"), "*", up]

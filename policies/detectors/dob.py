@@ -147,7 +147,7 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 
-_BIRTH_BEFORE = WordList(
+BIRTH_WORDS = tuple(
     [
         # en
         "born",
@@ -222,6 +222,7 @@ _BIRTH_BEFORE = WordList(
         "data nasc.",
     ]
 )
+_BIRTH_BEFORE = WordList(BIRTH_WORDS)
 _AGE_PATTERN = (
     r"(?<![\w.])(?:"
     r"(?:aged?|alter:?|âgée?\s+de|edad:?|età:?|leeftijd:?|wiek:?|ålder:?|idade:?)\s*\d{1,3}"
@@ -229,6 +230,10 @@ _AGE_PATTERN = (
     r"|jaar|lat|år|anos)"
     r")(?![^\W\d_])"
 )
+# The words each branch of _AGE_PATTERN starts with or ends in, as prefixes (for the context gate: a
+# pattern holding none of them cannot match). Keep in step with _AGE_PATTERN (a test checks them).
+AGE_WORDS = ("age", "alter", "âgé", "edad", "età", "leeftijd", "wiek", "ålder", "idade")
+AGE_UNITS = ("year", "yr", "y/o", "jahr", "j.", "jährige", "ans", "años", "anni", "jaar", "lat", "år", "anos")
 _AGE = re.compile(_AGE_PATTERN, re.IGNORECASE)
 _AGE_LOWER = re.compile(_AGE_PATTERN)  # on lower-cased text: much faster than IGNORECASE
 _WINDOW = 48

@@ -98,6 +98,14 @@ _PIECES = [
     "Smith", "Rossi", "García", "Dupont", "born", "geboren", "né le", "DOB:", "nato il", "age", "45 years",
     "12.03.1985", "3/4/85", "1985", "12 mars 1985", "March 3, 1985", "Hauptstraße", "rue", "Straat",
     "12", "221B", "Baker Street", "10115 Berlin", "S/N", "s/n", "calle", "Via", "ul.",
+    # age phrases and birth words (the Hyperscan gate looks for these, not for date shapes)
+    "Alter:", "âgée de", "Jahre alt", "Jahren", "ans", "años", "anni", "jaar", "lat", "år", "anos", "yrs",
+    "y/o", "Aged", "edad:", "età:", "leeftijd:", "wiek:", "ålder:", "idade:", "D.O.B.", "geb.", "ur.",
+    "Geburtsdatum", "född", "Urodziłem", "nací", "Data de nascimento", "j.", "jährige", "45", "7",
+    # address anchors (street-type words and suffixes before a number)
+    "Weg", "platz", "Kade", "Avenue", "Str.", "straße", "gatan", "nr.", "Nr ", "Lane", "Rd",
+]  # fmt: skip
+_PIECES += [
     " ", "  ", "\t", "\n", ",", "!", ".", "-", "'", "’", "_", "x", "İ", "ı", "ſ", "\u00a0", "\u0085", "é", "ä",
 ]  # fmt: skip
 
@@ -112,3 +120,19 @@ def test_gate_only_skips_detectors_that_find_nothing_on_generated_text(parts: li
 
 _ENGINE = PolicyEngine(load_policy("pack:eu-gdpr"), context_gate=False)
 _GATES = [ContextGate(_ENGINE._on_view, native=n) for n in MODES]
+
+
+_AGE_PHRASES = [
+    "45 years old", "45 years", "45-year-old", "45 yrs", "45 y/o", "45 Jahre alt", "45 Jahren", "45 J.",
+    "45-jährige", "45 ans", "45 años", "45 anni", "45 jaar", "45 lat", "45 år", "45 anos", "aged 45", "Alter: 45",
+    "âgée de 45", "edad: 45", "età: 45", "leeftijd: 45", "wiek: 45", "ålder: 45", "idade: 45",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("phrase", _AGE_PHRASES)
+def test_every_age_phrase_opens_the_gate_for_dates_of_birth(gate: ContextGate, phrase: str) -> None:
+    # each branch of dob._AGE_PATTERN, with no birth word: the date is found only through the age phrase
+    text = f"Patient X, {phrase}, 12.03.1979, stable."
+    dob = next(d for d in gate.detectors if type(d).__name__ == "DateOfBirthDetector")
+    assert dob.find(text) != []
+    assert dob in gate.candidates(text)
