@@ -48,19 +48,27 @@ _WORDS: dict[Label, str] = {
 }
 # (not after "[": a redaction placeholder such as "[PHONE]" is not a word of the text; read as one, a number
 # beside an earlier redaction would be found only on a second scan)
-_WORD = re.compile(
-    "|".join(rf"(?P<{label}>(?<![\w\[])(?:{words})(?![\w]))" for label, words in _WORDS.items()),
-    re.IGNORECASE,
-)
+_WORD_PATTERN = "|".join(rf"(?P<{label}>(?<![\w\[])(?:{words})(?![\w]))" for label, words in _WORDS.items())
+_WORD = re.compile(_WORD_PATTERN, re.IGNORECASE)
+_WORD_LOWER = re.compile(_WORD_PATTERN)  # on lower-cased text (the words are written in lower case): faster
 
 
 def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
     """The kinds of the labelling words before ``text[start]`` (same string, within ``reach`` characters),
     closest last."""
     lo = max(0, start - reach, text.rfind("\x00", 0, start) + 1)
-    # (pos/endpos, not a slice: the look-behind sees the character before the window, e.g. a placeholder's "[")
-    found = list(_WORD.finditer(text, lo, start))
-    if found and found[-1].end() == start and start < len(text) and is_word_char(text[start - 1]):
+    # (pos/endpos, not a slice: the look-behind sees the character before the window, e.g. a placeholder's "[";
+    # the window and that character lower-cased, or the text as it is where lower-casing changes its length)
+    edge = max(lo - 1, 0)
+    window = text[edge:start]
+    low = window.lower()
+    if len(low) == len(window):
+        found = list(_WORD_LOWER.finditer(low, lo - edge))
+        shift = edge
+    else:
+        found, shift = list(_WORD.finditer(text, lo, start)), 0
+    end = found[-1].end() + shift if found else -1
+    if found and end == start and start < len(text) and is_word_char(text[start - 1]):
         # the number is glued to the last word ("ref111222333", "Tel030…"): that word may be longer than
         # the label it ends like, so it does not count ("IdNr36574261809" still names what it is by its form)
         found.pop()

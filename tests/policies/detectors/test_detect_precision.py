@@ -4,6 +4,8 @@ schemes that were missing are found; schemes that pass by chance need their labe
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.policies import PolicyEngine, load_policy
 
@@ -118,3 +120,21 @@ def test_a_card_that_is_also_a_barcode_needs_a_card_word() -> None:
     # a length no scheme issues for its prefix: Mastercard is 16 digits, Amex 15
     assert found("card 550000000000004") == []
     assert found("card 3411111111111110") == []
+
+
+_LABEL_PIECES = ["Tel", "TEL.", "[PHONE]", "Claim no.", "İd", "ID", "SSN", "nif", "Invoice", " ", "\x00", "ſ", "x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_LABEL_PIECES) | st.text(max_size=3), max_size=10), st.integers(0, 40))
+def test_label_words_read_on_lower_cased_text_are_those_read_case_insensitively(parts: list[str], cut: int) -> None:
+    from bastion.policies.detectors import context
+    from bastion.policies.detectors.base import is_word_char
+
+    text = "".join(parts) + " 612345678"
+    start = len(text) - 9 if cut == 0 else min(cut, len(text))
+    lo = max(0, start - context.REACH, text.rfind("\x00", 0, start) + 1)
+    found = list(context._WORD.finditer(text, lo, start))  # the case-insensitive pattern on the text itself
+    if found and found[-1].end() == start and start < len(text) and is_word_char(text[start - 1]):
+        found.pop()  # glued to the number: not a label
+    assert context.words_before(text, start) == [m.lastgroup for m in found]
