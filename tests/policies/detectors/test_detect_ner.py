@@ -4,13 +4,17 @@ install from the package index (French, English), names in free text, per-langua
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from detector_helpers import engine_for, found
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
 from bastion.policies import JsonlScanner, PolicyEngine, load_policy, policy_from_mapping
@@ -234,3 +238,24 @@ def test_a_forked_copy_starts_its_own_pool(tmp_path: Path) -> None:
         assert out.get(timeout=5) == ["PERSON_NAME"]
     finally:
         engine.detectors[0].close()  # type: ignore[attr-defined]
+
+
+_WINDOW_PIECES = ["Anna", "Berg", "the", "INV-12", ". ", "! ", "\n", " ", "日本", "é"]
+
+
+def _name_like(word: str) -> bool:
+    return word[0].isupper() and any(c.islower() for c in word) and all(c.isalpha() or c in "'’-" for c in word)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WINDOW_PIECES) | st.text(max_size=4)))
+def test_windows_are_sorted_disjoint_spans_of_the_text(parts: list[str]) -> None:
+    text = "".join(parts)
+    windows = model_windows(text, {"Anna"}.__contains__)
+    assert all(0 <= s < e <= len(text) for s, e in windows)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(windows))
+    assert all(not text[s].isspace() for s, _ in windows)
+    # every sentence with a name-like word after its first word is inside a window
+    for m in re.finditer(r"[^\s.!?][^.!?\n]*", text):
+        if any(_name_like(w) for w in re.findall(r"[\w'’-]+", m.group())[1:]):
+            assert any(s <= m.start() and m.end() <= e for s, e in windows), (text, m.group())
