@@ -186,7 +186,7 @@ class JsonlScanner:
                 self._fail(self._too_long(self._line + 1))
             return b""
         data = bytes(self._buf) + chunk if self._buf else chunk
-        with self.engine.prefetched(_records_of(data)) if self._models else nullcontext():
+        with self.engine.prefetched(_records_of(data, self.max_line_bytes)) if self._models else nullcontext():
             result = self._feed_lines(data)
         self._out_hash.update(result)
         self.summary.output_bytes += len(result)
@@ -395,15 +395,16 @@ class _Problem(NamedTuple):
     hint: str | None
 
 
-def _records_of(data: bytes) -> list[Any]:
-    """The records of the complete lines of a chunk that parse as JSON (for a model's batched run; a line
-    that does not parse is reported by its own scan)."""
+def _records_of(data: bytes, max_line_bytes: int) -> list[Any]:
+    """The records of the complete lines of a chunk that parse as JSON (for a model's batched run). A line
+    over the length limit, one that does not parse or one nested too deeply is left out: its own scan
+    reports it with a clear error (and an over-long line is never parsed)."""
     out = []
     for line in data[: data.rfind(b"\n") + 1].splitlines():
-        if line.strip():
+        if line.strip() and len(line) <= max_line_bytes:
             try:
                 out.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     return out
 

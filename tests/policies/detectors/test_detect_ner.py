@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
-from bastion.policies import JsonlScanner, PolicyEngine, load_policy, policy_from_mapping
+from bastion.policies import JsonlScanner, PolicyEngine, ScanError, load_policy, policy_from_mapping
 from bastion.policies.detectors.ner import free_text, model_windows
 from bastion.policies.loader import load_policy_text
 
@@ -259,3 +259,23 @@ def test_windows_are_sorted_disjoint_spans_of_the_text(parts: list[str]) -> None
     for m in re.finditer(r"[^\s.!?][^.!?\n]*", text):
         if any(_name_like(w) for w in re.findall(r"[\w'’-]+", m.group())[1:]):
             assert any(s <= m.start() and m.end() <= e for s, e in windows), (text, m.group())
+
+
+@needs_spacy
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),  # json.loads raised RecursionError in the pre-pass
+        (b'{"t": "' + b"Margaret Thompson " * 2000 + b'"}', "longer than the limit"),  # never parsed
+        (b'{"t": "Margaret Thompson", }', "record 2 is not valid JSON"),  # reported by its own scan
+    ],
+)
+def test_the_models_pre_pass_leaves_bad_lines_to_the_scan(tmp_path: Path, line: bytes, error: str) -> None:
+    engine = PolicyEngine(policy_from_mapping(ruler_policy(tmp_path / "en")))
+    scanner = JsonlScanner(engine, max_line_bytes=20_000)
+    try:
+        with pytest.raises(ScanError, match=error):
+            scanner.feed(b'{"t": "Yesterday Margaret Thompson called."}\n' + line + b"\n")
+    finally:
+        engine.close()
