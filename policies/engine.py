@@ -265,16 +265,12 @@ class PolicyEngine:
         """Start the worker pools of the policy's models and load the models now (a gateway calls this when it
         starts, so the first upload does not wait seconds on a model load). Blocks: call it from a thread."""
         for det in self.detectors:
-            warm = getattr(det, "warm_up", None)
-            if warm is not None:
-                warm()
+            det.warm_up()
 
     def close(self) -> None:
         """Stop the worker pools of the policy's models (they start again on the next scan)."""
         for det in self.detectors:
-            close = getattr(det, "close", None)
-            if close is not None:
-                close()
+            det.close()
 
     @property
     def native_prefilter(self) -> bool:
@@ -609,9 +605,7 @@ class PolicyEngine:
             texts.extend(s.text for s in slots)
         with ExitStack() as stack:
             for det in models:
-                prefetch = getattr(det, "prefetched", None)
-                if prefetch is not None:
-                    stack.enter_context(prefetch(texts))
+                stack.enter_context(det.prefetched(texts))
             yield
 
     # -- residency -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, NamedTuple
 
 
@@ -64,6 +65,17 @@ class Detector:
     def find_many(self, texts: Sequence[str]) -> list[list[Hit]]:
         """Standalone detection over the strings of one record; detectors that batch (NER) override it."""
         return [self.find(t) for t in texts]
+
+    def prefetched(self, texts: Sequence[str]) -> AbstractContextManager[None]:
+        """Do this detector's work for many strings at once and answer :meth:`find_many` from it while the
+        block runs (detectors that batch, NER, override it)."""
+        return nullcontext()
+
+    def warm_up(self) -> None:
+        """Get ready to scan (NER: start the worker pool and load the models)."""
+
+    def close(self) -> None:
+        """Release what :meth:`warm_up` or a scan started (NER: stop the worker pool)."""
 
     def takes_part(self, text: str, start: int, end: int) -> bool:
         """Whether ``text[start:end]``, a part of a longer digit run, may be validated as this type

@@ -56,7 +56,6 @@ class PhoneDetector(Detector):
         super().__init__(spec)
         self.regions: list[str] = list(spec.regions)
         self._screens = [_screen(r) for r in self.regions]
-        self._prefix = {sc.region: sc.national_prefix for sc in self._screens}
 
     def _regions_for(self, window: str) -> list[str]:
         digits = _NON_DIGITS.sub("", window)
@@ -88,10 +87,8 @@ class PhoneDetector(Detector):
         if not bounded(text, start, end) or window[-1].isalpha():
             return []  # (a final letter is an id's check letter or the next word, not a vanity number)
         # the written form first (cheap, and it rules out most digit runs), then the metadata screen
-        written_in = self._written_in(text, start, end, self.regions)
-        regions = self._regions_for(window) if written_in else []
-        if written_in is not self.regions:
-            regions = [r for r in regions if r in written_in]
+        written_in = self._written_in(text, start, end)
+        regions = [r for r in self._regions_for(window) if r in written_in] if written_in else []
         written = _ODD_SEPARATORS.sub(" ", window)
         for region in regions:
             try:
@@ -111,7 +108,7 @@ class PhoneDetector(Detector):
                 return [Hit(start, end, self)]
         return []
 
-    def _written_in(self, text: str, start: int, end: int, regions: list[str]) -> list[str]:
+    def _written_in(self, text: str, start: int, end: int) -> list[str]:
         """The regions in which ``text[start:end]`` is written as a phone number: any 6-9 digits are valid
         somewhere (DK, NO, LU, AT), so ticket, order, claim and customer numbers, dates and prices would be.
         Asked before the (costly) metadata validation, which then runs only for these regions.
@@ -124,22 +121,21 @@ class PhoneDetector(Detector):
         A bare run of digits with none of these is not reported."""
         window = text[start:end]
         if window[0] == "+" or window.startswith("00"):
-            return regions  # the international form: written as nothing but a phone number
+            return self.regions  # the international form: written as nothing but a phone number
         # a business prefix glued to it counts as a label word that is not a phone word ("qty/030 901820"
         # is still a phone written nationally in groups; "PO-0301234567" is not)
         label = "glued" if glued_label(text, start) else last_word_before(text, start)
         if label == "phone":
-            return regions
+            return self.regions
         if in_date(text, start, end):
             return []
         groups = _GROUPS.findall(window)
         if label is None and len(groups) >= 2 and all(2 <= len(g) <= 4 for g in groups):
-            return regions
+            return self.regions
         if label is not None and len(groups) < 2:
             return []  # another kind of number is named just before: only an unmistakable phone
         digits = _NON_DIGITS.sub("", window)  # ("qty 030 901820"; not "Claim no. 0301234567")
-        prefix = self._prefix
-        return [r for r in regions if prefix[r] and digits.startswith(prefix[r])]
+        return [sc.region for sc in self._screens if sc.national_prefix and digits.startswith(sc.national_prefix)]
 
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")
