@@ -473,15 +473,14 @@ def redact_argv(argv: Sequence[str]) -> Redacted:
         if arg.startswith("--"):
             name, eq, rest = arg[2:].partition("=")
             if is_secret_key(name):
-                if eq:
-                    if rest and rest != REDACTED:
-                        out.append(f"--{name}={REDACTED}")
-                        paths.append(f"/{i}")
-                    else:
-                        out.append(arg)
-                else:
-                    out.append(arg)
-                    hide_next = True
+                # The option's name is text too: ``--token xoxb-…`` passed as one argument names a
+                # secret key and carries the secret in the name itself.
+                shown, name_changed = redact_text(name)
+                hidden = bool(eq and rest and rest != REDACTED)
+                out.append(f"--{shown}{eq}{REDACTED if hidden else rest}")
+                if hidden or name_changed:
+                    paths.append(f"/{i}")
+                hide_next = not eq
                 continue
         text, changed = redact_text(arg)
         if changed:

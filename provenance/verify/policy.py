@@ -216,7 +216,10 @@ class DeployPolicy(_Strict):
         m = _AGE.match(str(v))
         if not m:
             raise ValueError(f"{v!r} is not a duration; use a number and a unit s, m, h, d or w, e.g. '30d'")
-        return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        try:
+            return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+        except OverflowError:
+            raise ValueError(f"{v!r} is too long a duration; the longest is {timedelta.max.days}d") from None
 
     def evaluate(
         self, statement: dict[str, Any], identity: dict[str, Any] | None, now: datetime

@@ -268,6 +268,11 @@ ARGV_CASES: list[tuple[list[str], list[str], tuple[str, ...]]] = [
     (["--db", "postgresql://a:Pw9x@h/d"], ["--db", f"postgresql://a:{REDACTED}@h/d"], ("/1",)),
     (["train", f"--push={HF}"], ["train", f"--push={REDACTED}"], ("/1",)),
     (["--password="], ["--password="], ()),
+    # A secret key's name that itself carries a secret (fuzz finding: one argument "--token xoxb-…").
+    ([f"-- {HF} token", "x"], [f"-- {REDACTED} token", REDACTED], ("/0", "/1")),
+    ([f"-- {HF} token=v"], [f"-- {REDACTED} token={REDACTED}"], ("/0",)),
+    ([f"--{HF}_token", "x"], [f"--{REDACTED}", REDACTED], ("/0", "/1")),
+    ([f"--{HF}_token="], [f"--{REDACTED}="], ("/0",)),
 ]
 
 

@@ -151,6 +151,9 @@ def test_certificate_and_sigstore_signer_rules(run_dir: Callable[..., Path], pki
         ),
         ("max_age: 30\n", "deploy-policy.yaml:1: max_age: give a unit"),
         ("max_age: soon\n", "max_age: 'soon' is not a duration"),
+        # fuzz finding: a duration past timedelta's range raised OverflowError, not a located error
+        ("max_age: " + "1" * 70 + "h\n", "deploy-policy.yaml:1: max_age: '" + "1" * 70 + "h' is too long a duration"),
+        ("max_age: 1000000000d\n", "the longest is 999999999d"),
         ("train_eval_overlap: little\n", "train_eval_overlap: Input should be 'none' or 'any'"),
         (
             "datasets:\n  required: [abc]\n",
