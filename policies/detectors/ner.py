@@ -18,7 +18,7 @@ import importlib.util
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
@@ -129,7 +129,6 @@ def _init_worker(engine: str, models: dict[str, str], batch_size: int) -> None:
     _local.guesser = LanguageGuesser(sorted(models))
     for language in models:
         _local.engine.entities([], language)
-    _uncased_letter()
 
 
 def _run_batch(
@@ -160,61 +159,112 @@ def _run_batch(
     return out
 
 
-# A sentence: from its first character that is not a space or end mark, up to and including its end mark(s)
-# or line break.
-_SENTENCE = re.compile(r"[^\s.!?][^.!?\n]*(?:[.!?]+|\n|$)")
-_TOKEN = re.compile(r"[\w'’-]+")
+# Letters are looked for up to the end of plane 3 (the last CJK extensions); planes 4-13 are unassigned.
+_LETTER_PLANES_END = 0x40000
+
+
+def _ranges(chars: Iterable[int], extra: str = "") -> str:
+    """A regex character class of the given code points (ascending), written as ranges, plus ``extra``."""
+    ranges: list[list[int]] = []
+    for cp in chars:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + extra + "]"
+
+
+def _char_class(chars: Iterable[int], extra: str = "") -> str:
+    """A regex matching one of the code points, fast: ``re`` tests a class of BMP characters with a bitmap,
+    but one holding astral characters by walking its list of ranges, which for letters is thousands long
+    (0.8 us a character). So the astral ranges are a second class, reached only by an astral character."""
+    cps = list(chars)
+    bmp = _ranges((cp for cp in cps if cp <= 0xFFFF), extra)
+    astral = [cp for cp in cps if cp > 0xFFFF]
+    if not astral:
+        return bmp
+    return rf"(?:{bmp}|(?=[\U00010000-\U0010ffff]){_ranges(astral)})"
 
 
 @cache
-def _uncased_letter() -> re.Pattern[str]:
-    """A letter without case (CJK, Arabic, Hebrew, Devanagari ...): capitals say nothing about names there."""
-    ranges: list[list[int]] = []
-    for cp in range(0x80, 0x30000):
-        ch = chr(cp)
-        if ch.isalpha() and not ch.isupper() and not ch.islower() and not ch.istitle():
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1][1] = cp
-            else:
-                ranges.append([cp, cp])
-    return re.compile("[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]")
+def _letter_classes() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(an uncased letter, a word written like a proper name) as ``str.isalpha``, ``str.isupper`` and
+    ``str.islower`` see them, built once per process."""
+    letters = [cp for cp in range(_LETTER_PLANES_END) if chr(cp).isalpha()]
+    uncased = _char_class(
+        cp for cp in letters if cp >= 0x80 and not (c := chr(cp)).isupper() and not c.islower() and not c.istitle()
+    )
+    upper = _char_class(cp for cp in letters if chr(cp).isupper())
+    lower = _char_class(cp for cp in letters if chr(cp).islower())
+    word = _char_class(letters, extra=r"'’\-")
+    name = rf"(?<![\w'’-]){upper}{word}*?{lower}{word}*(?![\w'’-])"
+    return re.compile(uncased), re.compile(name)
 
 
-def _title_word(token: str) -> bool:
-    """A word written like a proper name: a capital, then at least one lower-case letter, letters only
-    (apostrophes and hyphens inside: "O'Neil", "Jean-Luc"); not "INV", "PO-123", "1Z" or "EUR"."""
-    return token[0].isupper() and any(c.islower() for c in token) and all(c.isalpha() or c in "'’-" for c in token)
+# A word is a run of these; a sentence runs from its first character that is not a space or an end mark up
+# to and including its end marks or its line break (the regex ``[^\s.!?][^.!?\n]*(?:[.!?]+|\n|$)``).
+_TOKEN_CHAR = re.compile(r"[\w'’-]")
+_SENTENCE_START = re.compile(r"[^\s.!?]")
+_SENTENCE_END = re.compile(r"[.!?]+|\n|$")
+
+
+def _sentence_around(text: str, pos: int, floor: int) -> tuple[int, int]:
+    """The span of the sentence that holds ``text[pos]`` (a character that is not a space or an end mark),
+    found from ``pos`` outwards instead of by reading every sentence of the text: it starts at the first
+    such character after the last end mark or line break before ``pos``, and ends with the end marks or the
+    line break after it. The look back stops at ``floor``: 0, or the last character of a sentence before
+    (an end mark), so that looking up many sentences of one text reads it once, not once per sentence."""
+    boundary = max(
+        text.rfind(".", floor, pos),
+        text.rfind("!", floor, pos),
+        text.rfind("?", floor, pos),
+        text.rfind("\n", floor, pos),
+    )
+    start = _SENTENCE_START.search(text, boundary + 1)
+    end = _SENTENCE_END.search(text, pos)
+    assert start is not None and end is not None  # text[pos] itself is a start character; "$" always matches
+    return start.start(), end.end()
 
 
 def model_windows(text: str, known_word: Callable[[str], bool] | None = None) -> list[tuple[int, int]]:
     """The parts of ``text`` worth a model run: its sentences that can hold a proper name, adjacent ones
     merged. A named entity in a cased script is written with a capital, so a sentence goes to the model
-    only when a word after its first is written like a name (:func:`_title_word`), or its first word is and
+    only when a word after its first is written like a name (a capital, then at least one lower-case letter,
+    letters only, apostrophes and hyphens inside: "O'Neil", "Jean-Luc"; not "INV", "PO-123", "1Z" or "EUR";
+    as ``str.isupper``/``islower``/``isalpha`` see them), or its first word is and
     the name lists know it (``known_word``; without lists, any such first word counts). Words in capitals
     only ("DUPONT") do not count: a name written all in capitals is left to the rule-based name detector.
     Sentences with a letter of an uncased script are always kept. On the benchmark corpus this sends about
-    a quarter of the free text to the model."""
+    a quarter of the free text to the model.
+
+    One regex pass finds the name-like words and, in text that is not ASCII, the uncased letters; only their
+    sentences are looked up (no word crosses a sentence's end)."""
+    uncased_re, name_re = _letter_classes()
+    kept: list[tuple[int, int]] = []
+    sentence = (-1, -1)  # the sentence of the last name-like word looked at
+    for m in name_re.finditer(text):
+        first_start = m.start()
+        if kept and first_start < kept[-1][1]:
+            continue  # its sentence is kept already
+        if first_start >= sentence[1]:
+            sentence = _sentence_around(text, first_start, max(sentence[1] - 1, 0))
+            is_first_word = _TOKEN_CHAR.search(text, sentence[0], first_start) is None
+            if is_first_word and known_word is not None and not known_word(m.group()):
+                continue  # a sentence's first word counts only if the name lists know it
+        kept.append(sentence)
+    if not text.isascii():
+        uncased: list[tuple[int, int]] = []
+        pos = 0
+        while (u := uncased_re.search(text, pos)) is not None:
+            uncased.append(_sentence_around(text, u.start(), max(pos - 1, 0)))
+            pos = uncased[-1][1]
+        kept = sorted(set(kept) | set(uncased))
     out: list[tuple[int, int]] = []
-    uncased = None if text.isascii() else _uncased_letter()
-    for m in _SENTENCE.finditer(text):
-        start, end = m.span()
-        if start == end:
-            continue
-        sentence = m.group()
-        keep = uncased is not None and uncased.search(sentence) is not None
-        if not keep:
-            first = True
-            for t in _TOKEN.finditer(sentence):
-                token = t.group()
-                if _title_word(token) and (not first or known_word is None or known_word(token)):
-                    keep = True
-                    break
-                first = False
-        if keep:
-            if out and (out[-1][1] == start or text[out[-1][1] : start].isspace()):
-                out[-1] = (out[-1][0], end)
-            else:
-                out.append((start, end))
+    for start, end in kept:
+        if out and (out[-1][1] == start or text[out[-1][1] : start].isspace()):
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
     return out
 
 
@@ -285,7 +335,9 @@ class NerDetector(Detector):
             return self._pool
 
     def warm_up(self) -> None:
-        """Start the worker pool and load the models now (e.g. when a gateway starts), not on the first scan."""
+        """Start the worker pool and load the models now (e.g. when a gateway starts), not on the first scan;
+        build the letter classes that choose what goes to the model (in this process)."""
+        _letter_classes()
         self._executor().submit(_run_batch, [], self.engine_name, self.models, self.batch_size, None).result()
 
     def close(self) -> None:

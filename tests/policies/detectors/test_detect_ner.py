@@ -261,6 +261,47 @@ def test_windows_are_sorted_disjoint_spans_of_the_text(parts: list[str]) -> None
             assert any(s <= m.start() and m.end() <= e for s, e in windows), (text, m.group())
 
 
+def _reference_windows(text: str, known: Any) -> list[tuple[int, int]]:
+    """model_windows as first written: every sentence tokenised in Python, each word tested with str methods."""
+    out: list[tuple[int, int]] = []
+    for m in re.finditer(r"[^\s.!?][^.!?\n]*(?:[.!?]+|\n|$)", text):
+        start, end = m.span()
+        if start == end:
+            continue
+        keep = any(
+            c.isalpha() and not c.isupper() and not c.islower() and not c.istitle() and ord(c) >= 0x80
+            for c in m.group()
+        )
+        words = re.findall(r"[\w'’-]+", m.group())
+        keep = keep or any(_name_like(w) and (i > 0 or known(w)) for i, w in enumerate(words))
+        if keep:
+            if out and (out[-1][1] == start or text[out[-1][1] : start].isspace()):
+                out[-1] = (out[-1][0], end)
+            else:
+                out.append((start, end))
+    return out
+
+
+# Letters of every case kind, marks, digits, the word joiners and the sentence ends, from several scripts.
+_WINDOW_CHARS = "AaÉéǅǆßİıΣσςДдԱաᏠꭰ日ا\u0301\u02b0ª_1٣’'-.!?\n ,Ⅷⓐ\U00031350"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_WINDOW_PIECES) | st.text(alphabet=_WINDOW_CHARS, max_size=6)))
+def test_windows_are_the_sentences_the_per_word_reading_keeps(parts: list[str]) -> None:
+    text = "".join(parts)
+    known = {"Anna", "Éa", "Ǆa"}.__contains__
+    assert model_windows(text, known) == _reference_windows(text, known)
+    assert model_windows(text) == _reference_windows(text, lambda _: True)
+
+
+@given(st.text(alphabet=_WINDOW_CHARS + "abc xyz", max_size=60))
+def test_free_text_counts_letters_as_str_isalpha_does(text: str) -> None:
+    letters = sum(1 for ch in text[:400] if ch.isalpha())
+    expected = len(text) >= 8 and " " in text and letters * 2 >= min(len(text), 400)
+    assert free_text(text, 8) is expected
+
+
 @needs_spacy
 @pytest.mark.slow
 @pytest.mark.parametrize(
