@@ -15,37 +15,13 @@ from typing import Any
 
 import click
 
-from bastion.errors import BastionError, InputError, LedgerError, LedgerVerificationError
+from bastion.errors import BastionError, LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import verify_ledger
 from bastion.provenance.predicate import PredicateError, RunPredicate
 from bastion.provenance.redaction import redact_secrets
-from bastion.provenance.statement import RECORD_DIR, load_statement
+from bastion.provenance.statement import RECORD_DIR, STATEMENT_NAME, load_statement, locate_record
 
-STATEMENT_NAME = "statement.json"
 SIGNATURE_SUFFIXES = (".sigstore.json", ".sigstore", ".sig", ".bundle", ".dsse.json")
-
-
-def locate_record(path: Path) -> tuple[Path, Path]:
-    """(run directory, statement path) for an output dir, its ``bastion/`` folder or the statement file."""
-    if not path.exists():
-        raise InputError("path not found", path=path, hint="pass a training output directory")
-    if path.is_file():
-        return (path.parent.parent if path.parent.name == RECORD_DIR else path.parent), path
-    if (path / RECORD_DIR / STATEMENT_NAME).is_file():
-        return path, path / RECORD_DIR / STATEMENT_NAME
-    if (path / STATEMENT_NAME).is_file() and path.name == RECORD_DIR:
-        return path.parent, path / STATEMENT_NAME
-    if (path / RECORD_DIR).is_dir() or path.name == RECORD_DIR:
-        raise InputError(
-            f"the run record has no {STATEMENT_NAME}",
-            path=path if path.name == RECORD_DIR else path / RECORD_DIR,
-            hint="the run did not finish, or BastionCallback.finalize() was never called",
-        )
-    raise InputError(
-        f"not a Bastion run directory (no {RECORD_DIR}/{STATEMENT_NAME})",
-        path=path,
-        hint="pass the training output directory that holds the bastion/ folder",
-    )
 
 
 def _obj(value: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import click
 
 from bastion.errors import LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import LedgerHead, read_entries, repair_ledger, verify_ledger
+from bastion.provenance.statement import STATEMENT_NAME
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -112,9 +113,6 @@ def verify_command(file: Path, expect_head: str | None, expect_entries: int | No
         click.echo(f"OK: {file}: {head.entries} entries, head {head.head}{matched}")
         if source is None:
             click.echo(f"note: head not checked: {unchecked}", err=True)
-
-
-STATEMENT_NAME = "statement.json"
 
 
 def statement_head(ledger_path: Path) -> tuple[tuple[str, int | None] | None, str | None]:

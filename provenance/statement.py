@@ -21,13 +21,17 @@ from bastion.provenance.predicate import ACCEPTED_PREDICATE_TYPES, PREDICATE_TYP
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 RECORD_DIR = "bastion"
 """Name of the run-record folder inside an output directory."""
+STATEMENT_NAME = "statement.json"
+"""Name of the in-toto statement file inside the run-record folder."""
 __all__ = [
     "ACCEPTED_PREDICATE_TYPES",
     "PREDICATE_TYPE",
     "RECORD_DIR",
+    "STATEMENT_NAME",
     "STATEMENT_TYPE",
     "build_statement",
     "load_statement",
+    "locate_record",
     "write_statement",
 ]
 
@@ -96,3 +100,26 @@ def load_statement(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
         raise InputError(f"not an in-toto Statement v1 (expected _type {STATEMENT_TYPE})", path=p)
     return data
+
+
+def locate_record(path: Path) -> tuple[Path, Path]:
+    """(run directory, statement path) for an output dir, its ``bastion/`` folder or the statement file."""
+    if not path.exists():
+        raise InputError("path not found", path=path, hint="pass a training output directory")
+    if path.is_file():
+        return (path.parent.parent if path.parent.name == RECORD_DIR else path.parent), path
+    if (path / RECORD_DIR / STATEMENT_NAME).is_file():
+        return path, path / RECORD_DIR / STATEMENT_NAME
+    if (path / STATEMENT_NAME).is_file() and path.name == RECORD_DIR:
+        return path.parent, path / STATEMENT_NAME
+    if (path / RECORD_DIR).is_dir() or path.name == RECORD_DIR:
+        raise InputError(
+            f"the run record has no {STATEMENT_NAME}",
+            path=path if path.name == RECORD_DIR else path / RECORD_DIR,
+            hint="the run did not finish, or BastionCallback.finalize() was never called",
+        )
+    raise InputError(
+        f"not a Bastion run directory (no {RECORD_DIR}/{STATEMENT_NAME})",
+        path=path,
+        hint="pass the training output directory that holds the bastion/ folder",
+    )

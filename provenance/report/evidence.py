@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bastion.cli.inspect import locate_record  # the run-directory rules `bastion inspect` uses
 from bastion.errors import LedgerError, LedgerVerificationError
 from bastion.provenance.ledger import read_entries, verify_ledger
 from bastion.provenance.predicate import PredicateError, RunPredicate
 from bastion.provenance.signing.run import MODEL_SIGNATURE_NAME, STATEMENT_BUNDLE_NAME
-from bastion.provenance.statement import RECORD_DIR, load_statement
+from bastion.provenance.statement import RECORD_DIR, load_statement, locate_record
 from bastion.provenance.verify import VerificationReport, verify
 
 
