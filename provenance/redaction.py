@@ -20,7 +20,8 @@ Two kinds of match, both applied everywhere:
   (AWS, Azure storage, GitHub, GitLab, OpenAI, Slack, Stripe, PyPI, npm, Discord, SendGrid,
   Mailchimp, Twilio, Telegram, Square, Artifactory, URL userinfo), used as a library, plus the
   shapes it does not know: whole PEM private-key blocks (detect-secrets matches only the ``BEGIN``
-  line), Hugging Face ``hf_…``, current OpenAI ``sk-proj-…``, GitHub ``github_pat_…``, JWTs (its
+  line), Hugging Face ``hf_…``, current OpenAI ``sk-proj-…``, Together ``tgp_v1_…``, Fireworks ``fw_…``,
+  Groq, Perplexity, Replicate, Cerebras and npm tokens, GitHub ``github_pat_…``, JWTs (its
   pattern stops before the signature), ``Bearer``/``Basic`` credentials, AWS session tokens and
   secret keys written next to an access key id, GCP API keys/OAuth secrets/access tokens, Azure SAS
   ``sig=`` parameters, and ``name=value`` / ``name: value`` pairs whose name is a secret key name
@@ -84,6 +85,7 @@ _SECRET_LAST = frozenset(
         "authorization",
         "cookie",
         "pat",
+        "bearer",
     }
 )
 """A key name ending in one of these words names a secret (``wandb_api_key``, ``hub_token``)."""
@@ -230,6 +232,15 @@ _OWN_SHAPES: tuple[_Shape, ...] = (
         ),
         group=1,
     ),
+    # LLM platforms' own key prefixes, the fine-tune providers the gateway fronts first: Together
+    # (``tgp_v1_`` + base64url), Fireworks (``fw_``), then Groq, Perplexity, Replicate, Cerebras and npm.
+    _Shape("together", re.compile(r"(?<![A-Za-z0-9_\-])tgp_v1_[A-Za-z0-9_\-]{30,}")),
+    _Shape("fireworks", re.compile(r"(?<![A-Za-z0-9_\-])fw_[A-Za-z0-9]{20,}")),
+    _Shape("groq", re.compile(r"(?<![A-Za-z0-9_\-])gsk_[A-Za-z0-9]{40,}")),
+    _Shape("perplexity", re.compile(r"(?<![A-Za-z0-9_\-])pplx-[A-Za-z0-9]{40,}")),
+    _Shape("replicate", re.compile(r"(?<![A-Za-z0-9_\-])r8_[A-Za-z0-9]{30,}")),
+    _Shape("cerebras", re.compile(r"(?<![A-Za-z0-9_\-])csk-[A-Za-z0-9]{40,}")),
+    _Shape("npm", re.compile(r"(?<![A-Za-z0-9_\-])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])")),
     _Shape("gcp_api_key", re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}")),
     _Shape("gcp_oauth_client_secret", re.compile(r"(?<![A-Za-z0-9_\-])GOCSPX-[A-Za-z0-9_\-]{20,}")),
     _Shape("gcp_access_token", re.compile(r"(?<![A-Za-z0-9_\-])ya29\.[0-9A-Za-z_\-]{20,}")),

@@ -31,6 +31,8 @@ PLANTED = [
     _j("eyJhbGciOiJIUzI1NiJ9", ".eyJzdWIiOiIxMjM0NTY3ODkwIn0", ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
     _j("AIza", "SyA1234567890abcdefghijklmnopqrstuv"),
     _j("xox", "b-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
+    _j("tgp_v1_", "Ab1Cd2Ef3Gh4_Ij5Kl6Mn7Op8-Qr9St0Uv1Wx2Yz3Ab4"),
+    _j("fw_", "3Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op"),
 ]
 SEPARATORS = [" ", "\n", "=", ": ", '"', "'", ",", ";", "&", "(", "/", "\t"]
 

@@ -60,6 +60,13 @@ PEM_PKCS8 = j("-----BEGIN ", "PRIVATE KEY-----\n", PEM_BODY, "-----END ", "PRIVA
 PEM_OPENSSH = j("-----BEGIN OPENSSH ", "PRIVATE KEY-----\n", PEM_BODY, "-----END OPENSSH ", "PRIVATE KEY-----")
 BASIC = base64.b64encode(b"alice:Wonderl4nd!").decode()
 BEARER = j("Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8", ".Qr9St0Uv")
+TOGETHER = j("tgp_v1_", "Ab1Cd2Ef3Gh4_Ij5Kl6Mn7Op8-Qr9St0Uv1Wx2Yz3Ab4")
+FIREWORKS = j("fw_", "3Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op")
+GROQ = j("gsk_", "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7")
+PERPLEXITY = j("pplx-", "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef")
+REPLICATE = j("r8_", "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2")
+CEREBRAS = j("csk-", "ab1cd2ef3gh4ij5kl6mn7op8qr9st0uv1wx2yz3ab4")
+NPM = j("npm_", "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2")
 DB_PASSWORD = "p@ss/w0rd!x9"
 
 # (label, text, secrets that must be gone, parts that must stay)
@@ -109,6 +116,19 @@ VALUE_CASES: list[tuple[str, str, list[str], list[str]]] = [
     ("slack bot token", SLACK, [SLACK], []),
     ("slack webhook", SLACK_HOOK, ["XXXXXXXXXXXXXXXXXXXXXXXX"], []),
     ("stripe live key", STRIPE, [STRIPE], []),
+    ("together key", f"Together(api_key={TOGETHER!r})", [TOGETHER], ["Together(api_key="]),
+    (
+        "together key in curl",
+        f"curl -H 'Authorization: x {TOGETHER}' api.together.xyz",
+        [TOGETHER],
+        ["api.together.xyz"],
+    ),
+    ("fireworks key", f"fireworks key {FIREWORKS} here", [FIREWORKS], ["here"]),
+    ("groq key", GROQ, [GROQ], []),
+    ("perplexity key", f"[{PERPLEXITY}]", [PERPLEXITY], []),
+    ("replicate token", REPLICATE, [REPLICATE], []),
+    ("cerebras key", CEREBRAS, [CEREBRAS], []),
+    ("npm token", f"//registry.npmjs.org/ {NPM}", [NPM], ["registry.npmjs.org"]),
     ("libpq dsn", "host=db user=app password=hunter2x dbname=x", ["hunter2x"], ["host=db", "dbname=x"]),
     ("ado.net connection string", "Server=tcp:s,1433;User ID=u;Password=Adm1nPw;", ["Adm1nPw"], ["Server=tcp:s"]),
     ("query api_key", "https://api.example.com/v1?api_key=Qk9xZ3&x=1", ["Qk9xZ3"], ["x=1"]),
@@ -127,6 +147,7 @@ NOT_SECRET_TEXT = [
     "a bearer of news",
     "/home/runner/out/checkpoint-8/adapter_model.safetensors",
     "scikit-learn sk-learn",
+    "fw_version fw_rev_2 npm_config_cache r8_model gsk_x",  # the prefixes alone, in ordinary names
     "",
 ]
 
@@ -153,6 +174,8 @@ def test_ordinary_values_are_kept(text: str) -> None:
 SECRET_KEYS = [
     "aws_secret_access_key",
     "aws_session_token",
+    "bearer",
+    "Bearer",
     "mlflow_tracking_token",
     "sas_token",
     "private_key",
