@@ -288,9 +288,8 @@ async def put_object(
     sums = Checksums()
 
     def digest_out() -> None:
-        with open(out.path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                sums.update(block)
+        for block in out.blocks():
+            sums.update(block)
 
     out.close_write()
     await anyio.to_thread.run_sync(digest_out)

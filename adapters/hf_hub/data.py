@@ -21,7 +21,7 @@ import binascii
 import io
 import re
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from bastion.gateway.errors import Refusal
 
@@ -99,8 +99,8 @@ def _scannable(value: Any) -> Any:
     return value
 
 
-def parquet_rows(source: str | bytes, where: str) -> Iterator[dict[str, Any]]:
-    """The rows of a Parquet file (a path or its bytes), refusing what pyarrow cannot read."""
+def parquet_rows(source: str | bytes | BinaryIO, where: str) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet file (a path, its bytes or a seekable file), refusing what pyarrow cannot read."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -123,7 +123,7 @@ def parquet_rows(source: str | bytes, where: str) -> Iterator[dict[str, Any]]:
         ) from None
 
 
-def scan_parquet(engine: Any, source: str | bytes, where: str) -> dict[str, Any]:
+def scan_parquet(engine: Any, source: str | bytes | BinaryIO, where: str) -> dict[str, Any]:
     """Scan every row; the facts the audit log keeps (as :func:`bastion.gateway.scan.summary_facts`), no data."""
     records = redacted = 0
     blocked: list[int] = []

@@ -250,14 +250,12 @@ async def receive(gw: Gateway, ex: Exchange) -> None:
 
 
 def _scan_held(gw: Gateway, raw: Spool, out: Spool) -> tuple[str, Any]:
-    with open(raw.path, "rb") as fh:
-        head = fh.read(4)
-    if head == PARQUET_MAGIC:
-        return "parquet", scan_parquet(gw.engine, str(raw.path), "the LFS upload")
+    if b"".join(raw.blocks(0, len(PARQUET_MAGIC))) == PARQUET_MAGIC:
+        with raw.reader() as fh:
+            return "parquet", scan_parquet(gw.engine, fh, "the LFS upload")
     sink = steps.records_sink(gw, out, record_problem)
-    with open(raw.path, "rb") as fh:
-        while block := fh.read(1024 * 1024):
-            sink.write(block)
+    for block in raw.blocks():
+        sink.write(block)
     sink.close()
     return "jsonl", sink
 
@@ -265,9 +263,8 @@ def _scan_held(gw: Gateway, raw: Spool, out: Spool) -> tuple[str, Any]:
 def _hold(gw: Gateway, oid_id: str, source: Spool) -> bool:
     """Hold the admitted bytes encrypted; False when the object is held already (a repeated PUT)."""
     with gw.state.parts.writer() as writer:
-        with open(source.path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                writer.write(block)
+        for block in source.blocks():
+            writer.write(block)
         blob = writer.commit()
     try:
         gw.state.upload_add_part(oid_id, HeldPart("lfs", blob.size, blob.sha256, blob.handle, datetime.now(UTC)))

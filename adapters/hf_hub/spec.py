@@ -202,7 +202,7 @@ def _scan_inline_jsonl(gw: Gateway, ex: Exchange, data: bytes, what: str) -> tup
         sink.write(data)
         sink.close()
         facts = steps.scanned(gw, ex, sink, what)
-        return spool.path.read_bytes(), str(facts["scan_decision"])
+        return spool.read_all(), str(facts["scan_decision"])
     finally:
         spool.discard()
 

@@ -652,9 +652,8 @@ async def _send_upload(
 
 def _md5_file(spool: Spool) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with open(spool.path, "rb") as fh:
-        while block := fh.read(1024 * 1024):
-            digest.update(block)
+    for block in spool.blocks():
+        digest.update(block)
     return digest.hexdigest()
 
 

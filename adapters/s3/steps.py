@@ -470,15 +470,8 @@ def part_plan(size: int) -> list[tuple[int, int]]:
 
 def _range_sha256(spool: Spool, offset: int, length: int) -> str:
     h = hashlib.sha256()
-    with open(spool.path, "rb") as fh:
-        fh.seek(offset)
-        left = length
-        while left:
-            block = fh.read(min(1024 * 1024, left))
-            if not block:
-                break
-            h.update(block)
-            left -= len(block)
+    for block in spool.blocks(offset, length):
+        h.update(block)
     return h.hexdigest()
 
 

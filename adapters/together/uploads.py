@@ -230,9 +230,8 @@ def _hold(gw: Gateway, up: HeldUpload, spool: Spool, facts: dict[str, Any]) -> N
     """The scanned bytes and the scan's facts, held encrypted as the upload's two parts."""
     now = datetime.now(UTC)
     with gw.state.parts.writer() as w:
-        with open(spool.path, "rb") as fh:
-            while block := fh.read(1024 * 1024):
-                w.write(block)
+        for block in spool.blocks():
+            w.write(block)
         blob = w.commit()
     facts_blob = gw.state.parts.put(json.dumps(facts, sort_keys=True).encode())
     try:
