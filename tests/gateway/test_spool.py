@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from bastion.gateway.errors import Refusal
 from bastion.gateway.spool import SPOOL_BLOCK, Spool
 
+SEALED = SPOOL_BLOCK + 16  # one block on disk: its ciphertext and GCM tag
 RECORD = b'{"messages": [{"role": "user", "content": "Anna Berg, IBAN DE89370400440532013000"}]}\n'
 
 
@@ -80,11 +81,8 @@ def test_any_range_reads_back_exactly(tmp_path: Path, size: int, a: int, n: int)
     [
         pytest.param(lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], id="byte-flipped"),
         pytest.param(lambda b: b[: len(b) - 1], id="last-block-cut"),
-        pytest.param(lambda b: b[: SPOOL_BLOCK + 16], id="blocks-removed"),
-        pytest.param(
-            lambda b: b[SPOOL_BLOCK + 16 : 2 * (SPOOL_BLOCK + 16)] + b[: SPOOL_BLOCK + 16] + b[2 * (SPOOL_BLOCK + 16) :],
-            id="blocks-swapped",
-        ),
+        pytest.param(lambda b: b[:SEALED], id="blocks-removed"),
+        pytest.param(lambda b: b[SEALED : 2 * SEALED] + b[:SEALED] + b[2 * SEALED :], id="blocks-swapped"),
     ],
 )
 def test_a_spool_changed_on_disk_is_refused(tmp_path: Path, damage: object) -> None:
