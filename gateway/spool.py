@@ -23,12 +23,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import anyio
-import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.gateway.errors import Refusal
+from bastion.gateway.state.parts import iterate_in_thread
 
 READ_BLOCK = 1024 * 1024
 SPOOL_BLOCK = 1024 * 1024
@@ -139,13 +138,7 @@ class Spool:
 
     async def aiter_range(self, offset: int, length: int, block: int = READ_BLOCK) -> AsyncIterator[bytes]:
         """``length`` plaintext bytes from ``offset``, in pieces of at most ``block`` bytes."""
-        it = self.blocks(offset, length)
-        done = object()
-        while True:
-            plain = await anyio.to_thread.run_sync(next, it, done)
-            if plain is done:
-                return
-            assert isinstance(plain, bytes)
+        async for plain in iterate_in_thread(self.blocks(offset, length)):
             for k in range(0, len(plain), block):
                 yield plain[k : k + block]
 
