@@ -18,7 +18,7 @@ import importlib.util
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from bastion.errors import ConfigError
 from bastion.policies.detectors.base import Detector, Hit
 from bastion.policies.detectors.gazetteer import load_gazetteer
+from bastion.policies.detectors.normalize import char_class
 
 Span = tuple[int, int, str]
 _PERSON_LABELS = frozenset({"PER", "PERSON", "persName"})
@@ -163,40 +164,17 @@ def _run_batch(
 _LETTER_PLANES_END = 0x40000
 
 
-def _ranges(chars: Iterable[int], extra: str = "") -> str:
-    """A regex character class of the given code points (ascending), written as ranges, plus ``extra``."""
-    ranges: list[list[int]] = []
-    for cp in chars:
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    return "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + extra + "]"
-
-
-def _char_class(chars: Iterable[int], extra: str = "") -> str:
-    """A regex matching one of the code points, fast: ``re`` tests a class of BMP characters with a bitmap,
-    but one holding astral characters by walking its list of ranges, which for letters is thousands long
-    (0.8 us a character). So the astral ranges are a second class, reached only by an astral character."""
-    cps = list(chars)
-    bmp = _ranges((cp for cp in cps if cp <= 0xFFFF), extra)
-    astral = [cp for cp in cps if cp > 0xFFFF]
-    if not astral:
-        return bmp
-    return rf"(?:{bmp}|(?=[\U00010000-\U0010ffff]){_ranges(astral)})"
-
-
 @cache
 def _letter_classes() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """(an uncased letter, a word written like a proper name) as ``str.isalpha``, ``str.isupper`` and
     ``str.islower`` see them, built once per process."""
     letters = [cp for cp in range(_LETTER_PLANES_END) if chr(cp).isalpha()]
-    uncased = _char_class(
+    uncased = char_class(
         cp for cp in letters if cp >= 0x80 and not (c := chr(cp)).isupper() and not c.islower() and not c.istitle()
     )
-    upper = _char_class(cp for cp in letters if chr(cp).isupper())
-    lower = _char_class(cp for cp in letters if chr(cp).islower())
-    word = _char_class(letters, extra=r"'’\-")
+    upper = char_class(cp for cp in letters if chr(cp).isupper())
+    lower = char_class(cp for cp in letters if chr(cp).islower())
+    word = char_class(letters, extra=r"'’\-")
     name = rf"(?<![\w'’-]){upper}{word}*?{lower}{word}*(?![\w'’-])"
     return re.compile(uncased), re.compile(name)
 

@@ -8,7 +8,10 @@ The candidate patterns and validators speak ASCII, so they run on a *view* of th
 * every Unicode decimal digit becomes its ASCII digit,
 * every space separator (Zs: no-break, narrow no-break, figure, thin, ideographic ...) becomes ``" "``,
 * every dash (Pd, and the minus sign) becomes ``"-"``,
-* any other character whose NFKC form is ASCII becomes that form (full-width letters, ``＠``, ``＋`` ...).
+* any other character whose NFKC form is ASCII becomes that form (full-width letters, ``＠``, ``＋`` ...),
+* a combining mark (Mn, Me) that sits on no letter is removed: a run of them after an ASCII character that is
+  not a letter (a digit, a space, a dash, a quote), after a character the view changes, or at the start
+  (``4\u0300111``, ``DE89 \u20dd3704``). Marks on letters (``e\u0301``) stay.
 
 Spans found in the view are mapped back with :meth:`View.span`, so redaction replaces the original
 characters (including any format characters inside the span). Texts with nothing to normalise (all ASCII,
@@ -20,6 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterable
 from functools import cache
 
 
@@ -77,20 +81,82 @@ def changed_in(ranges: list[tuple[int, int]]) -> list[str]:
 
 
 @cache
-def _changed_pattern() -> re.Pattern[str]:
+def combining_marks() -> frozenset[str]:
+    """Every combining mark (categories Mn, Mc, Me): removed from the view where it sits on no letter."""
+    return frozenset(
+        chr(cp)
+        for a, b in _ranges_to_ask()
+        for cp in range(a, b)
+        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me")
+    )
+
+
+@cache
+def composing_marks() -> frozenset[str]:
+    """The marks that NFC composes with a letter before them (U+0301 in ``e\u0301`` -> ``é``): text in
+    NFD (macOS file names and clipboards write it) is composed in the view, so ``ju\u0308rgen@example.de``
+    reads as the address it is."""
+    out: set[str] = set()
+    for a, b in _ranges_to_ask():
+        for cp in range(a, b):
+            parts = unicodedata.decomposition(chr(cp)).split()
+            if len(parts) == 2 and not parts[0].startswith("<"):
+                base, mark = chr(int(parts[0], 16)), chr(int(parts[1], 16))
+                if mark in combining_marks() and unicodedata.normalize("NFC", base + mark) == chr(cp):
+                    out.add(mark)
+    return frozenset(out)
+
+
+@cache
+def screened_chars() -> frozenset[str]:
+    """The characters whose presence means the view may differ from the text: those it changes, and every
+    combining mark (whether one is removed, composed or left depends on what it follows: :class:`View`)."""
+    return changed_chars() | combining_marks()
+
+
+def char_class(chars: Iterable[int], extra: str = "") -> str:
+    """A regex matching one of the code points (plus the class text ``extra``), fast: ``re`` tests a class
+    of BMP characters with a bitmap, but one holding astral characters by walking its list of ranges, which
+    for a Unicode category is thousands long (0.8 us a character). So the astral ranges are a second class,
+    reached only by an astral character."""
+    cps = sorted(chars)
+    bmp = _ranges_class([cp for cp in cps if cp <= 0xFFFF], extra)
+    astral = [cp for cp in cps if cp > 0xFFFF]
+    if not astral:
+        return bmp
+    return rf"(?:{bmp}|(?=[\U00010000-\U0010ffff]){_ranges_class(astral)})"
+
+
+def _ranges_class(cps: list[int], extra: str = "") -> str:
     ranges: list[list[int]] = []
-    for cp in sorted(ord(c) for c in changed_chars()):
+    for cp in cps:
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
             ranges.append([cp, cp])
     body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
-    return re.compile(f"[{body}]")
+    return f"[{body}{extra}]"
+
+
+@cache
+def _changed_pattern() -> re.Pattern[str]:
+    """A changed character, or a run of combining marks (the view decides from what precedes it)."""
+    changed = char_class(ord(c) for c in changed_chars())
+    marks = char_class(ord(c) for c in combining_marks())
+    return re.compile(f"(?P<marks>{marks}+)|{changed}")
 
 
 def needs_view(text: str) -> bool:
-    """True when the view of ``text`` differs from ``text`` (cheap for ASCII text)."""
-    return not text.isascii() and not changed_chars().isdisjoint(text)
+    """True when the view of ``text`` may differ from ``text`` (cheap for ASCII text)."""
+    return not text.isascii() and not screened_chars().isdisjoint(text)
+
+
+def _bare(text: str, i: int) -> bool:
+    """Whether the combining marks starting at ``text[i]`` sit on no letter."""
+    if i == 0:
+        return True
+    before = text[i - 1]
+    return (before.isascii() and not before.isalpha()) or normal_char(before) != before
 
 
 class View:
@@ -114,17 +180,27 @@ class View:
         last = 0
         pos = 0  # length of the view so far
         for m in _changed_pattern().finditer(original):
-            i = m.start()
-            pieces.append(original[last:i])
-            pos += i - last
-            repl = normal_char(original[i])
-            pieces.append(repl)
-            self._starts.append(pos)
-            self._lens.append(len(repl))
-            self._origs.append(i)
-            pos += len(repl)
-            self._deltas.append(i + 1 - pos)
-            last = i + 1
+            i, end = m.span()
+            if m.lastgroup != "marks":
+                replaced = [(i, normal_char(original[i]))]
+            elif _bare(original, i):
+                replaced = [(k, "") for k in range(i, end)]
+            else:  # marks on a letter: composed with it as NFC does, or left alone
+                composed = unicodedata.normalize("NFC", original[i - 1 : end])
+                if composed == original[i - 1 : end]:
+                    continue
+                replaced = [(i - 1, composed), *((k, "") for k in range(i, end))]
+            first = replaced[0][0]
+            pieces.append(original[last:first])
+            pos += first - last
+            for k, repl in replaced:
+                pieces.append(repl)
+                self._starts.append(pos)
+                self._lens.append(len(repl))
+                self._origs.append(k)
+                pos += len(repl)
+                self._deltas.append(k + 1 - pos)
+            last = end
         pieces.append(original[last:])
         self.text = "".join(pieces)
 
@@ -145,7 +221,11 @@ class View:
         """The original span of the non-empty view span ``[start, end)``."""
         if not self._starts:
             return start, end
-        return self.source(start), self.source(end - 1) + 1
+        stop = self.source(end - 1) + 1
+        marks = combining_marks()
+        while stop < len(self.original) and self.original[stop] in marks:
+            stop += 1  # a mark belongs to the character before it: "é" of "e\u0301" is redacted whole
+        return self.source(start), stop
 
 
 def _trie_regex(seqs: list[bytes]) -> bytes:
@@ -167,15 +247,15 @@ def _trie_regex(seqs: list[bytes]) -> bytes:
 
 @cache
 def changed_bytes_pattern() -> re.Pattern[bytes]:
-    """Matches the UTF-8 encoding of any character the view changes (for screening raw lines)."""
-    return re.compile(_trie_regex(sorted(ch.encode("utf-8") for ch in changed_chars())))
+    """Matches the UTF-8 encoding of any of the :func:`screened_chars` (for screening raw lines)."""
+    return re.compile(_trie_regex(sorted(ch.encode("utf-8") for ch in screened_chars())))
 
 
 @cache
 def hyperscan_class() -> bytes:
-    """The characters the view changes, as a Hyperscan character class (UTF-8 mode)."""
+    """The :func:`screened_chars` as a Hyperscan character class (UTF-8 mode)."""
     ranges: list[list[int]] = []
-    for cp in sorted(ord(c) for c in changed_chars()):
+    for cp in sorted(ord(c) for c in screened_chars()):
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
@@ -186,13 +266,13 @@ def hyperscan_class() -> bytes:
 
 @cache
 def _not_lead_bytes() -> bytes:
-    leads = {ch.encode("utf-8")[0] for ch in changed_chars()}
+    leads = {ch.encode("utf-8")[0] for ch in screened_chars()}
     return bytes(b for b in range(256) if b not in leads)
 
 
 def raw_needs_view(raw: bytes) -> bool:
     """:func:`needs_view` on the UTF-8 bytes of a text. Most non-ASCII text (accented letters, most
-    scripts) holds no first byte of a changed character: ``bytes.translate`` rules that out at memory
+    scripts) holds no first byte of a screened character: ``bytes.translate`` rules that out at memory
     speed, and only the rest is searched with the exact pattern."""
     if raw.isascii() or not raw.translate(None, _not_lead_bytes()):
         return False

@@ -148,7 +148,7 @@ RE_ONLY = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter="re")  # the
 
 # Digits and capitals with short runs of number separators between them: the shapes the screens look for,
 # and near misses (one separator too many, a capital too few).
-_glyph = st.sampled_from(["0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de"])
+_glyph = st.sampled_from(["0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308"])
 _gap = st.text(alphabet=" .-/()\u00a0+", max_size=4)
 _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map("".join)
 
@@ -162,6 +162,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("X1234567-Z", False)
 @example("DE89 3704 0044 0532 0130 00", True)
 @example("ABCDEF12A34B567C", False)
+@example("DE89 3704 0044 0532 0130 0\u03000", False)
+@example("\u0301DE89 3704 0044 0532 0130 00", False)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=ascii_only)
     try:
