@@ -410,6 +410,10 @@ class PolicyEngine:
                         hits = self._validate(text, s, tail.end(), kind)
                         found.extend(hits)
                     pos = max(h.end for h in hits) if hits else tail.start() + 1
+            elif kind == "email_at":
+                for m in pattern.finditer(text):
+                    if touches(m.start() - _EMAIL_REACH, m.end()):
+                        found.extend(self._validate(text, m.start(), m.end(), kind))
             elif kind == "ipv6":
                 for m in pattern.finditer(text):
                     if touches(m.start() - 5, m.end()):

@@ -29,6 +29,7 @@ from bastion.policies.detectors.normalize import hyperscan_class, raw_needs_view
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
+    "email_at": rb"[\[({<] ?(?:[Aa][Tt]|@) ?[\])}>]",
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": (
         rb"[A-Z](?:[0-9]{7}-?[A-Z]"

@@ -19,11 +19,19 @@ import re
 NUMBER_SEPARATORS = " ._/()-"
 _SEP = r"[ ._/()\-]"
 
+# The "at" and "dot" of an obfuscated e-mail address: a word in brackets, or "@" / "." in brackets.
+_AT = r"[\[({<] ?(?:at|AT|At|@) ?[\])}>]"
+_DOT = r"(?: ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?|\.)"
+
 # Each pattern starts with a literal or a small ASCII character class, so that the regex engine skips
 # ordinary prose quickly (one pass per kind is much faster than one alternation, which has no prefix).
 CANDIDATE_PATTERNS: dict[str, str] = {
     # From the '@' forwards; the local part is found backwards by the email detector.
     "email": r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
+    # An address written to dodge e-mail scrapers, from its "at" token on: "anna.berg (at) example (dot) com",
+    # "anna[at]example.com", "anna [@] example [.] com". The "at" needs brackets (a bare " at " is prose);
+    # the local part is found backwards by the e-mail detector, the domain needs a dot and a TLD.
+    "email_at": (rf"{_AT} ?[^\W_][\w-]{{0,62}}(?:{_DOT}[^\W_][\w-]{{0,62}})*{_DOT}[^\W\d_]{{2,63}}(?![\w-])"),
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a
     # pattern led by a letter class is slow in ``re``); the engine checks for the two letters before.
     "iban": r"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10,34}",

@@ -1,5 +1,9 @@
 """Email addresses: candidate from the '@' forwards (domain + TLD), local part found backwards.
 
+Addresses written to dodge scrapers (``anna.berg (at) example (dot) com``, ``anna[at]example.com``) are
+candidates of their own kind (``email_at``), from the bracketed "at" on; their local part is found
+backwards the same way, over one space before the bracket.
+
 The local part is searched backwards over at most 64 characters; a quoted local part (``"john doe"@x.org``)
 is taken whole. When the backwards search runs into a previous address (``bob@x.org?cc=alice@y.org``),
 the engine passes the end of the earlier address as a floor (see :meth:`EmailDetector.validate_after`).
@@ -26,10 +30,14 @@ def local_start(text: str, floor: int, at: int) -> int:
 
 class EmailDetector(Detector):
     entity = "EMAIL"
-    candidate_kinds = ("email",)
+    candidate_kinds = ("email", "email_at")
     priority = 10
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
+        if kind == "email_at":
+            at = start - 1 if start > 0 and text[start - 1] == " " else start
+            i = local_start(text, max(0, at - _MAX_LOCAL), at)
+            return [Hit(i, end, self)] if i < at else []
         return self.validate_after(text, start, end, 0)
 
     def validate_after(self, text: str, start: int, end: int, floor: int) -> list[Hit]:

@@ -12,6 +12,11 @@ POSITIVES = [
     ("email", "first.last+tag@sub.example.co.uk", ""),
     ("email", "JOHN_DOE@EXAMPLE.COM", ""),
     ("email", "jürgen.müller@beispiel.de", ""),
+    # written to dodge scrapers: the bracketed "at" (and "dot") forms
+    ("email", "ana.lopez (at) example (dot) es", ""),
+    ("email", "ana.lopez[at]example.es", ""),
+    ("email", "Ana.Lopez {AT} example {DOT} co {DOT} uk", ""),
+    ("email", "ana <@> example [.] es", ""),
     ("phone", "+49 30 901820", ""),
     ("phone", "0049 30 901820", ""),
     ("phone", "030/901820", ""),
@@ -55,6 +60,9 @@ NEAR_MISSES = [
     ("email", "a@b"),
     ("email", "@handle"),
     ("email", "foo@bar.c0m"),
+    ("email", "the total (at) 5.00"),  # no TLD after the "at"
+    ("email", "meet me (at) the station"),  # no dot in the "domain"
+    ("email", "anna at example dot com"),  # a bare "at" is prose, not an address
     ("phone", "+49 30 12"),
     ("phone", "123456"),
     ("phone", "0000 000000"),
