@@ -14,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -184,3 +185,43 @@ def base_args(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--no-write", action="store_true", help="print results only; do not append to docs/benchmarks.md")
     return p
+
+
+class RssSampler:
+    """A process's resident memory, sampled every 0.25 s by a thread between ``start()`` and ``stop()``."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self.start_rss = self._proc.memory_info().rss
+        self.samples: list[int] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.samples.append(self._proc.memory_info().rss)
+            time.sleep(0.25)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def max(self) -> int:
+        return max(self.samples, default=self.start_rss)
+
+    def line(self) -> str:
+        """The results line: start, median, p95 and max in MiB."""
+        mib = 1024 * 1024
+        s = sorted(self.samples) or [self.start_rss]
+        q = len(s)
+        return (
+            f"- gateway RSS: start {self.start_rss / mib:.0f} MiB, median {s[q // 2] / mib:.0f} MiB, "
+            f"p95 {s[int(q * 0.95)] / mib:.0f} MiB, max {s[-1] / mib:.0f} MiB "
+            f"({len(self.samples)} samples, every 0.25 s)"
+        )

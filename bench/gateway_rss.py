@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
-from gateway_common import append_results, base_args, free_port, machine, start_gateway, start_sink, stop
+from gateway_common import RssSampler, append_results, base_args, free_port, machine, start_gateway, start_sink, stop
 
 
 def record(i: int) -> bytes:
@@ -70,18 +68,8 @@ def main() -> None:
         sink = start_sink(up_port)
         gw = start_gateway(Path(tmp), up_port, gw_port, max_upload_bytes=total + 1024 * 1024)
         try:
-            proc = psutil.Process(gw.pid)
-            rss_start = proc.memory_info().rss
-            samples: list[float] = []
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.is_set():
-                    samples.append(proc.memory_info().rss)
-                    time.sleep(0.25)
-
-            t = threading.Thread(target=sample, daemon=True)
-            t.start()
+            rss = RssSampler(gw.pid)
+            rss.start()
             started = time.perf_counter()
             r = httpx.post(
                 f"http://127.0.0.1:{gw_port}/openai/v1/files",
@@ -94,8 +82,7 @@ def main() -> None:
                 timeout=httpx.Timeout(3600),
             )
             elapsed = time.perf_counter() - started
-            done.set()
-            t.join()
+            rss.stop()
             if r.status_code != 200:
                 raise SystemExit(f"upload failed: {r.status_code} {r.text[:300]}")
             got = r.json()["bytes"]
@@ -104,17 +91,14 @@ def main() -> None:
             stop(sink)
     mib = 1024 * 1024
     n_records = repeats * blk.count(b"\n")
-    samples.sort()
-    q = len(samples)
     lines = [
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}; "
         f"`bench/gateway_rss.py --size-mb {args.size_mb}`",
         f"- upload: {total / mib:.0f} MiB multipart ({n_records} chat records, ~1.2 KB each, "
         f"one e-mail per 1 MiB block redacted); upstream received {got / mib:.0f} MiB (re-framed)",
-        f"- gateway RSS: start {rss_start / mib:.0f} MiB, median {samples[q // 2] / mib:.0f} MiB, "
-        f"p95 {samples[int(q * 0.95)] / mib:.0f} MiB, max {samples[-1] / mib:.0f} MiB ({q} samples, every 0.25 s)",
+        rss.line(),
         f"- wall time {elapsed:.0f} s ({total / mib / elapsed:.1f} MiB/s end to end: receive + scan + spool + forward)",
-        f"- goal flat and < 256 MiB: {'met' if samples[-1] < 256 * mib else 'NOT met'}",
+        f"- goal flat and < 256 MiB: {'met' if rss.max < 256 * mib else 'NOT met'}",
     ]
     print("\n".join(lines))
     if not args.no_write:

@@ -20,12 +20,20 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-from gateway_common import REPO, append_results, base_args, free_port, machine, server_env, stop, wait_port
+from gateway_common import (
+    REPO,
+    RssSampler,
+    append_results,
+    base_args,
+    free_port,
+    machine,
+    server_env,
+    stop,
+    wait_port,
+)
 
 MiB = 1024 * 1024
 KEY_ID, SECRET = "AKIABENCHCLIENT00001", "bench-client-secret-not-a-real-key-00001"
@@ -184,18 +192,8 @@ def main() -> None:
         sink = start_sink(sink_port, tmp / "sink.log")
         gw = start_gateway(tmp, sink_port, gw_port, src.size + 64 * MiB)
         try:
-            proc = psutil.Process(gw.pid)
-            rss_start = proc.memory_info().rss
-            samples: list[int] = []
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.is_set():
-                    samples.append(proc.memory_info().rss)
-                    time.sleep(0.25)
-
-            t = threading.Thread(target=sample, daemon=True)
-            t.start()
+            rss = RssSampler(gw.pid)
+            rss.start()
             client = boto3.client(
                 "s3",
                 endpoint_url=f"https://127.0.0.1:{gw_port}/s3",
@@ -214,15 +212,12 @@ def main() -> None:
                 Config=TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=4),
             )
             elapsed = time.perf_counter() - started
-            done.set()
-            t.join()
+            rss.stop()
         finally:
             stop(gw)
             stop(sink)
         received = [line for line in (tmp / "sink.log").read_text().splitlines() if line.startswith("SINK-RECEIVED")]
         got = int(received[-1].split()[1]) if received else -1
-    samples.sort()
-    q = len(samples)
     lines = [
         f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}; "
         f"`bench/s3_multipart.py --size-mb {args.size_mb} --part-mb {args.part_mb}`",
@@ -230,11 +225,10 @@ def main() -> None:
         f"per 1 MiB block redacted), boto3 `upload_fileobj` over HTTPS (default checksums: aws-chunked + CRC32 "
         f"trailer) in {args.part_mb} MiB parts, 4 threads; the S3 stand-in received {got / MiB:.0f} MiB in the "
         "gateway's own 16 MiB parts",
-        f"- gateway RSS: start {rss_start / MiB:.0f} MiB, median {samples[q // 2] / MiB:.0f} MiB, "
-        f"p95 {samples[int(q * 0.95)] / MiB:.0f} MiB, max {samples[-1] / MiB:.0f} MiB ({q} samples, every 0.25 s)",
+        rss.line(),
         f"- wall time {elapsed:.0f} s ({src.size / MiB / elapsed:.1f} MiB/s end to end: receive + de-chunk + hold "
         "parts sealed + scan at Complete + spool + re-upload)",
-        f"- goal flat and < 256 MiB: {'met' if samples[-1] < 256 * MiB else 'NOT met'}",
+        f"- goal flat and < 256 MiB: {'met' if rss.max < 256 * MiB else 'NOT met'}",
     ]
     print("\n".join(lines))
     if not args.no_write:
