@@ -125,6 +125,7 @@ _id_pieces = st.sampled_from(
         "ana@example.es", "a@b", "+49 30 901820", "030 901820", "DE89 3704 0044 0532 0130 00", "DE89",
         "4111 1111 1111 1111", "X2482300W", "12345678Z", "RCCMNL83S18D969H", "fe80::1", "::", "8.8.8.8", "2024",
         "\ud800", "\u00a0", " ", "(", ")", "-", ".", "/", ":", "@", "A", "Z", "0", "9", "é",
+        "ana (at) example (dot) es", "[at]", " (AT) ", "[@]", "{dot}", "\u0301", "\u20dd", "u\u0308",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
