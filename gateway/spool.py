@@ -129,7 +129,7 @@ class Spool:
 
     async def aiter(self, block: int = READ_BLOCK) -> AsyncIterator[bytes]:
         """The spooled bytes in blocks; file reads and decryption run off the event loop."""
-        async for chunk in self.aiter_range(0, self.size):
+        async for chunk in self.aiter_range(0, self.size, block):
             yield chunk
 
     def iter_sync(self, block: int = READ_BLOCK) -> list[tuple[int, int]]:

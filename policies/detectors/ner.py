@@ -332,14 +332,15 @@ class NerDetector(Detector):
         """Hits for many strings at once: the windows of free-text strings go to the pool in batches (texts
         prefetched by :meth:`prefetched` in this thread are answered from there)."""
         out: list[list[Hit]] = [[] for _ in texts]
-        cache: dict[str, list[Hit]] | None = getattr(self._prefetch, "hits", None)
-        todo = [i for i, t in enumerate(texts) if cache is None or t not in cache]
+        cache: dict[str, list[Hit]] = getattr(self._prefetch, "hits", None) or {}
+        todo: list[int] = []
+        for i, t in enumerate(texts):
+            if t in cache:
+                out[i] = list(cache[t])
+            else:
+                todo.append(i)
         for i, hits in zip(todo, self._run([texts[i] for i in todo]), strict=True):
             out[i] = hits
-        if cache is not None:
-            for i, t in enumerate(texts):
-                if t in cache:
-                    out[i] = list(cache[t])
         return out
 
     @contextmanager

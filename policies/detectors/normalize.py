@@ -9,9 +9,10 @@ The candidate patterns and validators speak ASCII, so they run on a *view* of th
 * every space separator (Zs: no-break, narrow no-break, figure, thin, ideographic ...) becomes ``" "``,
 * every dash (Pd, and the minus sign) becomes ``"-"``,
 * any other character whose NFKC form is ASCII becomes that form (full-width letters, ``＠``, ``＋`` ...),
-* a combining mark (Mn, Me) that sits on no letter is removed: a run of them after an ASCII character that is
-  not a letter (a digit, a space, a dash, a quote), after a character the view changes, or at the start
-  (``4\u0300111``, ``DE89 \u20dd3704``). Marks on letters (``e\u0301``) stay.
+* a combining mark (Mn, Mc, Me) that sits on no letter is removed: a run of them after an ASCII character
+  that is not a letter (a digit, a space, a dash, a quote), after a character the view changes, or at the
+  start (``4\u0300111``, ``DE89 \u20dd3704``). Marks on a letter are composed with it as NFC does, so text
+  in NFD (macOS writes it) reads as in NFC (``ju\u0308rgen`` -> ``jürgen``); marks NFC leaves alone stay.
 
 Spans found in the view are mapped back with :meth:`View.span`, so redaction replaces the original
 characters (including any format characters inside the span). Texts with nothing to normalise (all ASCII,
@@ -92,22 +93,6 @@ def combining_marks() -> frozenset[str]:
 
 
 @cache
-def composing_marks() -> frozenset[str]:
-    """The marks that NFC composes with a letter before them (U+0301 in ``e\u0301`` -> ``é``): text in
-    NFD (macOS file names and clipboards write it) is composed in the view, so ``ju\u0308rgen@example.de``
-    reads as the address it is."""
-    out: set[str] = set()
-    for a, b in _ranges_to_ask():
-        for cp in range(a, b):
-            parts = unicodedata.decomposition(chr(cp)).split()
-            if len(parts) == 2 and not parts[0].startswith("<"):
-                base, mark = chr(int(parts[0], 16)), chr(int(parts[1], 16))
-                if mark in combining_marks() and unicodedata.normalize("NFC", base + mark) == chr(cp):
-                    out.add(mark)
-    return frozenset(out)
-
-
-@cache
 def screened_chars() -> frozenset[str]:
     """The characters whose presence means the view may differ from the text: those it changes, and every
     combining mark (whether one is removed, composed or left depends on what it follows: :class:`View`)."""
@@ -127,14 +112,19 @@ def char_class(chars: Iterable[int], extra: str = "") -> str:
     return rf"(?:{bmp}|(?=[\U00010000-\U0010ffff]){_ranges_class(astral)})"
 
 
-def _ranges_class(cps: list[int], extra: str = "") -> str:
+def _ranges(cps: Iterable[int]) -> list[list[int]]:
+    """Ascending code points as [first, last] runs."""
     ranges: list[list[int]] = []
     for cp in cps:
         if ranges and ranges[-1][1] == cp - 1:
             ranges[-1][1] = cp
         else:
             ranges.append([cp, cp])
-    body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+    return ranges
+
+
+def _ranges_class(cps: list[int], extra: str = "") -> str:
+    body = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in _ranges(cps))
     return f"[{body}{extra}]"
 
 
@@ -254,12 +244,7 @@ def changed_bytes_pattern() -> re.Pattern[bytes]:
 @cache
 def hyperscan_class() -> bytes:
     """The :func:`screened_chars` as a Hyperscan character class (UTF-8 mode)."""
-    ranges: list[list[int]] = []
-    for cp in sorted(ord(c) for c in screened_chars()):
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
+    ranges = _ranges(sorted(ord(c) for c in screened_chars()))
     body = "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges)
     return f"[{body}]".encode("ascii")
 
