@@ -104,3 +104,39 @@ def test_writing_after_the_read_back_started_is_refused(tmp_path: Path) -> None:
     assert spool.read_all() == RECORD
     with pytest.raises(ValueError, match="closed for writing"):
         spool.write(b"more")
+
+
+_FULL_DISK_CHILD = """
+import resource, sys
+from pathlib import Path
+from bastion.gateway.spool import SPOOL_BLOCK, Spool
+resource.setrlimit(resource.RLIMIT_FSIZE, (SPOOL_BLOCK + SPOOL_BLOCK // 2, resource.RLIM_INFINITY))
+spool = Spool(Path(sys.argv[1]))
+try:
+    spool.write(b"x" * (3 * SPOOL_BLOCK))
+except OSError as exc:
+    print("write:", exc.errno)
+try:
+    print("read back", len(spool.read_all()))
+except OSError as exc:
+    print("read:", exc.errno)
+"""
+
+
+def test_a_full_disk_fails_the_spool_and_nothing_partial_reads_back(tmp_path: Path) -> None:
+    """A disk that fills up under the spool (RLIMIT_FSIZE: the kernel writes up to the limit, then EFBIG):
+    the write fails, and reading back fails too; a cut block is never given out as data."""
+    import errno
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"write: {errno.EFBIG}", f"read: {errno.EFBIG}"]
