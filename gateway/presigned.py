@@ -23,13 +23,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
-import string
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import httpx
 
+from bastion.gateway import minted
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.spec import apply_auth, compiled
@@ -40,11 +39,9 @@ if TYPE_CHECKING:
     from bastion.gateway.app import Exchange, Gateway
     from bastion.gateway.proxy import Upstream
 
-#: the shape of a ticket (route pattern): lower-case letters only. Path ids and query values are scanned
-#: for personal data, and a random digit run inside a hex or base64 ticket now and then reads as a card or
-#: national id number; 40 letters of 26 are 188 bits.
+#: the shape of a ticket (route pattern): lower-case letters only, as every id the gateway mints
+#: (:mod:`bastion.gateway.minted` says why); 40 letters of 26 are 188 bits.
 TICKET = r"[a-z]{40}"
-_TICKET_LETTERS = string.ascii_lowercase
 _TICKET_LENGTH = 40
 #: the upstream's ``hosts`` entry naming the object store it hands out upload URLs for (tests, private stores)
 UPLOADS_HOST = "uploads"
@@ -59,7 +56,7 @@ _HOST = re.compile(
 # -- 1. the gateway's own upload URL ------------------------------------------------------------------------
 def new_ticket() -> tuple[str, str]:
     """(ticket, its sha256): the ticket goes into the URL handed to the client, only the digest is stored."""
-    ticket = "".join(secrets.choice(_TICKET_LETTERS) for _ in range(_TICKET_LENGTH))
+    ticket = minted.random_id("", _TICKET_LENGTH)
     return ticket, ticket_digest(ticket)
 
 

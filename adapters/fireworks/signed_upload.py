@@ -36,7 +36,7 @@ import anyio.to_thread
 from starlette.responses import JSONResponse, Response
 
 from bastion.adapters.openai import steps
-from bastion.gateway import jsonbody, presigned
+from bastion.gateway import jsonbody, minted, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.spec import compiled
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from bastion.gateway.app import Exchange, Gateway
 
-UPLOAD_ID = r"fwds_[0-9a-f]{32}"
+UPLOAD_ID = minted.shape("fwds_", 32)
 TICKET = presigned.TICKET
 FILENAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,122}\.jsonl"
 SIGNED_HOST = "signed_urls"  # upstreams.<name>.hosts key of the object store Fireworks' signed URLs point at
@@ -59,7 +59,7 @@ MAX_RESPONSE = 4 * 1024 * 1024
 
 def held_id(ex: Exchange, ref: str) -> str:
     """The held upload of a dataset for this upstream and client (found again at ``:validateUpload``)."""
-    return "fwds_" + hashlib.sha256(f"{ex.upstream_name}|{ex.fingerprint}|{ref}".encode()).hexdigest()[:32]
+    return minted.derived_id("fwds_", f"{ex.upstream_name}|{ex.fingerprint}|{ref}", 32)
 
 
 def _bad(message: str, param: str = "filenameToSize") -> Refusal:

@@ -26,6 +26,7 @@ import json
 from bastion.adapters.gcs import uploads
 from bastion.adapters.gcs.ledger import BUCKET
 from bastion.adapters.gcs.locations import STORAGE_HOSTS
+from bastion.gateway import minted
 from bastion.gateway.errors import Refusal
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
 
@@ -38,7 +39,7 @@ KMS_KEY = (
 UPLOAD_QUERY = (
     Opaque("uploadType", r"media|multipart|resumable"),
     Opaque("name", uploads.OBJECT_NAME.pattern),
-    Opaque("upload_id", r"bst[0-9a-f]{32}"),
+    Opaque("upload_id", minted.shape("bst", 32)),
     Opaque("ifGenerationMatch", GENERATION),
     Opaque("ifGenerationNotMatch", GENERATION),
     Opaque("ifMetagenerationMatch", GENERATION),

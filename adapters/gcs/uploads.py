@@ -44,7 +44,7 @@ from starlette.responses import Response
 from bastion.adapters.gcs import ledger
 from bastion.adapters.gcs.auth import prime
 from bastion.adapters.openai import steps
-from bastion.gateway import jsonbody
+from bastion.gateway import jsonbody, minted
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink, decision_refusal, summary_facts
@@ -86,7 +86,7 @@ PASSED_QUERY = (
     "userProject",
 )
 _CONTENT_RANGE = re.compile(r"bytes (?:(?P<first>[0-9]{1,15})-(?P<last>[0-9]{1,15})|\*)/(?P<total>[0-9]{1,15}|\*)")
-_UPLOAD_ID = re.compile(r"bst[0-9a-f]{32}")
+_UPLOAD_ID = re.compile(minted.shape("bst", 32))
 
 
 def _invalid(message: str, param: str | None = None) -> Refusal:
@@ -612,7 +612,7 @@ async def resumable_start(gw: Gateway, ex: Exchange) -> Response:
             f"{gw.settings.max_upload_bytes} bytes",
         )
     up = HeldUpload(
-        upload_id="bst" + secrets.token_hex(16),
+        upload_id=minted.random_id("bst", 32),
         upstream=ex.upstream_name,
         client=ex.fingerprint,
         purpose=ledger.PURPOSE,

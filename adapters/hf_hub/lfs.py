@@ -30,7 +30,7 @@ import httpx
 
 from bastion.adapters.hf_hub.data import PARQUET_MAGIC, parquet_not_rewritten, scan_parquet
 from bastion.adapters.openai import steps
-from bastion.gateway import presigned
+from bastion.gateway import minted, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink, decision_refusal
@@ -49,7 +49,7 @@ MAX_OBJECTS = 1000
 
 def object_id(upstream: str, client: str, repo: str, oid: str) -> str:
     """The held object's id: one per (upstream, client, repository, oid)."""
-    return "hflfs_" + hashlib.sha256(f"{upstream}|{client}|{repo}|{oid}".encode()).hexdigest()[:32]
+    return minted.derived_id("hflfs_", f"{upstream}|{client}|{repo}|{oid}", 32)
 
 
 def admission_ref(held: HeldUpload) -> str:

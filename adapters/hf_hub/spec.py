@@ -47,7 +47,7 @@ from bastion.adapters.hf_hub.data import (
 )
 from bastion.adapters.openai import steps
 from bastion.adapters.openai.records import RecordChecker
-from bastion.gateway import jsonbody, presigned
+from bastion.gateway import jsonbody, minted, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.scan import ScanSink, decision_refusal
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
@@ -407,7 +407,7 @@ SPEC = ProviderSpec(
         "tree_path": r"[A-Za-z0-9_.=+@, -]{1,255}",
         "kind": r"models|spaces|kernels",
         "lfs_kind": r"spaces|kernels",
-        "object_id": r"hflfs_[0-9a-f]{32}",
+        "object_id": minted.shape("hflfs_", 32),
         "ticket": presigned.TICKET,
     },
     routes=(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ import anyio.to_thread
 from starlette.responses import JSONResponse, Response
 
 from bastion.adapters.openai.records import PROBLEMS, RecordChecker
-from bastion.gateway import jsonbody
+from bastion.gateway import jsonbody, minted
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
@@ -399,7 +398,7 @@ async def uploads_create(gw: Gateway, ex: Exchange) -> Response:
         meta["expires_after"] = check_expires(exp.get("anchor"), exp.get("seconds"))
     filename = await anyio.to_thread.run_sync(safe_filename, gw, body["filename"])
     up = HeldUpload(
-        upload_id="upload_bst" + secrets.token_hex(12),
+        upload_id=minted.random_id("upload_bst", 24),
         upstream=ex.upstream_name,
         client=ex.fingerprint,
         purpose=purpose,
@@ -461,7 +460,7 @@ async def uploads_part(gw: Gateway, ex: Exchange) -> Response:
     except BaseException:
         writer.discard()
         raise
-    part = HeldPart("part_bst" + secrets.token_hex(12), blob.size, blob.sha256, blob.handle, datetime.now(UTC))
+    part = HeldPart(minted.random_id("part_bst", 24), blob.size, blob.sha256, blob.handle, datetime.now(UTC))
     try:
         await anyio.to_thread.run_sync(gw.state.upload_add_part, up.upload_id, part)
     except StateConflict:
@@ -484,7 +483,7 @@ async def uploads_cancel(gw: Gateway, ex: Exchange) -> Response:
     return JSONResponse(_object(up, "cancelled"))
 
 
-_PART_ID = re.compile(r"part_bst[0-9a-f]{24}")
+_PART_ID = re.compile(minted.shape("part_bst", 24))
 
 
 async def uploads_complete(gw: Gateway, ex: Exchange) -> Response:

@@ -38,6 +38,7 @@ from bastion.adapters.bedrock.records import S3_URI, BedrockRecordChecker
 from bastion.adapters.openai import steps as common
 from bastion.adapters.s3 import xml
 from bastion.adapters.s3.names import ledger_ref
+from bastion.gateway import minted
 from bastion.gateway.errors import Refusal
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.scan import ScanSink
@@ -308,7 +309,7 @@ async def create_multipart_upload(gw: Gateway, ex: Exchange) -> Response:
     if body:
         raise bad("InvalidRequest", "CreateMultipartUpload takes no body")
     up = HeldUpload(
-        upload_id="bst" + secrets.token_hex(24),
+        upload_id=minted.random_id("bst", 48),
         upstream=ex.upstream_name,
         client=ex.fingerprint,
         purpose=PURPOSE,

@@ -36,7 +36,7 @@ from starlette.responses import Response
 
 from bastion.adapters.openai import steps
 from bastion.adapters.together.records import record_problem
-from bastion.gateway import presigned
+from bastion.gateway import minted, presigned
 from bastion.gateway.errors import Refusal
 from bastion.gateway.multipart import FormReader, PartInfo
 from bastion.gateway.proxy import read_limited
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 PURPOSE = "fine-tune"  # eval, batch-api and calibration files are not training data this gateway scans
 FILE_TYPE = "jsonl"  # csv and parquet cannot be scanned record by record
 HELD_PREFIX = "bastion-upload-"
-HELD_ID = re.compile(HELD_PREFIX + "[0-9a-f]{24}")
+HELD_ID = re.compile(minted.shape(HELD_PREFIX, 24))
 SIG = presigned.TICKET
 UPLOAD_TTL = 3600
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -143,7 +143,7 @@ async def files_create(gw: Gateway, ex: Exchange) -> Response:
     await anyio.to_thread.run_sync(gw.state.expire, now)
     secret, secret_digest = presigned.new_ticket()
     up = HeldUpload(
-        upload_id=HELD_PREFIX + secrets.token_hex(12),
+        upload_id=minted.random_id(HELD_PREFIX, 24),
         upstream=ex.upstream_name,
         client=ex.fingerprint,
         purpose=PURPOSE,

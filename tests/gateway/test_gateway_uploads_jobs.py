@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 
 import openai
 import pytest
@@ -50,6 +51,8 @@ def test_upload_parts_reordered_by_part_ids(env: Env) -> None:
     done = c.uploads.complete(upload_id=up.id, part_ids=[p1.id, p2.id])
     assert done.file is not None
     assert env.upstream.contents[done.file.id] == data
+    # the gateway's own ids are letters: a digit run in one could read as personal data when sent back
+    assert re.fullmatch(r"upload_bst[a-z]{24}", up.id) and re.fullmatch(r"part_bst[a-z]{24}", p1.id)
 
 
 def test_blocked_chunked_upload_never_reaches_upstream(env: Env) -> None:
