@@ -368,6 +368,31 @@ class Gateway:
                 known.add(value)
         return frozenset(known)
 
+    async def _known_among(self, ex: Exchange, values: Iterable[str]) -> frozenset[str]:
+        """Those of ``values`` the upstream itself gave out: files admitted for this client, ids it issued.
+
+        Sending such a value back tells the upstream nothing it did not say first, so the personal-data scan
+        of path ids leaves it alone (a job number of 19 random digits passes a card check 3 % of the time)."""
+        wanted = set(values)
+        admitted = await self._admitted_among(ex, wanted)
+        issued = await anyio.to_thread.run_sync(self.state.issued_among, ex.upstream_name, wanted - admitted)
+        return admitted | frozenset(issued)
+
+    async def note_issued(self, ex: Exchange, values: Iterable[str]) -> None:
+        """Record ids the upstream issued in its answer (a job's name), for :meth:`_known_among`.
+
+        Called after the upstream acted: a state store that fails here does not turn that success into an
+        error (the client would retry and create a second job); the id is then scanned like any other."""
+        wanted = [v for v in values if v and len(v) <= 256 and v.isprintable()]
+        if not wanted:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.state.issue, ex.upstream_name, wanted)
+        except StateError as exc:
+            log.warning(
+                "could not record the ids %s issued (%s); they are scanned when sent back", ex.upstream_name, exc
+            )
+
     async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
         """Every :class:`FileRef` of the route must name a file admitted for this upstream and client."""
         found: dict[str, Any] = {}
@@ -714,8 +739,8 @@ class Gateway:
                 )
             try:
                 ex.ids = inbound.check_ids(spec, matched, self.engine)
-            except Refusal as exc:  # an id the policy reads as personal data: is it a file we admitted?
-                known = await self._admitted_among(ex, matched.params.values()) if exc.kind == "invalid_id" else None
+            except Refusal as exc:  # an id the policy reads as personal data: a file we admitted, a job's number?
+                known = await self._known_among(ex, matched.params.values()) if exc.kind == "invalid_id" else None
                 if not known:
                     raise
                 ex.ids = inbound.check_ids(spec, matched, self.engine, opaque=known)

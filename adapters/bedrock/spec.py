@@ -202,6 +202,8 @@ async def create_job(gw: Gateway, ex: Exchange) -> Response:
             arn = None
         safe = arn if isinstance(arn, str) and len(arn) < 256 and arn.isprintable() else None
         await gw.record(ex, decision, event="upstream_response", status=reply.response.status_code, job_arn=safe)
+        if safe is not None:  # GetModelCustomizationJob sends it back; its account number can read as an id number
+            await gw.note_issued(ex, [safe])
         gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
         return gw.buffered_response(reply.response.status_code, body, reply.response.headers)
     return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -255,11 +256,18 @@ async def tuning_jobs_create(gw: Gateway, ex: Exchange) -> Response:
             answer = await read_limited(reply.response, MAX_RESPONSE, "the tuning job creation")
             name = _json_name(answer)
             await gw.record(ex, decision, event="upstream_response", status=status, object_id=name)
+            issued = _NAME.fullmatch(name or "")
+            if issued is not None:  # the project's number and the job's: a later get sends both back
+                await gw.note_issued(ex, issued.groups())
             gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
             return gw.buffered_response(status, answer, reply.response.headers)
         return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
 
     return await gw.once(ex, hashlib.sha256(f"vertex.tuningJobs|{ex.path}|".encode() + scan.body).hexdigest(), run)
+
+
+#: a tuning job's name as Vertex gives it: project (its number), location, job number
+_NAME = re.compile(r"projects/([^/]{1,64})/locations/[^/]{1,64}/tuningJobs/([0-9]{1,20})")
 
 
 def _json_name(raw: bytes) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -55,6 +55,10 @@ class StateStore(Protocol):
     # admitted files / objects, bound to the upstream AND the client identity
     def admit(self, item: Admitted) -> None: ...
     def admitted(self, upstream: str, ref: str, *, client: str | None = None) -> Admitted | None: ...
+
+    # ids the upstream issued (a job's number), which the personal-data scan of path ids leaves alone
+    def issue(self, upstream: str, values: Iterable[str]) -> None: ...
+    def issued_among(self, upstream: str, values: Iterable[str]) -> set[str]: ...
 
     # idempotency (Idempotency-Key)
     def idempotency_begin(self, scope: str, key_digest: str, request_digest: str) -> IdemBegin: ...

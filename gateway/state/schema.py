@@ -100,6 +100,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        "ids the upstream issued through this gateway (a job's name), which a path may carry back",
+        [
+            """CREATE TABLE issued (
+                upstream TEXT NOT NULL,
+                value TEXT NOT NULL,
+                issued_at BIGINT NOT NULL,
+                PRIMARY KEY (upstream, value)
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -17,7 +17,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -179,6 +179,27 @@ class SQLStateStore:
         if client is not None and item.client != client:
             return None
         return item
+
+    # -- ids the upstream issued -----------------------------------------------------------------------
+    def issue(self, upstream: str, values: Iterable[str]) -> None:
+        """Record ids the upstream issued through this gateway (kept: a job can be asked about for months)."""
+        now = self._now()
+        with self._tx() as cur:
+            for value in sorted(set(values)):
+                self._q(
+                    cur,
+                    "INSERT INTO issued (upstream, value, issued_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (upstream, value) DO NOTHING",
+                    (upstream, value, now),
+                )
+
+    def issued_among(self, upstream: str, values: Iterable[str]) -> set[str]:
+        """Those of ``values`` the upstream issued through this gateway."""
+        found: set[str] = set()
+        for value in sorted(set(values)):
+            if self._read("SELECT 1 FROM issued WHERE upstream = ? AND value = ?", (upstream, value)):
+                found.add(value)
+        return found
 
     # -- idempotency --------------------------------------------------------------------------------
     def idempotency_begin(self, scope: str, key_digest: str, request_digest: str) -> IdemBegin:

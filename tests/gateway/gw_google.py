@@ -40,6 +40,14 @@ class Session:
     data: bytearray = field(default_factory=bytearray)
 
 
+#: 19-digit numbers that pack:eu-gdpr reads as payment cards on their own (found by drawing random ones)
+JOB_NUMBERS_THAT_READ_AS_CARDS = ("6585669831325548505", "6069452754643211893")
+#: one more, never handed out: a path carrying it was not issued by the upstream
+UNISSUED_CARD_LIKE_JOB_NUMBER = "3573998652306158051"
+#: a 12-digit project number that reads as a phone number on its own
+PROJECT_NUMBER_THAT_READS_AS_A_PHONE = "390384745178"
+
+
 @dataclass
 class FakeGoogle:
     """Objects by (bucket, name); sessions by upload id; tuning jobs by name."""
@@ -49,10 +57,18 @@ class FakeGoogle:
     contents: dict[tuple[str, str], bytes] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: project id -> project number: Vertex names a job by its project's number, as the real service does
+    project_numbers: dict[str, str] = field(default_factory=dict)
     #: when set, storage and Vertex requests must carry exactly this bearer token
     token: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _gen: Any = field(default_factory=lambda: itertools.count(1_700_000_000_000_001))
+    #: job numbers as Vertex gives them (19 digits); the first ones pass a card check, as 3 % of real ones do
+    job_numbers: Any = field(
+        default_factory=lambda: itertools.chain(
+            JOB_NUMBERS_THAT_READ_AS_CARDS, itertools.count(4_000_000_000_000_000_001, 7_919)
+        )
+    )
 
     def calls(self, method: str, path_prefix: str) -> list[Received]:
         return [r for r in self.received if r.method == method and r.path.startswith(path_prefix)]
@@ -164,7 +180,7 @@ class FakeGoogle:
             p, loc = request.path_params["project"], request.path_params["location"]
             if request.method == "GET":
                 return JSONResponse({"tuningJobs": list(self.jobs.values())})
-            name = f"projects/{p}/locations/{loc}/tuningJobs/{len(self.jobs) + 1000}"
+            name = f"projects/{self.project_numbers.get(p, p)}/locations/{loc}/tuningJobs/{next(self.job_numbers)}"
             self.jobs[name] = job_obj(name, json.loads(rec.body))
             return JSONResponse(self.jobs[name])
 
@@ -174,7 +190,7 @@ class FakeGoogle:
             verb = ""
             if ":" in jid:
                 jid, verb = jid.split(":", 1)
-            name = f"projects/{p}/locations/{loc}/tuningJobs/{jid}"
+            name = f"projects/{self.project_numbers.get(p, p)}/locations/{loc}/tuningJobs/{jid}"
             if name not in self.jobs:
                 return JSONResponse({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}, 404)
             if verb == "cancel":

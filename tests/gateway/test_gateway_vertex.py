@@ -17,7 +17,12 @@ from google.cloud import storage
 from google.genai import errors as genai_errors
 from google.genai import types
 from google.oauth2.credentials import Credentials
-from gw_google import FakeGoogle
+from gw_google import (
+    JOB_NUMBERS_THAT_READ_AS_CARDS,
+    PROJECT_NUMBER_THAT_READS_AS_A_PHONE,
+    UNISSUED_CARD_LIKE_JOB_NUMBER,
+    FakeGoogle,
+)
 from gw_support import EMAIL, jsonl
 
 from bastion.adapters import get_provider
@@ -37,6 +42,8 @@ default_classification: internal
 detectors:
   - {id: pii.email, type: email, action: redact, classification: personal}
   - {id: fin.iban, type: iban, action: block, classification: special}
+  - {id: fin.card, type: payment_card, action: block, classification: special}
+  - {id: pii.phone, type: phone, action: redact, classification: personal, regions: [DE, FR, IT, ES, NL, GB]}
 residency:
   - {id: res.eu-only, classifications: [public, internal, personal], jurisdictions: [EU]}
 """
@@ -118,6 +125,37 @@ def test_job_on_scanned_objects_is_created(world: Any) -> None:
     datasets = created[-1]["datasets"]
     assert datasets["supervisedTuningSpec.trainingDatasetUri"]["decision"] == "redact"
     assert train not in json.dumps(entries)  # URIs are recorded as digests
+
+
+def test_numbers_the_upstream_issued_are_not_read_as_personal_data_when_sent_back(world: Any) -> None:
+    """Vertex names a job ``projects/<project number>/locations/…/tuningJobs/<19 digits>`` and the SDK sends
+    that name back. On their own, 3 % of job numbers pass a card check and 10 % of project numbers a phone
+    check, so that share of jobs could not be polled or cancelled. The numbers the upstream gave in its
+    answer are not scanned when sent back; the same shapes it never gave still are."""
+    fake, _, url, tmp = world
+    fake.project_numbers["bastion-test"] = PROJECT_NUMBER_THAT_READS_AS_A_PHONE
+    fake.job_numbers, numbers_after = iter(JOB_NUMBERS_THAT_READ_AS_CARDS), fake.job_numbers
+    try:
+        train = upload(url, tmp, "numbers.jsonl", jsonl(gemini("Capital of Italy?", "Rome.")))
+        for number in JOB_NUMBERS_THAT_READ_AS_CARDS:
+            job = vertex(url).tunings.tune(
+                base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=train)
+            )
+            assert (
+                job.name
+                == f"projects/{PROJECT_NUMBER_THAT_READS_AS_A_PHONE}/locations/europe-west4/tuningJobs/{number}"
+            )
+            assert vertex(url).tunings.get(name=job.name).name == job.name
+        before = len(fake.received)
+        project = f"projects/{PROJECT_NUMBER_THAT_READS_AS_A_PHONE}"
+        never = f"{project}/locations/europe-west4/tuningJobs/{UNISSUED_CARD_LIKE_JOB_NUMBER}"
+        with pytest.raises(genai_errors.ClientError) as err:
+            vertex(url).tunings.get(name=never)
+        assert err.value.code == 400 and "looks like personal data" in str(err.value)
+        assert len(fake.received) == before  # not forwarded
+    finally:
+        fake.project_numbers.clear()
+        fake.job_numbers = numbers_after
 
 
 def test_unscanned_and_copied_objects_are_refused(world: Any) -> None:

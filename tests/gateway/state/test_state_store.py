@@ -65,6 +65,16 @@ def test_admitted_survives_reopen(backend: Backend) -> None:
     assert backend.open().admitted("openai", "file-abc") is not None
 
 
+def test_issued_ids_are_kept_per_upstream(backend: Backend) -> None:
+    s = backend.open()
+    s.issue("vertex", ["390384745178", "6585669831325548505", "6585669831325548505"])
+    s.issue("vertex", ["6585669831325548505"])  # a second answer naming the same job
+    assert s.issued_among("vertex", ["6585669831325548505", "6069452754643211893"]) == {"6585669831325548505"}
+    assert s.issued_among("other", ["390384745178"]) == set()
+    s.close()
+    assert backend.open().issued_among("vertex", ["390384745178", ""]) == {"390384745178"}
+
+
 def test_idempotency_proceed_in_progress_finish_replay_mismatch(store: SQLStateStore) -> None:
     assert store.idempotency_begin("openai:files", "k1", "req-A").outcome == "proceed"
     assert store.idempotency_begin("openai:files", "k1", "req-A").outcome == "in_progress"
