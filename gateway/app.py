@@ -375,15 +375,16 @@ class Gateway:
         of path ids leaves it alone (a job number of 19 random digits passes a card check 3 % of the time)."""
         wanted = set(values)
         admitted = await self._admitted_among(ex, wanted)
-        issued = await anyio.to_thread.run_sync(self.state.issued_among, ex.upstream_name, wanted - admitted)
-        return admitted | frozenset(issued)
+        digests = {_issued_digest(v): v for v in wanted - admitted}
+        issued = await anyio.to_thread.run_sync(self.state.issued_among, ex.upstream_name, digests)
+        return admitted | frozenset(digests[d] for d in issued)
 
     async def note_issued(self, ex: Exchange, values: Iterable[str]) -> None:
         """Record ids the upstream issued in its answer (a job's name), for :meth:`_known_among`.
 
         Called after the upstream acted: a state store that fails here does not turn that success into an
         error (the client would retry and create a second job); the id is then scanned like any other."""
-        wanted = [v for v in values if v and len(v) <= 256 and v.isprintable()]
+        wanted = [_issued_digest(v) for v in values if v and len(v) <= 256 and v.isprintable()]
         if not wanted:
             return
         try:
@@ -509,8 +510,12 @@ class Gateway:
         status = resp.status_code
         length = resp.headers.get("content-length", "")
         small = length.isdigit() and int(length) <= SMALL_RESPONSE
-        if status >= 400 or small or buffer:
+        fits = length.isdigit() and int(length) <= MAX_RESPONSE
+        issues = ex.route.issued is not None and 200 <= status < 300 and (buffer or fits)
+        if status >= 400 or small or buffer or issues:
             raw = await read_limited(resp, MAX_RESPONSE, f"route {ex.route.name}")
+            if issues:
+                await self.note_issued(ex, await anyio.to_thread.run_sync(_issued_in, ex.route, raw))
             if status >= 400:
                 raw = await anyio.to_thread.run_sync(self.mask, raw)
                 code = _json_path(raw, "error", "code")
@@ -934,6 +939,21 @@ def _check_purpose(ref: FileRef, item: Admitted, where: str) -> None:
             param=where,
             hint="upload the file with the purpose this field needs",
         )
+
+
+def _issued_digest(value: str) -> str:
+    """How an issued id is kept: its sha256 (a job ARN holds the job's name, which the state keeps no copy of)."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _issued_in(route: RouteSpec, raw: bytes) -> list[str]:
+    """The ids ``route.issued`` finds in a JSON answer (none in one that is not JSON)."""
+    assert route.issued is not None
+    try:
+        doc: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    return [value for value in route.issued(doc) if isinstance(value, str)]
 
 
 def _json_path(raw: bytes, *keys: str) -> Any:

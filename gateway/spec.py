@@ -20,7 +20,7 @@ the provider-shaped error (``ProviderSpec.errors``). See docs/gateway-providers.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,6 +92,10 @@ class RouteSpec:
     #: the SDK calls without its credential): ``gateway.allowed_clients`` is checked by the step against the
     #: client the capability was issued to, not against the (absent) credential of this request
     capability: bool = False
+    #: the ids the upstream issues in a 2xx JSON answer of this route (a job's number), which a later path
+    #: may carry back: kept so that the personal-data scan of path ids leaves them alone there
+    #: (``Gateway._known_among``). Read from answers of known length up to ``MAX_RESPONSE``.
+    issued: Callable[[Any], Iterable[str]] | None = None
 
     def compile(self) -> re.Pattern[str]:
         regex = re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}").replace(r"\+}", "+}")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -48,6 +50,19 @@ JOB = (
     r"arn:aws(-[a-z]+)*:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-customization-job/[A-Za-z0-9.:+-]{1,128}(/[a-z0-9]{12})?"
     r"|[a-zA-Z0-9](-*[a-zA-Z0-9+.-]){0,62}"
 )
+_ARN = re.compile(JOB.split("|", 1)[0])
+
+
+def issued_arns(doc: Any) -> Iterator[str]:
+    """The job ARNs an answer names (GetModelCustomizationJob, or a list's summaries): the SDK sends one
+    back to get or stop the job, and an account number in it reads as an id number now and then."""
+    jobs = doc.get("modelCustomizationJobSummaries") if isinstance(doc, dict) and "jobArn" not in doc else [doc]
+    for job in jobs if isinstance(jobs, list) else ():
+        arn = job.get("jobArn") if isinstance(job, dict) else None
+        if isinstance(arn, str) and _ARN.fullmatch(arn) is not None:
+            yield arn
+
+
 JOB_FIELDS = frozenset(
     {
         "jobName",
@@ -202,8 +217,7 @@ async def create_job(gw: Gateway, ex: Exchange) -> Response:
             arn = None
         safe = arn if isinstance(arn, str) and len(arn) < 256 and arn.isprintable() else None
         await gw.record(ex, decision, event="upstream_response", status=reply.response.status_code, job_arn=safe)
-        if safe is not None:  # GetModelCustomizationJob sends it back; its account number can read as an id number
-            await gw.note_issued(ex, [safe])
+        await gw.note_issued(ex, issued_arns({"jobArn": safe}))
         gw.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
         return gw.buffered_response(reply.response.status_code, body, reply.response.headers)
     return await gw.relay(ex, reply, decision, event="upstream_response", buffer=True)
@@ -255,6 +269,7 @@ SPEC = ProviderSpec(
             step="bedrock.pass_through",
             default="on",
             query=_LIST_QUERY,
+            issued=issued_arns,
         ),
         RouteSpec(
             "POST",
@@ -269,6 +284,7 @@ SPEC = ProviderSpec(
             "model_customization_jobs.get",
             step="bedrock.pass_through",
             default="on",
+            issued=issued_arns,
         ),
     ),
 )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from bastion.adapters.gcs.locations import LOCATION, VERTEX_HOSTS
-from bastion.adapters.vertex.jobs import tuning_jobs_create
+from bastion.adapters.vertex.jobs import issued_numbers, tuning_jobs_create
 from bastion.gateway.errors import Refusal
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
 
@@ -76,8 +76,8 @@ SPEC = ProviderSpec(
     },
     routes=(
         RouteSpec("POST", JOBS, "tuningJobs.create", step="tuningJobs.create", body="json", default="always"),
-        RouteSpec("GET", JOBS, "tuningJobs.list", query=LIST_QUERY, default="on"),
-        RouteSpec("GET", f"{JOBS}/{{job}}", "tuningJobs.get", default="on"),
+        RouteSpec("GET", JOBS, "tuningJobs.list", query=LIST_QUERY, default="on", issued=issued_numbers),
+        RouteSpec("GET", f"{JOBS}/{{job}}", "tuningJobs.get", default="on", issued=issued_numbers),
         RouteSpec("POST", f"{JOBS}/{{job}}:cancel", "tuningJobs.cancel", default="on"),  # the SDK sends no body
     ),
     headers=(Opaque("x-goog-user-project", r"[a-z][a-z0-9-]{4,61}[a-z0-9]"),),

@@ -102,7 +102,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         3,
-        "ids the upstream issued through this gateway (a job's name), which a path may carry back",
+        "ids the upstream issued through this gateway (a job's name), which a path may carry back; "
+        "value is the id's sha256, never the id",
         [
             """CREATE TABLE issued (
                 upstream TEXT NOT NULL,

@@ -182,7 +182,8 @@ class SQLStateStore:
 
     # -- ids the upstream issued -----------------------------------------------------------------------
     def issue(self, upstream: str, values: Iterable[str]) -> None:
-        """Record ids the upstream issued through this gateway (kept: a job can be asked about for months)."""
+        """Record ids the upstream issued through this gateway, as the caller gives them (the gateway gives
+        their sha256); kept, as a job can be asked about for months."""
         now = self._now()
         with self._tx() as cur:
             for value in sorted(set(values)):

@@ -44,6 +44,8 @@ class Session:
 JOB_NUMBERS_THAT_READ_AS_CARDS = ("6585669831325548505", "6069452754643211893")
 #: one more, never handed out: a path carrying it was not issued by the upstream
 UNISSUED_CARD_LIKE_JOB_NUMBER = "3573998652306158051"
+#: another, of a job made outside the gateway (the console): the gateway learns it from a list
+CARD_LIKE_JOB_NUMBER_MADE_ELSEWHERE = "3892923245492692829"
 #: a 12-digit project number that reads as a phone number on its own
 PROJECT_NUMBER_THAT_READS_AS_A_PHONE = "390384745178"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+_BASE62 = string.ascii_letters + string.digits
+
+
+def openai_id(prefix: str) -> str:
+    """An id as OpenAI issues them: a prefix and 24 base-62 characters (hex ids, digit-heavy, are not its
+    shape: a run of their digits reads as a card or id number now and then, which made tests flaky)."""
+    return prefix + "".join(secrets.choice(_BASE62) for _ in range(24))
 
 
 @dataclass
@@ -127,7 +136,7 @@ class FakeOpenAI:
             return rec
 
         def _file_obj(content: bytes, filename: str, purpose: str) -> dict[str, Any]:
-            fid = self.next_file_ids.pop(0) if self.next_file_ids else "file-" + secrets.token_hex(12)
+            fid = self.next_file_ids.pop(0) if self.next_file_ids else openai_id("file-")
             obj = {
                 "id": fid,
                 "object": "file",
@@ -195,7 +204,7 @@ class FakeOpenAI:
         async def uploads_create(request: Request) -> Response:
             rec = await record(request)
             body = json.loads(rec.body)
-            uid = "upload_" + secrets.token_hex(12)
+            uid = openai_id("upload_")
             up = {
                 "id": uid,
                 "object": "upload",
@@ -220,7 +229,7 @@ class FakeOpenAI:
             if int(rec.headers.get("content-length", "-1")) != len(rec.body):
                 return _error(400, "Content-Length does not match the body")
             parts = parse_multipart(rec.headers["content-type"], rec.body)
-            pid = "part_" + secrets.token_hex(12)
+            pid = openai_id("part_")
             self.parts[pid] = parts["data"][1]
             up["_parts"].append(pid)
             return JSONResponse(
@@ -255,7 +264,7 @@ class FakeOpenAI:
             body = json.loads(rec.body)
             if body.get("training_file") not in self.files:
                 return _error(400, "invalid training_file", "training_file")
-            jid = "ftjob-" + secrets.token_hex(12)
+            jid = openai_id("ftjob-")
             job = {
                 "id": jid,
                 "object": "fine_tuning.job",
@@ -285,11 +294,11 @@ class FakeOpenAI:
                 body = json.loads(rec.body)
                 if body.get("input_file_id") not in self.files:
                     return _error(400, "invalid input_file_id", "input_file_id")
-                return JSONResponse({"id": "batch_" + secrets.token_hex(8), "object": "batch", "status": "validating"})
+                return JSONResponse({"id": openai_id("batch_"), "object": "batch", "status": "validating"})
             if request.method == "POST" and path == "/v1/evals":
-                return JSONResponse({"id": "eval_" + secrets.token_hex(8), "object": "eval"})
+                return JSONResponse({"id": openai_id("eval_"), "object": "eval"})
             if request.method == "POST" and path.startswith("/v1/evals/") and path.endswith("/runs"):
-                return JSONResponse({"id": "evalrun_" + secrets.token_hex(8), "object": "eval.run"})
+                return JSONResponse({"id": openai_id("evalrun_"), "object": "eval.run"})
             if request.method == "GET" and path == "/v1/fine_tuning/jobs":
                 return JSONResponse({"object": "list", "data": [], "has_more": False})
             return JSONResponse({"ok": True, "n": len(rec.body)}, headers={"x-upstream": "yes"})

@@ -142,7 +142,7 @@ class FakeFireworks(Recorder):
             for ref in (body.get("dataset"), body.get("evaluationDataset")):
                 if ref is not None and ref not in self.datasets:
                     return _status(400, f"dataset {ref} not found")
-            jid = uuid.uuid4().hex[:12]
+            jid = uuid.uuid4().hex[:12].translate(_LETTERS)  # letters: a hex digit run can read as an id number
             name = f"accounts/{account}/{kind}/{jid}"
             self.jobs[name] = {**body, "name": name, "state": "JOB_STATE_CREATING"}
             return JSONResponse(self.jobs[name])

@@ -38,7 +38,9 @@ from bastion.adapters import get_provider
 from bastion.adapters.hf_hub.data import path_kind
 from bastion.gateway.app import Gateway
 from bastion.gateway.errors import Refusal
+from bastion.gateway.inbound import check_opaque
 from bastion.gateway.serve import ServerThread
+from bastion.policies import PolicyEngine
 
 HF_TOKEN = "hf_SECRETclientTOKEN0123456789abcdefABCD"
 REPO = "acme/train-data"
@@ -99,6 +101,8 @@ class FakeHub:
     received: list[Received] = field(default_factory=list)
     repos: dict[str, dict[str, Any]] = field(default_factory=lambda: {REPO: {}})
     commits: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: the commit id the info route names as the repository's head
+    head: str = "0" * 40
 
     def app(self) -> Starlette:
         async def record(request: Request) -> Received:
@@ -120,7 +124,10 @@ class FakeHub:
             if repo not in self.repos:
                 return _hf_error(404, "Repository not found")
             files = [{"rfilename": p} for p in self.repos[repo]]
-            return JSONResponse({"id": repo, "sha": "0" * 40, "private": True, "siblings": files})
+            rev = request.path_params.get("rev", self.head)
+            if rev not in (self.head, "main"):
+                return _hf_error(404, "Revision not found")
+            return JSONResponse({"id": repo, "sha": self.head, "private": True, "siblings": files})
 
         async def tree(request: Request) -> Response:
             await record(request)
@@ -228,6 +235,7 @@ class FakeHub:
                 Route("/api/repos/create", create, methods=["POST"]),
                 Route("/api/validate-yaml", validate_yaml, methods=["POST"]),
                 Route(ds, info),
+                Route(ds + "/revision/{rev}", info),
                 Route(ds + "/tree/{rev}", tree),
                 Route(ds + "/preupload/{rev}", preupload, methods=["POST"]),
                 Route(ds + "/commit/{rev}", commit, methods=["POST"]),
@@ -735,3 +743,22 @@ def test_an_upload_url_on_a_host_the_upstream_does_not_name_gets_nothing(hub: HE
     assert resp is not None and resp.status_code == 502 and "plain-http upload URL" in resp.json()["error"]
     assert hub.store.received[m[1] :] == [] and len(hub.hub.commits) == m[2]
     assert str(hub.hub.store_url) not in resp.text
+
+
+def test_a_commit_id_the_hub_named_may_pin_a_revision(hub: HEnv, policy: Any) -> None:
+    """A client pins a revision with a commit id; 1.3 % of them hold a digit run that passes a card or id
+    number check on its own. One the Hub named through the gateway (a dataset's sha, a commit's commitOid)
+    is not read as personal data when sent back; the same shape the Hub never named still is."""
+    sha = "6585669831325548505" + "abcdefabcdefabcdefabc"
+    with pytest.raises(Refusal):  # what the scan of a path id makes of it on its own
+        check_opaque(PolicyEngine(policy), {"revision": sha}, "path id", "datasets.info")
+    api = hub.api()
+    before = hub.mark()
+    status, body = refused(lambda: api.dataset_info(REPO, revision=sha))
+    assert status == 400 and body["code"] == "invalid_id" and hub.since(before) == []
+    hub.hub.head = sha
+    try:
+        assert api.dataset_info(REPO).sha == sha  # the Hub names it
+        assert api.dataset_info(REPO, revision=sha).sha == sha
+    finally:
+        hub.hub.head = "0" * 40

@@ -18,6 +18,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from google.oauth2.credentials import Credentials
 from gw_google import (
+    CARD_LIKE_JOB_NUMBER_MADE_ELSEWHERE,
     JOB_NUMBERS_THAT_READ_AS_CARDS,
     PROJECT_NUMBER_THAT_READS_AS_A_PHONE,
     UNISSUED_CARD_LIKE_JOB_NUMBER,
@@ -153,6 +154,14 @@ def test_numbers_the_upstream_issued_are_not_read_as_personal_data_when_sent_bac
             vertex(url).tunings.get(name=never)
         assert err.value.code == 400 and "looks like personal data" in str(err.value)
         assert len(fake.received) == before  # not forwarded
+        # a job made in the console: refused until a list through the gateway has named it
+        elsewhere = f"{project}/locations/europe-west4/tuningJobs/{CARD_LIKE_JOB_NUMBER_MADE_ELSEWHERE}"
+        fake.jobs[elsewhere] = {"name": elsewhere, "state": "JOB_STATE_RUNNING"}
+        with pytest.raises(genai_errors.ClientError):
+            vertex(url).tunings.get(name=elsewhere)
+        listed = vertex(url).tunings.list(config=types.ListTuningJobsConfig(page_size=50))
+        assert elsewhere in {j.name for j in listed}
+        assert vertex(url).tunings.get(name=elsewhere).name == elsewhere
     finally:
         fake.project_numbers.clear()
         fake.job_numbers = numbers_after

@@ -27,6 +27,7 @@ import openai
 import pytest
 import yaml
 
+from bastion.gateway import minted
 from bastion.gateway.serve import ServerThread
 from tests.gateway.gw_upstream import FakeOpenAI
 
@@ -225,7 +226,7 @@ def test_same_idempotency_key_on_two_replicas_is_forwarded_once(
     fake, _ = upstream
     a, b = fleet.start(pg_server.new_schema_url(), "gw-a", "gw-b")
     data = jsonl("hello", f"mail {EMAIL}")
-    key = {"Idempotency-Key": "upload-" + secrets.token_hex(8)}
+    key = {"Idempotency-Key": minted.random_id("upload-", 16)}
     with a.client() as ca:
         first = ca.files.create(file=("train.jsonl", data), purpose="fine-tune", extra_headers=key)
     with b.client() as cb:
@@ -247,7 +248,7 @@ def test_same_idempotency_key_concurrently_on_two_replicas_is_forwarded_once(
     fake, _ = upstream
     a, b = fleet.start(pg_server.new_schema_url(), "gw-a", "gw-b")
     data = jsonl(*(f"row {i}" for i in range(200)))
-    key = {"Idempotency-Key": "upload-" + secrets.token_hex(8)}
+    key = {"Idempotency-Key": minted.random_id("upload-", 16)}
     barrier = threading.Barrier(2)
     answers: dict[str, Any] = {}
 

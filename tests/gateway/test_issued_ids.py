@@ -1,0 +1,47 @@
+"""What each adapter reads from an upstream's answer as ids it issued (kept so that a path carrying one back
+is not read as personal data): only values of the id's own shape, from the fields that hold them."""
+
+from __future__ import annotations
+
+from bastion.adapters.bedrock.spec import issued_arns
+from bastion.adapters.hf_hub.spec import issued_commits
+from bastion.adapters.vertex.jobs import issued_numbers
+from bastion.gateway.app import _issued_in
+from bastion.gateway.spec import RouteSpec
+
+ARN = "arn:aws:bedrock:us-west-2:390384745178:model-customization-job/amazon.titan-text-lite-v1:0:4k/ab12cd34ef56"
+
+
+def test_vertex_job_and_project_numbers_from_one_job_or_a_list() -> None:
+    one = {"name": "projects/390384745178/locations/europe-west4/tuningJobs/6585669831325548505"}
+    assert list(issued_numbers(one)) == ["390384745178", "6585669831325548505"]
+    listed = {"tuningJobs": [one, {"name": "projects/my-project/locations/us-central1/tuningJobs/12"}, {"name": 5}]}
+    assert list(issued_numbers(listed)) == ["390384745178", "6585669831325548505", "my-project", "12"]
+    for junk in (
+        {"name": "projects/390384745178/locations/europe-west4/tuningJobs/12/operations/3"},
+        {"name": "projects/a b/locations/x/tuningJobs/1"},
+        {"tuningJobs": "projects/1/locations/x/tuningJobs/1"},
+        [one],
+        None,
+    ):
+        assert list(issued_numbers(junk)) == [], junk
+
+
+def test_bedrock_job_arns_from_a_job_or_a_list() -> None:
+    assert list(issued_arns({"jobArn": ARN, "jobName": "x"})) == [ARN]
+    assert list(issued_arns({"modelCustomizationJobSummaries": [{"jobArn": ARN}, {"jobArn": "my-job"}, 3]})) == [ARN]
+    assert list(issued_arns({"jobArn": None})) == [] and list(issued_arns({"jobArn": ARN + "\n"})) == []
+
+
+def test_hub_commit_ids_from_an_info_or_a_commit_answer() -> None:
+    sha = "6585669831325548505" + "abcdefabcdefabcdefabc"
+    assert list(issued_commits({"id": "acme/set", "sha": sha})) == [sha]
+    assert list(issued_commits({"commitOid": sha, "commitUrl": "https://hub/x"})) == [sha]
+    assert list(issued_commits({"sha": sha.upper()})) == [] and list(issued_commits({"sha": sha[:-1]})) == []
+
+
+def test_an_answer_that_is_not_json_or_too_deep_names_nothing() -> None:
+    route = RouteSpec("GET", "/x", "x.get", issued=issued_commits)
+    assert _issued_in(route, b"<html>") == [] and _issued_in(route, b"\xff\xfe") == []
+    assert _issued_in(route, b"[" * 100_000 + b"]" * 100_000) == []
+    assert _issued_in(route, b'{"sha": "' + b"a" * 40 + b'"}') == ["a" * 40]
