@@ -819,6 +819,8 @@ class Gateway:
                     status=reply.response.status_code,
                     object_id=created if safe else None,
                 )
+                if ex.route.issued is not None:
+                    await self.note_issued(ex, await anyio.to_thread.run_sync(_issued_in, ex.route, raw))
                 self.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
                 return self.buffered_response(reply.response.status_code, raw, reply.response.headers)
             return await self.relay(ex, reply, decision, event="upstream_response", buffer=True)

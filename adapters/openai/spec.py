@@ -8,6 +8,10 @@ them (their JSON is scanned like any other body). Residency: ``{us,eu,ae,au,in,j
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
 from bastion.adapters.openai import steps
 from bastion.gateway.spec import FileRef, Opaque, ProviderSpec, RouteSpec, json_error
 
@@ -34,20 +38,46 @@ HEADERS = (
 PAGE = (Opaque("limit", r"[0-9]{1,5}"), Opaque("after", ID), Opaque("order", r"asc|desc"))
 
 
+#: the fields of an answer that hold ids the client may send back in a path
+_ISSUED_FIELDS = ("id", "fine_tuned_model", "fine_tuned_model_checkpoint")
+
+
+def issued_object_ids(doc: Any) -> Iterator[str]:
+    """The ids an answer names (an object, or a list's ``data``): Azure OpenAI's job, checkpoint and model ids
+    hold 32 hex digits, and a run of them passes a card or id number check about 1 % of the time."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    items: list[Any] = data if isinstance(data, list) else [doc]
+    for item in items:
+        if isinstance(item, dict):
+            for key in _ISSUED_FIELDS:
+                value = item.get(key)
+                if isinstance(value, str) and len(value) <= 256:
+                    yield value
+
+
 def _list(path: str, name: str, *extra: Opaque) -> RouteSpec:
-    return RouteSpec("GET", path, name, query=(*PAGE, *extra), default="on")
+    return RouteSpec("GET", path, name, query=(*PAGE, *extra), default="on", issued=issued_object_ids)
 
 
 def _get(path: str, name: str, *, download: bool = False) -> RouteSpec:
-    return RouteSpec("GET", path, name, default="on", download=download)
+    issued = None if download else issued_object_ids
+    return RouteSpec("GET", path, name, default="on", download=download, issued=issued)
 
 
 def _post(path: str, name: str, default: str = "on") -> RouteSpec:
-    return RouteSpec("POST", path, name, default=default)  # type: ignore[arg-type]
+    return RouteSpec("POST", path, name, default=default, issued=issued_object_ids)  # type: ignore[arg-type]
 
 
 def _json(path: str, name: str, default: str = "always", *refs: FileRef, method: str = "POST") -> RouteSpec:
-    return RouteSpec(method, path, name, body="json", default=default, refs=refs)  # type: ignore[arg-type]
+    return RouteSpec(
+        method,
+        path,
+        name,
+        body="json",
+        default=default,  # type: ignore[arg-type]
+        refs=refs,
+        issued=issued_object_ids,
+    )
 
 
 def routes(prefix: str = "/v1", *, query: tuple[Opaque, ...] = ()) -> tuple[RouteSpec, ...]:
@@ -148,24 +178,7 @@ def routes(prefix: str = "/v1", *, query: tuple[Opaque, ...] = ()) -> tuple[Rout
     )
     if not query:
         return table
-    return tuple(
-        RouteSpec(
-            r.method,
-            r.path,
-            r.name,
-            r.step,
-            r.body,
-            (*query, *r.query),
-            r.headers,
-            r.refs,
-            r.default,
-            r.refused,
-            r.host,
-            r.match_query,
-            r.download,
-        )
-        for r in table
-    )
+    return tuple(dataclasses.replace(r, query=(*query, *r.query)) for r in table)
 
 
 SPEC = ProviderSpec(

@@ -184,9 +184,13 @@ class SQLStateStore:
     def issue(self, upstream: str, values: Iterable[str]) -> None:
         """Record ids the upstream issued through this gateway, as the caller gives them (the gateway gives
         their sha256); kept, as a job can be asked about for months."""
+        wanted = set(values)
+        new = wanted - self.issued_among(upstream, wanted)  # a job polled every few seconds: no write each time
+        if not new:
+            return
         now = self._now()
         with self._tx() as cur:
-            for value in sorted(set(values)):
+            for value in sorted(new):
                 self._q(
                     cur,
                     "INSERT INTO issued (upstream, value, issued_at) VALUES (?, ?, ?) "
@@ -196,10 +200,13 @@ class SQLStateStore:
 
     def issued_among(self, upstream: str, values: Iterable[str]) -> set[str]:
         """Those of ``values`` the upstream issued through this gateway."""
+        wanted = sorted(set(values))
         found: set[str] = set()
-        for value in sorted(set(values)):
-            if self._read("SELECT 1 FROM issued WHERE upstream = ? AND value = ?", (upstream, value)):
-                found.add(value)
+        for start in range(0, len(wanted), 200):  # one query per 200 (a list page names up to 100 jobs)
+            batch = wanted[start : start + 200]
+            marks = ", ".join("?" * len(batch))
+            rows = self._read(f"SELECT value FROM issued WHERE upstream = ? AND value IN ({marks})", (upstream, *batch))
+            found.update(r[0] for r in rows)
         return found
 
     # -- idempotency --------------------------------------------------------------------------------

@@ -117,6 +117,8 @@ class FakeOpenAI:
     record_bodies: bool = True
     #: ids the next created files get, in order (then random ones)
     next_file_ids: list[str] = field(default_factory=list)
+    #: job ids to hand out next (Azure's shape: ftjob- and 32 hex digits), before drawn ones
+    next_job_ids: list[str] = field(default_factory=list)
 
     def calls(self, method: str, path_prefix: str) -> list[Received]:
         return [r for r in self.received if r.method == method and r.path.startswith(path_prefix)]
@@ -264,7 +266,7 @@ class FakeOpenAI:
             body = json.loads(rec.body)
             if body.get("training_file") not in self.files:
                 return _error(400, "invalid training_file", "training_file")
-            jid = openai_id("ftjob-")
+            jid = self.next_job_ids.pop(0) if self.next_job_ids else openai_id("ftjob-")
             job = {
                 "id": jid,
                 "object": "fine_tuning.job",
@@ -285,6 +287,11 @@ class FakeOpenAI:
             }
             self.jobs[jid] = job
             return JSONResponse(job)
+
+        async def jobs_retrieve(request: Request) -> Response:
+            await record(request)
+            job = self.jobs.get(request.path_params["jid"])
+            return JSONResponse(job) if job is not None else _error(404, "no such job", "job_id")
 
         async def fallback(request: Request) -> Response:
             """Any other route: recorded; batches/evals answered in their shape, the rest echoed."""
@@ -316,6 +323,7 @@ class FakeOpenAI:
                 Route("/v1/uploads/{uid}/complete", uploads_complete, methods=["POST"]),
                 Route("/v1/uploads/{uid}/cancel", uploads_cancel, methods=["POST"]),
                 Route("/v1/fine_tuning/jobs", jobs_create, methods=["POST"]),
+                Route("/v1/fine_tuning/jobs/{jid}", jobs_retrieve, methods=["GET"]),
                 Route("/{path:path}", fallback, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
             ]
         )

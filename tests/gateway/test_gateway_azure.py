@@ -72,6 +72,21 @@ def test_classic_redaction_block_and_jobs(az: Env) -> None:
     assert unscanned.value.code == "unscanned_file"
 
 
+def test_a_job_id_azure_issued_is_not_read_as_personal_data_when_sent_back(az: Env) -> None:
+    """Azure OpenAI's job ids hold 32 hex digits, and about 1 % of them read as a card or id number on their
+    own: one the upstream named through the gateway can be retrieved; the same shape it never named cannot."""
+    issued, never = "ftjob-6585669831325548505abcdefabcd", "ftjob-6069452754643211893abcdefabcd"
+    c = client(az)
+    f = c.files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("a clean line")))), purpose="fine-tune")
+    az.upstream.next_job_ids.append(issued)
+    assert c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id == issued
+    assert c.fine_tuning.jobs.retrieve(issued).id == issued
+    n = len(az.upstream.received)
+    with pytest.raises(openai.BadRequestError) as err:
+        c.fine_tuning.jobs.retrieve(never)
+    assert err.value.code == "invalid_id" and az.upstream.received[n:] == []
+
+
 def test_file_admitted_on_openai_is_not_admitted_on_azure(az: Env) -> None:
     f = az.client().files.create(file=("t.jsonl", io.BytesIO(jsonl(chat("x")))), purpose="fine-tune")
     with pytest.raises(openai.PermissionDeniedError) as info:

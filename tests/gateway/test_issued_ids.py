@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bastion.adapters.bedrock.spec import issued_arns
 from bastion.adapters.hf_hub.spec import issued_commits
+from bastion.adapters.openai.spec import issued_object_ids
 from bastion.adapters.vertex.jobs import issued_numbers
 from bastion.gateway.app import _issued_in
 from bastion.gateway.spec import RouteSpec
@@ -38,6 +39,15 @@ def test_hub_commit_ids_from_an_info_or_a_commit_answer() -> None:
     assert list(issued_commits({"id": "acme/set", "sha": sha})) == [sha]
     assert list(issued_commits({"commitOid": sha, "commitUrl": "https://hub/x"})) == [sha]
     assert list(issued_commits({"sha": sha.upper()})) == [] and list(issued_commits({"sha": sha[:-1]})) == []
+
+
+def test_openai_shaped_ids_from_an_object_or_a_list() -> None:
+    job = {"id": "ftjob-6585669831325548505abcdefabcd", "fine_tuned_model": "gpt-4o-mini.ft-0123", "status": "x"}
+    assert list(issued_object_ids(job)) == ["ftjob-6585669831325548505abcdefabcd", "gpt-4o-mini.ft-0123"]
+    listed = {"object": "list", "data": [{"id": "ftchkpt-1", "fine_tuned_model_checkpoint": "m:ckpt-step-10"}, 7]}
+    assert list(issued_object_ids(listed)) == ["ftchkpt-1", "m:ckpt-step-10"]
+    assert list(issued_object_ids({"id": 5, "data": "x"})) == [] and list(issued_object_ids([job])) == []
+    assert list(issued_object_ids({"id": "x" * 257})) == []
 
 
 def test_an_answer_that_is_not_json_or_too_deep_names_nothing() -> None:

@@ -72,7 +72,11 @@ def test_issued_ids_are_kept_per_upstream(backend: Backend) -> None:
     assert s.issued_among("vertex", ["6585669831325548505", "6069452754643211893"]) == {"6585669831325548505"}
     assert s.issued_among("other", ["390384745178"]) == set()
     s.close()
-    assert backend.open().issued_among("vertex", ["390384745178", ""]) == {"390384745178"}
+    s = backend.open()
+    assert s.issued_among("vertex", ["390384745178", ""]) == {"390384745178"}
+    s.issue("bulk", [f"v{i}" for i in range(450)])  # more than one query's worth
+    assert s.issued_among("bulk", [f"v{i}" for i in range(0, 900, 3)]) == {f"v{i}" for i in range(0, 450, 3)}
+    s.close()
 
 
 def test_idempotency_proceed_in_progress_finish_replay_mismatch(store: SQLStateStore) -> None:
