@@ -52,6 +52,12 @@ def _digest(v: Any) -> Any:
     return v
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """A bad value as an error shows it: whole up to ``limit`` characters, else its start and its length."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -215,11 +221,11 @@ class DeployPolicy(_Strict):
             raise ValueError("give a unit, e.g. '30d', '12h', '90m'")
         m = _AGE.match(str(v))
         if not m:
-            raise ValueError(f"{v!r} is not a duration; use a number and a unit s, m, h, d or w, e.g. '30d'")
+            raise ValueError(f"{_shown(v)} is not a duration; use a number and a unit s, m, h, d or w, e.g. '30d'")
         try:
             return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
         except OverflowError:
-            raise ValueError(f"{v!r} is too long a duration; the longest is {timedelta.max.days}d") from None
+            raise ValueError(f"{_shown(v)} is too long a duration; the longest is {timedelta.max.days}d") from None
 
     def evaluate(
         self, statement: dict[str, Any], identity: dict[str, Any] | None, now: datetime

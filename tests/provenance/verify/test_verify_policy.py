@@ -154,6 +154,8 @@ def test_certificate_and_sigstore_signer_rules(run_dir: Callable[..., Path], pki
         # fuzz finding: a duration past timedelta's range raised OverflowError, not a located error
         ("max_age: " + "1" * 70 + "h\n", "deploy-policy.yaml:1: max_age: '" + "1" * 70 + "h' is too long a duration"),
         ("max_age: 1000000000d\n", "the longest is 999999999d"),
+        # a long bad value is shown by its start and its length, not repeated whole
+        ("max_age: " + "1" * 5000 + "h\n", "max_age: '" + "1" * 80 + "'… (5001 characters) is too long a duration"),
         ("train_eval_overlap: little\n", "train_eval_overlap: Input should be 'none' or 'any'"),
         (
             "datasets:\n  required: [abc]\n",
