@@ -92,10 +92,17 @@ def check_opaque(engine: Any, values: dict[str, str], what: str, route: str) -> 
     hits = [f for f in scan.findings if f.action != "allow"]
     if hits:
         kind = "invalid_id" if what == "path id" else f"invalid_{what.split()[0]}"
+        hint = (
+            "if it is your organisation's own identifier (a project number), the gateway operator can list it "
+            "in upstreams.<name>.own_ids"
+            if what == "path id"
+            else None
+        )
         raise Refusal(
             400,
             kind,
             f"a {what} of {route} looks like personal data; it is not forwarded",
+            hint=hint,
             rule_ids=sorted({f.rule_id for f in hits}),
             entity_types=[f.entity for f in hits],
         )

@@ -29,6 +29,8 @@ from gw_support import EMAIL, jsonl
 from bastion.adapters import get_provider
 from bastion.gateway.app import Gateway, create_gateway
 from bastion.gateway.config import config_from_mapping
+from bastion.gateway.errors import Refusal
+from bastion.gateway.inbound import check_opaque
 from bastion.gateway.serve import ServerThread
 from bastion.policies import load_policy_text
 
@@ -50,6 +52,10 @@ residency:
 """
 
 
+#: a project number the operator listed in upstreams.vertex.own_ids (it reads as a phone number alone)
+OWN_PROJECT_NUMBER = "496484883052"
+
+
 def gemini(user: str, model: str = "ok") -> dict[str, Any]:
     return {"contents": [{"role": "user", "parts": [{"text": user}]}, {"role": "model", "parts": [{"text": model}]}]}
 
@@ -64,7 +70,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGoogle
             {
                 "upstreams": {
                     "gcs": {"base_url": up.url, "jurisdiction": "EU"},
-                    "vertex": {"base_url": up.url, "jurisdiction": "EU"},
+                    "vertex": {"base_url": up.url, "jurisdiction": "EU", "own_ids": [OWN_PROJECT_NUMBER]},
                 },
                 "gateway": {"state_dir": str(tmp), "spool_dir": str(tmp / "spool")},
             }
@@ -217,6 +223,24 @@ def test_wrong_location_is_refused_under_an_eu_policy(world: Any) -> None:
         base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=train)
     )
     assert job.name and "/locations/eu/" in job.name
+
+
+def test_a_project_number_listed_as_own_is_not_read_as_personal_data_in_a_path(world: Any) -> None:
+    """The first request names the project before Vertex has: the operator lists its number in own_ids."""
+    fake, gw, url, _ = world
+    for number in (OWN_PROJECT_NUMBER, PROJECT_NUMBER_THAT_READS_AS_A_PHONE):  # alone, each reads as personal data
+        with pytest.raises(Refusal):
+            check_opaque(gw.engine, {"project": number}, "path id", "tuningJobs.list")
+    h = {"authorization": f"Bearer {TOKEN}"}
+    before = len(fake.calls("GET", "/v1/"))
+    listed = httpx.get(f"{url}/vertex/v1/projects/{OWN_PROJECT_NUMBER}/locations/europe-west4/tuningJobs", headers=h)
+    assert listed.status_code == 200 and len(fake.calls("GET", "/v1/")) == before + 1
+    other = "projects/555123456789/locations/europe-west4/tuningJobs"  # neither listed nor issued
+    with pytest.raises(Refusal):
+        check_opaque(gw.engine, {"project": "555123456789"}, "path id", "tuningJobs.list")
+    refused = httpx.get(f"{url}/vertex/v1/{other}", headers=h)
+    assert refused.status_code == 400 and "upstreams.<name>.own_ids" in refused.text
+    assert len(fake.calls("GET", "/v1/")) == before + 1
 
 
 def test_bad_job_bodies(world: Any) -> None:

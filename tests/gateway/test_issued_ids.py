@@ -3,11 +3,15 @@ is not read as personal data): only values of the id's own shape, from the field
 
 from __future__ import annotations
 
+import pytest
+
 from bastion.adapters.bedrock.spec import issued_arns
 from bastion.adapters.hf_hub.spec import issued_commits
 from bastion.adapters.openai.spec import issued_object_ids
 from bastion.adapters.vertex.jobs import issued_numbers
+from bastion.errors import ConfigError
 from bastion.gateway.app import _issued_in
+from bastion.gateway.config import config_from_mapping
 from bastion.gateway.spec import RouteSpec
 
 ARN = "arn:aws:bedrock:us-west-2:390384745178:model-customization-job/amazon.titan-text-lite-v1:0:4k/ab12cd34ef56"
@@ -55,3 +59,11 @@ def test_an_answer_that_is_not_json_or_too_deep_names_nothing() -> None:
     assert _issued_in(route, b"<html>") == [] and _issued_in(route, b"\xff\xfe") == []
     assert _issued_in(route, b"[" * 100_000 + b"]" * 100_000) == []
     assert _issued_in(route, b'{"sha": "' + b"a" * 40 + b'"}') == ["a" * 40]
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "x" * 257, "tab\there"])
+def test_own_ids_are_single_printable_path_segments(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"own_ids\[1\] must be one path segment"):
+        config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["123", bad]}}})
+    ok = config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["496484883052"]}}})
+    assert ok.upstreams["v"].own_ids == ("496484883052",)
