@@ -128,8 +128,12 @@ def check_ids(
     return dict(matched.params)
 
 
-def check_query(spec: ProviderSpec, matched: Matched, query_string: str, engine: Any) -> list[tuple[str, str]]:
-    """The query parameters to forward: each one allow-listed and matching its pattern."""
+def check_query(
+    spec: ProviderSpec, matched: Matched, query_string: str, engine: Any, opaque: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """The query parameters to forward: each one allow-listed and matching its pattern.
+
+    Values in ``opaque`` (ids the upstream gave out: an ``after`` cursor naming an Azure job) are not scanned."""
     allowed = {q.name: q for q in (*spec.query, *matched.route.query)}
     # a key without '=' (S3's ``?uploads``) is that key with an empty value; it still needs its allowlist entry
     query_string = "&".join(p if "=" in p or not p else p + "=" for p in query_string.split("&"))
@@ -164,7 +168,7 @@ def check_query(spec: ProviderSpec, matched: Matched, query_string: str, engine:
     missing = [q.name for q in allowed.values() if q.required and q.name not in seen]
     if missing:
         raise Refusal(400, "invalid_query", f"query parameter {missing[0]} is required", param=missing[0])
-    check_opaque(engine, dict(pairs), "query parameter", matched.route.name)
+    check_opaque(engine, {k: v for k, v in pairs if v not in opaque}, "query parameter", matched.route.name)
     return out
 
 

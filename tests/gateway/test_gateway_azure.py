@@ -85,6 +85,13 @@ def test_a_job_id_azure_issued_is_not_read_as_personal_data_when_sent_back(az: E
     with pytest.raises(openai.BadRequestError) as err:
         c.fine_tuning.jobs.retrieve(never)
     assert err.value.code == "invalid_id" and az.upstream.received[n:] == []
+    # the same as a list cursor: the issued id is forwarded, the other refused
+    c.fine_tuning.jobs.list(after=issued)
+    assert az.upstream.received[-1].query.endswith(f"after={issued}")
+    n = len(az.upstream.received)
+    with pytest.raises(openai.BadRequestError) as err:
+        c.fine_tuning.jobs.list(after=never)
+    assert err.value.code == "invalid_query" and az.upstream.received[n:] == []
 
 
 def test_file_admitted_on_openai_is_not_admitted_on_azure(az: Env) -> None:
