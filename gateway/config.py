@@ -107,7 +107,7 @@ class UpstreamConfig(_Strict):
     region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")
     # further hosts of the same provider, by the name its routes use (per-route upstream)
     hosts: dict[str, str] = Field(default_factory=dict)
-    # whole path ids that are the organisation's own (a Google Cloud project number): not read as personal
+    # whole path ids (and query values) that are the organisation's own (a project number): not read as personal
     # data in paths to this upstream. A 12-digit project number reads as a phone number 10 % of the time, and
     # the first request names it before the upstream has (ids the upstream gives out need no entry)
     own_ids: tuple[str, ...] = ()
