@@ -68,7 +68,11 @@ def _post(path: str, name: str, default: str = "on") -> RouteSpec:
     return RouteSpec("POST", path, name, default=default, issued=issued_object_ids)  # type: ignore[arg-type]
 
 
-def _json(path: str, name: str, default: str = "always", *refs: FileRef, method: str = "POST") -> RouteSpec:
+def _json(
+    path: str, name: str, default: str = "always", *refs: FileRef, method: str = "POST", names_ids: bool = True
+) -> RouteSpec:
+    """A JSON route; ``names_ids=False`` for answers that name nothing a path takes (inference: a completion's
+    id would cost a state write per call)."""
     return RouteSpec(
         method,
         path,
@@ -76,7 +80,7 @@ def _json(path: str, name: str, default: str = "always", *refs: FileRef, method:
         body="json",
         default=default,  # type: ignore[arg-type]
         refs=refs,
-        issued=issued_object_ids,
+        issued=issued_object_ids if names_ids else None,
     )
 
 
@@ -121,8 +125,8 @@ def routes(prefix: str = "/v1", *, query: tuple[Opaque, ...] = ()) -> tuple[Rout
             "always",
             FileRef("data_source.source.id", when=("data_source.source.type", "file_id"), required=True),
         ),
-        _json(f"{p}/fine_tuning/alpha/graders/run", "fine_tuning.alpha.graders.run", "on"),
-        _json(f"{p}/fine_tuning/alpha/graders/validate", "fine_tuning.alpha.graders.validate", "on"),
+        _json(f"{p}/fine_tuning/alpha/graders/run", "fine_tuning.alpha.graders.run", "on", names_ids=False),
+        _json(f"{p}/fine_tuning/alpha/graders/validate", "fine_tuning.alpha.graders.validate", "on", names_ids=False),
         # files
         _list(f"{p}/files", "files.list", Opaque("purpose", PURPOSES)),
         _get(f"{p}/files/{{file_id}}", "files.retrieve"),
@@ -171,10 +175,10 @@ def routes(prefix: str = "/v1", *, query: tuple[Opaque, ...] = ()) -> tuple[Rout
         _get(f"{p}/models/{{model}}", "models.retrieve"),
         RouteSpec("DELETE", f"{p}/models/{{model}}", "models.delete"),
         # inference: data leaves too, so these are off unless the operator lists them (bodies scanned)
-        _json(f"{p}/chat/completions", "chat.completions.create", "off"),
-        _json(f"{p}/responses", "responses.create", "off"),
-        _json(f"{p}/embeddings", "embeddings.create", "off"),
-        _json(f"{p}/moderations", "moderations.create", "off"),
+        _json(f"{p}/chat/completions", "chat.completions.create", "off", names_ids=False),
+        _json(f"{p}/responses", "responses.create", "off", names_ids=False),
+        _json(f"{p}/embeddings", "embeddings.create", "off", names_ids=False),
+        _json(f"{p}/moderations", "moderations.create", "off", names_ids=False),
     )
     if not query:
         return table

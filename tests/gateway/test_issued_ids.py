@@ -67,3 +67,14 @@ def test_own_ids_are_single_printable_path_segments(bad: str) -> None:
         config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["123", bad]}}})
     ok = config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["496484883052"]}}})
     assert ok.upstreams["v"].own_ids == ("496484883052",)
+
+
+def test_inference_answers_are_not_kept_job_answers_are() -> None:
+    """A completion's id names nothing a path takes; keeping it would cost a state write per call."""
+    from bastion.adapters.openai.spec import SPEC
+
+    by_name = {r.name: r for r in SPEC.routes}
+    for name in ("chat.completions.create", "responses.create", "embeddings.create", "files.content"):
+        assert by_name[name].issued is None, name
+    for name in ("fine_tuning.jobs.create", "fine_tuning.jobs.retrieve", "fine_tuning.jobs.list", "batches.create"):
+        assert by_name[name].issued is issued_object_ids, name
