@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -63,6 +63,7 @@ from bastion.gateway.spec import (
     field_values,
     held_key_auth,
     json_error,
+    string_paths,
 )
 from bastion.gateway.state import Admitted, StateError, clean_spool_dir, open_state_store
 
@@ -308,6 +309,17 @@ class Gateway:
             buf += chunk
         return bytes(buf)
 
+    async def scan_json(
+        self, ex: Exchange, raw: bytes, what: str, known: frozenset[tuple[str, str]] = frozenset()
+    ) -> JsonScan:
+        """:func:`~bastion.gateway.jsonbody.scan_json` in a worker thread, leaving alone the (path, value)
+        pairs in ``known`` and every string equal to one of the upstream's ``own_ids`` (an AWS role ARN whose
+        account number reads as an id number, a service account's address)."""
+        own_ids = ex.upstream.config.own_ids
+        if own_ids:
+            known = known | await anyio.to_thread.run_sync(_own_pairs, raw, own_ids)
+        return await anyio.to_thread.run_sync(scan_json, self.engine, raw, what, known)
+
     async def scan_json_body(self, ex: Exchange, what: str) -> JsonScan:
         """Read, strictly decode and scan a JSON body; check its file references and images."""
         from bastion.gateway.images import check_images
@@ -316,7 +328,7 @@ class Gateway:
         if not raw.strip():
             raise Refusal(400, "invalid_json", f"route {ex.route.name} needs a JSON body")
         known = await self.admitted_ref_ids(ex, raw)
-        scan = await anyio.to_thread.run_sync(scan_json, self.engine, raw, what, known)
+        scan = await self.scan_json(ex, raw, what, known)
         if scan.findings:
             ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
         problem = check_images(scan.doc, self.settings.remote_images)
@@ -952,6 +964,14 @@ def _check_purpose(ref: FileRef, item: Admitted, where: str) -> None:
             param=where,
             hint="upload the file with the purpose this field needs",
         )
+
+
+def _own_pairs(raw: bytes, own_ids: Sequence[str]) -> frozenset[tuple[str, str]]:
+    try:
+        doc = jsonbody.plain(jsonbody.loads(raw))
+    except Refusal:  # the scan refuses it with the reason
+        return frozenset()
+    return frozenset(string_paths(doc, own_ids))
 
 
 def _query_values(query_string: str) -> list[str]:

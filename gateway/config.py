@@ -107,9 +107,12 @@ class UpstreamConfig(_Strict):
     region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{2,40}$")
     # further hosts of the same provider, by the name its routes use (per-route upstream)
     hosts: dict[str, str] = Field(default_factory=dict)
-    # whole path ids (and query values) that are the organisation's own (a project number): not read as personal
-    # data in paths to this upstream. A 12-digit project number reads as a phone number 10 % of the time, and
-    # the first request names it before the upstream has (ids the upstream gives out need no entry)
+    # whole values that are the organisation's own (a project number, an AWS role ARN, a service account's
+    # address): not read as personal data where they stand whole (a path id, a query value, a JSON string) in
+    # requests to this upstream. A 12-digit project number reads as a phone number 10 % of the time, and the
+    # first request names it before the upstream has; a role ARN's account number reads as a national id
+    # 0.3 % of the time, and a service account is an e-mail address to the policy (ids the upstream gives
+    # out need no entry). The same characters inside a longer value are scanned as usual.
     own_ids: tuple[str, ...] = ()
     auth: AuthConfig = AuthConfig()
     timeouts: Timeouts = Timeouts()
@@ -127,8 +130,8 @@ class UpstreamConfig(_Strict):
     @classmethod
     def _own_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for i, value in enumerate(v):
-            if not value or len(value) > 256 or not value.isprintable() or "/" in value:
-                raise ValueError(f"own_ids[{i}] must be one path segment of 1 to 256 printable characters")
+            if not value or len(value) > 256 or not value.isprintable():
+                raise ValueError(f"own_ids[{i}] must be 1 to 256 printable characters")
         return v
 
     @field_validator("hosts")

@@ -294,6 +294,24 @@ def field_values(doc: Any, path: str, when: tuple[str, str] | None = None) -> li
     return [(p.rstrip("."), v) for p, v in out]
 
 
+def string_paths(doc: Any, values: Iterable[str]) -> list[tuple[str, str]]:
+    """(path, value) of every string in ``doc`` equal to one of ``values``, the path written as the policy
+    engine writes it (``a.b[0].c``; ``$`` for a document that is the string itself)."""
+    wanted = set(values)
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if node in wanted:
+                out.append((where or "$", node))
+        elif isinstance(node, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+    return out
+
+
 __all__ = [
     "TOKEN",
     "BearerAuth",
@@ -310,4 +328,5 @@ __all__ = [
     "field_values",
     "held_key_auth",
     "json_error",
+    "string_paths",
 ]

@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import anyio
-import anyio.to_thread
 from starlette.responses import Response
 
 from bastion.adapters.aws.regions import REGIONS, known_hosts, upstream_region
@@ -36,7 +34,6 @@ from bastion.adapters.aws.sigv4 import AwsKeys, load_keys
 from bastion.adapters.s3.steps import authenticate
 from bastion.errors import ConfigError
 from bastion.gateway.errors import Refusal
-from bastion.gateway.jsonbody import scan_json
 from bastion.gateway.proxy import read_limited
 from bastion.gateway.spec import Opaque, ProviderSpec, RouteSpec
 
@@ -173,7 +170,7 @@ async def create_job(gw: Gateway, ex: Exchange) -> Response:
         )
     if not raw.strip():
         raise _bad("CreateModelCustomizationJob needs a JSON body")
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "model customization job")
+    scan = await gw.scan_json(ex, raw, "model customization job")
     doc = scan.doc
     if not isinstance(doc, dict):
         raise _bad("the request body must be a JSON object")

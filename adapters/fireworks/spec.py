@@ -317,7 +317,6 @@ def checked_json_step(check: Check, what: str) -> Callable[[Gateway, Exchange], 
     forwarded once (per Idempotency-Key or SDK retry)."""
 
     async def step(gw: Gateway, ex: Exchange) -> Response:
-        from bastion.gateway.jsonbody import scan_json
 
         raw = await gw.read_body(ex)
         if not raw.strip():
@@ -326,7 +325,7 @@ def checked_json_step(check: Check, what: str) -> Callable[[Gateway, Exchange], 
         if not isinstance(doc, dict):
             raise Refusal(400, "invalid_request", "the request body must be a JSON object")
         await check(gw, ex, doc)
-        scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, what)
+        scan = await gw.scan_json(ex, raw, what)
         if scan.findings:
             ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
         if ex.route.refs:

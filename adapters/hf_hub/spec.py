@@ -334,7 +334,6 @@ CREATE_FIELDS = frozenset({"name", "organization", "visibility", "private", "typ
 
 
 async def repos_create(gw: Gateway, ex: Exchange) -> Response:
-    from bastion.gateway.jsonbody import scan_json
 
     raw = await gw.read_body(ex)
     doc = jsonbody.plain(jsonbody.loads(raw))
@@ -355,7 +354,7 @@ async def repos_create(gw: Gateway, ex: Exchange) -> Response:
             param="region",
             hint="leave 'region' out, or use an upstream configured for that region's jurisdiction",
         )
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "create_repo request")
+    scan = await gw.scan_json(ex, raw, "create_repo request")
     if scan.classification is not None:
         gw.check_residency(ex, scan.classification)
     decision = "redact" if scan.changed else "allow"

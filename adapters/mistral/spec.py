@@ -229,14 +229,13 @@ def check_job(doc: Any) -> None:
 
 async def jobs_create(gw: Gateway, ex: Exchange) -> Response:
     from bastion.gateway.app import digest
-    from bastion.gateway.jsonbody import scan_json
 
     raw = await gw.read_body(ex)
     if not raw.strip():
         raise Refusal(400, "invalid_json", "fine_tuning.jobs.create needs a JSON body")
     check_job(jsonbody.plain(jsonbody.loads(raw)))
     known = await gw.admitted_ref_ids(ex, raw)
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "fine-tuning job request", known)
+    scan = await gw.scan_json(ex, raw, "fine-tuning job request", known)
     if scan.findings:
         ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
     await gw.check_refs(ex, scan.doc)

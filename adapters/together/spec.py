@@ -28,8 +28,6 @@ import hashlib
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-import anyio
-import anyio.to_thread
 from starlette.responses import Response
 
 from bastion.adapters.openai import steps
@@ -177,7 +175,6 @@ async def _job_request(gw: Gateway, ex: Exchange, *, create: bool) -> Response:
     a card or phone number to a detector. Every other value is scanned (and redacted) as usual.
     """
     from bastion.gateway.app import digest
-    from bastion.gateway.jsonbody import scan_json
 
     raw = await gw.read_body(ex)
     if not raw.strip():
@@ -190,9 +187,7 @@ async def _job_request(gw: Gateway, ex: Exchange, *, create: bool) -> Response:
     ids = {k: doc[k] for k in FILE_FIELDS if k in doc}
     await gw.check_refs(ex, {k: v for k, v in ids.items() if not (k == "validation_file" and v == "")})
     rest = {k: v for k, v in loaded.items() if k not in strip and k not in ids}
-    scan = await anyio.to_thread.run_sync(
-        scan_json, gw.engine, jsonbody.dumps(rest).encode(), f"{ex.route.name} request"
-    )
+    scan = await gw.scan_json(ex, jsonbody.dumps(rest).encode(), f"{ex.route.name} request")
     if scan.findings:
         ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
     scanned = jsonbody.loads(scan.body)

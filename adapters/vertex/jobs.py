@@ -218,13 +218,12 @@ def check_location(gw: Gateway, ex: Exchange, classification: str | None) -> dic
 
 async def tuning_jobs_create(gw: Gateway, ex: Exchange) -> Response:
     from bastion.gateway.app import digest
-    from bastion.gateway.jsonbody import scan_json
 
     raw = await gw.read_body(ex)
     if not raw.strip():
         raise _bad("tuningJobs.create needs a JSON body (a TuningJob)")
     uris = check_job(jsonbody.plain(jsonbody.loads(raw)))
-    scan = await anyio.to_thread.run_sync(scan_json, gw.engine, raw, "tuning job request")
+    scan = await gw.scan_json(ex, raw, "tuning job request")
     if scan.findings:
         ex.audit["body_findings"] = {"entity_types": scan.entity_types, "rule_ids": scan.rule_ids}
     datasets: dict[str, Any] = {}

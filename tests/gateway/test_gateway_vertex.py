@@ -54,6 +54,8 @@ residency:
 
 #: a project number the operator listed in upstreams.vertex.own_ids (it reads as a phone number alone)
 OWN_PROJECT_NUMBER = "496484883052"
+#: a service account the operator listed there too (an e-mail address to the policy)
+OWN_SERVICE_ACCOUNT = "tuning@bastion-test.iam.gserviceaccount.com"
 
 
 def gemini(user: str, model: str = "ok") -> dict[str, Any]:
@@ -70,7 +72,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGoogle
             {
                 "upstreams": {
                     "gcs": {"base_url": up.url, "jurisdiction": "EU"},
-                    "vertex": {"base_url": up.url, "jurisdiction": "EU", "own_ids": [OWN_PROJECT_NUMBER]},
+                    "vertex": {
+                        "base_url": up.url,
+                        "jurisdiction": "EU",
+                        "own_ids": [OWN_PROJECT_NUMBER, OWN_SERVICE_ACCOUNT],
+                    },
                 },
                 "gateway": {"state_dir": str(tmp), "spool_dir": str(tmp / "spool")},
             }
@@ -241,6 +247,21 @@ def test_a_project_number_listed_as_own_is_not_read_as_personal_data_in_a_path(w
     refused = httpx.get(f"{url}/vertex/v1/{other}", headers=h)
     assert refused.status_code == 400 and "upstreams.<name>.own_ids" in refused.text
     assert len(fake.calls("GET", "/v1/")) == before + 1
+
+
+def test_a_service_account_listed_as_own_is_forwarded_as_written(world: Any) -> None:
+    """A job's serviceAccount is an e-mail address to the policy, so it was redacted and the job got a broken
+    account; the operator's own one is listed in own_ids and goes as written. Another one is still redacted."""
+    fake, _, url, tmp = world
+    train = upload(url, tmp, "train-sa.jsonl", jsonl(gemini("hello")))
+    endpoint = f"{url}/vertex/v1/projects/bastion-test/locations/europe-west4/tuningJobs"
+    h = {"authorization": f"Bearer {TOKEN}"}
+    other = "someone-else@bastion-test.iam.gserviceaccount.com"
+    for account, kept in ((OWN_SERVICE_ACCOUNT, True), (other, False)):
+        body = {"baseModel": "m", "supervisedTuningSpec": {"trainingDatasetUri": train}, "serviceAccount": account}
+        assert httpx.post(endpoint, json=body, headers=h).status_code == 200
+        sent = json.loads(fake.calls("POST", "/v1/projects/bastion-test/locations/europe-west4/tuningJobs")[-1].body)
+        assert (sent["serviceAccount"] == account) is kept, sent["serviceAccount"]
 
 
 def test_bad_job_bodies(world: Any) -> None:

@@ -3,6 +3,8 @@ is not read as personal data): only values of the id's own shape, from the field
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bastion.adapters.bedrock.spec import issued_arns
@@ -12,7 +14,10 @@ from bastion.adapters.vertex.jobs import issued_numbers
 from bastion.errors import ConfigError
 from bastion.gateway.app import _issued_in
 from bastion.gateway.config import config_from_mapping
-from bastion.gateway.spec import RouteSpec
+from bastion.gateway.jsonbody import scan_json
+from bastion.gateway.spec import RouteSpec, string_paths
+from bastion.policies import load_policy
+from bastion.policies.engine import PolicyEngine
 
 ARN = "arn:aws:bedrock:us-west-2:390384745178:model-customization-job/amazon.titan-text-lite-v1:0:4k/ab12cd34ef56"
 
@@ -61,9 +66,9 @@ def test_an_answer_that_is_not_json_or_too_deep_names_nothing() -> None:
     assert _issued_in(route, b'{"sha": "' + b"a" * 40 + b'"}') == ["a" * 40]
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "x" * 257, "tab\there"])
-def test_own_ids_are_single_printable_path_segments(bad: str) -> None:
-    with pytest.raises(ConfigError, match=r"own_ids\[1\] must be one path segment"):
+@pytest.mark.parametrize("bad", ["", "x" * 257, "tab\there", "line\nbreak"])
+def test_own_ids_are_short_printable_values(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"own_ids\[1\] must be 1 to 256 printable characters"):
         config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["123", bad]}}})
     ok = config_from_mapping({"upstreams": {"v": {"base_url": "https://x.example", "own_ids": ["496484883052"]}}})
     assert ok.upstreams["v"].own_ids == ("496484883052",)
@@ -78,3 +83,21 @@ def test_inference_answers_are_not_kept_job_answers_are() -> None:
         assert by_name[name].issued is None, name
     for name in ("fine_tuning.jobs.create", "fine_tuning.jobs.retrieve", "fine_tuning.jobs.list", "batches.create"):
         assert by_name[name].issued is issued_object_ids, name
+
+
+def test_string_paths_are_written_as_the_engine_writes_them() -> None:
+    doc = {"a": {"b": [{"c": "x"}, "x", 3]}, "x": "x", "k": ["y"]}
+    assert sorted(string_paths(doc, ["x"])) == [("a.b[0].c", "x"), ("a.b[1]", "x"), ("x", "x")]
+    assert string_paths("x", ["x"]) == [("$", "x")] and string_paths(doc, []) == []
+
+
+def test_an_own_value_in_a_body_is_left_alone_where_it_stands_only() -> None:
+    """An AWS role ARN whose account number reads as a national id (found by drawing accounts)."""
+    engine = PolicyEngine(load_policy("pack:eu-gdpr"))
+    role = "arn:aws:iam::398604276728:role/bedrock-ft"
+    raw = json.dumps({"roleArn": role, "jobName": "j", "tags": [{"v": role}]}).encode()
+    plain = scan_json(engine, raw, "job")
+    assert plain.changed and role not in plain.body.decode()
+    own = frozenset(string_paths(json.loads(raw), [role]))
+    kept = scan_json(engine, raw, "job", own)
+    assert not kept.changed and kept.body == raw
