@@ -316,9 +316,10 @@ class Gateway:
         pairs in ``known`` and every string equal to one of the upstream's ``own_ids`` (an AWS role ARN whose
         account number reads as an id number, a service account's address)."""
         own_ids = ex.upstream.config.own_ids
-        if own_ids:
-            known = known | await anyio.to_thread.run_sync(_own_pairs, raw, own_ids)
-        return await anyio.to_thread.run_sync(scan_json, self.engine, raw, what, known)
+        own = await anyio.to_thread.run_sync(_own_pairs, raw, own_ids) if own_ids else frozenset()
+        if own:
+            ex.audit["own_values"] = len(own)  # how many, not where: a path is made of the client's keys
+        return await anyio.to_thread.run_sync(scan_json, self.engine, raw, what, known | own)
 
     async def scan_json_body(self, ex: Exchange, what: str) -> JsonScan:
         """Read, strictly decode and scan a JSON body; check its file references and images."""
@@ -765,6 +766,12 @@ class Gateway:
                 if not known:
                     raise
                 ex.ids = inbound.check_ids(spec, matched, self.engine, opaque=known)
+                # the audit says which values the policy flagged went out because the upstream (or the
+                # operator's own_ids) named them, and what the scan took them for
+                ex.audit["known_ids"] = {
+                    "params": sorted(k for k, v in matched.params.items() if v in known),
+                    "entity_types": exc.details.entity_types,
+                }
             try:
                 ex.query = inbound.check_query(spec, matched, request.url.query, self.engine)
             except Refusal as exc:  # a cursor the policy reads as personal data: an id the upstream gave out?
@@ -773,6 +780,10 @@ class Gateway:
                 if not known:
                     raise
                 ex.query = inbound.check_query(spec, matched, request.url.query, self.engine, opaque=known)
+                ex.audit["known_query"] = {
+                    "params": sorted({k for k, v in ex.query if v in known}),
+                    "entity_types": exc.details.entity_types,
+                }
             checked = inbound.check_headers(spec, matched, request.headers.items(), self.engine)
             ex.headers, ex.consumed = checked.forward, checked.consumed
             if route.body == "none":

@@ -81,6 +81,8 @@ def test_a_job_id_azure_issued_is_not_read_as_personal_data_when_sent_back(az: E
     az.upstream.next_job_ids.append(issued)
     assert c.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=f.id).id == issued
     assert c.fine_tuning.jobs.retrieve(issued).id == issued
+    entry = [e["data"] for e in az.audit_entries() if e["data"]["route"] == "fine_tuning.jobs.retrieve"][-1]
+    assert entry["known_ids"] == {"params": ["job_id"], "entity_types": ["PAYMENT_CARD"]}
     n = len(az.upstream.received)
     with pytest.raises(openai.BadRequestError) as err:
         c.fine_tuning.jobs.retrieve(never)
@@ -88,6 +90,8 @@ def test_a_job_id_azure_issued_is_not_read_as_personal_data_when_sent_back(az: E
     # the same as a list cursor: the issued id is forwarded, the other refused
     c.fine_tuning.jobs.list(after=issued)
     assert az.upstream.received[-1].query.endswith(f"after={issued}")
+    entry = [e["data"] for e in az.audit_entries() if e["data"]["route"] == "fine_tuning.jobs.list"][-1]
+    assert entry["known_query"] == {"params": ["after"], "entity_types": ["PAYMENT_CARD"]}
     n = len(az.upstream.received)
     with pytest.raises(openai.BadRequestError) as err:
         c.fine_tuning.jobs.list(after=never)

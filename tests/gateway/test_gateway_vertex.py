@@ -262,6 +262,8 @@ def test_a_service_account_listed_as_own_is_forwarded_as_written(world: Any) -> 
         assert httpx.post(endpoint, json=body, headers=h).status_code == 200
         sent = json.loads(fake.calls("POST", "/v1/projects/bastion-test/locations/europe-west4/tuningJobs")[-1].body)
         assert (sent["serviceAccount"] == account) is kept, sent["serviceAccount"]
+        entry = [e for e in _audit(world[1]) if e.get("route") == "tuningJobs.create" and e.get("event") == "decision"]
+        assert entry[-1].get("own_values") == (1 if kept else None)
 
 
 def test_bad_job_bodies(world: Any) -> None:
