@@ -407,8 +407,10 @@ class Gateway:
         try:
             await anyio.to_thread.run_sync(self.state.issue, ex.upstream_name, wanted)
         except StateError as exc:
-            log.warning(
-                "could not record the ids %s issued (%s); they are scanned when sent back", ex.upstream_name, exc
+            log.warning(  # the type only, as every gateway log line: a message may name the store's URL
+                "could not record the ids %s issued (%s); they are scanned when sent back",
+                ex.upstream_name,
+                type(exc).__name__,
             )
 
     async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
