@@ -32,6 +32,7 @@ from bastion.gateway.config import config_from_mapping
 from bastion.gateway.errors import Refusal
 from bastion.gateway.inbound import check_opaque
 from bastion.gateway.serve import ServerThread
+from bastion.gateway.state import StateError
 from bastion.policies import load_policy_text
 
 pytestmark = pytest.mark.filterwarnings("ignore:The SDK's tuning implementation is experimental")
@@ -54,6 +55,8 @@ residency:
 
 #: a project number the operator listed in upstreams.vertex.own_ids (it reads as a phone number alone)
 OWN_PROJECT_NUMBER = "496484883052"
+#: a job number that reads as a card, created while the state store could not keep it
+UNKEPT_CARD_LIKE_JOB_NUMBER = "5928673886573712101"
 #: a service account the operator listed there too (an e-mail address to the policy)
 OWN_SERVICE_ACCOUNT = "tuning@bastion-test.iam.gserviceaccount.com"
 
@@ -229,6 +232,31 @@ def test_wrong_location_is_refused_under_an_eu_policy(world: Any) -> None:
         base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=train)
     )
     assert job.name and "/locations/eu/" in job.name
+
+
+def test_a_state_store_that_cannot_keep_an_issued_id_does_not_fail_the_created_job(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job exists upstream once Vertex answered: the client gets that answer (a retry would make a second
+    job); the number it could not keep is then scanned when sent back, like any other."""
+    fake, gw, url, tmp = world
+
+    def broken(upstream: str, values: Any) -> None:
+        raise StateError("the state store is down", hint="-")
+
+    monkeypatch.setattr(gw.state, "issue", broken)
+    fake.job_numbers, numbers_after = iter([UNKEPT_CARD_LIKE_JOB_NUMBER]), fake.job_numbers
+    try:
+        train = upload(url, tmp, "unkept.jsonl", jsonl(gemini("Capital of Spain?", "Madrid.")))
+        job = vertex(url).tunings.tune(
+            base_model="gemini-2.5-flash", training_dataset=types.TuningDataset(gcs_uri=train)
+        )
+        assert job.name is not None and job.name.endswith(UNKEPT_CARD_LIKE_JOB_NUMBER)
+        with pytest.raises(genai_errors.ClientError) as err:
+            vertex(url).tunings.get(name=job.name)
+        assert err.value.code == 400
+    finally:
+        fake.job_numbers = numbers_after
 
 
 def test_a_project_number_listed_as_own_is_not_read_as_personal_data_in_a_path(world: Any) -> None:
