@@ -63,6 +63,8 @@ class ProtocolGuard(asyncio.Protocol):
     body_idle_timeout_s: ClassVar[float] = 60.0
     max_connections: ClassVar[int] = 1000
     max_header_bytes: ClassVar[int] = 32 * 1024
+    #: how long a connection refused with a final answer still reads (and drops) what the client sends
+    linger_s: ClassVar[float] = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cast(Any, super()).__init__(*args, **kwargs)
@@ -72,6 +74,8 @@ class ProtocolGuard(asyncio.Protocol):
         self._seen_cycle: object | None = None
         self._refused = False
         self._head_bytes = 0  # bytes of the current request head seen so far
+        self._lingering = False  # a final answer was written; what arrives now is dropped
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._head_tail = b""  # the last 3 bytes, to find a CRLFCRLF split across reads
 
     # -- timers ----------------------------------------------------------------------------------------
@@ -88,8 +92,7 @@ class ProtocolGuard(asyncio.Protocol):
         if self._awaiting_head and not self.transport.is_closing():
             self.logger.warning("closing a connection whose request head did not arrive in time")
             msg = f"the request head did not arrive within {self.header_timeout_s:g} s; the connection is closed"
-            self.transport.write(raw_response(408, "Request Timeout", _error(408, "request_timeout", msg)))
-            self.transport.close()
+            self._answer_and_close(raw_response(408, "Request Timeout", _error(408, "request_timeout", msg)))
 
     def _arm_body(self) -> None:
         self._cancel(self._body_timer)
@@ -106,8 +109,23 @@ class ProtocolGuard(asyncio.Protocol):
         self.logger.warning("closing a connection whose request body stalled")
         if not cycle.response_started:
             msg = f"no request body bytes arrived for {self.body_idle_timeout_s:g} s; the connection is closed"
-            self.transport.write(raw_response(408, "Request Timeout", _error(408, "request_timeout", msg)))
+            self._answer_and_close(raw_response(408, "Request Timeout", _error(408, "request_timeout", msg)))
+            return
         self.transport.close()
+
+    def _answer_and_close(self, raw: bytes) -> None:
+        """Write a final answer and close so that the client can read it. Closing a socket that still has
+        unread bytes from the client sends a reset, and a reset lets the client's kernel drop the answer
+        unread (CI saw a slow-loris client get ECONNRESET instead of its 408). So: the answer, then a
+        half-close (FIN after it), then what still arrives is dropped until the client closes or
+        ``linger_s`` has passed."""
+        self._lingering = True
+        self.transport.write(raw)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._linger_timer = self.loop.call_later(self.linger_s, self.transport.close)
+        else:  # TLS: no half-close
+            self.transport.close()
 
     def _after_events(self) -> None:
         if self.cycle is not self._seen_cycle and self.cycle is not None:
@@ -138,6 +156,7 @@ class ProtocolGuard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel(self._head_timer)
         self._cancel(self._body_timer)
+        self._cancel(self._linger_timer)
         if self._refused:
             return
         super().connection_lost(exc)
@@ -150,7 +169,7 @@ class ProtocolGuard(asyncio.Protocol):
         return size > self.max_header_bytes
 
     def data_received(self, data: bytes) -> None:
-        if self._refused or self.transport.is_closing():
+        if self._refused or self._lingering or self.transport.is_closing():
             return
         if self._awaiting_head:
             if self._head_timer is None:
@@ -159,8 +178,7 @@ class ProtocolGuard(asyncio.Protocol):
                 self.logger.warning("closing a connection whose request head is too large")
                 msg = f"the request head is larger than this gateway's limit of {self.max_header_bytes} bytes"
                 body = _error(431, "request_header_too_large", msg)
-                self.transport.write(raw_response(431, "Request Header Fields Too Large", body))
-                self.transport.close()
+                self._answer_and_close(raw_response(431, "Request Header Fields Too Large", body))
                 return
         super().data_received(data)
         self._after_events()
