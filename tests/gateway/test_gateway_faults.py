@@ -225,24 +225,20 @@ async def test_bad_json_answer_is_passed_on_and_nothing_admitted(gw: Gateway, up
     assert last["file_id"] is None and last["outcome"] == "forwarded"
 
 
+async def _upload_with_key(c: httpx.AsyncClient, key: str, data: bytes = GOOD) -> httpx.Response:
+    return await c.post(
+        "/openai/v1/files",
+        files={"file": ("t.jsonl", data)},
+        data={"purpose": "fine-tune"},
+        headers={"Idempotency-Key": key},
+    )
+
+
 async def test_idempotency_key_forwards_once_and_refuses_reuse(gw: Gateway, up: Upstream) -> None:
     up.on("POST", "/v1/files", ok_file)
     async with raw(gw) as c:
-        answers = [
-            await c.post(
-                "/openai/v1/files",
-                files={"file": ("t.jsonl", GOOD)},
-                data={"purpose": "fine-tune"},
-                headers={"Idempotency-Key": "upload-1"},
-            )
-            for _ in range(3)
-        ]
-        other = await c.post(
-            "/openai/v1/files",
-            files={"file": ("t.jsonl", jsonl(chat("x")))},
-            data={"purpose": "fine-tune"},
-            headers={"Idempotency-Key": "upload-1"},
-        )
+        answers = [await _upload_with_key(c, "upload-1") for _ in range(3)]
+        other = await _upload_with_key(c, "upload-1", jsonl(chat("x")))
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert len({a.content for a in answers}) == 1
     assert up.count("POST", "/v1/files") == 1
@@ -258,15 +254,7 @@ async def test_an_idempotency_key_is_not_scanned_since_only_its_digest_leaves(gw
     assert len(key) == 64
     up.on("POST", "/v1/files", ok_file)
     async with raw(gw) as c:
-        answers = [
-            await c.post(
-                "/openai/v1/files",
-                files={"file": ("t.jsonl", GOOD)},
-                data={"purpose": "fine-tune"},
-                headers={"Idempotency-Key": key},
-            )
-            for _ in range(2)
-        ]
+        answers = [await _upload_with_key(c, key) for _ in range(2)]
     assert [a.status_code for a in answers] == [200, 200] and up.count("POST", "/v1/files") == 1
     sent = up.calls[-1].headers["idempotency-key"]
     assert sent.startswith("bastion-") and "6585669831325548505" not in sent
