@@ -413,6 +413,10 @@ class Gateway:
                 type(exc).__name__,
             )
 
+    async def _note_issued_in(self, ex: Exchange, raw: bytes) -> None:
+        """:meth:`note_issued` for the ids ``ex.route.issued`` finds in a 2xx JSON answer."""
+        await self.note_issued(ex, await anyio.to_thread.run_sync(_issued_in, ex.route, raw))
+
     async def check_refs(self, ex: Exchange, doc: Any) -> list[Admitted]:
         """Every :class:`FileRef` of the route must name a file admitted for this upstream and client."""
         found: dict[str, Any] = {}
@@ -534,7 +538,7 @@ class Gateway:
         if status >= 400 or small or buffer or issues:
             raw = await read_limited(resp, MAX_RESPONSE, f"route {ex.route.name}")
             if issues:
-                await self.note_issued(ex, await anyio.to_thread.run_sync(_issued_in, ex.route, raw))
+                await self._note_issued_in(ex, raw)
             if status >= 400:
                 raw = await anyio.to_thread.run_sync(self.mask, raw)
                 code = _json_path(raw, "error", "code")
@@ -856,7 +860,7 @@ class Gateway:
                     object_id=created if safe else None,
                 )
                 if ex.route.issued is not None:
-                    await self.note_issued(ex, await anyio.to_thread.run_sync(_issued_in, ex.route, raw))
+                    await self._note_issued_in(ex, raw)
                 self.metrics.requests.labels(ex.upstream_name, ex.route.name, decision).inc()
                 return self.buffered_response(reply.response.status_code, raw, reply.response.headers)
             return await self.relay(ex, reply, decision, event="upstream_response", buffer=True)
