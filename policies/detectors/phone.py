@@ -15,7 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from phonenumbers import NumberParseException, PhoneMetadata, is_valid_number, parse
+from phonenumbers import (
+    NumberParseException,
+    PhoneMetadata,
+    ValidationResult,
+    is_possible_number_with_reason,
+    is_valid_number,
+    parse,
+)
 
 from bastion.policies.detectors.base import Detector, Hit, bounded
 from bastion.policies.detectors.context import glued_label, last_word_before
@@ -95,7 +102,7 @@ class PhoneDetector(Detector):
                 number = parse(written, region)
             except NumberParseException:
                 continue
-            if is_valid_number(number):
+            if is_valid_number(number) or (window[0] == "+" and _possible(number)):
                 return [Hit(start, end, self)]
         if _whole_value(text, start, end) and _E164_DIGITS.fullmatch(window):
             # A whole value that is only digits ("phone": 4915123456789, a JSON number scanned as its
@@ -136,6 +143,17 @@ class PhoneDetector(Detector):
             return []  # another kind of number is named just before: only an unmistakable phone
         digits = _NON_DIGITS.sub("", window)  # ("qty 030 901820"; not "Claim no. 0301234567")
         return [sc.region for sc in self._screens if sc.national_prefix and digits.startswith(sc.national_prefix)]
+
+
+def _possible(number: Any) -> bool:
+    """Whether a number written with ``+`` has a length its country's numbers have. libphonenumber's
+    validity follows the ranges its metadata knows to be allocated; a ``+`` and a country code already say
+    that the writer meant a phone number, and a range allocated after this metadata, or one it calls
+    unused, is still somebody's number (``+44 7700 900123``). Eight national digits at least: in countries
+    with numbers of any length (Germany's are 4 to 15 digits) a short run would be "possible" too."""
+    return (
+        len(str(number.national_number)) >= 8 and is_possible_number_with_reason(number) == ValidationResult.IS_POSSIBLE
+    )
 
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")

@@ -26,6 +26,8 @@ POSITIVES = [
     ("phone", "+44 20 7946 0958", ""),
     ("phone", "020 7946 0958", ""),
     ("phone", "+39 06 6982 2345", ""),
+    # written with "+": a possible length is enough (a range libphonenumber's metadata calls unused)
+    ("phone", "+44 7700 900123", ""),
     ("iban", "DE89 3704 0044 0532 0130 00", ""),
     ("iban", "DE89370400440532013000", ""),
     ("iban", "FR14 2004 1010 0505 0001 3M02 606", ""),
@@ -64,6 +66,7 @@ NEAR_MISSES = [
     ("email", "meet me (at) the station"),  # no dot in the "domain"
     ("email", "anna at example dot com"),  # a bare "at" is prose, not an address
     ("phone", "+49 30 12"),
+    ("phone", "+49 10 12345"),  # a possible length in Germany, but not valid and under eight national digits
     ("phone", "123456"),
     ("phone", "0000 000000"),
     ("phone", "2024-11-25"),
