@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
+from bastion.policies.detectors.candidates import ALNUM_PREFILTER
 from bastion.policies.detectors.normalize import hyperscan_class, raw_needs_view
 
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
@@ -31,11 +32,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
     "email_at": rb"[\[({<] ?(?:[Aa][Tt]|@) ?[\])}>]",
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
-    "alnum": (
-        rb"[A-Z](?:[0-9]{7}-?[A-Z]"
-        rb"|[A-Z]{5}[0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]"
-        rb"|[A-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])"
-    ),
+    "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
@@ -64,7 +61,8 @@ def _shape_table() -> bytes:
 # is not). Each screen is a necessary condition for its candidate pattern on the normalised view, for texts
 # whose view is the text itself (the engine checks that first): "iban" needs two letters, two digits and ten
 # more letters or digits (single separators between them), "alnum" a capital followed by seven digits,
-# five capitals, or a capital and two digits (a NINO's prefix), "number" three digits each separated by at
+# five capitals, or a capital and two digits (a NINO's prefix), or the digit-led tail of a code in small
+# letters (six digits and a letter; "00a00a000a" of a codice fiscale), "number" three digits each separated by at
 # most eight separator characters.
 SHAPE_TABLE = _shape_table()
 
@@ -73,16 +71,23 @@ class Screen(NamedTuple):
     table: bytes
     pattern: re.Pattern[bytes]
     confirm: re.Pattern[bytes] | None = None  # a slower, stricter screen for what passes ``pattern``
+    # screens that pass on their own (one alternation of different first characters is far slower in ``re``
+    # than a pattern led by a literal, each tried in turn)
+    alternatives: tuple[re.Pattern[bytes], ...] = ()
 
     def search(self, mapped: bytes) -> bool:
         if self.pattern.search(mapped) is None:
-            return False
+            return any(alt.search(mapped) is not None for alt in self.alternatives)
         return self.confirm is None or self.confirm.search(mapped) is not None
 
 
 SCREENS: dict[str, Screen] = {
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
-    "alnum": Screen(SHAPE_TABLE, re.compile(rb"A(?:0{7}|A{5}|As?00)")),
+    "alnum": Screen(
+        SHAPE_TABLE,
+        re.compile(rb"A(?:0{7}|A{5}|As?00)"),
+        alternatives=(re.compile(rb"000000s?[Aa]"), re.compile(rb"00a00a000a")),
+    ),
     "number": Screen(SHAPE_TABLE, re.compile(rb"0(?:[s(]{0,8}0){2}")),
 }
 

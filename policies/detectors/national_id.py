@@ -107,8 +107,10 @@ class NationalIdDetector(Detector):
         if not (digit_bounded(text, start, end) if kind == "number" else bounded(text, start, end)):
             return []
         words: list[Label] | None = None  # looked up once, when a scheme or the decision needs them
+        # letter-led codes in any case ("x2482300w"): their shapes and validators are written for capitals
+        shaped = window.upper() if kind == "alnum" else window
         for name, scheme, is_valid in self.schemes:
-            if scheme.kind != kind or not scheme.shape.fullmatch(window):
+            if scheme.kind != kind or not scheme.shape.fullmatch(shaped):
                 continue
             if scheme.needs_word:
                 words = words_before(text, start) if words is None else words

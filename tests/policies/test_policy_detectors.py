@@ -42,6 +42,12 @@ POSITIVES = [
     ("national_id", "2 95 10 99 126 111 93", "fr.nir"),
     ("national_id", "54362315K", "es.dni"),
     ("national_id", "X2482300W", "es.nie"),
+    ("national_id", "X2482300w", "es.nie"),  # letter-led codes in small letters, or with a small check letter
+    ("national_id", "x2482300w", "es.nie"),
+    ("national_id", "rccmnl83s18d969h", "it.codicefiscale"),
+    ("national_id", "RCCMNL83S18D969h", "it.codicefiscale"),
+    ("national_id", "ab123456c", "gb.nino"),
+    ("national_id", "AB 12 34 56 c", "gb.nino"),
     ("national_id", "RCCMNL83S18D969H", "it.codicefiscale"),
     ("national_id", "111222333", "nl.bsn"),
     ("national_id", "85.07.30-033.28", "be.nn"),
@@ -80,6 +86,9 @@ NEAR_MISSES = [
     ("national_id", "2 95 10 99 126 111 94"),
     ("national_id", "54362315L"),
     ("national_id", "X2482300A"),
+    ("national_id", "x2482300a"),
+    ("national_id", "rccmnl83s18d969x"),
+    ("national_id", "at 12 34 56 a"),  # a NINO in small letters is taken only written compact: this is prose
     ("national_id", "RCCMNL83S18D969X"),
     ("national_id", "111222334"),
     ("national_id", "85.07.30-033.29"),

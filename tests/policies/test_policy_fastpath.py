@@ -126,6 +126,7 @@ _id_pieces = st.sampled_from(
         "4111 1111 1111 1111", "X2482300W", "12345678Z", "RCCMNL83S18D969H", "fe80::1", "::", "8.8.8.8", "2024",
         "\ud800", "\u00a0", " ", "(", ")", "-", ".", "/", ":", "@", "A", "Z", "0", "9", "é",
         "ana (at) example (dot) es", "[at]", " (AT) ", "[@]", "{dot}", "\u0301", "\u20dd", "u\u0308",
+        "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "x", "c",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -163,6 +164,10 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("X1234567-Z", False)
 @example("DE89 3704 0044 0532 0130 00", True)
 @example("ABCDEF12A34B567C", False)
+@example("x2482300w", False)
+@example("x2482300-w", False)
+@example("abcdef12a34b567c", False)
+@example("ab123456c", False)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
 @example("\u0301DE89 3704 0044 0532 0130 00", False)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
@@ -172,6 +177,19 @@ def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -
     except UnicodeEncodeError:
         return  # not a line the scanner can get (it decodes valid UTF-8)
     assert RE_ONLY.may_contain_line(raw, data) == RE_ONLY.may_contain(raw)
+
+
+@pytest.mark.parametrize("value", ["x2482300w", "X2482300w", "x2482300-W", "rccmnl83s18d969h", "ab123456c"])
+@pytest.mark.parametrize("prefilter", ["re", "auto"])
+def test_codes_in_small_letters_pass_every_pre_filter(value: str, prefilter: str) -> None:
+    """A letter-led id in small letters: the byte-shape screens (no Hyperscan) and Hyperscan's digit-led
+    tails both let its line through to the scan, in a JSONL file as in a record."""
+    engine = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter=prefilter)  # type: ignore[arg-type]
+    line = json.dumps({"messages": [{"role": "user", "content": f"mi NIE/CF/NINO: {value}, grazie"}]})
+    assert engine.may_contain_line(line, line.encode())
+    out, _ = scan_bytes(engine, (line + "\n").encode())
+    assert value not in out.decode() and "[NATIONAL_ID]" in out.decode()
+    assert [f.entity for f in engine.scan_record(json.loads(line)).findings] == ["NATIONAL_ID"]
 
 
 def test_the_fast_path_knobs_are_public() -> None:
