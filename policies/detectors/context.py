@@ -41,7 +41,10 @@ _WORDS: dict[Label, str] = {
     ),
     "id": (
         r"id|ident|identification|identity|identidad|identificación|identidade|identificação|identité|"
-        r"identità|identiteit|identitet|tożsamości|national id|tax id|personal id|ausweis|personalausweis"
+        r"identità|identiteit|identitet|tożsamości|national id|tax id|personal id|ausweis|personalausweis|"
+        # the names of national personal numbers whose checks alone prove too little (see national_id.py)
+        r"oib|cpr|cpr-nr|cpr-nummer|svnr|vsnr|sozialversicherungsnummer|versicherungsnummer|egn|егн|"
+        r"asmens kodas|personas kods|isikukood|emšo|emso|cnp|amka|fødselsnummer|personnummer|rodné číslo"
     ),
     "ssn": r"ssn|social security|soc\.? sec",
     "nif": r"nif|contribuinte|número fiscal|numero fiscal|n\.?º? fiscal|nipc",

@@ -12,18 +12,29 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from stdnum.at import vnr
 from stdnum.be import nn
+from stdnum.bg import egn
+from stdnum.cz import rc
 from stdnum.de import idnr
+from stdnum.dk import cpr
+from stdnum.ee import ik
 from stdnum.es import dni, nie
 from stdnum.fi import hetu
 from stdnum.fr import nir
 from stdnum.gb import nhs
+from stdnum.gr import amka
+from stdnum.hr import oib
 from stdnum.ie import pps
 from stdnum.it import codicefiscale
+from stdnum.lt import asmens
 from stdnum.nl import bsn
+from stdnum.no import fodselsnummer
 from stdnum.pl import pesel
 from stdnum.pt import nif
+from stdnum.ro import cnp
 from stdnum.se import personnummer
+from stdnum.si import emso
 from stdnum.us import ssn
 
 from bastion.policies.detectors import gb_nino
@@ -40,6 +51,10 @@ class Scheme(NamedTuple):
     #: one in eleven is a valid Portuguese NIF): only with one of these labelling words before it ("SSN";
     #: "NIF" or a word for an identity number)
     needs_word: tuple[Label, ...] = ()
+    #: not when the closest labelling word before it is a business one ("EAN", "order", "invoice"): for
+    #: schemes whose numbers look like barcodes or order numbers (13 digits: an EAN-13 passes the Romanian
+    #: CNP's checks 0.17 % of the time)
+    business_veto: bool = False
 
 
 def _shape(pattern: str) -> re.Pattern[str]:
@@ -79,10 +94,31 @@ SCHEMES: dict[str, Scheme] = {
         gb_nino, "alnum", _shape(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]"), "UK National Insurance number"
     ),
     "pt.nif": Scheme(nif, "number", _shape(rf"\d{{3}}{_S}\d{{3}}{_S}\d{{3}}"), "Portuguese NIF", ("nif", "id")),
+    # More of the EU's (and Norway's) personal numbers. Measured on 20,000 random digit runs of each length,
+    # these pass their checks 0.1-0.35 % of the time, as often as the German IdNr (0.3 %); written with the
+    # separator their form has, the Czech/Slovak birth number ("YYMMDD/SSSS") is unmistakable.
+    "ro.cnp": Scheme(cnp, "number", _shape(r"\d{13}"), "Romanian personal numerical code (CNP)", business_veto=True),
+    "si.emso": Scheme(emso, "number", _shape(r"\d{13}"), "Slovenian EMŠO", business_veto=True),
+    "ee.ik": Scheme(ik, "number", _shape(r"\d{11}"), "Estonian isikukood", business_veto=True),
+    "gr.amka": Scheme(amka, "number", _shape(r"\d{11}"), "Greek social security number (AMKA)", business_veto=True),
+    "no.fodselsnummer": Scheme(
+        fodselsnummer, "number", _shape(r"\d{6} ?\d{5}"), "Norwegian fødselsnummer", business_veto=True
+    ),
+    "cz.rc": Scheme(rc, "number", _shape(r"\d{6}/\d{3,4}"), "Czech or Slovak birth number (rodné číslo)"),
+    # These pass far too often by chance as bare digits (Croatian OIB 9.9 %, Austrian SVNR 8.3 %, Danish CPR,
+    # which has no check digit any more, 3.3 %, Lithuanian 1.3 %, Bulgarian EGN 1.2 %): only after a word
+    # for an identity number ("OIB", "CPR-nr.", "EGN", "SVNR", "asmens kodas", "ID", ...).
+    "hr.oib": Scheme(oib, "number", _shape(r"\d{11}"), "Croatian OIB", ("id",)),
+    "at.vnr": Scheme(vnr, "number", _shape(r"\d{4} ?\d{6}"), "Austrian social insurance number (SVNR)", ("id",)),
+    "dk.cpr": Scheme(cpr, "number", _shape(r"\d{6}-?\d{4}"), "Danish CPR number", ("id",)),
+    "lt.asmens": Scheme(asmens, "number", _shape(r"\d{11}"), "Lithuanian asmens kodas", ("id",)),
+    "bg.egn": Scheme(egn, "number", _shape(r"\d{10}"), "Bulgarian EGN", ("id",)),
 }
 # Schemes whose separators carry no meaning: validated on the digits alone (the Swedish and Finnish
 # separators encode the century, and the others' validators take the written form as it is).
-_COMPACT = frozenset({"de.idnr", "fr.nir", "nl.bsn", "be.nn", "gb.nhs", "pl.pesel", "pt.nif"})
+_COMPACT = frozenset(
+    {"de.idnr", "fr.nir", "nl.bsn", "be.nn", "gb.nhs", "pl.pesel", "pt.nif", "no.fodselsnummer", "at.vnr"}
+)
 _SEPARATORS = re.compile(r"[ ./\-]")
 
 
@@ -127,6 +163,12 @@ class NationalIdDetector(Detector):
                 if start > 0 and text[start - 1].isalpha():
                     words = words_before(text, start) if words is None else words
                     if "business" in words:
+                        return []
+                if scheme.business_veto:
+                    # a number a business word names ("EAN 4000921088381"), with no word for an identity
+                    # number after it, is that business number
+                    words = words_before(text, start) if words is None else words
+                    if words and words[-1] == "business":
                         return []
             return [Hit(start, end, self, name)]
         return []

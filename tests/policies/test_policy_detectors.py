@@ -57,6 +57,12 @@ POSITIVES = [
     ("national_id", "44051401359", "pl.pesel"),
     ("national_id", "131052-308T", "fi.hetu"),
     ("national_id", "6433435F", "ie.pps"),
+    ("national_id", "1800101221144", "ro.cnp"),
+    ("national_id", "0101006500006", "si.emso"),
+    ("national_id", "37605030299", "ee.ik"),
+    ("national_id", "01013099997", "gr.amka"),
+    ("national_id", "15076500565", "no.fodselsnummer"),
+    ("national_id", "736028/5163", "cz.rc"),
     ("ip_address", "8.8.8.8", "ipv4"),
     ("ip_address", "192.168.1.10", "ipv4"),
     ("ip_address", "2001:4860:4860::8888", "ipv6"),
@@ -99,6 +105,9 @@ NEAR_MISSES = [
     ("national_id", "44051401358"),
     ("national_id", "131052-308U"),
     ("national_id", "6433435E"),
+    ("national_id", "1800101221145"),
+    ("national_id", "736028/5164"),
+    ("national_id", "94577403194"),  # a valid Croatian OIB, but bare 11 digits pass its check one time in ten
     ("ip_address", "256.1.1.1"),
     ("ip_address", "1.2.3"),
     ("ip_address", "01.02.03.04"),
@@ -149,6 +158,28 @@ def test_phone_regions_limit_national_formats() -> None:
     assert len(engine_for("phone", regions=["FR"]).find("06 12 34 56 78")) == 1
     # ...but international format always is.
     assert len(engine_for("phone", regions=["DE"]).find("+33 6 12 34 56 78")) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "scheme"),
+    [
+        ("OIB: 94577403194", "94577403194", "hr.oib"),
+        ("SVNR 1237 010180", "1237 010180", "at.vnr"),
+        ("CPR-nr. 211062-5629", "211062-5629", "dk.cpr"),
+        ("asmens kodas 90542799748", "90542799748", "lt.asmens"),  # (one also valid in Estonia is ee.ik)
+        ("EGN 7523169263", "7523169263", "bg.egn"),
+    ],
+)
+def test_weak_national_schemes_need_their_word(text: str, value: str, scheme: str) -> None:
+    engine = engine_for("national_id")
+    assert [(text[h.start : h.end], h.scheme) for h in engine.find(text)] == [(value, scheme)]
+    assert engine.find(f"Nr {value}") == []
+
+
+def test_a_13_digit_number_named_a_barcode_is_not_a_personal_number() -> None:
+    engine = engine_for("national_id", schemes=["ro.cnp"])
+    assert engine.find("EAN 4000921088381") == []  # passes the CNP's checks, but an EAN names it
+    assert [h.scheme for h in engine.find("CNP 4000921088381")] == ["ro.cnp"]
 
 
 def test_national_id_schemes_can_be_restricted() -> None:

@@ -61,9 +61,10 @@ BAD_POLICIES = [
     ),
     (
         "name: t\ndetectors:\n  - {id: x, type: national_id, schemes: [de.passport]}\n",
-        "p.yaml:3: detectors[0].schemes: unknown national id scheme(s) de.passport; known: be.nn, de.idnr, es.dni, "
-        "es.nie, fi.hetu, fr.nir, gb.nhs, gb.nino, ie.pps, it.codicefiscale, nl.bsn, pl.pesel, pt.nif, "
-        "se.personnummer, us.ssn, us.ssn.compact",
+        "p.yaml:3: detectors[0].schemes: unknown national id scheme(s) de.passport; known: at.vnr, be.nn, bg.egn, "
+        "cz.rc, de.idnr, dk.cpr, ee.ik, es.dni, es.nie, fi.hetu, fr.nir, gb.nhs, gb.nino, gr.amka, hr.oib, ie.pps, "
+        "it.codicefiscale, lt.asmens, nl.bsn, no.fodselsnummer, pl.pesel, pt.nif, ro.cnp, se.personnummer, si.emso, "
+        "us.ssn, us.ssn.compact",
     ),
     (
         "name: t\nresidency:\n  - id: r\n    classifications: [personal]\n    jurisdictions: [eu]\n",
