@@ -76,9 +76,9 @@ class Screen(NamedTuple):
     alternatives: tuple[re.Pattern[bytes], ...] = ()
 
     def search(self, mapped: bytes) -> bool:
-        if self.pattern.search(mapped) is None:
-            return any(alt.search(mapped) is not None for alt in self.alternatives)
-        return self.confirm is None or self.confirm.search(mapped) is not None
+        if self.pattern.search(mapped) is not None and (self.confirm is None or self.confirm.search(mapped)):
+            return True
+        return any(alt.search(mapped) is not None for alt in self.alternatives)
 
 
 SCREENS: dict[str, Screen] = {
