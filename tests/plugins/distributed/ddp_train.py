@@ -206,6 +206,13 @@ def main() -> None:
         "log_history": trainer.state.log_history,
     }
     (REPORT_DIR / f"rank{args.process_index}.json").write_text(json.dumps(report, indent=1, default=str))
+    # As PyTorch asks of every distributed script: without it, gloo's worker threads can still hold work
+    # when the interpreter is torn down, and the rank then dies with SIGABRT ("terminate called without an
+    # active exception", pytorch/pytorch#190489) after everything above has finished (seen once in a .ci/run).
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
