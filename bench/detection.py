@@ -122,7 +122,14 @@ def presidio_analyzer(mode: str) -> tuple[Any, dict[str, str], list[str]]:
     return engine, mapping, sorted(mapping)
 
 
-def presidio_pass(mode: str, rows: list[dict[str, Any]]) -> Callable[[], tuple[list[list[dict[str, Any]]], float]]:
+Pass = Callable[[], tuple[list[list[dict[str, Any]]], float]]  # one timed pass: findings per record, CPU-s
+
+
+def _finding(message: int, start: int, end: int, entity: str) -> dict[str, Any]:
+    return {"path": f"messages[{message}].content", "start": start, "end": end, "entity": entity}
+
+
+def presidio_pass(mode: str, rows: list[dict[str, Any]]) -> Pass:
     """One pass of Presidio over every message, one ``analyze`` call per message (the analyzer is built,
     and its models loaded, once: not timed)."""
     analyzer, mapping, entities = presidio_analyzer(mode)
@@ -136,23 +143,14 @@ def presidio_pass(mode: str, rows: list[dict[str, Any]]) -> Callable[[], tuple[l
             found = []
             for i, msg in enumerate(row["record"]["messages"]):
                 for r in analyzer.analyze(msg["content"], language="en", entities=entities):
-                    found.append(
-                        {
-                            "path": f"messages[{i}].content",
-                            "start": r.start,
-                            "end": r.end,
-                            "entity": mapping[r.entity_type],
-                        }
-                    )
+                    found.append(_finding(i, r.start, r.end, mapping[r.entity_type]))
             out.append(found)
         return out, _cpu() - t0
 
     return one_pass
 
 
-def presidio_batch_pass(
-    mode: str, rows: list[dict[str, Any]]
-) -> Callable[[], tuple[list[list[dict[str, Any]]], float]]:
+def presidio_batch_pass(mode: str, rows: list[dict[str, Any]]) -> Pass:
     """One pass of Presidio's own batch API (``BatchAnalyzerEngine.analyze_iterator``: spaCy's ``nlp.pipe``
     over all messages, batch size 64): its fastest way through the same texts."""
     from presidio_analyzer import BatchAnalyzerEngine
@@ -171,15 +169,10 @@ def presidio_batch_pass(
         out: list[list[dict[str, Any]]] = [[] for _ in rows]
         for (k, i), found in zip(where, results, strict=True):
             for r in found:
-                out[k].append(
-                    {"path": f"messages[{i}].content", "start": r.start, "end": r.end, "entity": mapping[r.entity_type]}
-                )
+                out[k].append(_finding(i, r.start, r.end, mapping[r.entity_type]))
         return out, cpu
 
     return one_pass
-
-
-Pass = Callable[[], tuple[list[list[dict[str, Any]]], float]]
 
 
 def interleaved_runs(passes: dict[str, Pass], runs: int) -> dict[str, tuple[list[list[dict[str, Any]]], list[float]]]:
