@@ -8,6 +8,7 @@ of birth) is valid, so arbitrary numbers of the right length are not reported.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -122,6 +123,18 @@ _COMPACT = frozenset(
 _SEPARATORS = re.compile(r"[ ./\-]")
 
 
+def _width(shape: re.Pattern[str]) -> tuple[int, int]:
+    """The shortest and longest text ``shape`` can match (from the regex parser; any length if the parser
+    cannot tell)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]  # (sre_parse before Python 3.11)
+
+        low, high = _parser.parse(shape.pattern, shape.flags).getwidth()
+    except Exception:  # pragma: no cover - a Python whose parser is laid out otherwise
+        return 0, sys.maxsize
+    return int(low), int(high)
+
+
 class NationalIdDetector(Detector):
     entity = "NATIONAL_ID"
     candidate_kinds = ("number", "alnum")
@@ -134,6 +147,21 @@ class NationalIdDetector(Detector):
         self.schemes: list[tuple[str, Scheme, Callable[[str], bool]]] = [
             (name, SCHEMES[name], SCHEMES[name].module.is_valid) for name in names
         ]
+        # the schemes a window of a kind and length can match, in the policy's order (most windows fit
+        # none or a few of the 25 shapes: a shape is tried only where its length allows)
+        self._fitting: dict[tuple[str, int], list[tuple[str, Scheme, Callable[[str], bool]]]] = {}
+        self._widths = [_width(scheme.shape) for _, scheme, _ in self.schemes]
+
+    def _schemes_for(self, kind: str, length: int) -> list[tuple[str, Scheme, Callable[[str], bool]]]:
+        fitting = self._fitting.get((kind, length))
+        if fitting is None:
+            fitting = [
+                entry
+                for entry, (low, high) in zip(self.schemes, self._widths, strict=True)
+                if entry[1].kind == kind and low <= length <= high
+            ]
+            self._fitting[(kind, length)] = fitting
+        return fitting
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         window = text[start:end]
@@ -145,8 +173,8 @@ class NationalIdDetector(Detector):
         words: list[Label] | None = None  # looked up once, when a scheme or the decision needs them
         # letter-led codes in any case ("x2482300w"): their shapes and validators are written for capitals
         shaped = window.upper() if kind == "alnum" else window
-        for name, scheme, is_valid in self.schemes:
-            if scheme.kind != kind or not scheme.shape.fullmatch(shaped):
+        for name, scheme, is_valid in self._schemes_for(kind, len(shaped)):
+            if not scheme.shape.fullmatch(shaped):
                 continue
             if scheme.needs_word:
                 words = words_before(text, start) if words is None else words
