@@ -4,6 +4,8 @@ not match (checksum-invalid, too short, wrong shape)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from policy_helpers import engine_for
 
 # (detector type, text, expected scheme or "" ) -> must be found exactly as written
@@ -223,3 +225,40 @@ def test_several_entities_in_one_string_do_not_overlap() -> None:
         ("ES91 2100 0418 4502 0005 1332", "IBAN"),
         ("54362315K", "NATIONAL_ID"),
     ]
+
+
+# -- the national id detector tries a scheme's shape only on windows of a length it can match ------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_written_form_of_a_scheme_reaches_its_shape(data: st.DataObject) -> None:
+    """Each scheme's shape is tried only on windows whose length it can match (read off the regex); a window
+    of any form the shape accepts must still reach it."""
+    from bastion.policies.detectors.national_id import SCHEMES
+    from bastion.policies.detectors.national_id import NationalIdDetector as Detector
+    from bastion.policies.model import NationalIdDetector as Spec
+
+    detector = Detector(Spec(id="ids", type="national_id", action="redact"))
+    name = data.draw(st.sampled_from(sorted(SCHEMES)))
+    scheme = SCHEMES[name]
+    window = data.draw(st.from_regex(scheme.shape, fullmatch=True))
+    assert name in [n for n, _, _ in detector._schemes_for(scheme.kind, len(window))]
+    assert all(s.kind == scheme.kind for _, s, _ in detector._schemes_for(scheme.kind, len(window)))
+
+
+@pytest.mark.parametrize(
+    ("text", "ibans"),
+    [
+        # after a digit run the next candidate is looked for after the next letter, not at every digit
+        ("4111111111111111 DE89370400440532013000", ["DE89370400440532013000"]),
+        ("41111111111111119999 DE89 3704 0044 0532 0130 00.", ["DE89 3704 0044 0532 0130 00"]),
+        ("1Z999AA10123456784 NL91ABNA0417164300", ["NL91ABNA0417164300"]),
+        ("12345678901234-GB82WEST12345698765432 x", ["GB82WEST12345698765432"]),
+        ("ref 98765432109876 / 12345678901234 FR1420041010050500013M02606", ["FR1420041010050500013M02606"]),
+        ("DE89370400440532013000 NL91ABNA0417164300", ["DE89370400440532013000", "NL91ABNA0417164300"]),
+        ("0123456789012345678901234567890123456789", []),
+    ],
+)
+def test_ibans_after_long_digit_runs(text: str, ibans: list[str]) -> None:
+    assert [text[h.start : h.end] for h in engine_for("iban").find(text)] == ibans
