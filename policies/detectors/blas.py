@@ -2,13 +2,13 @@
 
 thinc (spaCy's neural network library) multiplies matrices with blis. On the machines this project is
 measured on (x86-64, AMD EPYC), blis's kernels reach about 34 GFLOP/s per core on the NER model's shapes,
-the OpenBLAS that numpy's wheels bundle 90-100 on one thread: the English model's token-to-vector layers
-over the detection corpus's windows went from 0.37 to 0.25 CPU-s, with the same entities
-(``bench/detection.py``; ``tests/policies/detectors/test_detect_ner.py``).
+the OpenBLAS that numpy's wheels bundle 90-100 on one thread: the English model over the detection
+corpus's windows went from 0.37 to 0.25 CPU-s (the French one from 0.08 to 0.05), with the same entities
+(``bench/detection.py``; ``tests/policies/detectors/test_blas.py``).
 
 On more threads OpenBLAS spends more CPU time than it saves on these small products (the same run took
-0.47 CPU-s with numpy's default of one thread per core), so the products run with numpy's BLAS limited to
-one thread, and only while a model runs: :func:`numpy_blas` finds numpy's own BLAS library through
+0.47-0.54 CPU-s with numpy's default of one thread per core), so the products run with numpy's BLAS
+limited to one thread, and only while a model runs: :func:`numpy_blas` finds numpy's own BLAS library through
 threadpoolctl and limits that library alone (another library's BLAS, such as PyTorch's, is left as it is).
 Where that library cannot be found (numpy built against a system BLAS, threadpoolctl not installed), the
 models keep thinc's own operations.
