@@ -19,6 +19,7 @@ numpy is imported only by callers that run spaCy (the ``ner`` extra), never by t
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -51,15 +52,31 @@ def _matmul_ops_class() -> type:
 
 class OneThread:
     """Limits numpy's own BLAS library to one thread while in a ``with`` block (about 8 us to enter and
-    leave); the limit is the library's, for the whole process, and is put back on leaving."""
+    leave). The limit is the library's, for the whole process: with models running in several threads at
+    once, the first to enter sets it and the last to leave puts the library's own setting back (each
+    setting its own limit, a thread leaving could restore the other's limit for good, and the library's
+    thread count would change while the other multiplies)."""
 
     def __init__(self, controller: Any) -> None:
         self._controller = controller
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._limiter: Any = None
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        with self._controller.limit(limits=1):
+        with self._lock:
+            if self._inside == 0:
+                self._limiter = self._controller.limit(limits=1)
+            self._inside += 1
+        try:
             yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    self._limiter.restore_original_limits()
+                    self._limiter = None
 
 
 @cache

@@ -85,3 +85,50 @@ def test_numpys_blas_is_on_one_thread_only_while_a_model_runs() -> None:
         with blas():
             assert threads() == 1
         assert threads() == 2
+
+
+def test_overlapping_model_runs_set_the_limit_once_and_put_it_back_once() -> None:
+    """Models in several threads at once: the first to enter sets the limit, the last to leave puts the
+    library's own setting back (each setting its own, one leaving would restore the other's limit for good).
+    The controller here records what OneThread asks of it; the real library's limit is checked above."""
+    import threading
+
+    from bastion.policies.detectors.blas import OneThread
+
+    calls: list[str] = []
+
+    class Limiter:
+        def restore_original_limits(self) -> None:
+            calls.append("restore")
+
+    class Controller:
+        def limit(self, *, limits: int) -> Limiter:
+            calls.append(f"limit {limits}")
+            return Limiter()
+
+    one_thread = OneThread(Controller())
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:  # enters first, leaves while the second is still inside
+        with one_thread():
+            a_in.set()
+            assert b_in.wait(10)
+            calls.append("first inside")
+        a_out.set()
+
+    def second() -> None:
+        assert a_in.wait(10)
+        with one_thread():
+            b_in.set()
+            assert a_out.wait(10)
+            calls.append("second inside, first gone")
+
+    workers = [threading.Thread(target=first), threading.Thread(target=second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert calls == ["limit 1", "first inside", "second inside, first gone", "restore"]
+    with one_thread():
+        pass
+    assert calls[-2:] == ["limit 1", "restore"]
