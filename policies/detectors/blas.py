@@ -99,10 +99,14 @@ def numpy_blas() -> OneThread | None:
 
 
 def use_ops(nlp: Any, ops: Any) -> None:
-    """Give every layer of every component of a loaded spaCy pipeline ``ops`` (a pipeline built under
-    ``thinc.api.set_current_ops`` still has a few layers made with the default operations)."""
+    """Give ``ops`` to every layer of a loaded spaCy pipeline that has thinc's plain CPU operations
+    (``NumpyOps``). Layers on other operations keep them: a GPU's (``CupyOps``, after ``spacy.prefer_gpu()``),
+    Apple's Accelerate (``AppleOps``) or anything a user registered."""
+    from thinc.api import NumpyOps
+
     for _, component in nlp.pipeline:
         model = getattr(component, "model", None)
         if model is not None and hasattr(model, "walk"):
             for node in model.walk():
-                node.ops = ops
+                if type(node.ops) is NumpyOps:
+                    node.ops = ops

@@ -148,7 +148,7 @@ class NationalIdDetector(Detector):
             (name, SCHEMES[name], SCHEMES[name].module.is_valid) for name in names
         ]
         # the schemes a window of a kind and length can match, in the policy's order (most windows fit
-        # none or a few of the 25 shapes: a shape is tried only where its length allows)
+        # none or a few of the 27 shapes: a shape is tried only where its length allows)
         self._fitting: dict[tuple[str, int], list[tuple[str, Scheme, Callable[[str], bool]]]] = {}
         self._widths = [_width(scheme.shape) for _, scheme, _ in self.schemes]
 

@@ -132,3 +132,25 @@ def test_overlapping_model_runs_set_the_limit_once_and_put_it_back_once() -> Non
     with one_thread():
         pass
     assert calls[-2:] == ["limit 1", "restore"]
+
+
+@needs_spacy
+def test_layers_on_other_operations_keep_them() -> None:
+    """Only thinc's plain CPU operations are replaced: a GPU's or Apple's (subclasses, or others) stay."""
+    import spacy
+    from thinc.api import NumpyOps
+
+    from bastion.policies.detectors.blas import matmul_ops, use_ops
+
+    class OtherOps(NumpyOps):  # type: ignore[misc]
+        name = "other"
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec")
+    nlp.initialize()
+    layers = list(nlp.get_pipe("tok2vec").model.walk())
+    other = OtherOps()
+    layers[0].ops = other
+    use_ops(nlp, matmul_ops())
+    assert layers[0].ops is other
+    assert {type(node.ops).__name__ for node in layers[1:]} == {"MatmulOps"}
