@@ -42,6 +42,7 @@ _SEP = "\x00"
 _MAX_DIGITS = 19
 _NEAR = 10  # margin around a placeholder within which a re-scan validates candidates
 _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may start (quoted local part)
+_ASCII_LETTER = re.compile("[A-Za-z]")  # an IBAN candidate needs two before it
 _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
@@ -681,9 +682,6 @@ class PolicyEngine:
 
     def rank(self, classification: str) -> int:
         return self._rank[classification]
-
-
-_ASCII_LETTER = re.compile("[A-Za-z]")
 
 
 def _json_copy(value: Any) -> Any:

@@ -135,6 +135,9 @@ def _width(shape: re.Pattern[str]) -> tuple[int, int]:
     return int(low), int(high)
 
 
+_WIDTHS: dict[str, tuple[int, int]] = {name: _width(scheme.shape) for name, scheme in SCHEMES.items()}
+
+
 class NationalIdDetector(Detector):
     entity = "NATIONAL_ID"
     candidate_kinds = ("number", "alnum")
@@ -150,15 +153,14 @@ class NationalIdDetector(Detector):
         # the schemes a window of a kind and length can match, in the policy's order (most windows fit
         # none or a few of the 27 shapes: a shape is tried only where its length allows)
         self._fitting: dict[tuple[str, int], list[tuple[str, Scheme, Callable[[str], bool]]]] = {}
-        self._widths = [_width(scheme.shape) for _, scheme, _ in self.schemes]
 
     def _schemes_for(self, kind: str, length: int) -> list[tuple[str, Scheme, Callable[[str], bool]]]:
         fitting = self._fitting.get((kind, length))
         if fitting is None:
             fitting = [
                 entry
-                for entry, (low, high) in zip(self.schemes, self._widths, strict=True)
-                if entry[1].kind == kind and low <= length <= high
+                for entry in self.schemes
+                if entry[1].kind == kind and _WIDTHS[entry[0]][0] <= length <= _WIDTHS[entry[0]][1]
             ]
             self._fitting[(kind, length)] = fitting
         return fitting
