@@ -262,3 +262,46 @@ def test_every_written_form_of_a_scheme_reaches_its_shape(data: st.DataObject) -
 )
 def test_ibans_after_long_digit_runs(text: str, ibans: list[str]) -> None:
     assert [text[h.start : h.end] for h in engine_for("iban").find(text)] == ibans
+
+
+# IBANs, digit runs, letters (ASCII and not) and separators to glue into texts
+IBAN_PIECES = [
+    "DE89370400440532013000",
+    "DE89 3704 0044 0532 0130 00",
+    "GB82WEST12345698765432",
+    "ÄB89370400440532013000",
+    "4111111111111111",
+    "1Z999AA1012345678",
+    "DE",
+    "89",
+    "12",
+    "0",
+    "ab",
+    "Ä",
+    "x",
+    " ",
+    "-",
+    ".",
+]
+_IBAN_ENGINE = engine_for("iban")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(IBAN_PIECES), max_size=8))
+def test_iban_pass_finds_what_trying_every_position_finds(parts: list[str]) -> None:
+    """The IBAN pass skips ahead to the next ASCII letter after a candidate without two letters before it; it
+    must find exactly what the plain loop finds, which tries the next position after every miss."""
+    from bastion.policies.detectors.candidates import COMPILED
+
+    text = "".join(parts)
+    detector = _IBAN_ENGINE.detectors[0]
+    expected: list[tuple[int, int]] = []
+    pos = 0
+    while (tail := COMPILED["iban"].search(text, pos)) is not None:
+        s = tail.start() - 2
+        hits = []
+        if s >= 0 and text[s : s + 2].isascii() and text[s : s + 2].isalpha():
+            hits = detector.validate(text, s, tail.end(), "iban")
+            expected.extend((h.start, h.end) for h in hits)
+        pos = max(h.end for h in hits) if hits else tail.start() + 1
+    assert [(h.start, h.end) for h in _IBAN_ENGINE.find(text)] == expected
