@@ -13,15 +13,22 @@ Each rank writes ``REPORT_DIR/rank<N>.json`` with what it observed about itself:
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+# A rank that hangs can be asked where it is: SIGUSR1 prints every thread's stack to stderr.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+
 MODEL_DIR, DATA_DIR, OUTPUT_DIR, REPORT_DIR = (Path(a) for a in sys.argv[1:5])
+REPORT_DIR.mkdir(parents=True, exist_ok=True)
+(REPORT_DIR / f"pid{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))  # whom the test asks for stacks
 OUTPUT_PREFIX = str(OUTPUT_DIR.resolve())
 WRITES: list[str] = []
 THREADS: list[str] = []
@@ -213,6 +220,16 @@ def main() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    # Then leave without tearing anything down. The DDP model's reducer still holds the gloo process group;
+    # freeing it (when main() returns) runs ~ProcessGroupGloo, which joins gloo's worker threads while this
+    # thread holds the GIL. A worker that is still destroying a finished all-gather (the Trainer gathers
+    # FLOP counts and token counts) needs the GIL to drop its tensors, and the rank hangs for good
+    # (pytorch/pytorch#56297; seen under gdb in about 1 in 8 launches on a 2-core machine, and as a CI
+    # timeout). Everything this test checks is on disk by now; nothing of Bastion's runs at exit
+    # (finalize() was called, so its exit hook has nothing to do).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ inside a training hook: rank 1 does no provenance work at all, rank 0 hashes on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +68,30 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, root / "data"
 
 
+LAUNCH_TIMEOUT_S = 240
+"""A launch takes 15-20 s here; one that has not ended by then is hung, and is stopped and reported."""
+
+
+def _stop_hung_launch(proc: subprocess.Popen[str], reports: Path) -> tuple[str, str]:
+    """Ask each rank for its threads' stacks (SIGUSR1: faulthandler in ddp_train.py), then kill the launch.
+
+    The ranks are killed by the pids they wrote, as well as by process group: a launcher may start them in
+    sessions of their own, and a rank left running would hold the port and the output dir.
+    """
+    pids = [int(p.read_text()) for p in reports.glob("pid*") if p.read_text().strip().isdigit()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # the dumps are written at once: this lets them reach the pipe
+        proc.communicate(timeout=5)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate()
+
+
 def _launch(
     launcher: list[str], model: Path, data: Path, out: Path, reports: Path, *, rank1_saves_late: bool = False
 ) -> dict[int, dict[str, Any]]:
@@ -73,10 +99,18 @@ def _launch(
     env = _env()
     env["BASTION_TEST_RANK1_SAVES_LATE"] = "1" if rank1_saves_late else "0"
     env["HF_DATASETS_CACHE"] = str(reports.parent / "hf-datasets-cache")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=out.parent)
-    assert proc.returncode == 0, f"launcher failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _stop_hung_launch(proc, reports)
+        stacks = f"{stdout[-4000:]}\n{stderr[-12000:]}"
+        pytest.fail(f"the launch did not end in {LAUNCH_TIMEOUT_S} s; the ranks' output and stacks:\n{stacks}")
+    assert proc.returncode == 0, f"launcher failed ({proc.returncode}):\n{stdout[-4000:]}\n{stderr[-6000:]}"
     found = {int(p.stem.removeprefix("rank")): json.loads(p.read_text()) for p in reports.glob("rank*.json")}
-    assert sorted(found) == [0, 1], f"expected reports from ranks 0 and 1, got {sorted(found)}\n{proc.stderr[-3000:]}"
+    assert sorted(found) == [0, 1], f"expected reports from ranks 0 and 1, got {sorted(found)}\n{stderr[-3000:]}"
     return found
 
 
