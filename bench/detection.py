@@ -375,6 +375,8 @@ def main() -> None:
     )
     if args.scan_mb:
         plain = {k: v for k, v in engines.items() if "NER" not in k}
+        # the same pack where Hyperscan is not installed (it is an x86_64 extra): `re` and its byte screens
+        plain["bastion eu-gdpr, no Hyperscan"] = PolicyEngine(plain["bastion eu-gdpr"].policy, prefilter="re")
         body += (
             f"\n\nStreaming scan + redaction (`JsonlScanner`, NER off) on {args.scan_mb} MB of the corpus records "
             f"repeated (dense) and {args.scan_mb} MB of `bench/scan_data.py` chat data at 0.1 x PII (sparse):\n\n"

@@ -16,7 +16,8 @@ Each detector's gate is a *necessary condition* for its ``find`` to return a hit
 The conditions are exact character-level rewrites of those patterns for texts whose characters all lie
 below U+0250 (Latin scripts), minus U+0130, U+0131 and U+017F (whose case mappings change the length or
 reach ASCII); any other text is handed to every detector. With Hyperscan installed the three conditions
-are one multi-pattern scan of the text's UTF-8 bytes; without it, one ``re`` search per detector.
+are one multi-pattern scan of the text's UTF-8 bytes; without it, one ``re`` search per detector (the names'
+context words are looked for in the text in small letters: :class:`_ContextWords`).
 Results never depend on the gate (``PolicyEngine(context_gate=False)`` turns it off; tests compare both).
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -95,8 +96,9 @@ def _word(phrase: str) -> list[_Alt | str] | None:
 def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | str]]]:
     """The conditions per detector kind; ``given``: the given names of the name detectors' gazetteers."""
     digit, ws, up = _Alt(_DIGITS), _Alt(_WS), _Alt(UPPER)
-    # The look-behind of the word lists (no letter or digit before a word), as a superset Hyperscan takes.
-    start = "(?:^|[^A-Za-z0-9])"
+    # The look-behind of the word lists (no letter or digit before a word), as a superset Hyperscan takes;
+    # ``re`` takes the look-behind itself, which lets it skip to the word's first letter.
+    start = "(?:^|[^A-Za-z0-9])" if native else "(?<![A-Za-z0-9])"
     address: list[list[_Alt | str]] = [[digit], [_Alt("Ss"), "/", _Alt("Nn")]]
     if native:
         # Hyperscan: the detector's anchors instead (a street-type word, or a street suffix followed by a
@@ -133,6 +135,8 @@ def _pieces(given: frozenset[str], native: bool) -> dict[str, list[list[_Alt | s
         # Short titles such as "M." and "D." count only written as listed (see names._CASED_LOWER).
         spellings: list[list[_Alt | str]] = [[_Alt(c) for c in w] for w in sorted(_CASED) if w.lower() == phrase]
         if phrase not in _CASED_LOWER:
+            if not native:
+                continue  # without Hyperscan: _ContextWords, on the text in small letters
             word = _word(phrase)
             spellings = [word] if word is not None else []
         for spelling in spellings:
@@ -184,6 +188,27 @@ _AFTER_GIVEN = re.compile(rb"[ \t]+[A-Z\xc3-\xc9" + "".join(sorted({p[0] for p i
 _KIND_OF = ((StreetAddressDetector, "address"), (DateOfBirthDetector, "dob"), (PersonNameDetector, "names"))
 
 
+class _ContextWords:
+    """The names condition's context words for ``re`` (no Hyperscan): the words of ``names._KIND`` in any
+    case (those not written only as listed), followed by spaces, tabs, line breaks, ',' or '!' and a capital.
+
+    As one pattern with every letter a class of its cases ("[Nn][Aa][Mm][Ee]"), ``re`` spent about 3 CPU-s
+    per MB of text on it (it tries every word at every position). Here the words are looked for in the text
+    in small letters, as plain words, and the capital after each in the text itself: the same condition for
+    the gated texts, whose characters (below U+0250, minus three) keep their length in small letters."""
+
+    def __init__(self) -> None:
+        ws = "[" + "".join(re.escape(c) for c in _WS) + "]"
+        words = sorted((p for p in _KIND if p not in _CASED_LOWER), key=len, reverse=True)
+        alternation = "|".join(f"{ws}+".join(re.escape(part) for part in w.split(" ")) for w in words)
+        self._pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternation})[ \t\n,!]*")
+        self._upper = frozenset(UPPER)
+
+    def search(self, text: str) -> bool:
+        upper, end = self._upper, len(text)
+        return any(m.end() < end and text[m.end()] in upper for m in self._pattern.finditer(text.lower()))
+
+
 def _kind(det: Detector) -> str | None:
     for cls, kind in _KIND_OF:
         if type(det) is cls:
@@ -231,7 +256,7 @@ class ContextGate:
         given = frozenset().union(
             *(d.gazetteer.given for d in self.detectors if isinstance(d, PersonNameDetector) and d.gazetteer)
         )
-        self._patterns: list[tuple[str, re.Pattern[str]]] = []
+        self._patterns: list[tuple[str, Callable[[str], object]]] = []  # without Hyperscan: (kind, search)
         self.native = False
         if native is not False:
             try:
@@ -247,8 +272,10 @@ class ContextGate:
         if not self.native:
             pieces = _pieces(given, False)
             self._patterns = [
-                (kind, re.compile("|".join(_render(seq, False) for seq in pieces[kind]))) for kind in kinds
+                (kind, re.compile("|".join(_render(seq, False) for seq in pieces[kind])).search) for kind in kinds
             ]
+            if "names" in kinds:
+                self._patterns.append(("names", _ContextWords().search))
 
     def candidates(self, text: str) -> list[Detector]:
         """The detectors whose ``find`` may return something on ``text`` (in their given order)."""
@@ -276,7 +303,7 @@ class ContextGate:
         else:
             if _OUTSIDE.search(text):
                 return self.detectors
-            present = {kind for kind, pattern in self._patterns if pattern.search(text)}
+            present = {kind for kind, search in self._patterns if search(text)}
         if len(present) == len(self._of_kind) and not self._always:
             return self.detectors
         return [d for d in self.detectors if d in self._always or _kind(d) in present]

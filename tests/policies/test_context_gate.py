@@ -136,3 +136,22 @@ def test_every_age_phrase_opens_the_gate_for_dates_of_birth(gate: ContextGate, p
     dob = next(d for d in gate.detectors if type(d).__name__ == "DateOfBirthDetector")
     assert dob.find(text) != []
     assert dob in gate.candidates(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "dear mr Smith",  # "dear" is followed by a small letter; "mr" right after it still counts
+        "Dear  Mr\tSmith",
+        "NAME: Anna",
+        "MY NAME IS Anna",  # a phrase of several words, with any whitespace between
+        "my  name\tis Anna",
+        "ich heiße Anna",
+        "Sehr geehrte Frau Müller",
+        "chère Mme Élodie",
+    ],
+)
+def test_a_context_word_in_any_case_before_a_capital_opens_the_gate_for_names(gate: ContextGate, text: str) -> None:
+    names = next(d for d in gate.detectors if type(d).__name__ == "PersonNameDetector")
+    assert names.find(text) != []
+    assert names in gate.candidates(text)
