@@ -62,8 +62,8 @@ def _shape_table() -> bytes:
 # whose view is the text itself (the engine checks that first): "iban" needs two letters, two digits and ten
 # more letters or digits (single separators between them), "alnum" a capital followed by seven digits,
 # five capitals, or a capital and two digits (a NINO's prefix), or the digit-led tail of a code in small
-# letters (six digits and a letter; "00a00a000a" of a codice fiscale), "number" three digits each separated by at
-# most eight separator characters.
+# letters (six digits and a letter; "00a00a000a" of a codice fiscale; "00s00s00sa" of a NINO in its
+# groups), "number" three digits each separated by at most eight separator characters.
 SHAPE_TABLE = _shape_table()
 
 
@@ -86,7 +86,7 @@ SCREENS: dict[str, Screen] = {
     "alnum": Screen(
         SHAPE_TABLE,
         re.compile(rb"A(?:0{7}|A{5}|As?00)"),
-        alternatives=(re.compile(rb"000000s?[Aa]"), re.compile(rb"00a00a000a")),
+        alternatives=(re.compile(rb"000000s?[Aa]"), re.compile(rb"00a00a000a"), re.compile(rb"00s00s00s[Aa]")),
     ),
     "number": Screen(SHAPE_TABLE, re.compile(rb"0(?:[s(]{0,8}0){2}")),
 }

@@ -34,6 +34,9 @@ _ALNUM_SMALL = (
     (r"[a-z][0-9]{7}-?[A-Za-z]", r"[0-9]{7}-?[A-Za-z]"),
     (r"[a-z]{6}[0-9]{2}[a-z][0-9]{2}[a-z][0-9]{3}[a-z]", r"[0-9]{2}[a-z][0-9]{2}[a-z][0-9]{3}[a-z]"),
     (r"[a-z]{2}[0-9]{6}[A-Da-d]", r"[0-9]{6}[A-Da-d]"),
+    # a NINO in small letters written in its groups ("ab 12 34 56 c"): the detector takes it only after a
+    # word for an identity number ("NINO", "national insurance"); "at 12 34 56 a" can be prose
+    (r"[a-z]{2} [0-9]{2} [0-9]{2} [0-9]{2} [A-Da-d]", r"[0-9]{2} [0-9]{2} [0-9]{2} [A-Da-d]"),
 )
 ALNUM_PATTERN = _ALNUM_CAPITALS + "".join(f"|{code}" for code, _ in _ALNUM_SMALL)
 # For the Hyperscan pre-filter, which needs only a necessary condition: the small-letter codes by their

@@ -44,7 +44,8 @@ _WORDS: dict[Label, str] = {
         r"identità|identiteit|identitet|tożsamości|national id|tax id|personal id|ausweis|personalausweis|"
         # the names of national personal numbers whose checks alone prove too little (see national_id.py)
         r"oib|cpr|cpr-nr|cpr-nummer|svnr|vsnr|sozialversicherungsnummer|versicherungsnummer|egn|егн|"
-        r"asmens kodas|personas kods|isikukood|emšo|emso|cnp|amka|fødselsnummer|personnummer|rodné číslo"
+        r"asmens kodas|personas kods|isikukood|emšo|emso|cnp|amka|fødselsnummer|personnummer|rodné číslo|"
+        r"nino|ni number|ni no|national insurance"
     ),
     "ssn": r"ssn|social security|soc\.? sec",
     "nif": r"nif|contribuinte|número fiscal|numero fiscal|n\.?º? fiscal|nipc",

@@ -178,9 +178,12 @@ class NationalIdDetector(Detector):
         for name, scheme, is_valid in self._schemes_for(kind, len(shaped)):
             if not scheme.shape.fullmatch(shaped):
                 continue
-            if scheme.needs_word:
+            needs_word = scheme.needs_word
+            if name == "gb.nino" and " " in window and window[:2].islower():
+                needs_word = ("id",)  # "ab 12 34 56 c" only after "NINO", "NI number" ... ("at 12 34 56 a")
+            if needs_word:
                 words = words_before(text, start) if words is None else words
-                if not set(scheme.needs_word) & set(words):  # ("my social security number is …": anywhere)
+                if not set(needs_word) & set(words):  # ("my social security number is …": anywhere)
                     continue
             if not is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()):
                 continue

@@ -96,7 +96,7 @@ NEAR_MISSES = [
     ("national_id", "X2482300A"),
     ("national_id", "x2482300a"),
     ("national_id", "rccmnl83s18d969x"),
-    ("national_id", "at 12 34 56 a"),  # a NINO in small letters is taken only written compact: this is prose
+    ("national_id", "at 12 34 56 a"),  # a NINO in small letters in its groups needs a word for it: prose
     ("national_id", "RCCMNL83S18D969X"),
     ("national_id", "111222334"),
     ("national_id", "85.07.30-033.29"),

@@ -126,7 +126,8 @@ _id_pieces = st.sampled_from(
         "4111 1111 1111 1111", "X2482300W", "12345678Z", "RCCMNL83S18D969H", "fe80::1", "::", "8.8.8.8", "2024",
         "\ud800", "\u00a0", " ", "(", ")", "-", ".", "/", ":", "@", "A", "Z", "0", "9", "é",
         "ana (at) example (dot) es", "[at]", " (AT) ", "[@]", "{dot}", "\u0301", "\u20dd", "u\u0308",
-        "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "x", "c",
+        "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "ab 12 34 56 c", "NINO ",
+        "x", "c",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -168,6 +169,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("x2482300-w", False)
 @example("abcdef12a34b567c", False)
 @example("ab123456c", False)
+@example("ab 12 34 56 c", False)
+@example("ab 12\u00a034 56 c", False)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
 @example("\u0301DE89 3704 0044 0532 0130 00", False)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
@@ -179,7 +182,9 @@ def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -
     assert RE_ONLY.may_contain_line(raw, data) == RE_ONLY.may_contain(raw)
 
 
-@pytest.mark.parametrize("value", ["x2482300w", "X2482300w", "x2482300-W", "rccmnl83s18d969h", "ab123456c"])
+@pytest.mark.parametrize(
+    "value", ["x2482300w", "X2482300w", "x2482300-W", "rccmnl83s18d969h", "ab123456c", "ab 12 34 56 c"]
+)
 @pytest.mark.parametrize("prefilter", ["re", "auto"])
 def test_codes_in_small_letters_pass_every_pre_filter(value: str, prefilter: str) -> None:
     """A letter-led id in small letters: the byte-shape screens (no Hyperscan) and Hyperscan's digit-led

@@ -85,6 +85,10 @@ def test_a_bare_digit_run_is_a_phone_only_with_a_phone_word() -> None:
 IDS = [
     ("NI number AB 12 34 56 C thanks", "gb.nino", "AB 12 34 56 C"),
     ("NINO: AB123456C", "gb.nino", "AB123456C"),
+    # in small letters and in its groups, after a word for it
+    ("my NINO is ab 12 34 56 c, thanks", "gb.nino", "ab 12 34 56 c"),
+    ("National Insurance number: ab 12 34 56 d", "gb.nino", "ab 12 34 56 d"),
+    ("NI No. jk 55 01 23 a", "gb.nino", "jk 55 01 23 a"),
     ("DNI 54362315k", "es.dni", "54362315k"),  # a lower-case check letter
     ("SSN 536904399", "us.ssn.compact", "536904399"),
     ("my social security number is 536904399", "us.ssn.compact", "536904399"),
@@ -108,6 +112,10 @@ def test_missing_schemes_are_found(text: str, scheme: str, value: str) -> None:
         "QQ 12 34 56 C",  # QQ is never issued (the prefix of specimen numbers)
         "GB 12 34 56 A",
         "AB 12 34 56 E",  # suffix A-D only
+        "meet me at 12 34 56 a",  # small letters in groups: prose, unless a word for an id stands before it
+        "ab 12 34 56 c",
+        "NINO: qq 12 34 56 c",  # a word does not make a prefix that is never issued valid
+        "NINO: ab 12 34 56 cd",  # glued to a letter: not the number's end
     ],
 )
 def test_schemes_that_pass_by_chance_need_their_word(text: str) -> None:
