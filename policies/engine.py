@@ -422,7 +422,7 @@ class PolicyEngine:
                         if letter is None:
                             break
                         pos = letter.end()
-            elif kind == "email_at":
+            elif kind in ("email_at", "email_words"):
                 for m in pattern.finditer(text):
                     if touches(m.start() - _EMAIL_REACH, m.end()):
                         found.extend(self._validate(text, m.start(), m.end(), kind))

@@ -25,12 +25,13 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
-from bastion.policies.detectors.normalize import hyperscan_class, raw_needs_view
+from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
     "email_at": rb"[\[({<] ?(?:[Aa][Tt]|@) ?[\])}>]",
+    "email_words": rb" [Dd][Oo][Tt] [A-Za-z]{2}",
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
@@ -82,6 +83,7 @@ class Screen(NamedTuple):
 
 
 SCREENS: dict[str, Screen] = {
+    "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
     "alnum": Screen(
         SHAPE_TABLE,

@@ -38,6 +38,14 @@ _ALNUM_SMALL = (
     # word for an identity number ("NINO", "national insurance"); "at 12 34 56 a" can be prose
     (r"[a-z]{2} [0-9]{2} [0-9]{2} [0-9]{2} [A-Da-d]", r"[0-9]{2} [0-9]{2} [0-9]{2} [A-Da-d]"),
 )
+# "anna at example dot com": an address written in words. Only with "dot" before a top-level domain that
+# is no common word ("look at the dot it makes" is prose), the "at" and "dot" each between single spaces;
+# the domain matched in ASCII case only (IGNORECASE alone would take "fı" for "fi", which the raw-line
+# pre-filter does not).
+_WORD_DOT = r" (?:dot|DOT|Dot) "
+WORD_TLDS = (
+    "com|org|net|edu|gov|info|biz|io|eu|de|fr|es|nl|pl|se|pt|ch|dk|fi|ie|uk|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|ca|au"
+)
 ALNUM_PATTERN = _ALNUM_CAPITALS + "".join(f"|{code}" for code, _ in _ALNUM_SMALL)
 # For the Hyperscan pre-filter, which needs only a necessary condition: the small-letter codes by their
 # digit-led tails. Led by a small letter, as in ALNUM_PATTERN, they made Hyperscan's pass over prose five
@@ -48,11 +56,18 @@ ALNUM_PREFILTER = _ALNUM_CAPITALS + "".join(f"|{tail}" for _, tail in _ALNUM_SMA
 # ordinary prose quickly (one pass per kind is much faster than one alternation, which has no prefix).
 CANDIDATE_PATTERNS: dict[str, str] = {
     # From the '@' forwards; the local part is found backwards by the email detector.
-    "email": r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
+    # A space after the '@' is allowed ("anna.berg@ example.com", "anna.berg @ example.com"); a space
+    # before it only with one after it: "thanks @anna.berg" is a mention.
+    "email": r"@ ?(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
     # An address written to dodge e-mail scrapers, from its "at" token on: "anna.berg (at) example (dot) com",
     # "anna[at]example.com", "anna [@] example [.] com". The "at" needs brackets (a bare " at " is prose);
     # the local part is found backwards by the e-mail detector, the domain needs a dot and a TLD.
     "email_at": (rf"{_AT} ?[^\W_][\w-]{{0,62}}(?:{_DOT}[^\W_][\w-]{{0,62}})*{_DOT}[^\W\d_]{{2,63}}(?![\w-])"),
+    # An address written in words, from its "at" on: "anna at example dot com", "ANNA AT EXAMPLE DOT DE";
+    # the local part ("anna", "anna.berg", "anna dot berg") is found backwards by the e-mail detector.
+    "email_words": (
+        rf"(?:at|AT|At) [^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*{_WORD_DOT}(?ai:{WORD_TLDS})(?![\w-])"
+    ),
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a
     # pattern led by a letter class is slow in ``re``); the engine checks for the two letters before.
     "iban": r"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10,34}",

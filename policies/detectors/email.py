@@ -2,7 +2,9 @@
 
 Addresses written to dodge scrapers (``anna.berg (at) example (dot) com``, ``anna[at]example.com``) are
 candidates of their own kind (``email_at``), from the bracketed "at" on; their local part is found
-backwards the same way, over one space before the bracket.
+backwards the same way, over one space before the bracket. So are addresses written in words
+(``anna dot berg at example dot com``, kind ``email_words``) and an '@' with a space after it
+(``anna.berg @ example.com``).
 
 The local part is searched backwards over at most 64 characters; a quoted local part (``"john doe"@x.org``)
 is taken whole. When the backwards search runs into a previous address (``bob@x.org?cc=alice@y.org``),
@@ -11,11 +13,15 @@ the engine passes the end of the earlier address as a floor (see :meth:`EmailDet
 
 from __future__ import annotations
 
+import re
+
 from bastion.policies.detectors.base import Detector, Hit
 
 _LOCAL_CHARS = frozenset(".!#$%&'*+/=?^`{|}~-")
 _NOT_FIRST = frozenset(".!#$%&'*/=?^`{|}~")  # punctuation that does not start a local part in practice
 _MAX_LOCAL = 64
+# the words of a local part written out before it: "anna dot berg" (at most three more words)
+_WORDS_BEFORE = re.compile(r"(?:[^\W_][\w-]{0,30} (?:dot|DOT|Dot) ){1,3}$")
 
 
 def local_start(text: str, floor: int, at: int) -> int:
@@ -30,10 +36,19 @@ def local_start(text: str, floor: int, at: int) -> int:
 
 class EmailDetector(Detector):
     entity = "EMAIL"
-    candidate_kinds = ("email", "email_at")
+    candidate_kinds = ("email", "email_at", "email_words")
     priority = 10
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
+        if kind == "email_words":  # "anna at example dot com": the "at" is a word of its own
+            if start < 2 or text[start - 1] != " ":
+                return []
+            at = start - 1
+            i = local_start(text, max(0, at - _MAX_LOCAL), at)
+            if i == at:
+                return []
+            spelled = _WORDS_BEFORE.search(text, max(0, i - _MAX_LOCAL), i)
+            return [Hit(spelled.start() if spelled else i, end, self)]
         if kind == "email_at":
             at = start - 1 if start > 0 and text[start - 1] == " " else start
             i = local_start(text, max(0, at - _MAX_LOCAL), at)
@@ -44,6 +59,11 @@ class EmailDetector(Detector):
         """:meth:`validate` for a candidate whose local part may not start before ``floor``."""
         if start <= floor:
             return []
+        if start + 1 < end and text[start + 1] == " ":  # "anna@ example.com", "anna @ example.com"
+            at = start - 1 if text[start - 1] == " " else start
+            i = local_start(text, max(floor, at - _MAX_LOCAL), at)
+            return [Hit(i, end, self)] if i < at else []
+        # (a space before the '@' and none after: "thanks @anna.berg" is a mention, found by no local part)
         if text[start - 1] == '"':  # a quoted local part
             opening = text.rfind('"', max(floor, start - 1 - _MAX_LOCAL), start - 1)
             if opening >= 0 and "\x00" not in text[opening:start] and "\n" not in text[opening:start]:

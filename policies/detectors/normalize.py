@@ -54,6 +54,11 @@ def normal_char(ch: str) -> str:
 UNASSIGNED_PLANES = ((0x40000, 0xE0000), (0xF0000, 0x110000))
 
 
+#: ``bytes.translate`` table making ASCII capitals small (and leaving every other byte): for byte screens
+#: that match words in any ASCII case with a case-sensitive, literal-led pattern.
+ASCII_LOWER = bytes(range(65)) + bytes(range(97, 123)) + bytes(range(91, 256))
+
+
 @cache
 def changed_chars() -> frozenset[str]:
     """Every character :func:`normal_char` changes (computed once, on first use: about 0.3 s)."""

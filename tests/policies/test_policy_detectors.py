@@ -19,6 +19,12 @@ POSITIVES = [
     ("email", "ana.lopez[at]example.es", ""),
     ("email", "Ana.Lopez {AT} example {DOT} co {DOT} uk", ""),
     ("email", "ana <@> example [.] es", ""),
+    # written in words, or with a space after the '@'
+    ("email", "anna at example dot com", ""),
+    ("email", "anna dot berg at example dot co dot uk", ""),
+    ("email", "ANNA.BERG AT EXAMPLE DOT DE", ""),
+    ("email", "anna.berg @ example.com", ""),
+    ("email", "anna.berg@ example.com", ""),
     ("phone", "+49 30 901820", ""),
     ("phone", "0049 30 901820", ""),
     ("phone", "030/901820", ""),
@@ -78,7 +84,10 @@ NEAR_MISSES = [
     ("email", "foo@bar.c0m"),
     ("email", "the total (at) 5.00"),  # no TLD after the "at"
     ("email", "meet me (at) the station"),  # no dot in the "domain"
-    ("email", "anna at example dot com"),  # a bare "at" is prose, not an address
+    ("email", "look at the dot it makes"),  # "at ... dot" only before a top-level domain that is no word
+    ("email", "we met at the office dot com"),  # the domain is one word
+    ("email", "anna at example dot comic"),
+    ("email", "thanks @anna.berg"),  # a space before the '@' and none after: a mention
     ("phone", "+49 30 12"),
     ("phone", "+49 10 12345"),  # a possible length in Germany, but not valid and under eight national digits
     ("phone", "123456"),

@@ -127,7 +127,7 @@ _id_pieces = st.sampled_from(
         "\ud800", "\u00a0", " ", "(", ")", "-", ".", "/", ":", "@", "A", "Z", "0", "9", "é",
         "ana (at) example (dot) es", "[at]", " (AT) ", "[@]", "{dot}", "\u0301", "\u20dd", "u\u0308",
         "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "ab 12 34 56 c", "NINO ",
-        "x", "c",
+        "anna at example dot com", " at ", " AT ", " dot ", " Dot ", "com", "de", "@ ", "x", "c",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -150,8 +150,14 @@ def test_the_kind_gate_changes_nothing(records: list[dict[str, str]]) -> None:
 RE_ONLY = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter="re")  # the re pre-filter and its screens
 
 # Digits and capitals with short runs of number separators between them: the shapes the screens look for,
-# and near misses (one separator too many, a capital too few).
-_glyph = st.sampled_from(["0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308"])
+# and near misses (one separator too many, a capital too few); the words of an address written out ("anna at
+# example dot com") and characters that Python's IGNORECASE folds to ASCII letters.
+_glyph = st.sampled_from(
+    [
+        "0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308",
+        "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe",
+    ]
+)  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+", max_size=4)
 _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map("".join)
 
@@ -170,6 +176,9 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("abcdef12a34b567c", False)
 @example("ab123456c", False)
 @example("ab 12 34 56 c", False)
+@example("anna at example dot com", False)
+@example("anna at example DOT f\u0131", False)
+@example("anna at example dot \u017fe", False)
 @example("ab 12\u00a034 56 c", False)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
 @example("\u0301DE89 3704 0044 0532 0130 00", False)
@@ -195,6 +204,20 @@ def test_codes_in_small_letters_pass_every_pre_filter(value: str, prefilter: str
     out, _ = scan_bytes(engine, (line + "\n").encode())
     assert value not in out.decode() and "[NATIONAL_ID]" in out.decode()
     assert [f.entity for f in engine.scan_record(json.loads(line)).findings] == ["NATIONAL_ID"]
+
+
+@pytest.mark.parametrize(
+    "value", ["anna at example dot com", "ANNA DOT BERG AT EXAMPLE DOT DE", "anna.berg @ example.com", "a@ example.es"]
+)
+@pytest.mark.parametrize("prefilter", ["re", "auto"])
+def test_addresses_in_words_or_with_a_spaced_at_pass_every_pre_filter(value: str, prefilter: str) -> None:
+    """An e-mail address written in words or with a space after its '@': the byte-shape screen (no
+    Hyperscan) and Hyperscan's prefix both let its line through, and it is redacted whole."""
+    engine = PolicyEngine(policy_from_mapping(_GATE_POLICY), prefilter=prefilter)  # type: ignore[arg-type]
+    line = json.dumps({"messages": [{"role": "user", "content": f"write to {value}, thanks"}]})
+    assert engine.may_contain_line(line, line.encode())
+    out, _ = scan_bytes(engine, (line + "\n").encode())
+    assert json.loads(out)["messages"][0]["content"] == "write to [EMAIL], thanks"
 
 
 def test_the_fast_path_knobs_are_public() -> None:
