@@ -27,8 +27,8 @@ from typing import Any, Literal
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
-from bastion.policies.detectors import Detector, Hit, build_detectors
-from bastion.policies.detectors.candidates import IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
+from bastion.policies.detectors import Detector, Hit, build_detectors, spelled
+from bastion.policies.detectors.candidates import COMPILED, IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.context import REACH as CONTEXT_REACH
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
@@ -422,6 +422,12 @@ class PolicyEngine:
                         if letter is None:
                             break
                         pos = letter.end()
+            elif kind == "spelled":
+                if present is None and not spelled.may_occur(text):
+                    continue  # (without Hyperscan's kind gate: the pattern alone costs ``re`` far more)
+                for m in pattern.finditer(text):
+                    if touches(m.start(), m.end()):
+                        found.extend(self._spelled_run(text, m.start(), m.end()))
             elif kind in ("email_at", "email_words"):
                 for m in pattern.finditer(text):
                     if touches(m.start() - _EMAIL_REACH, m.end()):
@@ -436,6 +442,30 @@ class PolicyEngine:
                     hits = self._validate(text, code.start(), code.end(), kind) if touches(*code.span()) else []
                     found.extend(hits)
                     pos = max(h.end for h in hits) if hits else code.start() + 1
+        return found
+
+    def _spelled_run(self, text: str, start: int, end: int) -> list[Hit]:
+        """A number spelled in words (see :mod:`.detectors.spelled`): its digits are put in the text in
+        place of the words and validated as a digit run there (so that the words before and after it count
+        as they would for digits); each hit covers the words that wrote its digits."""
+        run = spelled.read(text, start, end)
+        if run is None:
+            return []
+        first = run.start
+        last = max(span[1] for span in run.owner if span is not None)
+        digits_text = text[:first] + run.number + text[last:]
+        prior = _Covers([])
+        budget = [_PART_BUDGET]
+        found: list[Hit] = []
+        number_pattern = COMPILED["number"]
+        for m in number_pattern.finditer(digits_text, first, first + len(run.number)):
+            for hit in self._number_run(digits_text, m.start(), m.end(), prior, budget):
+                spans = [
+                    run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, first + len(run.number)))
+                ]
+                covered = [span for span in spans if span is not None]
+                if covered:
+                    found.append(hit._replace(start=covered[0][0], end=covered[-1][1]))
         return found
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
+from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
+from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
@@ -35,6 +37,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
+    "spelled": SPELLED_HS_PATTERN,
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -84,6 +87,7 @@ class Screen(NamedTuple):
 
 SCREENS: dict[str, Screen] = {
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
+    "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
     "alnum": Screen(
         SHAPE_TABLE,

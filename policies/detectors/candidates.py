@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from bastion.policies.detectors.spelled import PATTERN as SPELLED_PATTERN
+
 # Characters between the digit groups of a number ("4111 1111", "030/901820", "4111_1111", "(030) 90").
 NUMBER_SEPARATORS = " ._/()-"
 _SEP = r"[ ._/()\-]"
@@ -78,6 +80,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     "alnum": ALNUM_PATTERN,
     # From the first ':' of an IPv6 address; the leading hex group is found backwards.
     "ipv6": r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*",
+    # A number spelled out digit by digit in words ("four one one one ..."), read and validated as the digits
+    # it spells (see spelled.py); taken whenever digit numbers are.
+    "spelled": SPELLED_PATTERN,
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
     # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z
     # or 12345678z), and dotted IPv4 addresses. The engine tries the run as a whole and then every sub-run
@@ -109,4 +114,6 @@ NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Za-z]")
 
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
     """The compiled candidate regexes for the given kinds, in canonical order."""
+    if "number" in kinds:
+        kinds = kinds | {"spelled"}
     return [(kind, COMPILED[kind]) for kind in CANDIDATE_PATTERNS if kind in kinds]

@@ -128,6 +128,7 @@ _id_pieces = st.sampled_from(
         "ana (at) example (dot) es", "[at]", " (AT) ", "[@]", "{dot}", "\u0301", "\u20dd", "u\u0308",
         "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "ab 12 34 56 c", "NINO ",
         "anna at example dot com", " at ", " AT ", " dot ", " Dot ", "com", "de", "@ ", "x", "c",
+        " one", " four", "eins", " 1111", "call me on zero one seven six double two three four five six seven",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
