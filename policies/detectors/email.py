@@ -22,6 +22,19 @@ _NOT_FIRST = frozenset(".!#$%&'*/=?^`{|}~")  # punctuation that does not start a
 _MAX_LOCAL = 64
 # the words of a local part written out before it: "anna dot berg" (at most three more words)
 _WORDS_BEFORE = re.compile(r"(?:[^\W_][\w-]{0,30} (?:dot|DOT|Dot) ){1,3}$")
+# Words that stand before "at" in prose about a web site ("find us at example dot com", "I was at example
+# dot com"): not the local part of an address written in words.
+_PROSE_BEFORE_AT = frozenset(
+    [
+        "us", "me", "you", "him", "her", "them", "it", "we", "i", "is", "was", "were", "are", "be", "been", "being",
+        "am", "look", "looking", "looked", "find", "found", "visit", "visited", "online", "available", "located",
+        "based", "here", "there", "work", "works", "worked", "working", "live", "lives", "lived", "stay", "stayed",
+        "arrive", "arrived", "arriving", "meet", "met", "see", "seen", "shop", "shopping", "order", "ordered", "buy",
+        "bought", "sign", "signed", "log", "logged", "read", "posted", "published", "hosted", "listed", "started",
+        "starting", "now", "more", "info", "information", "details", "anytime", "anywhere", "today", "tomorrow",
+        "site", "website", "page",
+    ]
+)  # fmt: skip
 
 
 def local_start(text: str, floor: int, at: int) -> int:
@@ -45,7 +58,7 @@ class EmailDetector(Detector):
                 return []
             at = start - 1
             i = local_start(text, max(0, at - _MAX_LOCAL), at)
-            if i == at:
+            if i == at or text[i:at].lower() in _PROSE_BEFORE_AT:
                 return []
             spelled = _WORDS_BEFORE.search(text, max(0, i - _MAX_LOCAL), i)
             return [Hit(spelled.start() if spelled else i, end, self)]

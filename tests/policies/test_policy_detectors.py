@@ -86,6 +86,9 @@ NEAR_MISSES = [
     ("email", "meet me (at) the station"),  # no dot in the "domain"
     ("email", "look at the dot it makes"),  # "at ... dot" only before a top-level domain that is no word
     ("email", "we met at the office dot com"),  # the domain is one word
+    ("email", "find us at example dot com"),  # a web site in prose: the word before "at" is no local part
+    ("email", "I was at example dot com"),
+    ("email", "More info at example dot org"),
     ("email", "anna at example dot comic"),
     ("email", "thanks @anna.berg"),  # a space before the '@' and none after: a mention
     ("phone", "+49 30 12"),
