@@ -158,11 +158,13 @@ def _possible(number: Any) -> bool:
 
 _E164_DIGITS = re.compile(r"[1-9][0-9]{9,14}")
 _GROUPS = re.compile(r"[0-9]+")
-# Dates in their common written forms (day-month-year, year-month-day; 2- or 4-digit years)
+# Dates in their common written forms (day-month-year, year-month-day; 2- or 4-digit years), and ranges of
+# years ("the 2020-2021 season", "1999/2000")
 _DATE = re.compile(
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)?[0-9]{2}"
     r"|(?:19|20)[0-9]{2}([./-])(?:0?[1-9]|1[0-2])\2(?:0?[1-9]|[12][0-9]|3[01])"
     r"|(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])/(?:19|20)?[0-9]{2}"
+    r"|(?:19|20)[0-9]{2}[/-](?:19|20)[0-9]{2}"
 )
 _DATE_CHARS = frozenset("0123456789./-")
 

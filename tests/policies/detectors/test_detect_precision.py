@@ -34,6 +34,8 @@ NOT_PERSONAL = [
     "Meeting on 26/12/2024 at 10:00.",
     "Termin am 2023-03-18 um 10 Uhr.",
     "Die Lieferung kommt am 24.5.2023.",
+    "the 2020-2021 season",  # a range of years
+    "im Geschäftsjahr 1999/2000",
     "72498494",
     "612345678",
 ]
