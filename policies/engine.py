@@ -27,7 +27,7 @@ from typing import Any, Literal
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
-from bastion.policies.detectors import Detector, Hit, build_detectors, spelled
+from bastion.policies.detectors import Detector, Hit, build_detectors, lookalike, spelled
 from bastion.policies.detectors.candidates import COMPILED, IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.context import REACH as CONTEXT_REACH
 from bastion.policies.detectors.email import EmailDetector
@@ -428,6 +428,12 @@ class PolicyEngine:
                 for m in pattern.finditer(text):
                     if touches(m.start(), m.end()):
                         found.extend(self._spelled_run(text, m.start(), m.end()))
+            elif kind == "lookalike":
+                if present is None and not lookalike.may_occur(text):
+                    continue
+                for m in pattern.finditer(text):
+                    if touches(m.start(), m.end()):
+                        found.extend(self._lookalike_run(text, m.start(), m.end()))
             elif kind in ("email_at", "email_words"):
                 for m in pattern.finditer(text):
                     if touches(m.start() - _EMAIL_REACH, m.end()):
@@ -466,6 +472,26 @@ class PolicyEngine:
                 covered = [span for span in spans if span is not None]
                 if covered:
                     found.append(hit._replace(start=covered[0][0], end=covered[-1][1]))
+        return found
+
+    def _lookalike_run(self, text: str, start: int, end: int) -> list[Hit]:
+        """A number with letters that look like digits (see :mod:`.detectors.lookalike`): read with them as
+        digits, in place (one character for one, so the hits' spans hold in ``text``), and validated as a
+        digit run there, and from its check digits as an IBAN ("DE89 37O4 OO44 ...")."""
+        found: list[Hit] = []
+        if "iban" in self._by_kind and lookalike.may_occur(text[start:end]):
+            whole = text[:start] + text[start:end].translate(lookalike.AS_DIGITS) + text[end:]
+            for tail in COMPILED["iban"].finditer(whole, start, end):
+                s = tail.start() - 2
+                if s >= 0 and whole[s : s + 2].isascii() and whole[s : s + 2].isalpha():
+                    found.extend(self._validate(whole, s, tail.end(), "iban"))
+        run = lookalike.read(text, start, end)
+        if run is None:
+            return found
+        digits_text = text[: run.start] + run.number + text[run.end :]
+        prior, budget = _Covers([]), [_PART_BUDGET]
+        for m in COMPILED["number"].finditer(digits_text, run.start, run.end):
+            found.extend(self._number_run(digits_text, m.start(), m.end(), prior, budget))
         return found
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:

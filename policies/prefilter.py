@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
+from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
@@ -38,6 +39,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
     "spelled": SPELLED_HS_PATTERN,
+    "lookalike": LOOKALIKE_ADJACENT.encode("ascii"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -85,7 +87,16 @@ class Screen(NamedTuple):
         return any(alt.search(mapped) is not None for alt in self.alternatives)
 
 
+def _lookalike_table() -> bytes:
+    table = bytearray(b" " * 256)
+    table[ord("0") : ord("9") + 1] = b"0" * 10
+    for ch in b"OoIl":  # letters that look like digits
+        table[ch] = ord("L")
+    return bytes(table)
+
+
 SCREENS: dict[str, Screen] = {
+    "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),

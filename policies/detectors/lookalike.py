@@ -1,0 +1,65 @@
+"""Numbers with letters that look like digits: "O2O 7946 O958", "4lll 1lll 1lll 1lll".
+
+Typing the letter O for a zero or a small L (or a capital I) for a one keeps a number readable to a person and
+hides it from a detector that reads digits. A run of digits and these letters, in groups with the separators
+of a number, is read with the letters as the digits they look like when at least one letter stands right
+beside a digit ("O2", "4l": the mark of such a number, and the necessary condition the pre-filters look for);
+the engine then validates it as a digit run in place (``PolicyEngine._lookalike_run``). A group of one or two
+letters at either end is not part of it (the pronoun "I" before "1O2O ..."), nor is a group glued to other
+letters ("Hello").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+LETTERS = "OoIl"
+AS_DIGITS = str.maketrans("OoIl", "0011")
+_SEP = r"[ ._/()\-]"
+#: The run: digits and look-alike letters, up to two separators between them, at least seven characters.
+#: No lookbehind and no character JSON escapes (the raw-line fast path relies on it, see ``candidates.py``).
+PATTERN = rf"\+?[0-9OoIl](?:{_SEP}{{0,2}}[0-9OoIl]){{6,}}"
+#: A look-alike letter right beside a digit: a necessary condition for a run this module reads.
+ADJACENT = r"[0-9][OoIl]|[OoIl][0-9]"
+_ADJACENT = re.compile(ADJACENT)
+_GROUP = re.compile(r"\+?[0-9OoIl]+")
+MIN_CHARACTERS = 7
+
+
+class Lookalike(NamedTuple):
+    """The run ``text[start:end]`` read with its letters as digits (``number``, as long as the run)."""
+
+    start: int
+    end: int
+    number: str
+
+
+def may_occur(text: str) -> bool:
+    """False when no run this module reads can occur in ``text`` (a screen where Hyperscan's kind gate is
+    not there to ask)."""
+    return _ADJACENT.search(text) is not None
+
+
+def _word(text: str, start: int, end: int) -> bool:
+    """Whether the group ``text[start:end]`` is one or two letters and no digit: a word beside the number
+    ("I", "lo"), not a part of it ("4III-IIII-..." keeps its groups of four)."""
+    return end - start <= 2 and not any(c.isdigit() for c in text[start:end])
+
+
+def read(text: str, start: int, end: int) -> Lookalike | None:
+    """The number in the :data:`PATTERN` match ``text[start:end]``, or None when what is left of it after
+    dropping its end groups that are words or glued to letters has fewer than :data:`MIN_CHARACTERS` digits and letters,
+    or no letter right beside a digit."""
+    groups = [m.span() for m in _GROUP.finditer(text, start, end)]
+    while groups and (_word(text, *groups[0]) or (groups[0][0] > 0 and text[groups[0][0] - 1].isalnum())):
+        groups.pop(0)
+    while groups and (_word(text, *groups[-1]) or (groups[-1][1] < len(text) and text[groups[-1][1]].isalnum())):
+        groups.pop()
+    if not groups:
+        return None
+    s, e = groups[0][0], groups[-1][1]
+    run = text[s:e]
+    if sum(c.isdigit() or c in LETTERS for c in run) < MIN_CHARACTERS or not _ADJACENT.search(run):
+        return None
+    return Lookalike(s, e, run.translate(AS_DIGITS))

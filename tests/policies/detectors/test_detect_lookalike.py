@@ -1,0 +1,92 @@
+"""Numbers with letters that look like digits (O for 0, l or I for 1) are read with them as digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bastion.policies import JsonlScanner, PolicyEngine, load_policy
+from bastion.policies.detectors import lookalike
+
+EU = PolicyEngine(load_policy("pack:eu-gdpr"))
+EU_RE = PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="re")
+
+
+def found(text: str, engine: PolicyEngine = EU) -> list[tuple[str, str]]:
+    return [(f.entity, text[f.start : f.end]) for f in engine.scan_record({"t": text}, 0).findings]
+
+
+LOOKALIKES = [
+    ("call O2O 7946 O958 today", "PHONE", "O2O 7946 O958"),
+    ("Tel: +49 3O 9O182O", "PHONE", "+49 3O 9O182O"),
+    ("Tel 0l7l 234 5678", "PHONE", "0l7l 234 5678"),
+    ("card 4lll 1lll 1lll 1lll", "PAYMENT_CARD", "4lll 1lll 1lll 1lll"),
+    ("card 4111 1111 1111 111l", "PAYMENT_CARD", "4111 1111 1111 111l"),
+    ("card 4III-IIII-IIII-IIII", "PAYMENT_CARD", "4III-IIII-IIII-IIII"),
+    ("IBAN DE89 37O4 OO44 O532 O13O OO", "IBAN", "DE89 37O4 OO44 O532 O13O OO"),
+    ("IBAN DE89 3704 0044 0532 0130 0O", "IBAN", "DE89 3704 0044 0532 0130 0O"),
+    ("SSN 536-9O-4399", "NATIONAL_ID", "536-9O-4399"),
+]
+
+
+@pytest.mark.parametrize(("text", "entity", "value"), LOOKALIKES)
+@pytest.mark.parametrize("engine", [EU, EU_RE], ids=["hyperscan", "re"])
+def test_a_number_with_look_alike_letters_is_found_as_its_digits(
+    text: str, entity: str, value: str, engine: PolicyEngine
+) -> None:
+    assert found(text, engine) == [(entity, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello 1O2O 3O4O",  # "llo" is glued to "He": not part of the run; what is left is no number
+        "I 1O2O 3O4O",  # the pronoun is no digit
+        "buy 10l of water and 2O bottles",
+        "lol lol lol lol",
+        "SN 1O2O3O4O5",
+        "version 1O.2O.3O",
+        "the 2O2O-2O21 season",  # read as 2020-2021: a range of years, as in digits
+        "card 4111 llll 1111 1111",  # no letter right beside a digit: not read (the pre-filters' condition)
+    ],
+)
+def test_letters_that_make_no_number_are_left_alone(text: str) -> None:
+    assert found(text) == []
+
+
+def test_read_drops_end_groups_without_digits_and_groups_glued_to_letters() -> None:
+    text = "I 1O2O 3O4O 5O6O ll"
+    run = lookalike.read(text, 0, len(text))
+    assert run is not None
+    assert text[run.start : run.end] == "1O2O 3O4O 5O6O"
+    assert run.number == "1020 3040 5060"
+    assert lookalike.read("Hello1O2O3O4O", 4, 13) is None  # glued to "Hel" and nothing else left
+
+
+def test_the_record_is_redacted_in_a_jsonl_file_by_either_pre_filter() -> None:
+    line = json.dumps({"messages": [{"role": "user", "content": "call me on O2O 7946 O958, thanks"}]}) + "\n"
+    for engine in (EU, EU_RE):
+        scanner = JsonlScanner(engine, source="t.jsonl")
+        out = scanner.feed(line.encode()) + scanner.finish()
+        assert json.loads(out)["messages"][0]["content"] == "call me on [PHONE], thanks"
+
+
+_pieces = st.sampled_from(
+    ["O", "o", "I", "l", "0", "4", "1", "2", " ", "-", "/", ".", "x", "Tel ", "card ", "+49 ", "\\n", "\n", '"',
+     "\u00e9", "O2O 7946 O958", "4lll 1lll 1lll 1lll", "DE89 37O4 OO44 O532 O13O OO"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=25).map("".join))
+@example("Tel O2O 7946 O958")
+@example('card "4lll 1lll 1lll 1lll"')
+@example("IBAN\nDE89 37O4 OO44 O532 O13O OO")
+def test_the_raw_line_pre_filters_pass_every_line_with_a_look_alike_finding(text: str) -> None:
+    line = json.dumps({"t": text})
+    for engine in (EU, EU_RE):
+        if engine.scan_record({"t": text}, 0).findings:
+            assert engine.may_contain_line(line, line.encode())
