@@ -40,7 +40,7 @@ from stdnum.us import ssn
 
 from bastion.policies.detectors import gb_nino
 from bastion.policies.detectors.base import Detector, Hit, bounded, digit_bounded
-from bastion.policies.detectors.context import Label, glued_label, words_before
+from bastion.policies.detectors.context import REACH, Label, glued_label, words_before
 
 
 class Scheme(NamedTuple):
@@ -137,6 +137,21 @@ def _width(shape: re.Pattern[str]) -> tuple[int, int]:
 
 _WIDTHS: dict[str, tuple[int, int]] = {name: _width(scheme.shape) for name, scheme in SCHEMES.items()}
 
+# Words that name one scheme (lower case): the scheme a number is reported as when it is valid in several.
+_SCHEME_NAMES: dict[str, str] = {
+    "asmens kodas": "lt.asmens", "isikukood": "ee.ik", "oib": "hr.oib", "egn": "bg.egn", "егн": "bg.egn",
+    "cpr": "dk.cpr", "cpr-nr": "dk.cpr", "cpr-nummer": "dk.cpr", "svnr": "at.vnr", "vsnr": "at.vnr",
+    "sozialversicherungsnummer": "at.vnr", "emšo": "si.emso", "emso": "si.emso", "cnp": "ro.cnp",
+    "amka": "gr.amka", "pesel": "pl.pesel", "personnummer": "se.personnummer",
+    "fødselsnummer": "no.fodselsnummer", "rodné číslo": "cz.rc", "bsn": "nl.bsn", "burgerservicenummer": "nl.bsn",
+    "steuer-id": "de.idnr", "steuer-idnr": "de.idnr", "steueridentifikationsnummer": "de.idnr", "nir": "fr.nir",
+    "hetu": "fi.hetu", "henkilötunnus": "fi.hetu", "pps": "ie.pps", "nhs": "gb.nhs", "nif": "pt.nif",
+    "dni": "es.dni", "nie": "es.nie", "codice fiscale": "it.codicefiscale", "nino": "gb.nino",
+}  # fmt: skip
+_SCHEME_NAME = re.compile(
+    r"(?<![\w])(?:" + "|".join(re.escape(w) for w in sorted(_SCHEME_NAMES, key=len, reverse=True)) + r")(?![\w])"
+)
+
 
 class NationalIdDetector(Detector):
     entity = "NATIONAL_ID"
@@ -203,5 +218,20 @@ class NationalIdDetector(Detector):
                     words = words_before(text, start) if words is None else words
                     if words and words[-1] == "business":
                         return []
-            return [Hit(start, end, self, name)]
+            named = self._named_scheme(text, start, kind, shaped, window)
+            return [Hit(start, end, self, named or name)]
         return []
+
+    def _named_scheme(self, text: str, start: int, kind: str, shaped: str, window: str) -> str | None:
+        """The scheme that the word just before the number names ("asmens kodas", "PESEL", "isikukood"), when
+        the number is valid in it too: several schemes share a form and a check (a Lithuanian asmens kodas
+        is also a valid Estonian isikukood), and the first in the policy's order is only a guess."""
+        lo = max(0, start - REACH, text.rfind("\x00", 0, start) + 1)
+        found = [m.group(0) for m in _SCHEME_NAME.finditer(text[lo:start].lower())]
+        if not found:
+            return None
+        wanted = _SCHEME_NAMES[found[-1]]
+        for name, scheme, is_valid in self._schemes_for(kind, len(shaped)):
+            if name == wanted and scheme.shape.fullmatch(shaped):
+                return name if is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()) else None
+        return None

@@ -148,3 +148,20 @@ def test_label_words_read_on_lower_cased_text_are_those_read_case_insensitively(
     if found and found[-1].end() == start and start < len(text) and is_word_char(text[start - 1]):
         found.pop()  # glued to the number: not a label
     assert context.words_before(text, start) == [m.lastgroup for m in found]
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme"),
+    [
+        ("asmens kodas 38703181745", "lt.asmens"),  # also a valid Estonian isikukood, the first in the pack
+        ("isikukood 38703181745", "ee.ik"),
+        ("38703181745", "ee.ik"),  # no word: the pack's order decides
+        ("Asmens kodas: 38703181745", "lt.asmens"),
+        ("PESEL 44051401359", "pl.pesel"),
+        ("AMKA 01013099997", "gr.amka"),
+        ("OIB 38703181745", "ee.ik"),  # the named scheme is taken only where the number is valid in it
+    ],
+)
+def test_a_word_naming_a_scheme_types_a_number_valid_in_several(text: str, scheme: str) -> None:
+    value = text.split()[-1]
+    assert found(text) == [("NATIONAL_ID", scheme, value)]
