@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from typing import Any
 
 import pytest
 
-from bastion.policies import PolicyEngine, policy_from_mapping
+from bastion.policies import PolicyEngine, load_policy, policy_from_mapping
 
 # The NER tests need the [ner] extra and the small French spaCy model ([dev] installs both; CI fails a run
 # that skips, see .ci/run).
@@ -25,3 +26,23 @@ def engine_for(detector_type: str, **options: Any) -> PolicyEngine:
 def found(engine: PolicyEngine, text: str) -> list[tuple[str, str]]:
     """(entity, matched text) of every hit in ``text``."""
     return [(h.detector.entity, text[h.start : h.end]) for h in engine.find(text)]
+
+
+# pack:eu-gdpr with Hyperscan where it is installed, and with re and its byte screens only
+EU_PACK = PolicyEngine(load_policy("pack:eu-gdpr"))
+EU_PACK_RE = PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="re")
+BOTH_PRE_FILTERS = pytest.mark.parametrize("engine", [EU_PACK, EU_PACK_RE], ids=["hyperscan", "re"])
+
+
+def pack_found(text: str, engine: PolicyEngine = EU_PACK) -> list[tuple[str, str]]:
+    """(entity, matched text) of every finding of the eu-gdpr pack in a record holding ``text``."""
+    return [(f.entity, text[f.start : f.end]) for f in engine.scan_record({"t": text}, 0).findings]
+
+
+def assert_raw_line_passes_findings(text: str) -> None:
+    """The raw-line fast path (Hyperscan, or re with its screens) never calls a line clean whose record a
+    full scan finds something in."""
+    line = json.dumps({"t": text})
+    for engine in (EU_PACK, EU_PACK_RE):
+        if engine.scan_record({"t": text}, 0).findings:
+            assert engine.may_contain_line(line, line.encode()), (engine.prefilter_mode, text)

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from detector_helpers import BOTH_PRE_FILTERS, EU_PACK, EU_PACK_RE, assert_raw_line_passes_findings, pack_found
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bastion.policies import JsonlScanner, PolicyEngine, load_policy
+from bastion.policies import JsonlScanner, PolicyEngine
 from bastion.policies.detectors import lookalike
-
-EU = PolicyEngine(load_policy("pack:eu-gdpr"))
-EU_RE = PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="re")
-
-
-def found(text: str, engine: PolicyEngine = EU) -> list[tuple[str, str]]:
-    return [(f.entity, text[f.start : f.end]) for f in engine.scan_record({"t": text}, 0).findings]
-
 
 LOOKALIKES = [
     ("call O2O 7946 O958 today", "PHONE", "O2O 7946 O958"),
@@ -33,11 +26,11 @@ LOOKALIKES = [
 
 
 @pytest.mark.parametrize(("text", "entity", "value"), LOOKALIKES)
-@pytest.mark.parametrize("engine", [EU, EU_RE], ids=["hyperscan", "re"])
+@BOTH_PRE_FILTERS
 def test_a_number_with_look_alike_letters_is_found_as_its_digits(
     text: str, entity: str, value: str, engine: PolicyEngine
 ) -> None:
-    assert found(text, engine) == [(entity, value)]
+    assert pack_found(text, engine) == [(entity, value)]
 
 
 @pytest.mark.parametrize(
@@ -54,7 +47,7 @@ def test_a_number_with_look_alike_letters_is_found_as_its_digits(
     ],
 )
 def test_letters_that_make_no_number_are_left_alone(text: str) -> None:
-    assert found(text) == []
+    assert pack_found(text) == []
 
 
 def test_read_drops_end_groups_without_digits_and_groups_glued_to_letters() -> None:
@@ -68,7 +61,7 @@ def test_read_drops_end_groups_without_digits_and_groups_glued_to_letters() -> N
 
 def test_the_record_is_redacted_in_a_jsonl_file_by_either_pre_filter() -> None:
     line = json.dumps({"messages": [{"role": "user", "content": "call me on O2O 7946 O958, thanks"}]}) + "\n"
-    for engine in (EU, EU_RE):
+    for engine in (EU_PACK, EU_PACK_RE):
         scanner = JsonlScanner(engine, source="t.jsonl")
         out = scanner.feed(line.encode()) + scanner.finish()
         assert json.loads(out)["messages"][0]["content"] == "call me on [PHONE], thanks"
@@ -86,7 +79,4 @@ _pieces = st.sampled_from(
 @example('card "4lll 1lll 1lll 1lll"')
 @example("IBAN\nDE89 37O4 OO44 O532 O13O OO")
 def test_the_raw_line_pre_filters_pass_every_line_with_a_look_alike_finding(text: str) -> None:
-    line = json.dumps({"t": text})
-    for engine in (EU, EU_RE):
-        if engine.scan_record({"t": text}, 0).findings:
-            assert engine.may_contain_line(line, line.encode())
+    assert_raw_line_passes_findings(text)

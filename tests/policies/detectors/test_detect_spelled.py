@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from detector_helpers import BOTH_PRE_FILTERS, EU_PACK, EU_PACK_RE, assert_raw_line_passes_findings, pack_found
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bastion.policies import JsonlScanner, PolicyEngine, load_policy
+from bastion.policies import JsonlScanner, PolicyEngine
 from bastion.policies.detectors import spelled
-
-EU = PolicyEngine(load_policy("pack:eu-gdpr"))
-EU_RE = PolicyEngine(load_policy("pack:eu-gdpr"), prefilter="re")
-
-
-def found(text: str, engine: PolicyEngine = EU) -> list[tuple[str, str]]:
-    return [(f.entity, text[f.start : f.end]) for f in engine.scan_record({"t": text}, 0).findings]
-
 
 CARD_EN = "four one one one one one one one one one one one one one one one"
 
@@ -42,11 +35,11 @@ SPELLED = [
 
 
 @pytest.mark.parametrize(("text", "entity", "value"), SPELLED)
-@pytest.mark.parametrize("engine", [EU, EU_RE], ids=["hyperscan", "re"])
+@BOTH_PRE_FILTERS
 def test_a_number_spelled_in_words_is_found_as_what_it_spells(
     text: str, entity: str, value: str, engine: PolicyEngine
 ) -> None:
-    assert found(text, engine) == [(entity, value)]
+    assert pack_found(text, engine) == [(entity, value)]
 
 
 @pytest.mark.parametrize(
@@ -64,18 +57,18 @@ def test_a_number_spelled_in_words_is_found_as_what_it_spells(
     ],
 )
 def test_words_that_spell_nothing_are_left_alone(text: str) -> None:
-    assert found(text) == []
+    assert pack_found(text) == []
 
 
 def test_a_card_and_an_expiry_date_in_words_stay_two_numbers() -> None:
     text = f"card {CARD_EN}, one two two seven"
-    assert found(text) == [("PAYMENT_CARD", CARD_EN)]
+    assert pack_found(text) == [("PAYMENT_CARD", CARD_EN)]
 
 
 def test_the_words_are_redacted_in_a_jsonl_file_by_either_pre_filter() -> None:
     phone = "zero one seven six double two three four five six seven"
     line = json.dumps({"messages": [{"role": "user", "content": f"call me on {phone}, thanks"}]}) + "\n"
-    for engine in (EU, EU_RE):
+    for engine in (EU_PACK, EU_PACK_RE):
         scanner = JsonlScanner(engine, source="t.jsonl")
         out = scanner.feed(line.encode()) + scanner.finish()
         assert scanner.summary.redacted_records == 1
@@ -86,7 +79,7 @@ def test_a_card_in_words_blocks_the_record_as_a_card_in_digits_does() -> None:
     outputs = []
     for card in (CARD_EN, "4111 1111 1111 1111"):
         line = json.dumps({"messages": [{"role": "user", "content": f"my card is {card}"}]}) + "\n"
-        scanner = JsonlScanner(EU, source="t.jsonl")
+        scanner = JsonlScanner(EU_PACK, source="t.jsonl")
         outputs.append(scanner.feed(line.encode()) + scanner.finish())
         assert scanner.summary.blocked_records_total == 1
         assert scanner.summary.entity_counts == {"PAYMENT_CARD": 1}
@@ -108,10 +101,7 @@ _pieces = st.sampled_from(
 def test_the_raw_line_pre_filters_pass_every_line_with_a_spelled_finding(text: str) -> None:
     """The raw-line fast path (Hyperscan, or ``re`` with its screens) never calls a line clean that a full
     scan redacts."""
-    line = json.dumps({"t": text})
-    for engine in (EU, EU_RE):
-        if engine.scan_record({"t": text}, 0).findings:
-            assert engine.may_contain_line(line, line.encode())
+    assert_raw_line_passes_findings(text)
 
 
 def test_read_keeps_the_digits_and_who_wrote_them() -> None:
