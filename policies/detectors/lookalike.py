@@ -49,8 +49,8 @@ def _word(text: str, start: int, end: int) -> bool:
 
 def read(text: str, start: int, end: int) -> Lookalike | None:
     """The number in the :data:`PATTERN` match ``text[start:end]``, or None when what is left of it after
-    dropping its end groups that are words or glued to letters has fewer than :data:`MIN_CHARACTERS` digits and letters,
-    or no letter right beside a digit."""
+    dropping its end groups that are words or glued to letters has fewer than :data:`MIN_CHARACTERS` digits
+    and letters, or no letter right beside a digit."""
     groups = [m.span() for m in _GROUP.finditer(text, start, end)]
     while groups and (_word(text, *groups[0]) or (groups[0][0] > 0 and text[groups[0][0] - 1].isalnum())):
         groups.pop(0)
