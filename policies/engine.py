@@ -27,12 +27,14 @@ from typing import Any, Literal
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
-from bastion.policies.detectors import Detector, Hit, build_detectors, lookalike, spelled
+from bastion.policies.detectors import Detector, Hit, build_detectors, lookalike, odd_separators, spelled
 from bastion.policies.detectors.candidates import COMPILED, IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.context import REACH as CONTEXT_REACH
+from bastion.policies.detectors.context import last_word_before
 from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
+from bastion.policies.detectors.payment_card import PaymentCardDetector
 from bastion.policies.detectors.regex import RegexDetector
 from bastion.policies.json_rules import decode_nested, number_text
 from bastion.policies.model import ACTION_ORDER, Policy
@@ -44,6 +46,7 @@ _NEAR = 10  # margin around a placeholder within which a re-scan validates candi
 _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may start (quoted local part)
 _ASCII_LETTER = re.compile("[A-Za-z]")  # an IBAN candidate needs two before it
 _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
+_DIGIT_GROUP = re.compile(r"[0-9]+")
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
 _MAX_RESCANS = 3
@@ -434,6 +437,12 @@ class PolicyEngine:
                 for m in pattern.finditer(text):
                     if touches(m.start(), m.end()):
                         found.extend(self._lookalike_run(text, m.start(), m.end()))
+            elif kind == "odd_separators":
+                if present is None and not odd_separators.may_occur(text):
+                    continue
+                for m in pattern.finditer(text):
+                    if touches(m.start(), m.end()):
+                        found.extend(self._odd_separator_run(text, m.start(), m.end()))
             elif kind in ("email_at", "email_words"):
                 for m in pattern.finditer(text):
                     if touches(m.start() - _EMAIL_REACH, m.end()):
@@ -492,6 +501,45 @@ class PolicyEngine:
         prior, budget = _Covers([]), [_PART_BUDGET]
         for m in COMPILED["number"].finditer(digits_text, run.start, run.end):
             found.extend(self._number_run(digits_text, m.start(), m.end(), prior, budget))
+        return found
+
+    def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
+        """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with
+        them read as spaces, one character for one, every span of whole groups that holds 13-19 digits is
+        asked of the card detectors (the longest card from each group on)."""
+        run = text[start:end]
+        if not odd_separators.may_occur(run):
+            return []
+        cards = [d for d in self._by_kind.get("number", ()) if isinstance(d, PaymentCardDetector)]
+        if not cards:
+            return []
+        mapped = text[:start] + run.translate(odd_separators.AS_SPACES) + text[end:]
+        groups = [m.span() for m in _DIGIT_GROUP.finditer(mapped, start, end)]
+        found: list[Hit] = []
+        i = 0
+        while i < len(groups):
+            hit = None
+            digits = [0]  # digits[k]: how many digits groups i .. i + k - 1 hold
+            for j in range(i, len(groups)):
+                digits.append(digits[-1] + groups[j][1] - groups[j][0])
+            for j in range(len(groups) - 1, i, -1):  # the longest first
+                if not 13 <= digits[j - i + 1] <= 19:
+                    continue
+                s, e = groups[i][0], groups[j][1]
+                odd = odd_separators.odd_separators(text[s:e])
+                if not odd or not odd_separators.may_occur(text[s:e]):
+                    continue  # no odd separator inside: the digit pass reads it as it is
+                list_like = bool(odd & odd_separators.LIST_SEPARATORS)
+                if list_like and last_word_before(text, s) != "card":
+                    continue  # "4000,4001,4002,4003": a list, unless a card word names it
+                hit = next((h for det in cards for h in det.validate(mapped, s, e, "number")), None)
+                if hit is not None:
+                    break
+            if hit is None:
+                i += 1
+                continue
+            found.append(hit)
+            i = next((k for k, g in enumerate(groups) if g[0] >= hit.end), len(groups))
         return found
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
+from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
@@ -40,6 +41,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
     "spelled": SPELLED_HS_PATTERN,
     "lookalike": LOOKALIKE_ADJACENT.encode("ascii"),
+    "odd_separators": ODD_SEPARATORS_ADJACENT.encode("utf-8"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -95,7 +97,14 @@ def _lookalike_table() -> bytes:
     return bytes(table)
 
 
+def _digits_table() -> bytes:
+    table = bytearray(range(256))
+    table[ord("0") : ord("9") + 1] = b"0" * 10
+    return bytes(table)
+
+
 SCREENS: dict[str, Screen] = {
+    "odd_separators": Screen(_digits_table(), re.compile("0000 ?(?:[,*|~:;+#=]|\u2022|\u00b7) ?0000".encode())),
     "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),

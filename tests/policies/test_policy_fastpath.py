@@ -129,7 +129,7 @@ _id_pieces = st.sampled_from(
         "x2482300w", "X2482300w", "rccmnl83s18d969h", "ab123456c", "AB 12 34 56 c", "ab 12 34 56 c", "NINO ",
         "anna at example dot com", " at ", " AT ", " dot ", " Dot ", "com", "de", "@ ", "x", "c",
         " one", " four", "eins", " 1111", "call me on zero one seven six double two three four five six seven",
-        "O2O 7946 O958", "4lll", "O", "l", "I",
+        "O2O 7946 O958", "4lll", "O", "l", "I", "4111*1111*1111*1111", "*", "|", "\u2022",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -183,6 +183,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("anna at example dot \u017fe", False)
 @example("ab 12\u00a034 56 c", False)
 @example("O2O 7946 O958", False)
+@example("4111*1111*1111*1111", False)
+@example("4111 \u2022 1111 \u2022 1111 \u2022 1111", False)
 @example("4lll 1lll 1lll 1lll", True)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
 @example("\u0301DE89 3704 0044 0532 0130 00", False)

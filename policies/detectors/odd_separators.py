@@ -1,0 +1,39 @@
+"""Card numbers written with separators no number uses: "4111*1111*1111*1111", "4111 | 1111 | 1111 | 1111".
+
+The digit-run candidates take spaces, dots, dashes, slashes, underscores and brackets between digit groups;
+any other separator split a card number into groups too short to be anything. Here a run of digit groups
+joined by these separators (and the usual ones), with at least one odd separator right between two groups of
+four digits (the pre-filters' condition), is read with every odd separator as a space, one character for one,
+and asked of the card detector only (``PolicyEngine._odd_separator_run``): a card's issuer prefix, length
+and Luhn check make a chance hit rare, where a phone or id reading of lists of numbers would not be.
+
+Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
+written with them, a card counts only after a card word ("card", "Karte", "visa", ...).
+"""
+
+from __future__ import annotations
+
+import re
+
+ODD = ",*|~:;+#=\u2022\u00b7"  # (U+2022 bullet, U+00B7 middle dot)
+_ODD_CLASS = "[,*|~:;+#=\u2022\u00b7]"
+_ANY_SEP = "[ ._/()\\-,*|~:;+#=\u2022\u00b7]"
+#: The run: digit groups joined by one to three separators. No lookbehind and no character JSON escapes (the
+#: raw-line fast path relies on it, see ``candidates.py``).
+PATTERN = rf"[0-9]{{1,6}}(?:{_ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
+#: An odd separator between two groups of four digits (spaces around it allowed): a necessary condition for a
+#: card this module reads (every card form it takes has two such groups side by side).
+ADJACENT = rf"[0-9]{{4}} ?{_ODD_CLASS} ?[0-9]{{4}}"
+_ADJACENT = re.compile(ADJACENT)
+AS_SPACES = str.maketrans(dict.fromkeys(ODD, " "))
+LIST_SEPARATORS = frozenset(",;")
+
+
+def may_occur(text: str) -> bool:
+    """False when no card this module reads can occur in ``text`` (where no Hyperscan kind gate asks)."""
+    return _ADJACENT.search(text) is not None
+
+
+def odd_separators(text: str) -> set[str]:
+    """The odd separators in ``text`` (a run)."""
+    return {c for c in text if c in ODD}

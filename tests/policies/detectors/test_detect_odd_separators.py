@@ -1,0 +1,74 @@
+"""Card numbers written with separators no number uses ("4111*1111*1111*1111") are read as cards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from detector_helpers import BOTH_PRE_FILTERS, EU_PACK, EU_PACK_RE, assert_raw_line_passes_findings, pack_found
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bastion.policies import JsonlScanner, PolicyEngine
+
+CARDS = [
+    ("4111*1111*1111*1111", "4111*1111*1111*1111"),
+    ("card 4111|1111|1111|1111", "4111|1111|1111|1111"),
+    ("card 4111 | 1111 | 1111 | 1111 thanks", "4111 | 1111 | 1111 | 1111"),
+    ("card 4111~1111~1111~1111", "4111~1111~1111~1111"),
+    ("card 4111 \u2022 1111 \u2022 1111 \u2022 1111", "4111 \u2022 1111 \u2022 1111 \u2022 1111"),
+    ("card 4111:1111:1111:1111", "4111:1111:1111:1111"),
+    ("card 4111+1111+1111+1111", "4111+1111+1111+1111"),
+    ("card 4111#1111#1111#1111", "4111#1111#1111#1111"),
+    ("my card is 4111,1111,1111,1111", "4111,1111,1111,1111"),  # commas: after a card word
+    ("Karte 4111;1111;1111;1111", "4111;1111;1111;1111"),
+    ("Amex 3782*822463*10005", "3782*822463*10005"),
+    ("card 4111-1111*1111-1111", "4111-1111*1111-1111"),  # mixed with a usual separator
+    ("card 4111*1111*1111*1111*1227", "4111*1111*1111*1111"),  # the card, not its expiry date
+]
+
+
+@pytest.mark.parametrize(("text", "value"), CARDS)
+@BOTH_PRE_FILTERS
+def test_a_card_with_odd_separators_is_found(text: str, value: str, engine: PolicyEngine) -> None:
+    assert pack_found(text, engine) == [("PAYMENT_CARD", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111,1111,1111,1111",  # commas and semicolons also make lists and CSV fields: only after a card word
+        "ports 4000,4001,4002,4003",
+        "ids 4111*1111*1111*1112",  # Luhn fails
+        "at 10:30, 4111 stays",
+        "card 4*1*1*1*1*1*1*1*1*1*1*1*1*1*1*1",  # no two groups of four beside an odd separator: not read
+        "2019, 2020, 2021, 2022",
+    ],
+)
+def test_numbers_with_odd_separators_that_are_no_card_are_left_alone(text: str) -> None:
+    assert pack_found(text) == []
+
+
+def test_the_record_is_blocked_in_a_jsonl_file_by_either_pre_filter() -> None:
+    line = json.dumps({"messages": [{"role": "user", "content": "card 4111*1111*1111*1111"}]}) + "\n"
+    for engine in (EU_PACK, EU_PACK_RE):
+        scanner = JsonlScanner(engine, source="t.jsonl")
+        scanner.feed(line.encode())
+        scanner.finish()
+        assert scanner.summary.blocked_records_total == 1
+        assert scanner.summary.entity_counts == {"PAYMENT_CARD": 1}
+
+
+_pieces = st.sampled_from(
+    ["4111", "1111", "1", "*", "|", " | ", ",", ";", ":", "\u2022", "\u00b7", " ", "-", "card ", "x", "\\n", "\n",
+     '"', "4111*1111*1111*1111", "3782*822463*10005"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=25).map("".join))
+@example("card 4111*1111*1111*1111")
+@example("card\n4111 \u2022 1111 \u2022 1111 \u2022 1111")
+@example('card "4111|1111|1111|1111"')
+def test_the_raw_line_pre_filters_pass_every_line_with_such_a_card(text: str) -> None:
+    assert_raw_line_passes_findings(text)
