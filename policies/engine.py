@@ -155,6 +155,12 @@ class PolicyEngine:
             for kind in det.candidate_kinds:
                 self._by_kind.setdefault(kind, []).append(det)
         self._passes = passes(set(self._by_kind))
+        # Kinds whose runs are read as digit numbers written otherwise: (screen where no kind gate asks, reader)
+        self._rewritten: dict[str, tuple[Callable[[str], bool], Callable[[str, int, int], list[Hit]]]] = {
+            "spelled": (spelled.may_occur, self._spelled_run),
+            "lookalike": (lookalike.may_occur, self._lookalike_run),
+            "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
+        }
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
         # Context detectors (dates of birth, names, addresses) run once per record on the normalised view of
@@ -425,24 +431,13 @@ class PolicyEngine:
                         if letter is None:
                             break
                         pos = letter.end()
-            elif kind == "spelled":
-                if present is None and not spelled.may_occur(text):
-                    continue  # (without Hyperscan's kind gate: the pattern alone costs ``re`` far more)
+            elif kind in self._rewritten:  # numbers in words, look-alike letters, odd separators
+                may_occur, read_run = self._rewritten[kind]
+                if present is None and not may_occur(text):
+                    continue  # (without Hyperscan's kind gate: their patterns alone cost ``re`` far more)
                 for m in pattern.finditer(text):
                     if touches(m.start(), m.end()):
-                        found.extend(self._spelled_run(text, m.start(), m.end()))
-            elif kind == "lookalike":
-                if present is None and not lookalike.may_occur(text):
-                    continue
-                for m in pattern.finditer(text):
-                    if touches(m.start(), m.end()):
-                        found.extend(self._lookalike_run(text, m.start(), m.end()))
-            elif kind == "odd_separators":
-                if present is None and not odd_separators.may_occur(text):
-                    continue
-                for m in pattern.finditer(text):
-                    if touches(m.start(), m.end()):
-                        found.extend(self._odd_separator_run(text, m.start(), m.end()))
+                        found.extend(read_run(text, m.start(), m.end()))
             elif kind in ("email_at", "email_words"):
                 for m in pattern.finditer(text):
                     if touches(m.start() - _EMAIL_REACH, m.end()):
