@@ -22,6 +22,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from itertools import accumulate
 from typing import Any, Literal
 
 from bastion.policies import prefilter as _prefilter
@@ -464,18 +465,21 @@ class PolicyEngine:
         first = run.start
         last = max(span[1] for span in run.owner if span is not None)
         digits_text = text[:first] + run.number + text[last:]
-        prior = _Covers([])
-        budget = [_PART_BUDGET]
         found: list[Hit] = []
-        number_pattern = COMPILED["number"]
-        for m in number_pattern.finditer(digits_text, first, first + len(run.number)):
-            for hit in self._number_run(digits_text, m.start(), m.end(), prior, budget):
-                spans = [
-                    run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, first + len(run.number)))
-                ]
-                covered = [span for span in spans if span is not None]
-                if covered:
-                    found.append(hit._replace(start=covered[0][0], end=covered[-1][1]))
+        for hit in self._digit_runs(digits_text, first, first + len(run.number)):
+            spans = [run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, first + len(run.number)))]
+            covered = [span for span in spans if span is not None]
+            if covered:
+                found.append(hit._replace(start=covered[0][0], end=covered[-1][1]))
+        return found
+
+    def _digit_runs(self, digits_text: str, start: int, end: int) -> list[Hit]:
+        """The hits of the digit runs in ``digits_text[start:end]``, a number written otherwise and put back
+        into its text as digits (validated as the digit pass validates a run, with a budget of its own)."""
+        prior, budget = _Covers([]), [_PART_BUDGET]
+        found: list[Hit] = []
+        for m in COMPILED["number"].finditer(digits_text, start, end):
+            found.extend(self._number_run(digits_text, m.start(), m.end(), prior, budget))
         return found
 
     def _lookalike_run(self, text: str, start: int, end: int) -> list[Hit]:
@@ -493,10 +497,7 @@ class PolicyEngine:
         if run is None:
             return found
         digits_text = text[: run.start] + run.number + text[run.end :]
-        prior, budget = _Covers([]), [_PART_BUDGET]
-        for m in COMPILED["number"].finditer(digits_text, run.start, run.end):
-            found.extend(self._number_run(digits_text, m.start(), m.end(), prior, budget))
-        return found
+        return found + self._digit_runs(digits_text, run.start, run.end)
 
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with
@@ -510,15 +511,13 @@ class PolicyEngine:
             return []
         mapped = text[:start] + run.translate(odd_separators.AS_SPACES) + text[end:]
         groups = [m.span() for m in _DIGIT_GROUP.finditer(mapped, start, end)]
+        before = list(accumulate((e - s for s, e in groups), initial=0))  # digits before each group
         found: list[Hit] = []
         i = 0
         while i < len(groups):
             hit = None
-            digits = [0]  # digits[k]: how many digits groups i .. i + k - 1 hold
-            for j in range(i, len(groups)):
-                digits.append(digits[-1] + groups[j][1] - groups[j][0])
             for j in range(len(groups) - 1, i, -1):  # the longest first
-                if not 13 <= digits[j - i + 1] <= 19:
+                if not 13 <= before[j + 1] - before[i] <= 19:
                     continue
                 s, e = groups[i][0], groups[j][1]
                 odd = odd_separators.odd_separators(text[s:e])

@@ -26,8 +26,10 @@ from typing import Any, NamedTuple
 
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
+from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
+from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
@@ -92,7 +94,7 @@ class Screen(NamedTuple):
 def _lookalike_table() -> bytes:
     table = bytearray(b" " * 256)
     table[ord("0") : ord("9") + 1] = b"0" * 10
-    for ch in b"OoIl":  # letters that look like digits
+    for ch in LOOKALIKE_LETTERS.encode("ascii"):  # letters that look like digits
         table[ch] = ord("L")
     return bytes(table)
 
@@ -104,7 +106,10 @@ def _digits_table() -> bytes:
 
 
 SCREENS: dict[str, Screen] = {
-    "odd_separators": Screen(_digits_table(), re.compile("0000 ?(?:[,*|~:;+#=]|\u2022|\u00b7) ?0000".encode())),
+    "odd_separators": Screen(
+        _digits_table(),
+        re.compile(b"0000 ?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b") ?0000"),
+    ),
     "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),

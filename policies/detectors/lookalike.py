@@ -17,11 +17,14 @@ from typing import NamedTuple
 LETTERS = "OoIl"
 AS_DIGITS = str.maketrans("OoIl", "0011")
 _SEP = r"[ ._/()\-]"
-#: The run: digits and look-alike letters, up to two separators between them, at least seven characters.
-#: No lookbehind and no character JSON escapes (the raw-line fast path relies on it, see ``candidates.py``).
-PATTERN = rf"\+?[0-9OoIl](?:{_SEP}{{0,2}}[0-9OoIl]){{6,}}"
 #: A look-alike letter right beside a digit: a necessary condition for a run this module reads.
 ADJACENT = r"[0-9][OoIl]|[OoIl][0-9]"
+#: The run: digits and look-alike letters, up to two separators between them, at least seven characters,
+#: with :data:`ADJACENT` within the next 80 of them (so the pattern, like a run this module reads, never
+#: matches where the pre-filters' screens see no such pair; 80 bounds the look-ahead, and a number of 19
+#: digits with two separators between each is shorter). No lookbehind and no character JSON escapes (the
+#: raw-line fast path relies on it, see ``candidates.py``).
+PATTERN = rf"(?=[0-9OoIl ._/()\-+]{{0,80}}?(?:{ADJACENT}))\+?[0-9OoIl](?:{_SEP}{{0,2}}[0-9OoIl]){{6,}}"
 _ADJACENT = re.compile(ADJACENT)
 _GROUP = re.compile(r"\+?[0-9OoIl]+")
 MIN_CHARACTERS = 7

@@ -16,14 +16,17 @@ from __future__ import annotations
 import re
 
 ODD = ",*|~:;+#=\u2022\u00b7"  # (U+2022 bullet, U+00B7 middle dot)
-_ODD_CLASS = "[,*|~:;+#=\u2022\u00b7]"
-_ANY_SEP = "[ ._/()\\-,*|~:;+#=\u2022\u00b7]"
-#: The run: digit groups joined by one to three separators. No lookbehind and no character JSON escapes (the
-#: raw-line fast path relies on it, see ``candidates.py``).
-PATTERN = rf"[0-9]{{1,6}}(?:{_ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
+ODD_CLASS = "[" + re.escape(ODD) + "]"
+_ANY_SEP = "[ ._/()\\-" + re.escape(ODD) + "]"
 #: An odd separator between two groups of four digits (spaces around it allowed): a necessary condition for a
 #: card this module reads (every card form it takes has two such groups side by side).
-ADJACENT = rf"[0-9]{{4}} ?{_ODD_CLASS} ?[0-9]{{4}}"
+ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
+#: The run: digit groups joined by one to three separators, with :data:`ADJACENT` within the next 80
+#: characters (so the pattern, like a card this module reads, never matches where the pre-filters' screens
+#: see no such pair; 80 bounds the look-ahead, and a card of 19 digits with three separators between each
+#: group is shorter). No lookbehind and no character JSON escapes (the raw-line fast path relies on it, see
+#: ``candidates.py``).
+PATTERN = rf"(?=(?:{_ANY_SEP}|[0-9]){{0,80}}?(?:{ADJACENT}))[0-9]{{1,6}}(?:{_ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
 _ADJACENT = re.compile(ADJACENT)
 AS_SPACES = str.maketrans(dict.fromkeys(ODD, " "))
 LIST_SEPARATORS = frozenset(",;")

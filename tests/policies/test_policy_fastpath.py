@@ -184,6 +184,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("ab 12\u00a034 56 c", False)
 @example("O2O 7946 O958", False)
 @example("4111*1111*1111*1111", False)
+@example("0/0/0", False)  # digit runs without an odd separator or a look-alike letter: no pass's pattern
+@example("0000000", False)
 @example("4111 \u2022 1111 \u2022 1111 \u2022 1111", False)
 @example("4lll 1lll 1lll 1lll", True)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
