@@ -147,6 +147,7 @@ _SCHEME_NAMES: dict[str, str] = {
     "steuer-id": "de.idnr", "steuer-idnr": "de.idnr", "steueridentifikationsnummer": "de.idnr", "nir": "fr.nir",
     "hetu": "fi.hetu", "henkilötunnus": "fi.hetu", "pps": "ie.pps", "nhs": "gb.nhs", "nif": "pt.nif",
     "dni": "es.dni", "nie": "es.nie", "codice fiscale": "it.codicefiscale", "nino": "gb.nino",
+    "ssn": "us.ssn.compact",
 }  # fmt: skip
 _SCHEME_NAME = re.compile(
     r"(?<![\w])(?:" + "|".join(re.escape(w) for w in sorted(_SCHEME_NAMES, key=len, reverse=True)) + r")(?![\w])"
@@ -220,17 +221,38 @@ class NationalIdDetector(Detector):
                         return []
             named = self._named_scheme(text, start, kind, shaped, window)
             return [Hit(start, end, self, named or name)]
+        if kind == "number" and _SEPARATORS.search(window):
+            return self._named_in_other_groups(text, start, end, window)
         return []
+
+    def _named_in_other_groups(self, text: str, start: int, end: int, window: str) -> list[Hit]:
+        """A number in groups its scheme's form does not have ("PESEL: 4405140145 8", "SSN 078 05 1120"):
+        taken when the word just before it names the scheme and the digits alone are valid in it. Named, the
+        grouping proves nothing either way; unnamed, it is what tells an id from a phone or a list."""
+        wanted = self._scheme_named_before(text, start)
+        if wanted is None:
+            return []
+        compact = _SEPARATORS.sub("", window)
+        if not compact.isdigit():
+            return []
+        for name, scheme, is_valid in self._schemes_for("number", len(compact)):
+            if name == wanted and scheme.shape.fullmatch(compact) and is_valid(compact):
+                return [Hit(start, end, self, name)]
+        return []
+
+    def _scheme_named_before(self, text: str, start: int) -> str | None:
+        """The scheme that the closest scheme name within reach before ``text[start]`` names, if any."""
+        lo = max(0, start - REACH, text.rfind("\x00", 0, start) + 1)
+        found = [m.group(0) for m in _SCHEME_NAME.finditer(text[lo:start].lower())]
+        return _SCHEME_NAMES[found[-1]] if found else None
 
     def _named_scheme(self, text: str, start: int, kind: str, shaped: str, window: str) -> str | None:
         """The scheme that the word just before the number names ("asmens kodas", "PESEL", "isikukood"), when
         the number is valid in it too: several schemes share a form and a check (a Lithuanian asmens kodas
         is also a valid Estonian isikukood), and the first in the policy's order is only a guess."""
-        lo = max(0, start - REACH, text.rfind("\x00", 0, start) + 1)
-        found = [m.group(0) for m in _SCHEME_NAME.finditer(text[lo:start].lower())]
-        if not found:
+        wanted = self._scheme_named_before(text, start)
+        if wanted is None:
             return None
-        wanted = _SCHEME_NAMES[found[-1]]
         for name, scheme, is_valid in self._schemes_for(kind, len(shaped)):
             if name == wanted and scheme.shape.fullmatch(shaped):
                 return name if is_valid(_SEPARATORS.sub("", window) if name in _COMPACT else window.upper()) else None

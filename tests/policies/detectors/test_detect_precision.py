@@ -165,3 +165,30 @@ def test_label_words_read_on_lower_cased_text_are_those_read_case_insensitively(
 def test_a_word_naming_a_scheme_types_a_number_valid_in_several(text: str, scheme: str) -> None:
     value = text.split()[-1]
     assert found(text) == [("NATIONAL_ID", scheme, value)]
+
+
+@pytest.mark.parametrize(
+    ("text", "scheme", "value"),
+    [
+        ("PESEL: 4405140145 8", "pl.pesel", "4405140145 8"),  # a digit split off: no form PESEL has
+        ("pesel 4405 1401 359", "pl.pesel", "4405 1401 359"),  # was typed PHONE
+        ("my ssn is 536 90 4399", "us.ssn.compact", "536 90 4399"),
+        ("SSN: 536.90.4399", "us.ssn.compact", "536.90.4399"),
+        ("BSN 1112 22333", "nl.bsn", "1112 22333"),
+        ("amka 010130 99997", "gr.amka", "010130 99997"),
+    ],
+)
+def test_a_number_its_scheme_is_named_for_counts_in_any_grouping(text: str, scheme: str, value: str) -> None:
+    assert found(text) == [("NATIONAL_ID", scheme, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ref 536 90 4399",  # valid digits, no word naming the scheme: the grouping is no SSN's
+        "PESEL: 4405140145 9",  # named, but the digits fail its check
+        "PESEL 1112 22333",  # valid as a BSN, but PESEL is named and has 11 digits
+    ],
+)
+def test_other_groups_count_only_for_the_named_scheme(text: str) -> None:
+    assert not [f for f in found(text) if f[0] == "NATIONAL_ID"]
