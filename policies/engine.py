@@ -465,8 +465,11 @@ class PolicyEngine:
         first = run.start
         last = max(span[1] for span in run.owner if span is not None)
         digits_text = text[:first] + run.number + text[last:]
+        hits = self._digit_runs(digits_text, first, first + len(run.number))
+        if ", " in run.number:  # "four one one one, one one one one, ...": a card with commas, after a card word
+            hits += self._odd_separator_run(digits_text, first, first + len(run.number))
         found: list[Hit] = []
-        for hit in self._digit_runs(digits_text, first, first + len(run.number)):
+        for hit in hits:
             spans = [run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, first + len(run.number)))]
             covered = [span for span in spans if span is not None]
             if covered:

@@ -31,6 +31,9 @@ SPELLED = [
      "plus four nine three zero nine zero one eight two zero"),
     ("SSN five three six nine zero four three nine nine", "NATIONAL_ID",
      "five three six nine zero four three nine nine"),
+    # groups set off by commas, as a card is read aloud: a card after a card word (as "4111,1111,...")
+    ("the card: four one one one, one one one one, one one one one, one one one one, exp one two", "PAYMENT_CARD",
+     "four one one one, one one one one, one one one one, one one one one"),
 ]  # fmt: skip
 
 
@@ -54,6 +57,7 @@ def test_a_number_spelled_in_words_is_found_as_what_it_spells(
         "count: zero one two three four five six seven eight nine",  # counting, not a number (NHS-valid)
         "null eins zwei drei vier fünf sechs sieben acht neun",
         "nine eight seven six five four three two one zero",
+        "four one one one, one one one one, one one one one, one one one one",  # commas and no card word: a list
     ],
 )
 def test_words_that_spell_nothing_are_left_alone(text: str) -> None:
