@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, NamedTuple
 
+from bastion.policies.detectors import escapes
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
@@ -151,8 +152,9 @@ class HyperscanPrefilter:
 
         self._hs = hyperscan
         # JSON escapes \uXXXX and \/ can hide a candidate from the raw text, and characters that the
-        # normalised view changes can make one: such lines always go the full way.
-        expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds), hyperscan_class()]
+        # normalised view changes (or web escapes it reads) can make one: such lines always go the full way.
+        expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds), escapes.HS_PATTERN]
+        expressions.append(hyperscan_class())
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
         flags = [base] * (len(expressions) - 1)
         flags.append(base & ~hyperscan.HS_FLAG_UCP)  # an explicit class: UCP only makes it slow to compile
@@ -238,7 +240,7 @@ class KindGate:
             found.add(kinds[id_])
 
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
-        if not data.isascii() and view_checker()(data):
+        if (not data.isascii() and view_checker()(data)) or escapes.occurs_in_bytes(data):
             found.add(VIEW)
         return found
 

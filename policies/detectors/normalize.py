@@ -4,6 +4,8 @@ Personal data is written in many ways that mean the same to a reader: full-width
 a zero-width space or soft hyphen inside a number, an en-dash or a narrow no-break space between groups.
 The candidate patterns and validators speak ASCII, so they run on a *view* of the text in which
 
+* web escapes are read as the characters they write (``%40``, ``&#52;``, ``&commat;``: :mod:`.escapes`), and
+  the characters they write are then normalised as below,
 * format characters (Unicode category Cf: zero-width space/joiners, soft hyphen, BOM, bidi marks) are removed,
 * every Unicode decimal digit becomes its ASCII digit,
 * every space separator (Zs: no-break, narrow no-break, figure, thin, ideographic ...) becomes ``" "``,
@@ -15,7 +17,8 @@ The candidate patterns and validators speak ASCII, so they run on a *view* of th
   in NFD (macOS writes it) reads as in NFC (``ju\u0308rgen`` -> ``jürgen``); marks NFC leaves alone stay.
 
 Spans found in the view are mapped back with :meth:`View.span`, so redaction replaces the original
-characters (including any format characters inside the span). Texts with nothing to normalise (all ASCII,
+characters (including any format characters inside the span, and the whole of an escape). Texts with nothing to
+normalise (all ASCII,
 the common case) are their own view at no cost.
 """
 
@@ -26,6 +29,8 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable
 from functools import cache
+
+from bastion.policies.detectors import escapes
 
 
 def normal_char(ch: str) -> str:
@@ -138,12 +143,12 @@ def _changed_pattern() -> re.Pattern[str]:
     """A changed character, or a run of combining marks (the view decides from what precedes it)."""
     changed = char_class(ord(c) for c in changed_chars())
     marks = char_class(ord(c) for c in combining_marks())
-    return re.compile(f"(?P<marks>{marks}+)|{changed}")
+    return re.compile(f"(?P<escape>{escapes.PATTERN})|(?P<marks>{marks}+)|{changed}")
 
 
 def needs_view(text: str) -> bool:
-    """True when the view of ``text`` may differ from ``text`` (cheap for ASCII text)."""
-    return not text.isascii() and not screened_chars().isdisjoint(text)
+    """True when the view of ``text`` may differ from ``text`` (cheap for ASCII text without ``%`` or ``&``)."""
+    return (not text.isascii() and not screened_chars().isdisjoint(text)) or escapes.occurs(text)
 
 
 def _bare(text: str, i: int) -> bool:
@@ -157,7 +162,7 @@ def _bare(text: str, i: int) -> bool:
 class View:
     """``text`` is the normalised view of ``original``; :meth:`span` maps a view span back."""
 
-    __slots__ = ("_deltas", "_lens", "_origs", "_starts", "original", "text")
+    __slots__ = ("_deltas", "_lens", "_origs", "_starts", "_tails", "original", "text")
 
     def __init__(self, original: str, *, identity: bool = False) -> None:
         """``identity``: the caller knows that nothing in ``original`` changes (skips the check)."""
@@ -168,6 +173,9 @@ class View:
         self._lens: list[int] = []
         self._origs: list[int] = []
         self._deltas: list[int] = []
+        # Where an escape's character is read from several characters ("&#64;"): the position after its
+        # first one, and its end (a span ending at that character is extended over the whole escape).
+        self._tails: dict[int, int] = {}
         if identity or not needs_view(original):
             self.text = original
             return
@@ -176,28 +184,41 @@ class View:
         pos = 0  # length of the view so far
         for m in _changed_pattern().finditer(original):
             i, end = m.span()
-            if m.lastgroup != "marks":
+            if m.lastgroup == "escape":
+                replaced = self._escaped(m.group(), i)
+                if not replaced:
+                    continue
+            elif m.lastgroup != "marks":
                 replaced = [(i, normal_char(original[i]))]
-            elif _bare(original, i):
+            elif i == last or _bare(original, i):  # (right after an escape: on no letter of the text)
                 replaced = [(k, "") for k in range(i, end)]
             else:  # marks on a letter: composed with it as NFC does, or left alone
                 composed = unicodedata.normalize("NFC", original[i - 1 : end])
                 if composed == original[i - 1 : end]:
                     continue
                 replaced = [(i - 1, composed), *((k, "") for k in range(i, end))]
-            first = replaced[0][0]
-            pieces.append(original[last:first])
-            pos += first - last
-            for k, repl in replaced:
+            for k, repl in replaced:  # ascending positions; the characters between them stay
+                pieces.append(original[last:k])
+                pos += k - last
                 pieces.append(repl)
                 self._starts.append(pos)
                 self._lens.append(len(repl))
                 self._origs.append(k)
                 pos += len(repl)
                 self._deltas.append(k + 1 - pos)
-            last = end
+                last = k + 1
         pieces.append(original[last:])
         self.text = "".join(pieces)
+
+    def _escaped(self, escape: str, at: int) -> list[tuple[int, str]]:
+        """The replacements for an escape at ``original[at:]``: its characters in place of the first
+        character of the part that writes each, the rest of that part removed."""
+        replaced: list[tuple[int, str]] = []
+        for s, e, chars in escapes.decode(escape):
+            replaced.append((at + s, "".join(normal_char(c) for c in chars)))
+            replaced.extend((k, "") for k in range(at + s + 1, at + e))
+            self._tails[at + s + 1] = at + e
+        return replaced
 
     @property
     def identity(self) -> bool:
@@ -217,6 +238,7 @@ class View:
         if not self._starts:
             return start, end
         stop = self.source(end - 1) + 1
+        stop = self._tails.get(stop, stop)  # the rest of an escape: "&#64;" is redacted whole
         marks = combining_marks()
         while stop < len(self.original) and self.original[stop] in marks:
             stop += 1  # a mark belongs to the character before it: "é" of "e\u0301" is redacted whole
@@ -264,6 +286,8 @@ def raw_needs_view(raw: bytes) -> bool:
     """:func:`needs_view` on the UTF-8 bytes of a text. Most non-ASCII text (accented letters, most
     scripts) holds no first byte of a screened character: ``bytes.translate`` rules that out at memory
     speed, and only the rest is searched with the exact pattern."""
+    if escapes.occurs_in_bytes(raw):
+        return True
     if raw.isascii() or not raw.translate(None, _not_lead_bytes()):
         return False
     return changed_bytes_pattern().search(raw) is not None

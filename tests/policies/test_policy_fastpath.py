@@ -49,6 +49,7 @@ _pieces = st.sampled_from(
     [
         "PRJ-12", "PRJ-1", 'a"b', "x\\y", "q\nq", "k/k", "ABCz", "éés", "ZZ@", "zz@x.io", "\u2028w", "ana@example.es",
         "+49 30 901820", "DE89 3704 0044 0532 0130 00", "a", "b", "q", "x", "y", "z", "\\", '"', "/", "\n", " ", "é",
+        "%40", "&#52;", "&commat;", "&#x31", "anna%40example.es", "4111%201111%201111%201111", "%", "&",
     ]
 )  # fmt: skip
 _string = st.lists(_pieces | st.text(max_size=4), max_size=8).map("".join)
@@ -130,6 +131,7 @@ _id_pieces = st.sampled_from(
         "anna at example dot com", " at ", " AT ", " dot ", " Dot ", "com", "de", "@ ", "x", "c",
         " one", " four", "eins", " 1111", "call me on zero one seven six double two three four five six seven",
         "O2O 7946 O958", "4lll", "O", "l", "I", "4111*1111*1111*1111", "*", "|", "\u2022",
+        "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -158,6 +160,7 @@ _glyph = st.sampled_from(
     [
         "0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308",
         "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe", "O", "l", "I",
+        "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;",
     ]
 )  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+", max_size=4)
@@ -190,6 +193,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("4lll 1lll 1lll 1lll", True)
 @example("DE89 3704 0044 0532 0130 0\u03000", False)
 @example("\u0301DE89 3704 0044 0532 0130 00", False)
+@example("4111%201111%201111%201111", False)
+@example("&#52;&#49;&#49;&#49; 1111 1111 1111", True)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=ascii_only)
     try:
