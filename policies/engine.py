@@ -48,6 +48,8 @@ _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may star
 _ASCII_LETTER = re.compile("[A-Za-z]")  # an IBAN candidate needs two before it
 _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+# An IBAN from its check digits on with up to three separators between characters ("89 | 3704 | 0044 ...")
+_IBAN_TAIL_SPACED = re.compile(r"[0-9]{2}(?:[ .\-]{0,3}[A-Za-z0-9]){10,34}")
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
 _MAX_RESCANS = 3
@@ -505,17 +507,23 @@ class PolicyEngine:
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with
         them read as spaces, one character for one, every span of whole groups that holds 13-19 digits is
-        asked of the card detectors (the longest card from each group on)."""
+        asked of the card detectors (the longest card from each group on), and a run right after two letters
+        is asked of the IBAN detector from them on (an IBAN whose account part is all digits)."""
         run = text[start:end]
         if not odd_separators.may_occur(run):
             return []
+        mapped = text[:start] + run.translate(odd_separators.AS_SPACES) + text[end:]
+        found: list[Hit] = []
+        country = text[start - 2 : start] if start >= 2 else ""
+        if "iban" in self._by_kind and country.isascii() and country.isalpha():  # "DE89*3704*0044*..."
+            tail = _IBAN_TAIL_SPACED.match(mapped, start, end)
+            if tail is not None:
+                found.extend(self._validate(mapped, start - 2, tail.end(), "iban"))
         cards = [d for d in self._by_kind.get("number", ()) if isinstance(d, PaymentCardDetector)]
         if not cards:
-            return []
-        mapped = text[:start] + run.translate(odd_separators.AS_SPACES) + text[end:]
+            return found
         groups = [m.span() for m in _DIGIT_GROUP.finditer(mapped, start, end)]
         before = list(accumulate((e - s for s, e in groups), initial=0))  # digits before each group
-        found: list[Hit] = []
         i = 0
         while i < len(groups):
             hit = None

@@ -4,8 +4,10 @@ The digit-run candidates take spaces, dots, dashes, slashes, underscores and bra
 any other separator split a card number into groups too short to be anything. Here a run of digit groups
 joined by these separators (and the usual ones), with at least one odd separator right between two groups of
 four digits (the pre-filters' condition), is read with every odd separator as a space, one character for one,
-and asked of the card detector only (``PolicyEngine._odd_separator_run``): a card's issuer prefix, length
-and Luhn check make a chance hit rare, where a phone or id reading of lists of numbers would not be.
+and asked of the card detector (``PolicyEngine._odd_separator_run``): a card's issuer prefix, length and
+Luhn check make a chance hit rare, where a phone or id reading of lists of numbers would not be. A run right
+after two letters is also asked of the IBAN detector from them on ("DE89*3704*0044*0532*0130*00"; its
+country, length and mod-97 check are rarer still); an IBAN with letters in its account part is not read so.
 
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
 written with them, a card counts only after a card word ("card", "Karte", "visa", ...).

@@ -1,4 +1,5 @@
-"""Card numbers written with separators no number uses ("4111*1111*1111*1111") are read as cards."""
+"""Card numbers and IBANs written with separators no number uses ("4111*1111*1111*1111", "DE89*3704*...") are
+read as what they are."""
 
 from __future__ import annotations
 
@@ -34,6 +35,20 @@ def test_a_card_with_odd_separators_is_found(text: str, value: str, engine: Poli
     assert pack_found(text, engine) == [("PAYMENT_CARD", value)]
 
 
+IBANS = [
+    ("IBAN DE89*3704*0044*0532*0130*00", "DE89*3704*0044*0532*0130*00"),
+    ("IBAN DE89 | 3704 | 0044 | 0532 | 0130 | 00 thanks", "DE89 | 3704 | 0044 | 0532 | 0130 | 00"),
+    ("konto PL61,1090,1014,0000,0712,1981,2874", "PL61,1090,1014,0000,0712,1981,2874"),  # the check is enough
+    ("FR76~3000~6000~0112~3456~7890~189.", "FR76~3000~6000~0112~3456~7890~189"),
+]
+
+
+@pytest.mark.parametrize(("text", "value"), IBANS)
+@BOTH_PRE_FILTERS
+def test_an_iban_with_odd_separators_is_found(text: str, value: str, engine: PolicyEngine) -> None:
+    assert pack_found(text, engine) == [("IBAN", value)]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -43,6 +58,8 @@ def test_a_card_with_odd_separators_is_found(text: str, value: str, engine: Poli
         "at 10:30, 4111 stays",
         "card 4*1*1*1*1*1*1*1*1*1*1*1*1*1*1*1",  # no two groups of four beside an odd separator: not read
         "2019, 2020, 2021, 2022",
+        "IBAN DE89*3704*0044*0532*0130*01",  # the check fails
+        "v2.1*3704*0044*0532",
     ],
 )
 def test_numbers_with_odd_separators_that_are_no_card_are_left_alone(text: str) -> None:
