@@ -50,6 +50,8 @@ _WORD_DOT = r" (?:dot|DOT|Dot) "
 WORD_TLDS = (
     "com|org|net|edu|gov|info|biz|io|eu|de|fr|es|nl|pl|se|pt|ch|dk|fi|ie|uk|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|ca|au"
 )
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"  # a label of a domain name
+_SPACED_DOT = r" \. "
 ALNUM_PATTERN = _ALNUM_CAPITALS + "".join(f"|{code}" for code, _ in _ALNUM_SMALL)
 # For the Hyperscan pre-filter, which needs only a necessary condition: the small-letter codes by their
 # digit-led tails. Led by a small letter, as in ALNUM_PATTERN, they made Hyperscan's pass over prose five
@@ -61,8 +63,12 @@ ALNUM_PREFILTER = _ALNUM_CAPITALS + "".join(f"|{tail}" for _, tail in _ALNUM_SMA
 CANDIDATE_PATTERNS: dict[str, str] = {
     # From the '@' forwards; the local part is found backwards by the email detector.
     # A space after the '@' is allowed ("anna.berg@ example.com", "anna.berg @ example.com"); a space
-    # before it only with one after it: "thanks @anna.berg" is a mention.
-    "email": r"@ ?(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])",
+    # before it only with one after it: "thanks @anna.berg" is a mention. Dots with a space on each side
+    # ("anna.berg@example . com") count where a top-level domain that is no common word follows the last
+    # ("@ home . Thanks" is prose).
+    "email": (
+        rf"@ ?(?:{_LABEL}(?:\.|{_SPACED_DOT}))*{_LABEL}(?:\.[^\W\d_]{{2,63}}|{_SPACED_DOT}(?ai:{WORD_TLDS}))(?![\w-])"
+    ),
     # An address written to dodge e-mail scrapers, from its "at" token on: "anna.berg (at) example (dot) com",
     # "anna[at]example.com", "anna [@] example [.] com". The "at" needs brackets (a bare " at " is prose);
     # the local part is found backwards by the e-mail detector, the domain needs a dot and a TLD.

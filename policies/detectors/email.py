@@ -22,6 +22,8 @@ _NOT_FIRST = frozenset(".!#$%&'*/=?^`{|}~")  # punctuation that does not start a
 _MAX_LOCAL = 64
 # the words of a local part written out before it: "anna dot berg" (at most three more words)
 _WORDS_BEFORE = re.compile(r"(?:[^\W_][\w-]{0,30} (?:dot|DOT|Dot) ){1,3}$")
+# the same with spaced dots: "anna . berg@example.com", "anna . berg @ example . com"
+_SPACED_DOTS_BEFORE = re.compile(r"(?:[^\W_][\w-]{0,30} \. ){1,3}$")
 # Words that stand before "at" in prose about a web site ("find us at example dot com", "I was at example
 # dot com"): not the local part of an address written in words.
 _PROSE_BEFORE_AT = frozenset(
@@ -75,7 +77,7 @@ class EmailDetector(Detector):
         if start + 1 < end and text[start + 1] == " ":  # "anna@ example.com", "anna @ example.com"
             at = start - 1 if text[start - 1] == " " else start
             i = local_start(text, max(floor, at - _MAX_LOCAL), at)
-            return [Hit(i, end, self)] if i < at else []
+            return [Hit(self._spaced_start(text, floor, i), end, self)] if i < at else []
         # (a space before the '@' and none after: "thanks @anna.berg" is a mention, found by no local part)
         if text[start - 1] == '"':  # a quoted local part
             opening = text.rfind('"', max(floor, start - 1 - _MAX_LOCAL), start - 1)
@@ -87,4 +89,13 @@ class EmailDetector(Detector):
         i = local_start(text, max(floor, start - _MAX_LOCAL), start)
         if i == start:
             return []
-        return [Hit(i, end, self)]
+        return [Hit(self._spaced_start(text, floor, i), end, self)]
+
+    @staticmethod
+    def _spaced_start(text: str, floor: int, i: int) -> int:
+        """Where a local part found to start at ``i`` starts when words with spaced dots stand before it
+        ("anna . berg@example.com": "berg" was found)."""
+        if i < 3 or text[i - 3 : i] != " . ":
+            return i
+        spaced = _SPACED_DOTS_BEFORE.search(text, max(floor, i - _MAX_LOCAL), i)
+        return spaced.start() if spaced else i

@@ -25,6 +25,9 @@ POSITIVES = [
     ("email", "ANNA.BERG AT EXAMPLE DOT DE", ""),
     ("email", "anna.berg @ example.com", ""),
     ("email", "anna.berg@ example.com", ""),
+    ("email", "anna.berg@example . com", ""),  # spaced dots, before a top-level domain that is no word
+    ("email", "anna . berg @ example . com", ""),
+    ("email", "anna . berg@example.com", ""),
     ("phone", "+49 30 901820", ""),
     ("phone", "0049 30 901820", ""),
     ("phone", "030/901820", ""),
@@ -86,7 +89,9 @@ NEAR_MISSES = [
     ("email", "meet me (at) the station"),  # no dot in the "domain"
     ("email", "look at the dot it makes"),  # "at ... dot" only before a top-level domain that is no word
     ("email", "we met at the office dot com"),  # the domain is one word
-    ("email", "find us at example dot com"),  # a web site in prose: the word before "at" is no local part
+    ("email", "find us at example dot com"),
+    ("email", "reach me @ home . Thanks"),  # a spaced dot before a word that is no domain: prose
+    ("email", "see you @ noon . It works"),  # a web site in prose: the word before "at" is no local part
     ("email", "I was at example dot com"),
     ("email", "More info at example dot org"),
     ("email", "anna at example dot comic"),

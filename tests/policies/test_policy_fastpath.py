@@ -220,8 +220,12 @@ def test_codes_in_small_letters_pass_every_pre_filter(value: str, prefilter: str
 
 
 @pytest.mark.parametrize(
-    "value", ["anna at example dot com", "ANNA DOT BERG AT EXAMPLE DOT DE", "anna.berg @ example.com", "a@ example.es"]
-)
+    "value",
+    [
+        "anna at example dot com", "ANNA DOT BERG AT EXAMPLE DOT DE", "anna.berg @ example.com", "a@ example.es",
+        "anna . berg @ example . com",
+    ],
+)  # fmt: skip
 @pytest.mark.parametrize("prefilter", ["re", "auto"])
 def test_addresses_in_words_or_with_a_spaced_at_pass_every_pre_filter(value: str, prefilter: str) -> None:
     """An e-mail address written in words or with a space after its '@': the byte-shape screen (no
