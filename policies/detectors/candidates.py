@@ -25,7 +25,7 @@ _SEP = r"[ ._/()\-]"
 
 # The "at" and "dot" of an obfuscated e-mail address: a word in brackets, or "@" / "." in brackets.
 _AT = r"[\[({<] ?(?:at|AT|At|@) ?[\])}>]"
-_DOT = r"(?: ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?|\.)"
+_DOT = r"(?: ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?| \. |\.)"  # (or a dot with a space on each side)
 
 _ALNUM_CAPITALS = (
     r"[A-Z](?:[0-9]{7}-?[A-Za-z]"
@@ -73,10 +73,12 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # "anna[at]example.com", "anna [@] example [.] com". The "at" needs brackets (a bare " at " is prose);
     # the local part is found backwards by the e-mail detector, the domain needs a dot and a TLD.
     "email_at": (rf"{_AT} ?[^\W_][\w-]{{0,62}}(?:{_DOT}[^\W_][\w-]{{0,62}})*{_DOT}[^\W\d_]{{2,63}}(?![\w-])"),
-    # An address written in words, from its "at" on: "anna at example dot com", "ANNA AT EXAMPLE DOT DE";
-    # the local part ("anna", "anna.berg", "anna dot berg") is found backwards by the e-mail detector.
+    # An address written in words, from its "at" on: "anna at example dot com", "ANNA AT EXAMPLE DOT DE",
+    # or from an '@' with words for its dots ("anna @ example dot com"); the local part ("anna", "anna.berg",
+    # "anna dot berg") is found backwards by the e-mail detector.
     "email_words": (
-        rf"(?:at|AT|At) [^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*{_WORD_DOT}(?ai:{WORD_TLDS})(?![\w-])"
+        rf"(?:(?:at|AT|At) |@ ?)[^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*"
+        rf"{_WORD_DOT}(?ai:{WORD_TLDS})(?![\w-])"
     ),
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a
     # pattern led by a letter class is slow in ``re``); the engine checks for the two letters before.

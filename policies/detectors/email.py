@@ -3,8 +3,8 @@
 Addresses written to dodge scrapers (``anna.berg (at) example (dot) com``, ``anna[at]example.com``) are
 candidates of their own kind (``email_at``), from the bracketed "at" on; their local part is found
 backwards the same way, over one space before the bracket. So are addresses written in words
-(``anna dot berg at example dot com``, kind ``email_words``) and an '@' with a space after it
-(``anna.berg @ example.com``).
+(``anna dot berg at example dot com``, ``anna @ example dot com``, kind ``email_words``), an '@' with a
+space after it (``anna.berg @ example.com``) and dots with a space on each side (``anna . berg@example . com``).
 
 The local part is searched backwards over at most 64 characters; a quoted local part (``"john doe"@x.org``)
 is taken whole. When the backwards search runs into a previous address (``bob@x.org?cc=alice@y.org``),
@@ -56,9 +56,15 @@ class EmailDetector(Detector):
 
     def validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         if kind == "email_words":  # "anna at example dot com": the "at" is a word of its own
-            if start < 2 or text[start - 1] != " ":
+            if text[start] == "@":  # "anna @ example dot com", "anna@example dot com"
+                spaced = start > 0 and text[start - 1] == " "
+                if spaced and text[start + 1 : start + 2] != " ":
+                    return []  # "thanks @anna dot com": a mention
+                at = start - 1 if spaced else start
+            elif start < 2 or text[start - 1] != " ":
                 return []
-            at = start - 1
+            else:
+                at = start - 1
             i = local_start(text, max(0, at - _MAX_LOCAL), at)
             if i == at or text[i:at].lower() in _PROSE_BEFORE_AT:
                 return []

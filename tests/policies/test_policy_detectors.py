@@ -28,6 +28,9 @@ POSITIVES = [
     ("email", "anna.berg@example . com", ""),  # spaced dots, before a top-level domain that is no word
     ("email", "anna . berg @ example . com", ""),
     ("email", "anna . berg@example.com", ""),
+    ("email", "anna (at) example . com", ""),
+    ("email", "anna @ example dot com", ""),  # an '@' with words for the dots
+    ("email", "anna@example dot co dot uk", ""),
     ("phone", "+49 30 901820", ""),
     ("phone", "0049 30 901820", ""),
     ("phone", "030/901820", ""),
@@ -91,7 +94,9 @@ NEAR_MISSES = [
     ("email", "we met at the office dot com"),  # the domain is one word
     ("email", "find us at example dot com"),
     ("email", "reach me @ home . Thanks"),  # a spaced dot before a word that is no domain: prose
-    ("email", "see you @ noon . It works"),  # a web site in prose: the word before "at" is no local part
+    ("email", "see you @ noon . It works"),
+    ("email", "thanks @anna dot com"),  # a mention, as "thanks @anna.berg"
+    ("email", "find us @ example dot com"),  # a web site in prose: the word before "at" is no local part
     ("email", "I was at example dot com"),
     ("email", "More info at example dot org"),
     ("email", "anna at example dot comic"),
