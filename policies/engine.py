@@ -48,6 +48,10 @@ _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may star
 _ASCII_LETTER = re.compile("[A-Za-z]")  # an IBAN candidate needs two before it
 _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+# A check letter right after a number spelled in words ("... two five eight Z", "... eight-z")
+_CHECK_LETTER_AFTER = re.compile(r"[ \-]?[A-Za-z](?![^\W\d_])")
+# The country code of an IBAN read aloud, right before the spelled digits: "DE ", "D E ", "de "
+_COUNTRY_BEFORE = re.compile(r"(?<![^\W\d_])([A-Za-z]) ?([A-Za-z]) $")
 # An IBAN from its check digits on with up to three separators between characters ("89 | 3704 | 0044 ...")
 _IBAN_TAIL_SPACED = re.compile(r"[0-9]{2}(?:[ .\-]{0,3}[A-Za-z0-9]){10,34}")
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
@@ -467,16 +471,38 @@ class PolicyEngine:
         first = run.start
         last = max(span[1] for span in run.owner if span is not None)
         digits_text = text[:first] + run.number + text[last:]
-        hits = self._digit_runs(digits_text, first, first + len(run.number))
+        stop = first + len(run.number)  # where the text after the run starts in digits_text
+        letter = _CHECK_LETTER_AFTER.match(digits_text, stop)  # "... two five eight Z": a DNI's check letter
+        hits = self._digit_runs(digits_text, first, letter.end() if letter else stop)
         if ", " in run.number:  # "four one one one, one one one one, ...": a card with commas, after a card word
-            hits += self._odd_separator_run(digits_text, first, first + len(run.number))
-        found: list[Hit] = []
+            hits += self._odd_separator_run(digits_text, first, stop)
+        found = self._spelled_iban(text, run) if "iban" in self._by_kind else []
         for hit in hits:
-            spans = [run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, first + len(run.number)))]
+            spans = [run.owner[i - first] for i in range(max(hit.start, first), min(hit.end, stop))]
             covered = [span for span in spans if span is not None]
             if covered:
-                found.append(hit._replace(start=covered[0][0], end=covered[-1][1]))
+                end = hit.end - stop + last if hit.end > stop else covered[-1][1]
+                found.append(hit._replace(start=covered[0][0], end=end))
         return found
+
+    def _spelled_iban(self, text: str, run: spelled.Spelled) -> list[Hit]:
+        """An IBAN read aloud: its country code as letters right before a spelled run ("DE eight nine three
+        seven ...", "D E eight nine ..."), and its check digits and account number, all digits, in the run
+        (the longest valid one from its start)."""
+        country = _COUNTRY_BEFORE.search(text, max(0, run.start - 5), run.start)
+        if country is None:
+            return []
+        digits = [i for i, c in enumerate(run.number) if c.isdigit()]
+        code = country.group(1) + country.group(2)
+        number = "".join(run.number[i] for i in digits)
+        for length in range(min(len(number), 32), 12, -1):
+            candidate = code + number[:length]
+            hits = self._validate(candidate, 0, len(candidate), "iban")
+            if hits and hits[0].end == len(candidate):
+                owner = run.owner[digits[length - 1]]
+                assert owner is not None  # (a digit of the number has the token that wrote it)
+                return [Hit(country.start(), owner[1], hits[0].detector)]
+        return []
 
     def _digit_runs(self, digits_text: str, start: int, end: int) -> list[Hit]:
         """The hits of the digit runs in ``digits_text[start:end]``, a number written otherwise and put back

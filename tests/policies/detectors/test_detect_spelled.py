@@ -13,6 +13,7 @@ from bastion.policies import JsonlScanner, PolicyEngine
 from bastion.policies.detectors import spelled
 
 CARD_EN = "four one one one one one one one one one one one one one one one"
+IBAN_EN = "eight nine three seven zero four zero zero four four zero five three two zero one three zero zero zero"
 
 SPELLED = [
     (f"my card is {CARD_EN} thanks", "PAYMENT_CARD", CARD_EN),
@@ -31,6 +32,13 @@ SPELLED = [
      "plus four nine three zero nine zero one eight two zero"),
     ("SSN five three six nine zero four three nine nine", "NATIONAL_ID",
      "five three six nine zero four three nine nine"),
+    # an IBAN read aloud: its country code in letters, then its digits
+    (f"IBAN DE {IBAN_EN} thanks", "IBAN", f"DE {IBAN_EN}"),
+    ("Konto: D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null "
+     "null, danke", "IBAN",
+     "D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null null"),
+    # a DNI's check letter after its spelled digits
+    ("DNI seven seven one seven zero two five eight Z", "NATIONAL_ID", "seven seven one seven zero two five eight Z"),
     # groups set off by commas, as a card is read aloud: a card after a card word (as "4111,1111,...")
     ("the card: four one one one, one one one one, one one one one, one one one one, exp one two", "PAYMENT_CARD",
      "four one one one, one one one one, one one one one, one one one one"),
@@ -58,6 +66,8 @@ def test_a_number_spelled_in_words_is_found_as_what_it_spells(
         "null eins zwei drei vier fünf sechs sieben acht neun",
         "nine eight seven six five four three two one zero",
         "four one one one, one one one one, one one one one, one one one one",  # commas and no card word: a list
+        f"IBAN DE {IBAN_EN[:-4]}one",  # the IBAN's check fails (and the digits are no number of another type)
+        "DNI seven seven one seven zero two five eight A",  # the wrong check letter
     ],
 )
 def test_words_that_spell_nothing_are_left_alone(text: str) -> None:
