@@ -539,12 +539,7 @@ class PolicyEngine:
         if not odd_separators.may_occur(run):
             return []
         mapped = text[:start] + run.translate(odd_separators.AS_SPACES) + text[end:]
-        found: list[Hit] = []
-        country = text[start - 2 : start] if start >= 2 else ""
-        if "iban" in self._by_kind and country.isascii() and country.isalpha():  # "DE89*3704*0044*..."
-            tail = _IBAN_TAIL_SPACED.match(mapped, start, end)
-            if tail is not None:
-                found.extend(self._validate(mapped, start - 2, tail.end(), "iban"))
+        found = self._odd_separator_iban(text, start, end) if "iban" in self._by_kind else []
         cards = [d for d in self._by_kind.get("number", ()) if isinstance(d, PaymentCardDetector)]
         if not cards:
             return found
@@ -572,6 +567,21 @@ class PolicyEngine:
             found.append(hit)
             i = next((k for k, g in enumerate(groups) if g[0] >= hit.end), len(groups))
         return found
+
+    def _odd_separator_iban(self, text: str, start: int, end: int) -> list[Hit]:
+        """An IBAN with odd separators that ends in the run ``text[start:end]``: its country code glued to the
+        run ("DE89*3704*..."), or its first groups before it ("GB17*FGRX*1341*...")."""
+        country = text[start - 2 : start] if start >= 2 else ""
+        if country.isascii() and country.isalpha():
+            head = start - 2
+        else:
+            before = odd_separators.IBAN_HEAD.search(text, max(0, start - 40), start)
+            if before is None:
+                return []
+            head = before.start()
+        mapped = text[:head] + text[head:end].translate(odd_separators.AS_SPACES) + text[end:]
+        tail = _IBAN_TAIL_SPACED.match(mapped, head + 2, end)
+        return self._validate(mapped, head, tail.end(), "iban") if tail is not None else []
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         for det in self._by_kind.get(kind, ()):

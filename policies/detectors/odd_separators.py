@@ -6,8 +6,9 @@ joined by these separators (and the usual ones), with at least one odd separator
 four digits (the pre-filters' condition), is read with every odd separator as a space, one character for one,
 and asked of the card detector (``PolicyEngine._odd_separator_run``): a card's issuer prefix, length and
 Luhn check make a chance hit rare, where a phone or id reading of lists of numbers would not be. A run right
-after two letters is also asked of the IBAN detector from them on ("DE89*3704*0044*0532*0130*00"; its
-country, length and mod-97 check are rarer still); an IBAN with letters in its account part is not read so.
+after two letters, or after the first groups of an IBAN ("GB17*FGRX*" before "1341*3847*..."), is also asked
+of the IBAN detector from its country code on ("DE89*3704*0044*0532*0130*00"; its country, length and mod-97
+check are rarer still).
 
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
 written with them, a card counts only after a card word ("card", "Karte", "visa", ...).
@@ -19,7 +20,7 @@ import re
 
 ODD = ",*|~:;+#=\u2022\u00b7"  # (U+2022 bullet, U+00B7 middle dot)
 ODD_CLASS = "[" + re.escape(ODD) + "]"
-_ANY_SEP = "[ ._/()\\-" + re.escape(ODD) + "]"
+ANY_SEP = "[ ._/()\\-" + re.escape(ODD) + "]"
 #: An odd separator between two groups of four digits (spaces around it allowed): a necessary condition for a
 #: card this module reads (every card form it takes has two such groups side by side).
 ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
@@ -28,8 +29,13 @@ ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
 #: see no such pair; 80 bounds the look-ahead, and a card of 19 digits with three separators between each
 #: group is shorter). No lookbehind and no character JSON escapes (the raw-line fast path relies on it, see
 #: ``candidates.py``).
-PATTERN = rf"(?=(?:{_ANY_SEP}|[0-9]){{0,80}}?(?:{ADJACENT}))[0-9]{{1,6}}(?:{_ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
+PATTERN = rf"(?=(?:{ANY_SEP}|[0-9]){{0,80}}?(?:{ADJACENT}))[0-9]{{1,6}}(?:{ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
 _ADJACENT = re.compile(ADJACENT)
+#: The start of an IBAN right before a run: its country code and check digits, and up to four groups (letters
+#: allowed: "GB17*FGRX*" before "1341*3847*..."), ending at the run (searched with ``endpos`` at its start).
+IBAN_HEAD = re.compile(
+    rf"(?<![^\W\d_])[A-Za-z]{{2}}[0-9]{{2}}(?:{ANY_SEP}{{1,3}}[A-Za-z0-9]{{1,6}}){{0,4}}{ANY_SEP}{{1,3}}[A-Za-z]{{0,5}}$"
+)  # (with the letters of a group whose digits start the run: "IT25*W" before "030*6739*...")
 AS_SPACES = str.maketrans(dict.fromkeys(ODD, " "))
 LIST_SEPARATORS = frozenset(",;")
 

@@ -40,6 +40,10 @@ IBANS = [
     ("IBAN DE89 | 3704 | 0044 | 0532 | 0130 | 00 thanks", "DE89 | 3704 | 0044 | 0532 | 0130 | 00"),
     ("konto PL61,1090,1014,0000,0712,1981,2874", "PL61,1090,1014,0000,0712,1981,2874"),  # the check is enough
     ("FR76~3000~6000~0112~3456~7890~189.", "FR76~3000~6000~0112~3456~7890~189"),
+    # letters in the account part: the run of digit groups starts after them
+    ("IBAN GB82*WEST*1234*5698*7654*32", "GB82*WEST*1234*5698*7654*32"),
+    ("IBAN GB82 | WEST | 1234 | 5698 | 7654 | 32 ok", "GB82 | WEST | 1234 | 5698 | 7654 | 32"),
+    ("IT60~X054~2811~1010~0000~0123~456.", "IT60~X054~2811~1010~0000~0123~456"),  # a letter glued to the run
 ]
 
 
@@ -60,6 +64,7 @@ def test_an_iban_with_odd_separators_is_found(text: str, value: str, engine: Pol
         "2019, 2020, 2021, 2022",
         "IBAN DE89*3704*0044*0532*0130*01",  # the check fails
         "v2.1*3704*0044*0532",
+        "v2*ABCD*1341*3847*3873*89",  # no country code and check digits before the groups
     ],
 )
 def test_numbers_with_odd_separators_that_are_no_card_are_left_alone(text: str) -> None:
