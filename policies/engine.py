@@ -36,6 +36,7 @@ from bastion.policies.detectors.email import EmailDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
 from bastion.policies.detectors.payment_card import PaymentCardDetector
+from bastion.policies.detectors.phone import PhoneDetector
 from bastion.policies.detectors.regex import RegexDetector
 from bastion.policies.json_rules import decode_nested, number_text
 from bastion.policies.model import ACTION_ORDER, Policy
@@ -167,6 +168,7 @@ class PolicyEngine:
             "spelled": (spelled.may_occur, self._spelled_run),
             "lookalike": (lookalike.may_occur, self._lookalike_run),
             "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
+            "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
         }
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
@@ -567,6 +569,23 @@ class PolicyEngine:
             found.append(hit)
             i = next((k for k, g in enumerate(groups) if g[0] >= hit.end), len(groups))
         return found
+
+    def _odd_separator_phone(self, text: str, start: int, end: int) -> list[Hit]:
+        """A phone number led by '+' with odd separators (see :mod:`.detectors.odd_separators`): its digit
+        groups joined by single spaces are asked of the phone detectors, all of them, then one group fewer
+        each time (a number may follow it in the run); the hit covers the groups as written."""
+        phones = [d for d in self._by_kind.get("number", ()) if isinstance(d, PhoneDetector)]
+        if not phones or not odd_separators.odd_separators(text[start:end]):
+            return []
+        groups = [m.span() for m in _DIGIT_GROUP.finditer(text, start + 1, end)]
+        for k in range(len(groups), 1, -1):
+            written = "+" + " ".join(text[s:e] for s, e in groups[:k])
+            if not odd_separators.odd_separators(text[start : groups[k - 1][1]]):
+                break  # no odd separator left among these groups: the digit pass reads them
+            for det in phones:
+                if any(h.end == len(written) for h in det.validate(written, 0, len(written), "number")):
+                    return [Hit(start, groups[k - 1][1], det)]
+        return []
 
     def _odd_separator_iban(self, text: str, start: int, end: int) -> list[Hit]:
         """An IBAN with odd separators that ends in the run ``text[start:end]``: its country code glued to the

@@ -31,6 +31,7 @@ from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
 from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
+from bastion.policies.detectors.odd_separators import PHONE_ADJACENT as ODD_PHONE_ADJACENT
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
@@ -45,6 +46,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "spelled": SPELLED_HS_PATTERN,
     "lookalike": LOOKALIKE_ADJACENT.encode("ascii"),
     "odd_separators": ODD_SEPARATORS_ADJACENT.encode("utf-8"),
+    "odd_phone": ODD_PHONE_ADJACENT.encode("utf-8"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -110,6 +112,10 @@ SCREENS: dict[str, Screen] = {
     "odd_separators": Screen(
         _digits_table(),
         re.compile(b"0000 ?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b") ?0000"),
+    ),
+    "odd_phone": Screen(
+        _digits_table(),
+        re.compile(rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b")"),
     ),
     "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),

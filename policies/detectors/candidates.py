@@ -17,6 +17,7 @@ import re
 
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
 from bastion.policies.detectors.odd_separators import PATTERN as ODD_SEPARATORS_PATTERN
+from bastion.policies.detectors.odd_separators import PHONE_PATTERN as ODD_PHONE_PATTERN
 from bastion.policies.detectors.spelled import PATTERN as SPELLED_PATTERN
 
 # Characters between the digit groups of a number ("4111 1111", "030/901820", "4111_1111", "(030) 90").
@@ -99,6 +100,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # A card number with separators no number uses ("4111*1111*1111*1111"), asked of the card detector with
     # them read as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_separators": ODD_SEPARATORS_PATTERN,
+    # Phone numbers with their international prefix and odd separators ("+34~887~321~455"), read as phones
+    # with them as spaces (see odd_separators.py); taken whenever digit numbers are.
+    "odd_phone": ODD_PHONE_PATTERN,
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
     # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z
     # or 12345678z), and dotted IPv4 addresses. The engine tries the run as a whole and then every sub-run
@@ -131,5 +135,5 @@ NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Za-z]")
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
     """The compiled candidate regexes for the given kinds, in canonical order."""
     if "number" in kinds:
-        kinds = kinds | {"spelled", "lookalike", "odd_separators"}
+        kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone"}
     return [(kind, COMPILED[kind]) for kind in CANDIDATE_PATTERNS if kind in kinds]

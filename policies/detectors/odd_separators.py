@@ -10,6 +10,10 @@ after two letters, or after the first groups of an IBAN ("GB17*FGRX*" before "13
 of the IBAN detector from its country code on ("DE89*3704*0044*0532*0130*00"; its country, length and mod-97
 check are rarer still).
 
+A phone number led by its international prefix ("+34~887~321~455") is read the same way, as the phone
+detector alone reads it (the '+' and the country code make a list rare): a run of its own kind,
+``odd_phone``.
+
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
 written with them, a card counts only after a card word ("card", "Karte", "visa", ...).
 """
@@ -31,6 +35,15 @@ ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
 #: ``candidates.py``).
 PATTERN = rf"(?=(?:{ANY_SEP}|[0-9]){{0,80}}?(?:{ADJACENT}))[0-9]{{1,6}}(?:{ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
 _ADJACENT = re.compile(ADJACENT)
+_DIGIT_OR_USUAL = "[0-9 ._/()\\-]"  # a digit or a separator numbers use
+#: A phone number with its international prefix written with odd separators ("+34~887~321~455", "+48 | 22 |
+#: 580 | 33 | 71"): a '+' with an odd separator after it, no more than 24 digits and usual separators between
+#: (the pre-filters' condition; the first odd separator of a run of :data:`PHONE_PATTERN` is so placed).
+PHONE_ADJACENT = rf"\+[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{ODD_CLASS}"
+#: The phone's run: '+', the country code, digit groups joined by one to three separators. No lookbehind
+#: and no character JSON escapes (see ``candidates.py``).
+PHONE_PATTERN = rf"\+(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{ODD_CLASS})[0-9]{{1,4}}(?:{ANY_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
+_PHONE_ADJACENT = re.compile(PHONE_ADJACENT)
 #: The start of an IBAN right before a run: its country code and check digits, and up to four groups (letters
 #: allowed: "GB17*FGRX*" before "1341*3847*..."), ending at the run (searched with ``endpos`` at its start).
 IBAN_HEAD = re.compile(
@@ -43,6 +56,11 @@ LIST_SEPARATORS = frozenset(",;")
 def may_occur(text: str) -> bool:
     """False when no card this module reads can occur in ``text`` (where no Hyperscan kind gate asks)."""
     return _ADJACENT.search(text) is not None
+
+
+def phone_may_occur(text: str) -> bool:
+    """False when no phone this module reads can occur in ``text`` (where no Hyperscan kind gate asks)."""
+    return "+" in text and _PHONE_ADJACENT.search(text) is not None
 
 
 def odd_separators(text: str) -> set[str]:

@@ -131,7 +131,7 @@ _id_pieces = st.sampled_from(
         "anna at example dot com", " at ", " AT ", " dot ", " Dot ", "com", "de", "@ ", "x", "c",
         " one", " four", "eins", " 1111", "call me on zero one seven six double two three four five six seven",
         "O2O 7946 O958", "4lll", "O", "l", "I", "4111*1111*1111*1111", "*", "|", "\u2022",
-        "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%",
+        "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%", "+34~887~321~455", "~",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -160,7 +160,7 @@ _glyph = st.sampled_from(
     [
         "0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308",
         "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe", "O", "l", "I",
-        "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;",
+        "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022",
     ]
 )  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+", max_size=4)
@@ -187,6 +187,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("ab 12\u00a034 56 c", False)
 @example("O2O 7946 O958", False)
 @example("4111*1111*1111*1111", False)
+@example("+34~887~321~455", False)
+@example("+34 \u2022 981", False)
 @example("0/0/0", False)  # digit runs without an odd separator or a look-alike letter: no pass's pattern
 @example("0000000", False)
 @example("4111 \u2022 1111 \u2022 1111 \u2022 1111", False)

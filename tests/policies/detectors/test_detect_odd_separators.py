@@ -53,6 +53,22 @@ def test_an_iban_with_odd_separators_is_found(text: str, value: str, engine: Pol
     assert pack_found(text, engine) == [("IBAN", value)]
 
 
+PHONES = [
+    ("call +34~887~321~455", "+34~887~321~455"),
+    ("Tel +48 | 22 | 580 | 33 | 71 ok", "+48 | 22 | 580 | 33 | 71"),
+    ("+34\u2022981\u2022392\u2022742", "+34\u2022981\u2022392\u2022742"),
+    ("phone +34*846995394", "+34*846995394"),  # the digit pass reads "846995394": the hits are merged
+    ("+49(0)~480503550.", "+49(0)~480503550"),
+    ("+34~887~321~455~2024", "+34~887~321~455"),  # the longest phone from the '+', not what follows it
+]
+
+
+@pytest.mark.parametrize(("text", "value"), PHONES)
+@BOTH_PRE_FILTERS
+def test_a_phone_with_its_prefix_and_odd_separators_is_found(text: str, value: str, engine: PolicyEngine) -> None:
+    assert pack_found(text, engine) == [("PHONE", value)]
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -65,6 +81,9 @@ def test_an_iban_with_odd_separators_is_found(text: str, value: str, engine: Pol
         "IBAN DE89*3704*0044*0532*0130*01",  # the check fails
         "v2.1*3704*0044*0532",
         "v2*ABCD*1341*3847*3873*89",  # no country code and check digits before the groups
+        "scores +5|+10|+15|+20",  # a '+' and odd separators, but no valid phone
+        "delta +12*3456*7890",
+        "08-847~00~52",  # without the international prefix, a phone is not read with odd separators
     ],
 )
 def test_numbers_with_odd_separators_that_are_no_card_are_left_alone(text: str) -> None:
