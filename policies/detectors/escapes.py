@@ -5,7 +5,7 @@ Text copied from URLs and web pages carries personal data in these forms, and an
 character so: a browser shows ``&#52;&#49;&#49;&#49;`` as ``4111``, and a model trained on the escapes learns
 the data as well. The normalised view (:mod:`.normalize`) reads each escape as the character it stands for.
 
-* A run of ``%XX`` is read as UTF-8 bytes ("%C3%BC" is one "ü"); a byte sequence that is no valid UTF-8
+* ``%XX`` escapes are read as UTF-8 bytes ("%C3%BC" is one "ü"); a byte sequence that is no valid UTF-8
   character stays as it is written.
 * ``&#NNN;`` and ``&#xHHH;`` are read with or without the ``;`` (as browsers do), named references (the HTML5
   list, from :mod:`html.entities`) only with it (``&copy`` in prose is not taken).
@@ -19,11 +19,14 @@ from __future__ import annotations
 import html.entities
 import re
 import unicodedata
+from collections.abc import Iterator
 
-_PERCENT_RUN = r"(?:%[0-9A-Fa-f]{2})+"
+# One character's bytes: a byte, then up to three continuation bytes (a whole run in one match would cost
+# ``re`` a backtracking frame per byte: a line of millions of escapes took gigabytes)
+_PERCENT_RUN = r"%[0-9A-Fa-f]{2}(?:%[89ABab][0-9A-Fa-f]){0,3}"
 _NUMERIC = r"&#(?:[0-9]{1,7}|[xX][0-9A-Fa-f]{1,6});?"
 _NAMED = r"&[A-Za-z][A-Za-z0-9]{1,31};"
-#: An escape (a whole run of ``%XX``); ASCII only, no lookaround.
+#: An escape (``%XX`` with the continuation bytes of its character); ASCII only, no lookaround.
 PATTERN = f"{_PERCENT_RUN}|{_NUMERIC}|{_NAMED}"
 _ESCAPE = re.compile(PATTERN)
 _ESCAPE_BYTES = re.compile(PATTERN.encode("ascii"))
@@ -49,27 +52,25 @@ def _readable(ch: str) -> bool:
     return ch not in "%&" and unicodedata.category(ch) not in _NOT_READ
 
 
-def decode(escape: str) -> list[tuple[int, int, str]]:
-    """The characters an :data:`PATTERN` match writes, as ``(start, end, character)`` with the span in
-    ``escape`` that writes it; the parts that write nothing readable are left out."""
+def decode(escape: str) -> Iterator[tuple[int, int, str]]:
+    """The characters an :data:`PATTERN` match writes, as ``(start, end, characters)`` with the span in
+    ``escape`` that writes them, in order; the parts that write nothing readable are left out."""
     if escape[0] == "%":
-        return _percent_run(escape)
+        yield from _percent_run(escape)
+        return
     if escape[1] == "#":
         digits = escape[2:].rstrip(";")
         code = int(digits[1:], 16) if digits[:1] in ("x", "X") else int(digits)
-        if code > 0x10FFFF:
-            return []
-        ch = chr(code)
-        return [(0, len(escape), ch)] if _readable(ch) else []
+        if code <= 0x10FFFF and _readable(chr(code)):
+            yield 0, len(escape), chr(code)
+        return
     chars = html.entities.html5.get(escape[1:])
-    if chars is None or not all(_readable(c) for c in chars):
-        return []
-    return [(0, len(escape), chars)]
+    if chars is not None and all(_readable(c) for c in chars):
+        yield 0, len(escape), chars
 
 
-def _percent_run(escape: str) -> list[tuple[int, int, str]]:
+def _percent_run(escape: str) -> Iterator[tuple[int, int, str]]:
     data = bytes.fromhex(escape.replace("%", ""))
-    out: list[tuple[int, int, str]] = []
     i = 0
     while i < len(data):
         lead = data[i]
@@ -80,8 +81,7 @@ def _percent_run(escape: str) -> list[tuple[int, int, str]]:
             except UnicodeDecodeError:
                 ch = ""
             if len(ch) == 1 and _readable(ch):
-                out.append((3 * i, 3 * (i + size), ch))
+                yield 3 * i, 3 * (i + size), ch
                 i += size
                 continue
         i += 1
-    return out

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable
 from functools import cache
@@ -162,83 +163,85 @@ def _bare(text: str, i: int) -> bool:
 class View:
     """``text`` is the normalised view of ``original``; :meth:`span` maps a view span back."""
 
-    __slots__ = ("_deltas", "_lens", "_origs", "_starts", "_tails", "original", "text")
+    __slots__ = ("_lens", "_oends", "_origs", "_starts", "original", "text")
 
     def __init__(self, original: str, *, identity: bool = False) -> None:
         """``identity``: the caller knows that nothing in ``original`` changes (skips the check)."""
         self.original = original
-        # One entry per changed character: where its replacement starts in the view, how long it is, where
-        # the character is in the original; and the offset (original - view) of the unchanged text after it.
-        self._starts: list[int] = []
-        self._lens: list[int] = []
-        self._origs: list[int] = []
-        self._deltas: list[int] = []
-        # Where an escape's character is read from several characters ("&#64;"): the position after its
-        # first one, and its end (a span ending at that character is extended over the whole escape).
-        self._tails: dict[int, int] = {}
+        # One entry per changed piece of the original (a character, an escape, a run of removed characters):
+        # where its replacement starts in the view and how long it is, where the piece starts and ends in the
+        # original. Arrays of machine integers, and a removal that follows another entry joins it: a line of
+        # millions of escapes or format characters costs 32 bytes per entry, not hundreds.
+        self._starts = array("q")
+        self._lens = array("q")
+        self._origs = array("q")
+        self._oends = array("q")
         if identity or not needs_view(original):
             self.text = original
             return
         pieces: list[str] = []
-        last = 0
+        last = 0  # where the original's unchanged text resumes
         pos = 0  # length of the view so far
         for m in _changed_pattern().finditer(original):
             i, end = m.span()
+            replaced: Iterable[tuple[int, int, str]]
             if m.lastgroup == "escape":
-                replaced = self._escaped(m.group(), i)
-                if not replaced:
-                    continue
+                replaced = (
+                    (i + s, i + e, "".join(normal_char(c) for c in chars)) for s, e, chars in escapes.decode(m.group())
+                )
             elif m.lastgroup != "marks":
-                replaced = [(i, normal_char(original[i]))]
+                replaced = ((i, i + 1, normal_char(original[i])),)
             elif i == last or _bare(original, i):  # (right after an escape: on no letter of the text)
-                replaced = [(k, "") for k in range(i, end)]
+                replaced = ((i, end, ""),)
             else:  # marks on a letter: composed with it as NFC does, or left alone
                 composed = unicodedata.normalize("NFC", original[i - 1 : end])
                 if composed == original[i - 1 : end]:
                     continue
-                replaced = [(i - 1, composed), *((k, "") for k in range(i, end))]
-            for k, repl in replaced:  # ascending positions; the characters between them stay
-                pieces.append(original[last:k])
-                pos += k - last
-                pieces.append(repl)
+                replaced = ((i - 1, end, composed),)
+            for k, k_end, repl in replaced:  # ascending pieces; the characters between them stay
+                if k > last:
+                    pieces.append(original[last:k])
+                    pos += k - last
+                elif not repl and self._oends:  # a removal right after another entry: it joins that entry
+                    self._oends[-1] = k_end
+                    last = k_end
+                    continue
+                if repl:
+                    pieces.append(repl)
                 self._starts.append(pos)
                 self._lens.append(len(repl))
                 self._origs.append(k)
+                self._oends.append(k_end)
                 pos += len(repl)
-                self._deltas.append(k + 1 - pos)
-                last = k + 1
+                last = k_end
         pieces.append(original[last:])
         self.text = "".join(pieces)
-
-    def _escaped(self, escape: str, at: int) -> list[tuple[int, str]]:
-        """The replacements for an escape at ``original[at:]``: its characters in place of the first
-        character of the part that writes each, the rest of that part removed."""
-        replaced: list[tuple[int, str]] = []
-        for s, e, chars in escapes.decode(escape):
-            replaced.append((at + s, "".join(normal_char(c) for c in chars)))
-            replaced.extend((k, "") for k in range(at + s + 1, at + e))
-            self._tails[at + s + 1] = at + e
-        return replaced
 
     @property
     def identity(self) -> bool:
         return not self._starts
 
+    def _entry(self, x: int) -> int:
+        """The last entry whose replacement starts at or before view position ``x`` (-1: none)."""
+        return bisect_right(self._starts, x) - 1
+
     def source(self, x: int) -> int:
         """Position in the original of the character that became view character ``x``."""
-        k = bisect_right(self._starts, x) - 1
+        k = self._entry(x)
         if k < 0:
             return x
         if x < self._starts[k] + self._lens[k]:
             return self._origs[k]
-        return x + self._deltas[k]
+        return x + self._oends[k] - self._starts[k] - self._lens[k]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
-        """The original span of the non-empty view span ``[start, end)``."""
+        """The original span of the non-empty view span ``[start, end)``: a piece the view changed is taken
+        whole (all of "&#64;", the zero-width space removed after a changed digit)."""
         if not self._starts:
             return start, end
-        stop = self.source(end - 1) + 1
-        stop = self._tails.get(stop, stop)  # the rest of an escape: "&#64;" is redacted whole
+        k = self._entry(end - 1)
+        changed = k >= 0 and end - 1 < self._starts[k] + self._lens[k]  # the last character is a replacement
+        stop = self._oends[k] if changed else self.source(end - 1) + 1
         marks = combining_marks()
         while stop < len(self.original) and self.original[stop] in marks:
             stop += 1  # a mark belongs to the character before it: "é" of "e\u0301" is redacted whole
