@@ -51,8 +51,6 @@ _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 # A check letter right after a number spelled in words ("... two five eight Z", "... eight-z")
 _CHECK_LETTER_AFTER = re.compile(r"[ \-]?[A-Za-z](?![^\W\d_])")
-# The country code of an IBAN read aloud, right before the spelled digits: "DE ", "D E ", "de "
-_COUNTRY_BEFORE = re.compile(r"(?<![^\W\d_])([A-Za-z]) ?([A-Za-z]) $")
 # An IBAN from its check digits on with up to three separators between characters ("89 | 3704 | 0044 ...")
 _IBAN_TAIL_SPACED = re.compile(r"[0-9]{2}(?:[ .\-]{0,3}[A-Za-z0-9]){10,34}")
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
@@ -488,22 +486,15 @@ class PolicyEngine:
         return found
 
     def _spelled_iban(self, text: str, run: spelled.Spelled) -> list[Hit]:
-        """An IBAN read aloud: its country code as letters right before a spelled run ("DE eight nine three
-        seven ...", "D E eight nine ..."), and its check digits and account number, all digits, in the run
-        (the longest valid one from its start)."""
-        country = _COUNTRY_BEFORE.search(text, max(0, run.start - 5), run.start)
-        if country is None:
-            return []
-        digits = [i for i, c in enumerate(run.number) if c.isdigit()]
-        code = country.group(1) + country.group(2)
-        number = "".join(run.number[i] for i in digits)
-        for length in range(min(len(number), 32), 12, -1):
-            candidate = code + number[:length]
-            hits = self._validate(candidate, 0, len(candidate), "iban")
-            if hits and hits[0].end == len(candidate):
-                owner = run.owner[digits[length - 1]]
-                assert owner is not None  # (a digit of the number has the token that wrote it)
-                return [Hit(country.start(), owner[1], hits[0].detector)]
+        """An IBAN read aloud: its country code in letters before a spelled run ("DE eight nine three seven
+        ...", "D E acht neun ..."), with digit words, digits and capital letter groups ("GB two nine NWBK six
+        zero ...") up to and through the run (the longest valid IBAN from the country code)."""
+        end = max(span[1] for span in run.owner if span is not None)
+        for start, chars, ends in spelled.iban_readings(text, run.start, end):
+            for length in range(min(len(chars), 34), 14, -1):
+                hits = self._validate(chars, 0, length, "iban")
+                if hits and hits[0].end == length:
+                    return [Hit(start, ends[length - 1], hits[0].detector)]
         return []
 
     def _digit_runs(self, digits_text: str, start: int, end: int) -> list[Hit]:

@@ -5,7 +5,9 @@ least seven tokens, each a digit word in one of the languages below (or "double"
 group of digits) with at least three words among them, is read as the number it spells, and that number is
 validated by the detectors of digit numbers, with the text around it as their context ("my card is ...",
 "call me on ..."). The engine redacts the words that spell what a detector accepts (see
-``PolicyEngine._spelled_run``); a run that spells nothing a detector accepts is left alone.
+``PolicyEngine._spelled_run``); a run that spells nothing a detector accepts is left alone. An IBAN is read
+aloud with its letters: the country code before the run and a bank code's letters inside it ("my IBAN is G B
+eight two W E S T one two ..."; :func:`iban_readings`), as in a call-centre transcript.
 
 Languages: English, German, French, Spanish, Italian, Dutch, Portuguese, Swedish and Polish, the languages of
 the corpus in ``bench/``. Words are matched in ASCII case only ("FOUR", "Vier"); a word with a non-ASCII letter
@@ -15,6 +17,7 @@ in capitals ("FÜNF") is not read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -120,6 +123,39 @@ def read(text: str, start: int, end: int) -> Spelled | None:
     if _counting(number):
         return None
     return Spelled(number, owner, first)
+
+
+# An IBAN read aloud: its country code (two letters, or two spelled apart: "D E"), then digit words, digit
+# groups and groups of capital letters (a bank code: "GB two nine N W B K six zero ...", "NL nine one ABNA ..."),
+# no more tokens than an IBAN has characters after its country code (32).
+_IBAN_TOKEN = rf"(?ai:(?:double|triple) )?(?ai:{_WORD})(?![^\W\d_])|[0-9]{{1,4}}(?![0-9])|[A-Z]{{1,4}}(?![A-Za-z])"
+IBAN_ALOUD = re.compile(rf"(?<![^\W\d_])(?P<country>[A-Za-z] ?[A-Za-z])(?:{_SEP}(?:{_IBAN_TOKEN})){{1,32}}")
+_IBAN_TOKENS = re.compile(
+    rf"(?ai:(?P<repeat>double|triple) )?(?P<word>(?ai:{_WORD}))(?![^\W\d_])"
+    rf"|(?P<chars>[0-9]{{1,4}}(?![0-9])|[A-Z]{{1,4}})"
+)
+
+
+def iban_readings(text: str, start: int, end: int) -> Iterator[tuple[int, str, list[int]]]:
+    """The readings as an IBAN read aloud that reach into the spelled run ``text[start:end]``, from each
+    country code at most 80 characters before it ("my IBAN is G B ...": from "is", then from "G B"):
+    ``(where it starts, its characters, where each character's token ends)``."""
+    pos = max(0, start - 80)
+    while (m := IBAN_ALOUD.search(text, pos, end)) is not None and m.start() <= start:
+        pos = m.start() + 1
+        if m.end() <= start:
+            continue
+        chars = [c for c in m.group("country") if c != " "]
+        ends = [m.start("country") + 1, m.end("country")]
+        for t in _IBAN_TOKENS.finditer(text, m.end("country"), m.end()):
+            if t.group("word") is not None:
+                count = _REPEAT[t.group("repeat").lower()] if t.group("repeat") else 1
+                written = DIGIT_WORDS[t.group("word").lower()] * count
+            else:
+                written = t.group("chars")
+            chars.extend(written)
+            ends.extend([t.end()] * len(written))
+        yield m.start(), "".join(chars).upper(), ends
 
 
 def _counting(number: str) -> bool:

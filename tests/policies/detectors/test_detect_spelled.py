@@ -37,6 +37,11 @@ SPELLED = [
     ("Konto: D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null "
      "null, danke", "IBAN",
      "D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null null"),
+    # with the letters of a bank code, as a word or spelled apart (a call-centre transcript)
+    ("my IBAN is G B eight two W E S T one two three four five six nine eight seven six five four three two",
+     "IBAN", "G B eight two W E S T one two three four five six nine eight seven six five four three two"),
+    ("NL nine one ABNA zero four one seven one six four three zero zero please", "IBAN",
+     "NL nine one ABNA zero four one seven one six four three zero zero"),
     # a DNI's check letter after its spelled digits
     ("DNI seven seven one seven zero two five eight Z", "NATIONAL_ID", "seven seven one seven zero two five eight Z"),
     # groups set off by commas, as a card is read aloud: a card after a card word (as "4111,1111,...")
