@@ -165,6 +165,7 @@ class PolicyEngine:
         self._rewritten: dict[str, tuple[Callable[[str], bool], Callable[[str, int, int], list[Hit]]]] = {
             "spelled": (spelled.may_occur, self._spelled_run),
             "lookalike": (lookalike.may_occur, self._lookalike_run),
+            "lookalike_iban": (lookalike.may_occur, self._lookalike_iban),
             "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
         }
@@ -522,6 +523,15 @@ class PolicyEngine:
             return found
         digits_text = text[: run.start] + run.number + text[run.end :]
         return found + self._digit_runs(digits_text, run.start, run.end)
+
+    def _lookalike_iban(self, text: str, start: int, end: int) -> list[Hit]:
+        """An IBAN with look-alike letters among its digits (see :func:`.detectors.lookalike.iban_readings`):
+        the first reading the IBAN detectors accept, over the characters as written."""
+        for reading, stop in lookalike.iban_readings(text, start, end):
+            hits = self._validate(reading, 0, len(reading), "iban")
+            if hits and hits[0].end == len(reading):
+                return [Hit(start, stop, hits[0].detector)]
+        return []
 
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from bastion.policies.detectors.lookalike import IBAN_PATTERN as LOOKALIKE_IBAN_PATTERN
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
 from bastion.policies.detectors.odd_separators import PATTERN as ODD_SEPARATORS_PATTERN
 from bastion.policies.detectors.odd_separators import PHONE_PATTERN as ODD_PHONE_PATTERN
@@ -100,6 +101,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # A card number with separators no number uses ("4111*1111*1111*1111"), asked of the card detector with
     # them read as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_separators": ODD_SEPARATORS_PATTERN,
+    # IBANs with look-alike letters among their digits, read by their country's format (see lookalike.py);
+    # taken whenever IBANs are.
+    "lookalike_iban": LOOKALIKE_IBAN_PATTERN,
     # Phone numbers with their international prefix and odd separators ("+34~887~321~455"), read as phones
     # with them as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_phone": ODD_PHONE_PATTERN,
@@ -136,4 +140,6 @@ def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
     """The compiled candidate regexes for the given kinds, in canonical order."""
     if "number" in kinds:
         kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone"}
+    if "iban" in kinds:
+        kinds = kinds | {"lookalike_iban"}
     return [(kind, COMPILED[kind]) for kind in CANDIDATE_PATTERNS if kind in kinds]

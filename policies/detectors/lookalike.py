@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from stdnum import numdb
+
 LETTERS = "OoIl"
 AS_DIGITS = str.maketrans("OoIl", "0011")
 _SEP = r"[ ._/()\-]"
@@ -28,6 +30,12 @@ PATTERN = rf"(?=[0-9OoIl ._/()\-+]{{0,80}}?(?:{ADJACENT}))\+?[0-9OoIl](?:{_SEP}{
 _ADJACENT = re.compile(ADJACENT)
 _GROUP = re.compile(r"\+?[0-9OoIl]+")
 MIN_CHARACTERS = 7
+#: An IBAN with look-alike letters among its digits, its bank code's letters breaking the run PATTERN reads
+#: ("GBO4 VFDZ 4956 2553 5285 43", "GB85HBFL56l34227733O87"): from its country code, with :data:`ADJACENT`
+#: within the next 40 characters (as for PATTERN: the pre-filters' condition).
+IBAN_PATTERN = rf"[A-Z]{{2}}(?=[A-Za-z0-9 .\-]{{0,40}}?(?:{ADJACENT}))[0-9OIl]{{2}}(?:[ .\-]?[A-Za-z0-9]){{11,30}}"
+_IBAN_DB = numdb.get("iban")
+_BBAN_PART = re.compile(r"([1-9][0-9]*)!([nac])")  # the registry's BBAN format: "4!a6!n8!n"
 
 
 class Lookalike(NamedTuple):
@@ -66,3 +74,31 @@ def read(text: str, start: int, end: int) -> Lookalike | None:
     if sum(c.isdigit() or c in LETTERS for c in run) < MIN_CHARACTERS or not _ADJACENT.search(run):
         return None
     return Lookalike(s, e, run.translate(AS_DIGITS))
+
+
+def iban_readings(text: str, start: int, end: int) -> list[tuple[int, str]]:
+    """For the :data:`IBAN_PATTERN` match ``text[start:end]``: the IBANs it may be with its look-alike letters
+    read as digits where its country's format has digits (the check digits, and ``n`` in the BBAN format of
+    the IBAN registry; then ``c`` too, where letters and digits may both stand), each with where it ends in
+    ``text``. Empty when the country is unknown, the match is glued to a letter or digit, or too short."""
+    if start > 0 and text[start - 1].isalnum():
+        return []
+    info = _IBAN_DB.info(text[start : start + 2] + "00")
+    bban = info[0][1].get("bban") if info else None
+    if not bban:
+        return []
+    kinds = "nn" + "".join(kind * int(count) for count, kind in _BBAN_PART.findall(bban))
+    places = [i for i in range(start + 2, end) if text[i].isalnum()][: len(kinds)]
+    if len(places) < len(kinds):
+        return []
+    stop = places[-1] + 1
+    if stop < len(text) and text[stop].isalnum():
+        return []  # the last character is not the end of what is written
+    written = [text[i] for i in places]
+    out: list[tuple[int, str]] = []
+    for digits_in in ("n", "nc"):
+        number = "".join(c.translate(AS_DIGITS) if k in digits_in else c for c, k in zip(written, kinds, strict=True))
+        reading = text[start : start + 2] + number
+        if number != "".join(written) and (reading, stop) not in out:
+            out.append((reading, stop))
+    return out

@@ -22,6 +22,10 @@ LOOKALIKES = [
     ("IBAN DE89 37O4 OO44 O532 O13O OO", "IBAN", "DE89 37O4 OO44 O532 O13O OO"),
     ("IBAN DE89 3704 0044 0532 0130 0O", "IBAN", "DE89 3704 0044 0532 0130 0O"),
     ("SSN 536-9O-4399", "NATIONAL_ID", "536-9O-4399"),
+    # IBANs whose bank code's letters break the run of digits: read by their country's format
+    ("IBAN GBO4 VFDZ 4956 2553 5285 43", "IBAN", "GBO4 VFDZ 4956 2553 5285 43"),
+    ("IBAN GB82 WEST l234 5698 7654 32.", "IBAN", "GB82 WEST l234 5698 7654 32"),
+    ("pay to GB82WESTl2345698765432 today", "IBAN", "GB82WESTl2345698765432"),
 ]
 
 
@@ -44,6 +48,9 @@ def test_a_number_with_look_alike_letters_is_found_as_its_digits(
         "version 1O.2O.3O",
         "the 2O2O-2O21 season",  # read as 2020-2021: a range of years, as in digits
         "card 4111 llll 1111 1111",  # no letter right beside a digit: not read (the pre-filters' condition)
+        "GB82 WEST l234 5698 7654 33",  # the IBAN's check fails
+        "XGB82 WEST l234 5698 7654 32",  # glued to a letter
+        "GB82 WEST l234 5698 7654 32l",  # a character more than a British IBAN has
     ],
 )
 def test_letters_that_make_no_number_are_left_alone(text: str) -> None:
@@ -69,7 +76,8 @@ def test_the_record_is_redacted_in_a_jsonl_file_by_either_pre_filter() -> None:
 
 _pieces = st.sampled_from(
     ["O", "o", "I", "l", "0", "4", "1", "2", " ", "-", "/", ".", "x", "Tel ", "card ", "+49 ", "\\n", "\n", '"',
-     "\u00e9", "O2O 7946 O958", "4lll 1lll 1lll 1lll", "DE89 37O4 OO44 O532 O13O OO"]
+     "\u00e9", "O2O 7946 O958", "4lll 1lll 1lll 1lll", "DE89 37O4 OO44 O532 O13O OO", "GB", "WEST",
+     "GBO4 VFDZ 4956 2553 5285 43"]
 )  # fmt: skip
 
 
@@ -78,5 +86,6 @@ _pieces = st.sampled_from(
 @example("Tel O2O 7946 O958")
 @example('card "4lll 1lll 1lll 1lll"')
 @example("IBAN\nDE89 37O4 OO44 O532 O13O OO")
+@example("IBAN GBO4 VFDZ 4956 2553 5285 43")
 def test_the_raw_line_pre_filters_pass_every_line_with_a_look_alike_finding(text: str) -> None:
     assert_raw_line_passes_findings(text)
