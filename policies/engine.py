@@ -166,6 +166,7 @@ class PolicyEngine:
             "spelled": (spelled.may_occur, self._spelled_run),
             "lookalike": (lookalike.may_occur, self._lookalike_run),
             "lookalike_iban": (lookalike.may_occur, self._lookalike_iban),
+            "lookalike_alnum": (lookalike.may_occur, self._lookalike_alnum),
             "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
         }
@@ -532,6 +533,15 @@ class PolicyEngine:
             if hits and hits[0].end == len(reading):
                 return [Hit(start, stop, hits[0].detector)]
         return []
+
+    def _lookalike_alnum(self, text: str, start: int, end: int) -> list[Hit]:
+        """An NIE or a codice fiscale with look-alike letters where its digits stand (see
+        :func:`.detectors.lookalike.alnum_reading`), as the letter-led code detectors read it."""
+        reading = lookalike.alnum_reading(text, start, end)
+        if reading is None:
+            return []
+        hits = self._validate(reading, 0, len(reading), "alnum")
+        return [Hit(start, end, hits[0].detector, hits[0].scheme)] if hits and hits[0].end == len(reading) else []
 
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with

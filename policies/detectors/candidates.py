@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from bastion.policies.detectors.lookalike import ALNUM_PATTERN as LOOKALIKE_ALNUM_PATTERN
 from bastion.policies.detectors.lookalike import IBAN_PATTERN as LOOKALIKE_IBAN_PATTERN
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
 from bastion.policies.detectors.odd_separators import PATTERN as ODD_SEPARATORS_PATTERN
@@ -104,6 +105,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # IBANs with look-alike letters among their digits, read by their country's format (see lookalike.py);
     # taken whenever IBANs are.
     "lookalike_iban": LOOKALIKE_IBAN_PATTERN,
+    # NIEs and codici fiscali with look-alike letters where their digits stand (see lookalike.py); taken
+    # whenever letter-led codes are.
+    "lookalike_alnum": LOOKALIKE_ALNUM_PATTERN,
     # Phone numbers with their international prefix and odd separators ("+34~887~321~455"), read as phones
     # with them as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_phone": ODD_PHONE_PATTERN,
@@ -142,4 +146,6 @@ def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
         kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone"}
     if "iban" in kinds:
         kinds = kinds | {"lookalike_iban"}
+    if "alnum" in kinds:
+        kinds = kinds | {"lookalike_alnum"}
     return [(kind, COMPILED[kind]) for kind in CANDIDATE_PATTERNS if kind in kinds]

@@ -34,6 +34,14 @@ MIN_CHARACTERS = 7
 #: ("GBO4 VFDZ 4956 2553 5285 43", "GB85HBFL56l34227733O87"): from its country code, with :data:`ADJACENT`
 #: within the next 40 characters (as for PATTERN: the pre-filters' condition).
 IBAN_PATTERN = rf"[A-Z]{{2}}(?=[A-Za-z0-9 .\-]{{0,40}}?(?:{ADJACENT}))[0-9OIl]{{2}}(?:[ .\-]?[A-Za-z0-9]){{11,30}}"
+#: A Spanish NIE or an Italian codice fiscale with look-alike letters where its digits stand ("Yl979229R",
+#: "STGFRC69H4lD872K"): its letters break the runs PATTERN reads. :data:`ADJACENT` within the code, as above.
+ALNUM_PATTERN = (
+    rf"[A-Z](?=[A-Za-z0-9\-]{{0,16}}?(?:{ADJACENT}))"
+    r"(?:[0-9OIl]{7}-?[A-Za-z]|[A-Z]{5}[0-9OIl]{2}[A-Z][0-9OIl]{2}[A-Z][0-9OIl]{3}[A-Z])"
+)
+# where the digits stand in each form (as written, the NIE with or without its dash): the rest stay letters
+_ALNUM_DIGITS = {9: range(1, 8), 10: range(1, 8), 16: (6, 7, 9, 10, 12, 13, 14)}
 _IBAN_DB = numdb.get("iban")
 _BBAN_PART = re.compile(r"([1-9][0-9]*)!([nac])")  # the registry's BBAN format: "4!a6!n8!n"
 
@@ -102,3 +110,14 @@ def iban_readings(text: str, start: int, end: int) -> list[tuple[int, str]]:
         if number != "".join(written) and (reading, stop) not in out:
             out.append((reading, stop))
     return out
+
+
+def alnum_reading(text: str, start: int, end: int) -> str | None:
+    """The :data:`ALNUM_PATTERN` match ``text[start:end]`` with its look-alike letters read as digits where the
+    code's digits stand (None when it is glued to a letter or digit, or reads as it is written)."""
+    if (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+        return None
+    code = text[start:end]
+    places = _ALNUM_DIGITS[len(code)]
+    reading = "".join(c.translate(AS_DIGITS) if i in places else c for i, c in enumerate(code))
+    return reading if reading != code else None

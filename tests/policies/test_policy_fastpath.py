@@ -132,7 +132,7 @@ _id_pieces = st.sampled_from(
         " one", " four", "eins", " 1111", "call me on zero one seven six double two three four five six seven",
         "O2O 7946 O958", "4lll", "O", "l", "I", "4111*1111*1111*1111", "*", "|", "\u2022",
         "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%", "+34~887~321~455", "~",
-        "GBO4 VFDZ 4956 2553 5285 43", "GB82 WEST l234", "WEST",
+        "GBO4 VFDZ 4956 2553 5285 43", "GB82 WEST l234", "WEST", "Yl979229R", "RCCMNL83Sl8D969H",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -190,6 +190,7 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("4111*1111*1111*1111", False)
 @example("+34~887~321~455", False)
 @example("GBO4 VFDZ 4956 2553 5285 43", False)
+@example("Yl979229R", False)
 @example("+34 \u2022 981", False)
 @example("0/0/0", False)  # digit runs without an odd separator or a look-alike letter: no pass's pattern
 @example("0000000", False)

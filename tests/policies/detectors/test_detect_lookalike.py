@@ -26,6 +26,10 @@ LOOKALIKES = [
     ("IBAN GBO4 VFDZ 4956 2553 5285 43", "IBAN", "GBO4 VFDZ 4956 2553 5285 43"),
     ("IBAN GB82 WEST l234 5698 7654 32.", "IBAN", "GB82 WEST l234 5698 7654 32"),
     ("pay to GB82WESTl2345698765432 today", "IBAN", "GB82WESTl2345698765432"),
+    # letter-led codes: the look-alike letters where their digits stand
+    ("NIE Yl979229R", "NATIONAL_ID", "Yl979229R"),
+    ("NIE X248230O-W.", "NATIONAL_ID", "X248230O-W"),
+    ("CF RCCMNL83Sl8D969H", "NATIONAL_ID", "RCCMNL83Sl8D969H"),
 ]
 
 
@@ -51,6 +55,8 @@ def test_a_number_with_look_alike_letters_is_found_as_its_digits(
         "GB82 WEST l234 5698 7654 33",  # the IBAN's check fails
         "XGB82 WEST l234 5698 7654 32",  # glued to a letter
         "GB82 WEST l234 5698 7654 32l",  # a character more than a British IBAN has
+        "NIE X248230OA",  # the check letter is wrong
+        "ref AX248230OW",  # glued to a letter
     ],
 )
 def test_letters_that_make_no_number_are_left_alone(text: str) -> None:
@@ -77,7 +83,7 @@ def test_the_record_is_redacted_in_a_jsonl_file_by_either_pre_filter() -> None:
 _pieces = st.sampled_from(
     ["O", "o", "I", "l", "0", "4", "1", "2", " ", "-", "/", ".", "x", "Tel ", "card ", "+49 ", "\\n", "\n", '"',
      "\u00e9", "O2O 7946 O958", "4lll 1lll 1lll 1lll", "DE89 37O4 OO44 O532 O13O OO", "GB", "WEST",
-     "GBO4 VFDZ 4956 2553 5285 43"]
+     "GBO4 VFDZ 4956 2553 5285 43", "Yl979229R", "RCCMNL83Sl8D969H"]
 )  # fmt: skip
 
 
