@@ -84,7 +84,7 @@ def read(text: str, start: int, end: int) -> Lookalike | None:
     return Lookalike(s, e, run.translate(AS_DIGITS))
 
 
-def iban_readings(text: str, start: int, end: int) -> list[tuple[int, str]]:
+def iban_readings(text: str, start: int, end: int) -> list[tuple[str, int]]:
     """For the :data:`IBAN_PATTERN` match ``text[start:end]``: the IBANs it may be with its look-alike letters
     read as digits where its country's format has digits (the check digits, and ``n`` in the BBAN format of
     the IBAN registry; then ``c`` too, where letters and digits may both stand), each with where it ends in
@@ -103,7 +103,7 @@ def iban_readings(text: str, start: int, end: int) -> list[tuple[int, str]]:
     if stop < len(text) and text[stop].isalnum():
         return []  # the last character is not the end of what is written
     written = [text[i] for i in places]
-    out: list[tuple[int, str]] = []
+    out: list[tuple[str, int]] = []
     for digits_in in ("n", "nc"):
         number = "".join(c.translate(AS_DIGITS) if k in digits_in else c for c, k in zip(written, kinds, strict=True))
         reading = text[start : start + 2] + number
