@@ -546,8 +546,8 @@ class PolicyEngine:
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with
         them read as spaces, one character for one, every span of whole groups that holds 13-19 digits is
-        asked of the card detectors (the longest card from each group on), and a run right after two letters
-        is asked of the IBAN detector from them on (an IBAN whose account part is all digits)."""
+        asked of the card detectors (the longest card from each group on), and a run that ends an IBAN is
+        asked of the IBAN detector from its country code on (see :meth:`_odd_separator_iban`)."""
         run = text[start:end]
         if not odd_separators.may_occur(run):
             return []
@@ -586,12 +586,12 @@ class PolicyEngine:
         groups joined by single spaces are asked of the phone detectors, all of them, then one group fewer
         each time (a number may follow it in the run); the hit covers the groups as written."""
         phones = [d for d in self._by_kind.get("number", ()) if isinstance(d, PhoneDetector)]
-        if not phones or not odd_separators.odd_separators(text[start:end]):
+        if not phones or not odd_separators.has_phone_separator(text[start + 1 : end]):
             return []
         groups = [m.span() for m in _DIGIT_GROUP.finditer(text, start + 1, end)]
         for k in range(len(groups), 1, -1):
             written = "+" + " ".join(text[s:e] for s, e in groups[:k])
-            if not odd_separators.odd_separators(text[start : groups[k - 1][1]]):
+            if not odd_separators.has_phone_separator(text[start + 1 : groups[k - 1][1]]):
                 break  # no odd separator left among these groups: the digit pass reads them
             for det in phones:
                 if any(h.end == len(written) for h in det.validate(written, 0, len(written), "number")):

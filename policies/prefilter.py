@@ -32,6 +32,7 @@ from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, r
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
 from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
 from bastion.policies.detectors.odd_separators import PHONE_ADJACENT as ODD_PHONE_ADJACENT
+from bastion.policies.detectors.odd_separators import PHONE_ODD as ODD_PHONE_SEPARATORS
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
@@ -117,7 +118,9 @@ SCREENS: dict[str, Screen] = {
     ),
     "odd_phone": Screen(
         _digits_table(),
-        re.compile(rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b")"),
+        re.compile(
+            rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
+        ),
     ),
     "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
     "lookalike_iban": Screen(_lookalike_table(), re.compile(rb"0L|L0")),

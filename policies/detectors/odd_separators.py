@@ -36,13 +36,19 @@ ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
 PATTERN = rf"(?=(?:{ANY_SEP}|[0-9]){{0,80}}?(?:{ADJACENT}))[0-9]{{1,6}}(?:{ANY_SEP}{{1,3}}[0-9]{{1,6}}){{2,7}}"
 _ADJACENT = re.compile(ADJACENT)
 _DIGIT_OR_USUAL = "[0-9 ._/()\\-]"  # a digit or a separator numbers use
+#: The odd separators of a phone number: not "+", which starts the next international number.
+PHONE_ODD = ODD.replace("+", "")
+_PHONE_ODD_CLASS = "[" + re.escape(PHONE_ODD) + "]"
+_PHONE_SEP = "[ ._/()\\-" + re.escape(PHONE_ODD) + "]"
 #: A phone number with its international prefix written with odd separators ("+34~887~321~455", "+48 | 22 |
 #: 580 | 33 | 71"): a '+' with an odd separator after it, no more than 24 digits and usual separators between
 #: (the pre-filters' condition; the first odd separator of a run of :data:`PHONE_PATTERN` is so placed).
-PHONE_ADJACENT = rf"\+[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{ODD_CLASS}"
+PHONE_ADJACENT = rf"\+[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_PHONE_ODD_CLASS}"
 #: The phone's run: '+', the country code, digit groups joined by one to three separators. No lookbehind
 #: and no character JSON escapes (see ``candidates.py``).
-PHONE_PATTERN = rf"\+(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{ODD_CLASS})[0-9]{{1,4}}(?:{ANY_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
+PHONE_PATTERN = (
+    rf"\+(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_PHONE_ODD_CLASS})[0-9]{{1,4}}(?:{_PHONE_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
+)
 _PHONE_ADJACENT = re.compile(PHONE_ADJACENT)
 #: The start of an IBAN right before a run: its country code and check digits, and up to four groups (letters
 #: allowed: "GB17*FGRX*" before "1341*3847*..."), ending at the run (searched with ``endpos`` at its start).
@@ -66,3 +72,8 @@ def phone_may_occur(text: str) -> bool:
 def odd_separators(text: str) -> set[str]:
     """The odd separators in ``text`` (a run)."""
     return {c for c in text if c in ODD}
+
+
+def has_phone_separator(text: str) -> bool:
+    """Whether ``text`` (a phone's run after its '+') holds an odd separator."""
+    return any(c in PHONE_ODD for c in text)
