@@ -494,7 +494,7 @@ class PolicyEngine:
         end = max(span[1] for span in run.owner if span is not None)
         for start, chars, ends in spelled.iban_readings(text, run.start, end):
             for length in range(min(len(chars), 34), 14, -1):
-                hits = self._validate(chars, 0, length, "iban")
+                hits = self._validate(chars[:length], 0, length, "iban")  # (a string of its own: bounded)
                 if hits and hits[0].end == length:
                     return [Hit(start, ends[length - 1], hits[0].detector)]
         return []

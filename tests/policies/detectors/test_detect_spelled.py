@@ -34,6 +34,7 @@ SPELLED = [
      "five three six nine zero four three nine nine"),
     # an IBAN read aloud: its country code in letters, then its digits
     (f"IBAN DE {IBAN_EN} thanks", "IBAN", f"DE {IBAN_EN}"),
+    (f"the DE {IBAN_EN} seven seven", "IBAN", f"DE {IBAN_EN}"),  # the longest valid IBAN, not what follows it
     ("Konto: D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null "
      "null, danke", "IBAN",
      "D E acht neun drei sieben null vier null null vier vier null fünf drei zwei null eins drei null null null"),
