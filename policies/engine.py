@@ -49,6 +49,8 @@ _EMAIL_REACH = 66  # how far before its '@' candidate an e-mail address may star
 _ASCII_LETTER = re.compile("[A-Za-z]")  # an IBAN candidate needs two before it
 _PART_BUDGET = 2000  # sub-run validations per text, plus one per 16 characters
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+_ESCAPED_BREAK = re.compile(odd_separators.ESCAPED_BREAK)  # (see may_contain)
+_ESCAPED_BREAK_BYTES = re.compile(odd_separators.ESCAPED_BREAK_BYTES)
 # A check letter right after a number spelled in words ("... two five eight Z", "... eight-z")
 _CHECK_LETTER_AFTER = re.compile(r"[ \-]?[A-Za-z](?![^\W\d_])")
 # An IBAN from its check digits on with up to three separators between characters ("89 | 3704 | 0044 ...")
@@ -211,8 +213,9 @@ class PolicyEngine:
         """Cheap test on a raw JSON line: False means no string in it can produce a finding.
 
         Sound because candidate patterns never span characters that JSON escapes (see
-        ``detectors/candidates.py``); lines with ``\\u`` or ``\\/`` escapes, or with characters that the
-        normalised view changes, always take the full path.
+        ``detectors/candidates.py``); lines with ``\\u`` or ``\\/`` escapes, with characters that the
+        normalised view changes, or with a tab or line break escaped between digits (the one kind of escaped
+        character a candidate spans), always take the full path.
         Custom regexes may match anything (quotes, backslashes, newlines), so with any of them a line with a
         backslash always takes the full path; without one, every decoded string (and key) is a substring of
         the raw line, and a context-free pattern (no anchors or look-arounds, see
@@ -220,6 +223,8 @@ class PolicyEngine:
         """
         if not self._raw_ok or "\\u" in raw_json_text or "\\/" in raw_json_text or needs_view(raw_json_text):
             return True
+        if "\\" in raw_json_text and _ESCAPED_BREAK.search(raw_json_text):
+            return True  # a tab or line break between digits: decoded, it is a separator of a number
         for _, pattern in self._passes:
             if pattern.search(raw_json_text):
                 return True
@@ -232,6 +237,8 @@ class PolicyEngine:
         run only when a cheap screen of the line's bytes finds their necessary shape (see
         ``prefilter.SCREENS``)."""
         if not self._raw_ok or b"\\u" in raw_bytes or b"\\/" in raw_bytes or raw_needs_view(raw_bytes):
+            return True
+        if b"\\" in raw_bytes and _ESCAPED_BREAK_BYTES.search(raw_bytes):
             return True
         shapes: dict[bytes, bytes] = {}
         for kind, pattern in self._passes:

@@ -30,6 +30,7 @@ from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
+from bastion.policies.detectors.odd_separators import ESCAPED_BREAK_BYTES
 from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
 from bastion.policies.detectors.odd_separators import PHONE_ADJACENT as ODD_PHONE_ADJACENT
 from bastion.policies.detectors.odd_separators import PHONE_ODD as ODD_PHONE_SEPARATORS
@@ -114,7 +115,7 @@ def _digits_table() -> bytes:
 SCREENS: dict[str, Screen] = {
     "odd_separators": Screen(
         _digits_table(),
-        re.compile(b"0000 ?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b") ?0000"),
+        re.compile(b"0000 ?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b"){1,2} ?0000"),
     ),
     "odd_phone": Screen(
         _digits_table(),
@@ -166,7 +167,9 @@ class HyperscanPrefilter:
         self._hs = hyperscan
         # JSON escapes \uXXXX and \/ can hide a candidate from the raw text, and characters that the
         # normalised view changes (or web escapes it reads) can make one: such lines always go the full way.
+        # So can a line break or tab JSON escapes between two digits (odd_separators.ESCAPED_BREAK_BYTES).
         expressions: list[bytes] = [rb"\\u", rb"\\/", *(HS_PATTERNS[k] for k in kinds), escapes.HS_PATTERN]
+        expressions.append(ESCAPED_BREAK_BYTES)
         expressions.append(hyperscan_class())
         base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_UCP
         flags = [base] * (len(expressions) - 1)

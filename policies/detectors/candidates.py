@@ -6,9 +6,11 @@ character class so the regex engine skips quickly over ordinary prose; the exact
 metadata, ``ipaddress``) run only on what it returns.
 
 Invariant relied on by the raw-line fast path of the engine: no pattern uses a lookbehind, and no pattern
-contains ``"``, ``\\``, newline, tab or other characters that JSON escapes. So every candidate in a decoded
-string is also a candidate in the raw JSON text of the line (when the line has no ``\\u`` / ``\\/`` escapes
-and no character that normalisation changes).
+contains ``"``, ``\\``, newline, tab or other characters that JSON escapes, except the line and cell breaks
+that the odd-separator runs take between digit groups (``odd_separators.BREAKS``). So every candidate in a
+decoded string is also a candidate in the raw JSON text of the line (when the line has no ``\\u`` / ``\\/``
+escapes, no character that normalisation changes, and no escaped break between digits:
+``odd_separators.ESCAPED_BREAK``).
 """
 
 from __future__ import annotations

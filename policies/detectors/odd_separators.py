@@ -15,19 +15,46 @@ detector alone reads it (the '+' and the country code make a list rare): a run o
 ``odd_phone``.
 
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
-written with them, a card counts only after a card word ("card", "Karte", "visa", ...).
+written with them, a card counts only after a card word ("card", "Karte", "visa", ...). So do the characters
+that break a line or a cell (tab, newline, carriage return, form feed, vertical tab, the ASCII information
+separators, NEL, the Unicode line and paragraph separators: :data:`BREAKS`), which also put a number on each
+line of a list; IBANs and phones with their '+' are read across them without a word.
+
+JSON escapes most breaks (``\\t``, ``\\n``, ``\\r``, ``\\f``, ``\\u000b`` ...): in a raw JSONL line the candidate
+patterns see a backslash and a letter where the decoded text has the break. A raw line with ``\\u`` already
+takes the full path; one with :data:`ESCAPED_BREAK` (such an escape among the separators between two digits)
+does too (``PolicyEngine.may_contain`` and the pre-filters).
 """
 
 from __future__ import annotations
 
 import re
 
-ODD = ",*|~:;+#=\u2022\u00b7"  # (U+2022 bullet, U+00B7 middle dot)
-ODD_CLASS = "[" + re.escape(ODD) + "]"
-ANY_SEP = "[ ._/()\\-" + re.escape(ODD) + "]"
-#: An odd separator between two groups of four digits (spaces around it allowed): a necessary condition for a
-#: card this module reads (every card form it takes has two such groups side by side).
-ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS} ?[0-9]{{4}}"
+
+def _class_body(chars: str) -> str:
+    """``chars`` for a character class that both ``re`` and Hyperscan read alike: control characters as they
+    are (``re.escape`` puts a backslash before them, which Hyperscan does not take as ``re`` does)."""
+    return "".join("\\" + c if c in "\\]^-[" else c for c in chars)
+
+
+#: Characters that break a line or a cell.
+BREAKS = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+ODD = ",*|~:;+#=\u2022\u00b7" + BREAKS  # (U+2022 bullet, U+00B7 middle dot)
+ODD_CLASS = "[" + _class_body(ODD) + "]"
+ANY_SEP = "[ ._/()\\-" + _class_body(ODD) + "]"
+#: An odd separator (or two: "\\r\\n") between two groups of four digits (spaces around allowed): a necessary
+#: condition for a card this module reads (every card form it takes has two such groups side by side).
+ADJACENT = rf"[0-9]{{4}} ?{ODD_CLASS}{{1,2}} ?[0-9]{{4}}"
+#: In a raw JSON line: a break JSON escapes as a letter (``\\t``, ``\\n``, ``\\r``, ``\\f``) among the separators
+#: between two digits (at most three, as in the runs of :data:`PATTERN` and :data:`PHONE_PATTERN`). The other
+#: breaks below U+0020 are escaped as ``\\u00XX`` (the ``\\u`` screen); NEL and U+2028/9 may stand as they are.
+#: As text (for ``re`` on the raw line) and as UTF-8 bytes (for ``re`` and Hyperscan on its bytes).
+_RAW_SEPARATORS = " ._/()-,*|~:;+#=\u2022\u00b7\x85\u2028\u2029"
+_ESCAPE = r"\\[tnrf]"
+_RAW_SEP = "(?:" + "|".join(re.escape(c) for c in _RAW_SEPARATORS) + "|" + _ESCAPE + ")"
+ESCAPED_BREAK = rf"[0-9]{_RAW_SEP}{{0,2}}{_ESCAPE}{_RAW_SEP}{{0,2}}[0-9]"
+_RAW_SEP_BYTES = b"(?:" + b"|".join(re.escape(c.encode()) for c in _RAW_SEPARATORS) + b"|" + _ESCAPE.encode() + b")"
+ESCAPED_BREAK_BYTES = rb"[0-9]" + _RAW_SEP_BYTES + rb"{0,2}" + _ESCAPE.encode() + _RAW_SEP_BYTES + rb"{0,2}[0-9]"
 #: The run: digit groups joined by one to three separators, with :data:`ADJACENT` within the next 80
 #: characters (so the pattern, like a card this module reads, never matches where the pre-filters' screens
 #: see no such pair; 80 bounds the look-ahead, and a card of 19 digits with three separators between each
@@ -38,8 +65,8 @@ _ADJACENT = re.compile(ADJACENT)
 _DIGIT_OR_USUAL = "[0-9 ._/()\\-]"  # a digit or a separator numbers use
 #: The odd separators of a phone number: not "+", which starts the next international number.
 PHONE_ODD = ODD.replace("+", "")
-_PHONE_ODD_CLASS = "[" + re.escape(PHONE_ODD) + "]"
-_PHONE_SEP = "[ ._/()\\-" + re.escape(PHONE_ODD) + "]"
+_PHONE_ODD_CLASS = "[" + _class_body(PHONE_ODD) + "]"
+_PHONE_SEP = "[ ._/()\\-" + _class_body(PHONE_ODD) + "]"
 #: A phone number with its international prefix written with odd separators ("+34~887~321~455", "+48 | 22 |
 #: 580 | 33 | 71"): a '+' with an odd separator after it, no more than 24 digits and usual separators between
 #: (the pre-filters' condition; the first odd separator of a run of :data:`PHONE_PATTERN` is so placed).
@@ -56,7 +83,7 @@ IBAN_HEAD = re.compile(
     rf"(?<![^\W\d_])[A-Za-z]{{2}}[0-9]{{2}}(?:{ANY_SEP}{{1,3}}[A-Za-z0-9]{{1,6}}){{0,4}}{ANY_SEP}{{1,3}}[A-Za-z]{{0,5}}$"
 )  # (with the letters of a group whose digits start the run: "IT25*W" before "030*6739*...")
 AS_SPACES = str.maketrans(dict.fromkeys(ODD, " "))
-LIST_SEPARATORS = frozenset(",;")
+LIST_SEPARATORS = frozenset(",;" + BREAKS)
 
 
 def may_occur(text: str) -> bool:

@@ -133,6 +133,7 @@ _id_pieces = st.sampled_from(
         "O2O 7946 O958", "4lll", "O", "l", "I", "4111*1111*1111*1111", "*", "|", "\u2022",
         "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%", "+34~887~321~455", "~",
         "GBO4 VFDZ 4956 2553 5285 43", "GB82 WEST l234", "WEST", "Yl979229R", "RCCMNL83Sl8D969H",
+        "card 4111\n1111\n1111\n1111", "\t", "\r\n", "+49\t30\t901820",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -164,7 +165,7 @@ _glyph = st.sampled_from(
         "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022",
     ]
 )  # fmt: skip
-_gap = st.text(alphabet=" .-/()\u00a0+", max_size=4)
+_gap = st.text(alphabet=" .-/()\u00a0+\t\n\r\u2028", max_size=4)
 _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map("".join)
 
 
@@ -191,6 +192,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("+34~887~321~455", False)
 @example("GBO4 VFDZ 4956 2553 5285 43", False)
 @example("Yl979229R", False)
+@example("card 4111\t1111\t1111\t1111", False)
+@example("4111 \r\n 1111", True)
 @example("+34 \u2022 981", False)
 @example("0/0/0", False)  # digit runs without an odd separator or a look-alike letter: no pass's pattern
 @example("0000000", False)

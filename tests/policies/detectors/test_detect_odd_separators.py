@@ -26,6 +26,11 @@ CARDS = [
     ("Amex 3782*822463*10005", "3782*822463*10005"),
     ("card 4111-1111*1111-1111", "4111-1111*1111-1111"),  # mixed with a usual separator
     ("card 4111*1111*1111*1111*1227", "4111*1111*1111*1111"),  # the card, not its expiry date
+    # tabs and line breaks inside the number (JSON escapes them): after a card word, as with commas
+    ("card 4111\t1111\t1111\t1111", "4111\t1111\t1111\t1111"),
+    ("card 4111 1111\n1111 1111", "4111 1111\n1111 1111"),
+    ("card:\r\n4111\r\n1111\r\n1111\r\n1111\r\nthanks", "4111\r\n1111\r\n1111\r\n1111"),
+    ("card 4111\u20281111\u20281111\u20281111", "4111\u20281111\u20281111\u20281111"),
 ]
 
 
@@ -44,6 +49,7 @@ IBANS = [
     ("IBAN GB82*WEST*1234*5698*7654*32", "GB82*WEST*1234*5698*7654*32"),
     ("IBAN GB82 | WEST | 1234 | 5698 | 7654 | 32 ok", "GB82 | WEST | 1234 | 5698 | 7654 | 32"),
     ("IT60~X054~2811~1010~0000~0123~456.", "IT60~X054~2811~1010~0000~0123~456"),  # a letter glued to the run
+    ("IBAN DE89\n3704\n0044\n0532\n0130\n00", "DE89\n3704\n0044\n0532\n0130\n00"),  # no word needed
 ]
 
 
@@ -60,6 +66,7 @@ PHONES = [
     ("phone +34*846995394", "+34*846995394"),  # the digit pass reads "846995394": the hits are merged
     ("+49(0)~480503550.", "+49(0)~480503550"),
     ("+34~887~321~455~2024", "+34~887~321~455"),  # the longest phone from the '+', not what follows it
+    ("Tel +49\t30\t901820", "+49\t30\t901820"),
 ]
 
 
@@ -84,6 +91,8 @@ def test_a_phone_with_its_prefix_and_odd_separators_is_found(text: str, value: s
         "scores +5|+10|+15|+20",  # a '+' and odd separators, but no valid phone
         "delta +12*3456*7890",
         "08-847~00~52",  # without the international prefix, a phone is not read with odd separators
+        "4111\n1111\n1111\n1111",  # a number on each line: a list, unless a card word names it
+        "2021\t2022\t2023\t2024",
     ],
 )
 def test_numbers_with_odd_separators_that_are_no_card_are_left_alone(text: str) -> None:
@@ -102,7 +111,7 @@ def test_the_record_is_blocked_in_a_jsonl_file_by_either_pre_filter() -> None:
 
 _pieces = st.sampled_from(
     ["4111", "1111", "1", "*", "|", " | ", ",", ";", ":", "\u2022", "\u00b7", " ", "-", "card ", "x", "\\n", "\n",
-     '"', "4111*1111*1111*1111", "3782*822463*10005"]
+     '"', "4111*1111*1111*1111", "3782*822463*10005", "\t", "\r\n", "\u2028", "+49\t30\t901820", "DE89\n3704"]
 )  # fmt: skip
 
 
@@ -111,5 +120,8 @@ _pieces = st.sampled_from(
 @example("card 4111*1111*1111*1111")
 @example("card\n4111 \u2022 1111 \u2022 1111 \u2022 1111")
 @example('card "4111|1111|1111|1111"')
+@example("card 4111\n1111\n1111\n1111")
+@example("card 4111 -\t1111\t1111\t1111")
+@example("IBAN DE89\r\n3704\r\n0044\r\n0532\r\n0130\r\n00")
 def test_the_raw_line_pre_filters_pass_every_line_with_such_a_card(text: str) -> None:
     assert_raw_line_passes_findings(text)
