@@ -2,9 +2,10 @@
 
 The labelled corpus of ``pii_corpus.py`` writes every value as Faker writes it. An attacker (or a careless
 export: HTML, URLs, OCR) writes the same values otherwise: zero-width spaces inside, full-width digits,
-no-break spaces and en dashes, digits spelled in words, letters that look like digits, odd separators, web
-escapes, e-mail addresses with their "@" and dots in words or brackets. Each record here holds one value of a
-structured type (card, IBAN, e-mail, phone, national id) in one such form, at a known span, in a sentence of
+no-break spaces and en dashes, digits spelled in words, letters that look like digits, odd separators, tabs
+and line breaks, web escapes, e-mail addresses with their "@" and dots in words or brackets. Each record here
+holds one value of a structured type (card, IBAN, e-mail, phone, national id) in one such form, at a known
+span, in a sentence of
 the corpus's templates; each form also has clean records: the corpus's decoys (invoice, order and ticket
 numbers, timestamps, barcodes ...) with their digits written in the same form, or prose that looks like an
 address in words. Scored by ``pii_score.py`` (a value counts as found when 80 % of its non-space characters
@@ -99,6 +100,10 @@ def odd_separators(value: str, rng: random.Random) -> str:
     return rng.choice(["*", " | ", "\u2022", "~"]).join(_grouped(value))
 
 
+def line_breaks(value: str, rng: random.Random) -> str:
+    return rng.choice(["\t", "\n", "\r\n"]).join(_grouped(value))
+
+
 def html_references(value: str, rng: random.Random) -> str:
     return "".join(f"&#{ord(c)};" if c.isdigit() or c in "@. +-" else c for c in value)
 
@@ -141,6 +146,7 @@ FORMS: list[Form] = [
     ("digits in German words", DIGIT_KINDS, spelled("de")),
     ("look-alike letters (O, l)", DIGIT_KINDS, lookalike),
     ("odd separators (*, \\|, \u2022, ~)", ("PAYMENT_CARD", "IBAN", "PHONE"), odd_separators),
+    ("tabs and line breaks", ("PAYMENT_CARD", "IBAN", "PHONE"), line_breaks),
     ("HTML character references", ALL_KINDS, html_references),
     ("percent-encoding", ALL_KINDS, percent_encoded),
     ("e-mail: (at) and (dot)", ("EMAIL",), email_brackets),
