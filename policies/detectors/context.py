@@ -60,7 +60,9 @@ _WORD_LOWER = re.compile(_WORD_PATTERN)  # on lower-cased text (the words are wr
 def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
     """The kinds of the labelling words before ``text[start]`` (same string, within ``reach`` characters),
     closest last."""
-    lo = max(0, start - reach, text.rfind("\x00", 0, start) + 1)
+    lo = max(
+        0, start - reach, text.rfind("\x00", max(0, start - reach), start) + 1
+    )  # (bounded: one line may be 16 MiB)
     # (pos/endpos, not a slice: the look-behind sees the character before the window, e.g. a placeholder's "[";
     # the window and that character lower-cased, or the text as it is where lower-casing changes its length)
     edge = max(lo - 1, 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -317,15 +318,23 @@ class DateOfBirthDetector(Detector):
         if not dates:
             return []
         chosen: set[tuple[int, int]] = set()
+        # (the dates are sorted and do not overlap: their starts and ends are both ascending, and a date near a
+        # word is found by bisection, not by a walk over all of them: a line of many is not quadratic)
+        starts = [d[0] for d in dates]
+        ends = [d[1] for d in dates]
         for s, e in births:
-            after = next((d for d in dates if d[0] >= e), None)
+            k = bisect_left(starts, e)
+            after = dates[k] if k < len(dates) else None
             if after is not None and after[0] - e <= self.window and _same_sentence(text, e, after[0]):
                 chosen.add(after)
-            before = next((d for d in reversed(dates) if d[1] <= s), None)
+            k = bisect_right(ends, s) - 1
+            before = dates[k] if k >= 0 else None
             if before is not None and s - before[1] <= _BEFORE_WORD and _same_sentence(text, before[1], s):
                 chosen.add(before)
         for s, e in ages:  # "45 Jahre, 12.03.1979" / "12.03.1979 (45 years)"
-            near = [d for d in dates if abs(d[0] - e) <= self.window or abs(s - d[1]) <= _AFTER]
+            by_start = range(bisect_left(starts, e - self.window), bisect_right(starts, e + self.window))
+            by_end = range(bisect_left(ends, s - _AFTER), bisect_right(ends, s + _AFTER))
+            near = [dates[k] for k in sorted(set(by_start) | set(by_end))]
             chosen.update(d for d in near if _same_sentence(text, min(e, d[1]), max(s, d[0])))
         return [Hit(s, e, self) for s, e in sorted(chosen) if not _VERSION.search(text, max(0, s - 12), s)]
 

@@ -242,7 +242,7 @@ class NationalIdDetector(Detector):
 
     def _scheme_named_before(self, text: str, start: int) -> str | None:
         """The scheme that the closest scheme name within reach before ``text[start]`` names, if any."""
-        lo = max(0, start - REACH, text.rfind("\x00", 0, start) + 1)
+        lo = max(0, start - REACH, text.rfind("\x00", max(0, start - REACH), start) + 1)
         found = [m.group(0) for m in _SCHEME_NAME.finditer(text[lo:start].lower())]
         return _SCHEME_NAMES[found[-1]] if found else None
 
