@@ -365,7 +365,23 @@ def _spans(text: str) -> Iterator[tuple[int, int]]:
 
 
 def redact_text(text: str) -> tuple[str, bool]:
-    """``text`` with every secret-shaped part replaced by ``[REDACTED]``, and whether anything was."""
+    """``text`` with every secret-shaped part replaced by ``[REDACTED]``, and whether anything was.
+
+    Stable: redacting the result changes nothing more. One pass can leave a part that another shape then
+    takes ("token://u:p;@host": the URL's user part goes, and "token:[REDACTED]@host" is a name=value pair), so
+    passes repeat until nothing changes (at most :data:`_MAX_PASSES`)."""
+    result, changed = _redact_once(text)
+    passes = 1
+    while changed and passes < _MAX_PASSES:
+        result, changed = _redact_once(result)
+        passes += 1
+    return result, result != text
+
+
+_MAX_PASSES = 4
+
+
+def _redact_once(text: str) -> tuple[str, bool]:
     spans = sorted(_spans(text))
     if not spans:
         return text, False
