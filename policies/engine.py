@@ -504,9 +504,9 @@ class PolicyEngine:
         end = max(span[1] for span in run.owner if span is not None)
         for start, chars, ends in spelled.iban_readings(text, run.start, end):
             for length in range(min(len(chars), 34), 14, -1):
-                hits = self._validate(chars[:length], 0, length, "iban")  # (a string of its own: bounded)
-                if hits and hits[0].end == length:
-                    return [Hit(start, ends[length - 1], hits[0].detector)]
+                hit = self._accepted(chars[:length], "iban")
+                if hit is not None:
+                    return [Hit(start, ends[length - 1], hit.detector)]
         return []
 
     def _digit_runs(self, digits_text: str, start: int, end: int) -> list[Hit]:
@@ -539,9 +539,9 @@ class PolicyEngine:
         """An IBAN with look-alike letters among its digits (see :func:`.detectors.lookalike.iban_readings`):
         the first reading the IBAN detectors accept, over the characters as written."""
         for reading, stop in lookalike.iban_readings(text, start, end):
-            hits = self._validate(reading, 0, len(reading), "iban")
-            if hits and hits[0].end == len(reading):
-                return [Hit(start, stop, hits[0].detector)]
+            hit = self._accepted(reading, "iban")
+            if hit is not None:
+                return [Hit(start, stop, hit.detector)]
         return []
 
     def _lookalike_alnum(self, text: str, start: int, end: int) -> list[Hit]:
@@ -550,8 +550,8 @@ class PolicyEngine:
         reading = lookalike.alnum_reading(text, start, end)
         if reading is None:
             return []
-        hits = self._validate(reading, 0, len(reading), "alnum")
-        return [Hit(start, end, hits[0].detector, hits[0].scheme)] if hits and hits[0].end == len(reading) else []
+        hit = self._accepted(reading, "alnum")
+        return [Hit(start, end, hit.detector, hit.scheme)] if hit is not None else []
 
     def _odd_separator_run(self, text: str, start: int, end: int) -> list[Hit]:
         """A run of digit groups with separators no number uses (see :mod:`.detectors.odd_separators`): with
@@ -626,6 +626,12 @@ class PolicyEngine:
         mapped, lo = _rewritten(text, head, end, text[head:end].translate(odd_separators.AS_SPACES))
         tail = _IBAN_TAIL_SPACED.match(mapped, head - lo + 2, end - lo)
         return _shifted(self._validate(mapped, head - lo, tail.end(), "iban"), lo) if tail is not None else []
+
+    def _accepted(self, reading: str, kind: str) -> Hit | None:
+        """The hit of the first detector of ``kind`` that takes all of ``reading`` (a number read from how it
+        was written, as a string of its own: nothing glued to it), or None."""
+        hits = self._validate(reading, 0, len(reading), kind)
+        return hits[0] if hits and hits[0].end == len(reading) else None
 
     def _validate(self, text: str, start: int, end: int, kind: str) -> list[Hit]:
         for det in self._by_kind.get(kind, ()):

@@ -112,6 +112,9 @@ def _digits_table() -> bytes:
     return bytes(table)
 
 
+# A look-alike letter right beside a digit: the condition of the three look-alike kinds.
+_LOOKALIKE_SCREEN = Screen(_lookalike_table(), re.compile(rb"0L|L0"))
+
 SCREENS: dict[str, Screen] = {
     "odd_separators": Screen(
         _digits_table(),
@@ -123,9 +126,9 @@ SCREENS: dict[str, Screen] = {
             rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
         ),
     ),
-    "lookalike": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
-    "lookalike_iban": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
-    "lookalike_alnum": Screen(_lookalike_table(), re.compile(rb"0L|L0")),
+    "lookalike": _LOOKALIKE_SCREEN,
+    "lookalike_iban": _LOOKALIKE_SCREEN,
+    "lookalike_alnum": _LOOKALIKE_SCREEN,
     "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
