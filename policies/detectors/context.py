@@ -57,12 +57,17 @@ _WORD = re.compile(_WORD_PATTERN, re.IGNORECASE)
 _WORD_LOWER = re.compile(_WORD_PATTERN)  # on lower-cased text (the words are written in lower case): faster
 
 
+def reach_start(text: str, start: int, reach: int = REACH) -> int:
+    """Where the words that may label ``text[start]`` begin: ``reach`` characters back, or the start of its
+    string (joined strings are separated by NUL). The search for that NUL stays within the reach: one JSONL
+    line may be 16 MiB, and a search back to its start for each number made a long line quadratic."""
+    return max(0, start - reach, text.rfind("\x00", max(0, start - reach), start) + 1)
+
+
 def words_before(text: str, start: int, reach: int = REACH) -> list[Label]:
     """The kinds of the labelling words before ``text[start]`` (same string, within ``reach`` characters),
     closest last."""
-    lo = max(
-        0, start - reach, text.rfind("\x00", max(0, start - reach), start) + 1
-    )  # (bounded: one line may be 16 MiB)
+    lo = reach_start(text, start, reach)
     # (pos/endpos, not a slice: the look-behind sees the character before the window, e.g. a placeholder's "[";
     # the window and that character lower-cased, or the text as it is where lower-casing changes its length)
     edge = max(lo - 1, 0)

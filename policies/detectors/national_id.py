@@ -40,7 +40,7 @@ from stdnum.us import ssn
 
 from bastion.policies.detectors import gb_nino
 from bastion.policies.detectors.base import Detector, Hit, bounded, digit_bounded
-from bastion.policies.detectors.context import REACH, Label, glued_label, words_before
+from bastion.policies.detectors.context import Label, glued_label, reach_start, words_before
 
 
 class Scheme(NamedTuple):
@@ -242,7 +242,7 @@ class NationalIdDetector(Detector):
 
     def _scheme_named_before(self, text: str, start: int) -> str | None:
         """The scheme that the closest scheme name within reach before ``text[start]`` names, if any."""
-        lo = max(0, start - REACH, text.rfind("\x00", max(0, start - REACH), start) + 1)
+        lo = reach_start(text, start)
         found = [m.group(0) for m in _SCHEME_NAME.finditer(text[lo:start].lower())]
         return _SCHEME_NAMES[found[-1]] if found else None
 
