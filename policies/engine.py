@@ -28,11 +28,12 @@ from typing import Any, Literal
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
-from bastion.policies.detectors import Detector, Hit, build_detectors, lookalike, odd_separators, spelled
+from bastion.policies.detectors import Detector, Hit, build_detectors, defanged, lookalike, odd_separators, spelled
 from bastion.policies.detectors.candidates import COMPILED, IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.context import REACH as CONTEXT_REACH
 from bastion.policies.detectors.context import last_word_before
 from bastion.policies.detectors.email import EmailDetector
+from bastion.policies.detectors.ip_address import IpAddressDetector
 from bastion.policies.detectors.keywords import KeywordsDetector
 from bastion.policies.detectors.normalize import View, needs_view, raw_needs_view
 from bastion.policies.detectors.payment_card import PaymentCardDetector
@@ -174,6 +175,7 @@ class PolicyEngine:
             "lookalike_alnum": (lookalike.may_occur, self._lookalike_alnum),
             "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
+            "defanged_ip": (defanged.may_occur, self._defanged_ip),
         }
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
@@ -610,6 +612,19 @@ class PolicyEngine:
             for det in phones:
                 if any(h.end == len(written) for h in det.validate(written, 0, len(written), "number")):
                     return [Hit(start, groups[k - 1][1], det)]
+        return []
+
+    def _defanged_ip(self, text: str, start: int, end: int) -> list[Hit]:
+        """An IPv4 address with dots in brackets (see :mod:`.detectors.defanged`), as the IP address detectors
+        read it with them as dots; the hit covers the run as written."""
+        reading = defanged.reading(text, start, end)
+        if reading is None:
+            return []
+        for det in self._by_kind.get("number", ()):
+            if isinstance(det, IpAddressDetector):
+                hits = det.validate(reading, 0, len(reading), "number")
+                if hits and hits[0].end == len(reading):
+                    return [Hit(start, end, det, hits[0].scheme)]
         return []
 
     def _odd_separator_iban(self, text: str, start: int, end: int) -> list[Hit]:

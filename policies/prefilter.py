@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from bastion.policies.detectors import escapes
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER
+from bastion.policies.detectors.defanged import ADJACENT as DEFANGED_IP_ADJACENT
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
@@ -51,6 +52,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "lookalike_alnum": LOOKALIKE_ADJACENT.encode("ascii"),
     "odd_separators": ODD_SEPARATORS_ADJACENT.encode("utf-8"),
     "odd_phone": ODD_PHONE_ADJACENT.encode("utf-8"),
+    "defanged_ip": DEFANGED_IP_ADJACENT.encode("ascii"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -126,6 +128,7 @@ SCREENS: dict[str, Screen] = {
             rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
         ),
     ),
+    "defanged_ip": Screen(_digits_table(), re.compile(DEFANGED_IP_ADJACENT.replace("[0-9]", "0").encode("ascii"))),
     "lookalike": _LOOKALIKE_SCREEN,
     "lookalike_iban": _LOOKALIKE_SCREEN,
     "lookalike_alnum": _LOOKALIKE_SCREEN,

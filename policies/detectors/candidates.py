@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from bastion.policies.detectors.defanged import PATTERN as DEFANGED_IP_PATTERN
 from bastion.policies.detectors.lookalike import ALNUM_PATTERN as LOOKALIKE_ALNUM_PATTERN
 from bastion.policies.detectors.lookalike import IBAN_PATTERN as LOOKALIKE_IBAN_PATTERN
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
@@ -30,7 +31,8 @@ _SEP = r"[ ._/()\-]"
 
 # The "at" and "dot" of an obfuscated e-mail address: a word in brackets, or "@" / "." in brackets.
 _AT = r"[\[({<] ?(?:at|AT|At|@) ?[\])}>]"
-_DOT = r"(?: ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?| \. |\.)"  # (or a dot with a space on each side)
+_BRACKET_DOT = r" ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?"
+_DOT = rf"(?:{_BRACKET_DOT}| \. |\.)"  # (or a dot with a space on each side)
 
 _ALNUM_CAPITALS = (
     r"[A-Z](?:[0-9]{7}-?[A-Za-z]"
@@ -70,9 +72,10 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # A space after the '@' is allowed ("anna.berg@ example.com", "anna.berg @ example.com"); a space
     # before it only with one after it: "thanks @anna.berg" is a mention. Dots with a space on each side
     # ("anna.berg@example . com") count where a top-level domain that is no common word follows the last
-    # ("@ home . Thanks" is prose).
+    # ("@ home . Thanks" is prose); dots in brackets ("anna@example[.]com", "anna @ example [dot] com") anywhere.
     "email": (
-        rf"@ ?(?:{_LABEL}(?:\.|{_SPACED_DOT}))*{_LABEL}(?:\.[^\W\d_]{{2,63}}|{_SPACED_DOT}(?ai:{WORD_TLDS}))(?![\w-])"
+        rf"@ ?(?:{_LABEL}(?:\.|{_SPACED_DOT}|{_BRACKET_DOT}))*{_LABEL}"
+        rf"(?:\.[^\W\d_]{{2,63}}|{_SPACED_DOT}(?ai:{WORD_TLDS})|{_BRACKET_DOT}[^\W\d_]{{2,63}})(?![\w-])"
     ),
     # An address written to dodge e-mail scrapers, from its "at" token on: "anna.berg (at) example (dot) com",
     # "anna[at]example.com", "anna [@] example [.] com". The "at" needs brackets (a bare " at " is prose);
@@ -113,6 +116,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # Phone numbers with their international prefix and odd separators ("+34~887~321~455"), read as phones
     # with them as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_phone": ODD_PHONE_PATTERN,
+    # IPv4 addresses with dots in brackets ("81[.]2[.]69[.]160"), read with them as dots (see defanged.py);
+    # taken whenever digit numbers are.
+    "defanged_ip": DEFANGED_IP_PATTERN,
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
     # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z
     # or 12345678z), and dotted IPv4 addresses. The engine tries the run as a whole and then every sub-run
@@ -145,7 +151,7 @@ NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Za-z]")
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
     """The compiled candidate regexes for the given kinds, in canonical order."""
     if "number" in kinds:
-        kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone"}
+        kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone", "defanged_ip"}
     if "iban" in kinds:
         kinds = kinds | {"lookalike_iban"}
     if "alnum" in kinds:

@@ -10,6 +10,7 @@ The candidate patterns and validators speak ASCII, so they run on a *view* of th
 * every Unicode decimal digit becomes its ASCII digit,
 * every space separator (Zs: no-break, narrow no-break, figure, thin, ideographic ...) becomes ``" "``,
 * every dash (Pd, and the minus sign) becomes ``"-"``,
+* the ideographic full stops that separate a domain name's labels (``。``, ``｡``) become ``"."``,
 * any other character whose NFKC form is ASCII becomes that form (full-width letters, ``＠``, ``＋`` ...),
 * a combining mark (Mn, Mc, Me) that sits on no letter is removed: a run of them after an ASCII character
   that is not a letter (a digit, a space, a dash, a quote), after a character the view changes, or at the
@@ -33,6 +34,10 @@ from functools import cache
 
 from bastion.policies.detectors import escapes
 
+#: Full stops that separate the labels of a domain name as "." does (UTS #46 maps them to it: a browser opens
+#: "example\u3002com"): the ideographic and the halfwidth ideographic full stop. (The full-width one is NFKC's.)
+IDEOGRAPHIC_FULL_STOPS = "\u3002\uff61"
+
 
 def normal_char(ch: str) -> str:
     """What one character becomes in the view (``ch`` itself when nothing changes)."""
@@ -48,6 +53,8 @@ def normal_char(ch: str) -> str:
         return " "
     if cat == "Pd" or ch == "\u2212":
         return "-"
+    if ch in IDEOGRAPHIC_FULL_STOPS:
+        return "."
     if unicodedata.decomposition(ch):
         nfkc = unicodedata.normalize("NFKC", ch)
         if nfkc != ch and nfkc.isascii():

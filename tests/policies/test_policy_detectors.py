@@ -31,6 +31,12 @@ POSITIVES = [
     ("email", "anna (at) example . com", ""),
     ("email", "anna @ example dot com", ""),  # an '@' with words for the dots
     ("email", "anna@example dot co dot uk", ""),
+    ("email", "anna@example[.]com", ""),  # a dot in brackets after a plain '@'
+    ("email", "anna @ example [dot] com", ""),
+    ("email", "anna.berg@example (.) co (.) uk", ""),
+    ("email", "anna@example\u3002com", ""),  # ideographic full stops separate a domain's labels (UTS #46)
+    ("email", "anna@example\uff61de", ""),
+    ("email", "anna\uff20example\u3002com", ""),
     ("phone", "+49 30 901820", ""),
     ("phone", "0049 30 901820", ""),
     ("phone", "030/901820", ""),
@@ -81,6 +87,13 @@ POSITIVES = [
     ("ip_address", "192.168.1.10", "ipv4"),
     ("ip_address", "2001:4860:4860::8888", "ipv6"),
     ("ip_address", "fe80::1", "ipv6"),
+    # defanged, as threat reports write addresses (see detectors/defanged.py)
+    ("ip_address", "81[.]2[.]69[.]160", "ipv4"),
+    ("ip_address", "81(.)2(.)69(.)160", "ipv4"),
+    ("ip_address", "81{.}2{.}69{.}160", "ipv4"),
+    ("ip_address", "81[dot]2[DOT]69[Dot]160", "ipv4"),
+    ("ip_address", "81 [.] 2 [.] 69 [.] 160", "ipv4"),
+    ("ip_address", "81.2.69[.]160", "ipv4"),
 ]
 
 NEAR_MISSES = [
@@ -101,6 +114,8 @@ NEAR_MISSES = [
     ("email", "More info at example dot org"),
     ("email", "anna at example dot comic"),
     ("email", "thanks @anna.berg"),  # a space before the '@' and none after: a mention
+    ("email", "thanks @anna [dot] com"),  # a mention, also with a bracketed dot
+    ("email", "anna@example[.]c0m"),
     ("phone", "+49 30 12"),
     ("phone", "+49 10 12345"),  # a possible length in Germany, but not valid and under eight national digits
     ("phone", "123456"),
@@ -139,6 +154,13 @@ NEAR_MISSES = [
     ("ip_address", "2001:db8::g1"),
     ("ip_address", "10:30:00"),
     ("ip_address", "v1.2.3.4"),
+    ("ip_address", "256[.]1[.]1[.]1"),
+    ("ip_address", "1[.]2[.]3"),
+    ("ip_address", "1[.]2[.]3[.]4[.]5"),  # five groups: a version or an OID, as with plain dots
+    ("ip_address", "1.2[.]3[.]4[.]5"),
+    ("ip_address", "v1[.]2[.]3[.]4"),
+    ("ip_address", "81[.]2[.]69[.]1601"),
+    ("ip_address", "81[-]2[-]69[-]160"),
 ]
 
 

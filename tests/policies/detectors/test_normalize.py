@@ -30,7 +30,7 @@ def test_the_planes_skipped_hold_no_character_the_view_changes() -> None:
 
 def test_the_table_holds_the_characters_of_each_kind() -> None:
     table = changed_chars()
-    for ch in ("\u200b", "\u00ad", "\ufeff", "\u0663", "\uff11", "\u00a0", "\u202f", "\u2013", "\u2212", "\uff20"):
+    for ch in "\u200b\u00ad\ufeff\u0663\uff11\u00a0\u202f\u2013\u2212\uff20\u3002\uff61":
         assert ch in table, hex(ord(ch))
     for ch in ("é", "ß", "\ue000", "\U000f0000", "\U0001f600"):
         assert ch not in table, hex(ord(ch))
