@@ -175,6 +175,7 @@ class PolicyEngine:
             "lookalike_alnum": (lookalike.may_occur, self._lookalike_alnum),
             "odd_separators": (odd_separators.may_occur, self._odd_separator_run),
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
+            "odd_national_phone": (odd_separators.national_phone_may_occur, self._odd_separator_national_phone),
             "defanged_ip": (defanged.may_occur, self._defanged_ip),
         }
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
@@ -612,6 +613,27 @@ class PolicyEngine:
             for det in phones:
                 if any(h.end == len(written) for h in det.validate(written, 0, len(written), "number")):
                     return [Hit(start, groups[k - 1][1], det)]
+        return []
+
+    def _odd_separator_national_phone(self, text: str, start: int, end: int) -> list[Hit]:
+        """A national phone number with odd separators after a word for a phone (see
+        :mod:`.detectors.odd_separators`): with them read as spaces, one character for one, its groups are
+        asked of the phone detectors in place (they see the word), all of them, then one group fewer each
+        time (a number may follow it in the run); the hit covers the groups as written."""
+        phones = [d for d in self._by_kind.get("number", ()) if isinstance(d, PhoneDetector)]
+        if not phones or last_word_before(text, start) != "phone":
+            return []
+        mapped, lo = _rewritten(text, start, end, text[start:end].translate(odd_separators.NATIONAL_AS_SPACES))
+        ends = [m.end() for m in _DIGIT_GROUP.finditer(text, start, end)]
+        for e in reversed(ends[1:]):
+            if not odd_separators.has_national_separator(text[start:e]):
+                break  # no odd separator left among these groups: the digit pass reads them
+            for det in phones:
+                if any(
+                    h.start == start - lo and h.end == e - lo
+                    for h in det.validate(mapped, start - lo, e - lo, "number")
+                ):
+                    return [Hit(start, e, det)]
         return []
 
     def _defanged_ip(self, text: str, start: int, end: int) -> list[Hit]:

@@ -32,6 +32,7 @@ from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
 from bastion.policies.detectors.odd_separators import ESCAPED_BREAK_BYTES
+from bastion.policies.detectors.odd_separators import NATIONAL_ADJACENT as ODD_NATIONAL_ADJACENT
 from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
 from bastion.policies.detectors.odd_separators import PHONE_ADJACENT as ODD_PHONE_ADJACENT
 from bastion.policies.detectors.odd_separators import PHONE_ODD as ODD_PHONE_SEPARATORS
@@ -52,6 +53,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "lookalike_alnum": LOOKALIKE_ADJACENT.encode("ascii"),
     "odd_separators": ODD_SEPARATORS_ADJACENT.encode("utf-8"),
     "odd_phone": ODD_PHONE_ADJACENT.encode("utf-8"),
+    "odd_national_phone": ODD_NATIONAL_ADJACENT.encode("utf-8"),
     "defanged_ip": DEFANGED_IP_ADJACENT.encode("ascii"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
@@ -128,6 +130,7 @@ SCREENS: dict[str, Screen] = {
             rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
         ),
     ),
+    "odd_national_phone": Screen(_digits_table(), re.compile(ODD_NATIONAL_ADJACENT.replace("[0-9]", "0").encode())),
     "defanged_ip": Screen(_digits_table(), re.compile(DEFANGED_IP_ADJACENT.replace("[0-9]", "0").encode("ascii"))),
     "lookalike": _LOOKALIKE_SCREEN,
     "lookalike_iban": _LOOKALIKE_SCREEN,

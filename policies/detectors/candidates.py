@@ -21,6 +21,7 @@ from bastion.policies.detectors.defanged import PATTERN as DEFANGED_IP_PATTERN
 from bastion.policies.detectors.lookalike import ALNUM_PATTERN as LOOKALIKE_ALNUM_PATTERN
 from bastion.policies.detectors.lookalike import IBAN_PATTERN as LOOKALIKE_IBAN_PATTERN
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
+from bastion.policies.detectors.odd_separators import NATIONAL_PHONE_PATTERN as ODD_NATIONAL_PHONE_PATTERN
 from bastion.policies.detectors.odd_separators import PATTERN as ODD_SEPARATORS_PATTERN
 from bastion.policies.detectors.odd_separators import PHONE_PATTERN as ODD_PHONE_PATTERN
 from bastion.policies.detectors.spelled import PATTERN as SPELLED_PATTERN
@@ -116,6 +117,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # Phone numbers with their international prefix and odd separators ("+34~887~321~455"), read as phones
     # with them as spaces (see odd_separators.py); taken whenever digit numbers are.
     "odd_phone": ODD_PHONE_PATTERN,
+    # National phone numbers with odd separators ("tel 08~847~00~52"), read after a word for a phone only
+    # (see odd_separators.py); taken whenever digit numbers are.
+    "odd_national_phone": ODD_NATIONAL_PHONE_PATTERN,
     # IPv4 addresses with dots in brackets ("81[.]2[.]69[.]160"), read with them as dots (see defanged.py);
     # taken whenever digit numbers are.
     "defanged_ip": DEFANGED_IP_PATTERN,
@@ -151,7 +155,7 @@ NUMBER_TOKEN = re.compile(r"\+?[0-9]+|[A-Za-z]")
 def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
     """The compiled candidate regexes for the given kinds, in canonical order."""
     if "number" in kinds:
-        kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone", "defanged_ip"}
+        kinds = kinds | {"spelled", "lookalike", "odd_separators", "odd_phone", "odd_national_phone", "defanged_ip"}
     if "iban" in kinds:
         kinds = kinds | {"lookalike_iban"}
     if "alnum" in kinds:

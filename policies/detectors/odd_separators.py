@@ -12,7 +12,10 @@ check are rarer still).
 
 A phone number led by its international prefix ("+34~887~321~455") is read the same way, as the phone
 detector alone reads it (the '+' and the country code make a list rare): a run of its own kind,
-``odd_phone``.
+``odd_phone``. A national number ("tel 08~847~00~52", "phone 020|7946|0958") is read only after a word for a
+phone, and only with the separators that make no list, time or table of their own (:data:`NATIONAL_ODD`:
+not commas, semicolons, colons or breaks), as the phone detector reads it in its place: kind
+``odd_national_phone``.
 
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
 written with them, a card counts only after a card word ("card", "Karte", "visa", ...). So do the characters
@@ -77,6 +80,22 @@ PHONE_PATTERN = (
     rf"\+(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_PHONE_ODD_CLASS})[0-9]{{1,4}}(?:{_PHONE_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
 )
 _PHONE_ADJACENT = re.compile(PHONE_ADJACENT)
+#: The odd separators of a national phone number (read only after a word for a phone): not those of lists,
+#: times and cells (",;:" and :data:`BREAKS`), nor '+'.
+NATIONAL_ODD = "*|~#=\u2022\u00b7"
+_NATIONAL_ODD_CLASS = "[" + _class_body(NATIONAL_ODD) + "]"
+_NATIONAL_SEP = "[ ._/()\\-" + _class_body(NATIONAL_ODD) + "]"
+#: Two digits with one to three separators between them, one of them a national odd separator: the
+#: pre-filters' condition (every reading of :data:`NATIONAL_PHONE_PATTERN` holds one).
+NATIONAL_ADJACENT = rf"[0-9]{_NATIONAL_SEP}{{0,2}}{_NATIONAL_ODD_CLASS}{_NATIONAL_SEP}{{0,2}}[0-9]"
+#: A national phone's run: digit groups joined by one to three separators, a national odd separator among
+#: them within its first 24 characters. No lookbehind and no character JSON escapes (see ``candidates.py``).
+NATIONAL_PHONE_PATTERN = (
+    rf"(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_NATIONAL_ODD_CLASS})"
+    rf"[0-9]{{1,5}}(?:{_NATIONAL_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
+)
+_NATIONAL_ADJACENT = re.compile(NATIONAL_ADJACENT)
+NATIONAL_AS_SPACES = str.maketrans(dict.fromkeys(NATIONAL_ODD, " "))
 #: The start of an IBAN right before a run: its country code and check digits, and up to four groups (letters
 #: allowed: "GB17*FGRX*" before "1341*3847*..."), ending at the run (searched with ``endpos`` at its start).
 IBAN_HEAD = re.compile(
@@ -94,6 +113,17 @@ def may_occur(text: str) -> bool:
 def phone_may_occur(text: str) -> bool:
     """False when no phone this module reads can occur in ``text`` (where no Hyperscan kind gate asks)."""
     return "+" in text and _PHONE_ADJACENT.search(text) is not None
+
+
+def national_phone_may_occur(text: str) -> bool:
+    """False when no national phone this module reads can occur in ``text`` (where no Hyperscan kind gate
+    asks)."""
+    return _NATIONAL_ADJACENT.search(text) is not None
+
+
+def has_national_separator(text: str) -> bool:
+    """Whether ``text`` (a national phone's run) holds a national odd separator."""
+    return any(c in NATIONAL_ODD for c in text)
 
 
 def odd_separators(text: str) -> set[str]:

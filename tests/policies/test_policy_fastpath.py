@@ -134,7 +134,8 @@ _id_pieces = st.sampled_from(
         "%40", "%20", "&#52;", "&#x31;", "&commat;", "&nbsp;", "anna%40example.es", "%", "+34~887~321~455", "~",
         "GBO4 VFDZ 4956 2553 5285 43", "GB82 WEST l234", "WEST", "Yl979229R", "RCCMNL83Sl8D969H",
         "card 4111\n1111\n1111\n1111", "\t", "\r\n", "+49\t30\t901820",
-        "81[.]2[.]69[.]160", "8.8.8(.)8", "[.]", " [dot] ", "anna@example[.]com", "@example (.) de", "\u3002", "\uff61",
+        "81[.]2[.]69[.]160", "8.8.8(.)8", "tel ", "08~847~00~52", "030*901820", "Tel. 06|12", "[.]", " [dot] ",
+        "anna@example[.]com", "@example (.) de", "\u3002", "\uff61",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -163,7 +164,8 @@ _glyph = st.sampled_from(
     [
         "0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308",
         "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe", "O", "l", "I",
-        "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022", "[.]", "(dot)", " {.} ", "\u3002",
+        "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022", "[.]", "(dot)", " {.} ",
+        "\u3002", "#", "=", "\u00b7",
     ]
 )  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+\t\n\r\u2028", max_size=4)
@@ -206,6 +208,7 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("&#52;&#49;&#49;&#49; 1111 1111 1111", True)
 @example("81[.]2[.]69[.]160", False)
 @example("81 (dot) 2", False)
+@example("08 -~ 847", False)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=ascii_only)
     try:

@@ -70,6 +70,18 @@ PHONES = [
 ]
 
 
+NATIONAL_PHONES = [  # without the '+': after a word for a phone, with separators that make no list or time
+    ("tel 08~847~00~52", "08~847~00~52"),
+    ("phone 020|7946|0958 thanks", "020|7946|0958"),
+    ("Tel. 030*901820", "030*901820"),
+    ("call me at 06|12|34|56|78", "06|12|34|56|78"),
+    ("Telefon: 030 ~ 901820, danke", "030 ~ 901820"),
+    ("mobile 06\u202212\u202234\u202256\u202278", "06\u202212\u202234\u202256\u202278"),
+    ("tel | 030 | 901820 |", "030 | 901820"),  # a table row with a word for a phone
+]
+PHONES += NATIONAL_PHONES
+
+
 @pytest.mark.parametrize(("text", "value"), PHONES)
 @BOTH_PRE_FILTERS
 def test_a_phone_with_its_prefix_and_odd_separators_is_found(text: str, value: str, engine: PolicyEngine) -> None:
@@ -90,7 +102,12 @@ def test_a_phone_with_its_prefix_and_odd_separators_is_found(text: str, value: s
         "v2*ABCD*1341*3847*3873*89",  # no country code and check digits before the groups
         "scores +5|+10|+15|+20",  # a '+' and odd separators, but no valid phone
         "delta +12*3456*7890",
-        "08-847~00~52",  # without the international prefix, a phone is not read with odd separators
+        "08-847~00~52",  # without the international prefix or a word for a phone, not read with odd separators
+        "score 12|34|56|78",
+        "| Phone | 12 | 34 |",  # the groups are no phone
+        "call 10:30:45",  # colons, commas and breaks make times and lists: not read in a national number
+        "call 030,901820",
+        "tel 030\t901820",
         "4111\n1111\n1111\n1111",  # a number on each line: a list, unless a card word names it
         "2021\t2022\t2023\t2024",
     ],
@@ -111,7 +128,8 @@ def test_the_record_is_blocked_in_a_jsonl_file_by_either_pre_filter() -> None:
 
 _pieces = st.sampled_from(
     ["4111", "1111", "1", "*", "|", " | ", ",", ";", ":", "\u2022", "\u00b7", " ", "-", "card ", "x", "\\n", "\n",
-     '"', "4111*1111*1111*1111", "3782*822463*10005", "\t", "\r\n", "\u2028", "+49\t30\t901820", "DE89\n3704"]
+     '"', "4111*1111*1111*1111", "3782*822463*10005", "\t", "\r\n", "\u2028", "+49\t30\t901820", "DE89\n3704",
+     "tel ", "08~847~00~52", "030*901820", "~", "#", "="]
 )  # fmt: skip
 
 
@@ -123,5 +141,7 @@ _pieces = st.sampled_from(
 @example("card 4111\n1111\n1111\n1111")
 @example("card 4111 -\t1111\t1111\t1111")
 @example("IBAN DE89\r\n3704\r\n0044\r\n0532\r\n0130\r\n00")
+@example("tel 08~847~00~52")
+@example("tel 030 -~ 901820")
 def test_the_raw_line_pre_filters_pass_every_line_with_such_a_card(text: str) -> None:
     assert_raw_line_passes_findings(text)
