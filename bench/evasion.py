@@ -3,8 +3,9 @@
 The labelled corpus of ``pii_corpus.py`` writes every value as Faker writes it. An attacker (or a careless
 export: HTML, URLs, OCR) writes the same values otherwise: zero-width spaces inside, full-width digits,
 no-break spaces and en dashes, digits spelled in words, letters that look like digits, odd separators, tabs
-and line breaks, web escapes, e-mail addresses with their "@" and dots in words or brackets. Each record here
-holds one value of a structured type (card, IBAN, e-mail, phone, national id) in one such form, at a known
+and line breaks, web escapes, e-mail addresses with their "@" and dots in words or brackets, IP addresses
+"defanged" as threat reports write them. Each record here
+holds one value of a structured type (card, IBAN, e-mail, phone, national id, IP address) in one such form, at a known
 span, in a sentence of
 the corpus's templates; each form also has clean records: the corpus's decoys (invoice, order and ticket
 numbers, timestamps, barcodes ...) with their digits written in the same form, or prose that looks like an
@@ -136,6 +137,16 @@ def email_spaced(value: str, rng: random.Random) -> str:
     return f"{local} @ {host.replace('.', ' . ')} . {tld}"
 
 
+def email_bracket_dots(value: str, rng: random.Random) -> str:
+    local, host, tld = _email_parts(value)
+    dot = rng.choice(["[.]", " [dot] ", "(.)", "\u3002"])
+    return f"{local}@{host.replace('.', dot)}{dot}{tld}"
+
+
+def defanged(value: str, rng: random.Random) -> str:
+    return value.replace(".", rng.choice(["[.]", "(.)", "[dot]", " [.] "]))
+
+
 Form = tuple[str, tuple[str, ...], Callable[[str, random.Random], str]]
 FORMS: list[Form] = [
     ("as written (control)", ALL_KINDS, lambda v, r: v),
@@ -152,6 +163,8 @@ FORMS: list[Form] = [
     ("e-mail: (at) and (dot)", ("EMAIL",), email_brackets),
     ("e-mail: at and dot in words", ("EMAIL",), email_words),
     ("e-mail: spaced @ and dots", ("EMAIL",), email_spaced),
+    ("e-mail: @ kept, dots in brackets or ideographic", ("EMAIL",), email_bracket_dots),
+    ("IP addresses defanged ([.], (.), [dot])", ("IP_ADDRESS",), defanged),
 ]
 # Clean look-alikes for the e-mail forms: prose with an "at" and a domain, a mention, a price "(at)".
 EMAIL_DECOYS = [
