@@ -12,10 +12,11 @@ check are rarer still).
 
 A phone number led by its international prefix ("+34~887~321~455") is read the same way, as the phone
 detector alone reads it (the '+' and the country code make a list rare): a run of its own kind,
-``odd_phone``. A national number ("tel 08~847~00~52", "phone 020|7946|0958") is read only after a word for a
-phone, and only with the separators that make no list, time or table of their own (:data:`NATIONAL_ODD`:
-not commas, semicolons, colons or breaks), as the phone detector reads it in its place: kind
-``odd_national_phone``.
+``odd_phone``. A national number ("tel 08~847~00~52", "phone 020|7946|0958", "Tel.: (07132)\n64950") is read
+only after a word for a phone, without the separators of lists and times (:data:`NATIONAL_ODD`: not commas,
+semicolons or colons), as the phone detector reads it in its place (it sees the word): kind
+``odd_national_phone``. Breaks are read there: after the word, the digit pass already takes the same groups
+with spaces between them.
 
 Commas and semicolons also separate lists and CSV fields ("4000,4001,4002,4003" passes Luhn one time in ten):
 written with them, a card counts only after a card word ("card", "Karte", "visa", ...). So do the characters
@@ -80,19 +81,20 @@ PHONE_PATTERN = (
     rf"\+(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_PHONE_ODD_CLASS})[0-9]{{1,4}}(?:{_PHONE_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
 )
 _PHONE_ADJACENT = re.compile(PHONE_ADJACENT)
-#: The odd separators of a national phone number (read only after a word for a phone): not those of lists,
-#: times and cells (",;:" and :data:`BREAKS`), nor '+'.
-NATIONAL_ODD = "*|~#=\u2022\u00b7"
+#: The odd separators of a national phone number (read only after a word for a phone): not those of lists
+#: and times (",;:"), nor '+'.
+NATIONAL_ODD = "*|~#=\u2022\u00b7" + BREAKS
 _NATIONAL_ODD_CLASS = "[" + _class_body(NATIONAL_ODD) + "]"
 _NATIONAL_SEP = "[ ._/()\\-" + _class_body(NATIONAL_ODD) + "]"
 #: Two digits with one to three separators between them, one of them a national odd separator: the
 #: pre-filters' condition (every reading of :data:`NATIONAL_PHONE_PATTERN` holds one).
 NATIONAL_ADJACENT = rf"[0-9]{_NATIONAL_SEP}{{0,2}}{_NATIONAL_ODD_CLASS}{_NATIONAL_SEP}{{0,2}}[0-9]"
-#: A national phone's run: digit groups joined by one to three separators, a national odd separator among
-#: them within its first 24 characters. No lookbehind and no character JSON escapes (see ``candidates.py``).
+#: A national phone's run: digit groups joined by one to three separators (the first group may stand in
+#: brackets), a national odd separator among them within its first 24 characters. No lookbehind, and of the
+#: characters JSON escapes only the breaks, as in :data:`PATTERN` (see ``candidates.py``).
 NATIONAL_PHONE_PATTERN = (
-    rf"(?=[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_NATIONAL_ODD_CLASS})"
-    rf"[0-9]{{1,5}}(?:{_NATIONAL_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
+    rf"(?=\(?[0-9]{_DIGIT_OR_USUAL}{{0,24}}?{_NATIONAL_ODD_CLASS})"
+    rf"\(?[0-9]{{1,5}}(?:{_NATIONAL_SEP}{{1,3}}[0-9]{{1,12}}){{1,7}}"
 )
 _NATIONAL_ADJACENT = re.compile(NATIONAL_ADJACENT)
 NATIONAL_AS_SPACES = str.maketrans(dict.fromkeys(NATIONAL_ODD, " "))

@@ -78,6 +78,9 @@ NATIONAL_PHONES = [  # without the '+': after a word for a phone, with separator
     ("Telefon: 030 ~ 901820, danke", "030 ~ 901820"),
     ("mobile 06\u202212\u202234\u202256\u202278", "06\u202212\u202234\u202256\u202278"),
     ("tel | 030 | 901820 |", "030 | 901820"),  # a table row with a word for a phone
+    ("M\u00f3j numer to 22\t900\t68\t57", "22\t900\t68\t57"),  # tabs and breaks: after the word only
+    ("Tel.: (07132)\n64950", "(07132)\n64950"),
+    ("O meu n\u00famero \u00e9 931\r\n021\r\n972.", "931\r\n021\r\n972"),
 ]
 PHONES += NATIONAL_PHONES
 
@@ -107,7 +110,7 @@ def test_a_phone_with_its_prefix_and_odd_separators_is_found(text: str, value: s
         "| Phone | 12 | 34 |",  # the groups are no phone
         "call 10:30:45",  # colons, commas and breaks make times and lists: not read in a national number
         "call 030,901820",
-        "tel 030\t901820",
+        "22\t900\t68\t57",  # a break without a word for a phone: a table or a list
         "4111\n1111\n1111\n1111",  # a number on each line: a list, unless a card word names it
         "2021\t2022\t2023\t2024",
     ],
