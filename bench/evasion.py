@@ -143,6 +143,15 @@ def email_bracket_dots(value: str, rng: random.Random) -> str:
     return f"{local}@{host.replace('.', dot)}{dot}{tld}"
 
 
+def email_other_languages(value: str, rng: random.Random) -> str:
+    local, host, tld = _email_parts(value)
+    at, dot = rng.choice(
+        [("(at)", "(punkt)"), ("arroba", "punto"), ("(arobase)", "(point)"), ("(chiocciola)", "(punto)"),
+         ("[at]", "[punt]"), ("(at)", "(kropka)"), ("at", "punkt")]
+    )  # fmt: skip
+    return f"{local} {at} {host.replace('.', f' {dot} ')} {dot} {tld}"
+
+
 def defanged(value: str, rng: random.Random) -> str:
     return value.replace(".", rng.choice(["[.]", "(.)", "[dot]", " [.] "]))
 
@@ -164,6 +173,7 @@ FORMS: list[Form] = [
     ("e-mail: at and dot in words", ("EMAIL",), email_words),
     ("e-mail: spaced @ and dots", ("EMAIL",), email_spaced),
     ("e-mail: @ kept, dots in brackets or ideographic", ("EMAIL",), email_bracket_dots),
+    ("e-mail: at and dot in other languages (punkt, arroba ...)", ("EMAIL",), email_other_languages),
     ("IP addresses defanged ([.], (.), [dot])", ("IP_ADDRESS",), defanged),
 ]
 # Clean look-alikes for the e-mail forms: prose with an "at" and a domain, a mention, a price "(at)".

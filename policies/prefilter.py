@@ -25,7 +25,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from bastion.policies.detectors import escapes
-from bastion.policies.detectors.candidates import ALNUM_PREFILTER
+from bastion.policies.detectors.candidates import ALNUM_PREFILTER, AT_WORDS, WORD_DOT_WORDS
 from bastion.policies.detectors.defanged import ADJACENT as DEFANGED_IP_ADJACENT
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
@@ -39,11 +39,17 @@ from bastion.policies.detectors.odd_separators import PHONE_ODD as ODD_PHONE_SEP
 from bastion.policies.detectors.spelled import HS_PATTERN as SPELLED_HS_PATTERN
 from bastion.policies.detectors.spelled import SCREEN as SPELLED_SCREEN
 
+
+def _caseless(word: str) -> bytes:
+    """An ASCII word in any case, as a pattern for Hyperscan and ``re`` alike ("at" -> ``[Aa][Tt]``)."""
+    return b"".join(b"[%s%s]" % (c.upper().encode(), c.lower().encode()) for c in word)
+
+
 # Prefixes of CANDIDATE_PATTERNS (detectors/candidates.py), written for Hyperscan in UTF-8 mode.
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
-    "email_at": rb"[\[({<] ?(?:[Aa][Tt]|@) ?[\])}>]",
-    "email_words": rb" [Dd][Oo][Tt] [A-Za-z]{2}",
+    "email_at": rb"[\[({<] ?(?:" + b"|".join(_caseless(w) for w in AT_WORDS) + rb"|@) ?[\])}>]",
+    "email_words": rb" (?:" + b"|".join(_caseless(w) for w in WORD_DOT_WORDS) + rb") [A-Za-z]{2}",
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
@@ -135,7 +141,11 @@ SCREENS: dict[str, Screen] = {
     "lookalike": _LOOKALIKE_SCREEN,
     "lookalike_iban": _LOOKALIKE_SCREEN,
     "lookalike_alnum": _LOOKALIKE_SCREEN,
-    "email_words": Screen(ASCII_LOWER, re.compile(rb" dot [a-z]{2}")),
+    "email_words": Screen(
+        ASCII_LOWER,
+        re.compile(rb" dot [a-z]{2}"),
+        alternatives=tuple(re.compile(b" " + w.encode() + rb" [a-z]{2}") for w in WORD_DOT_WORDS[1:]),
+    ),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),
     "alnum": Screen(

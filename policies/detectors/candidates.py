@@ -30,9 +30,16 @@ from bastion.policies.detectors.spelled import PATTERN as SPELLED_PATTERN
 NUMBER_SEPARATORS = " ._/()-"
 _SEP = r"[ ._/()\-]"
 
-# The "at" and "dot" of an obfuscated e-mail address: a word in brackets, or "@" / "." in brackets.
-_AT = r"[\[({<] ?(?:at|AT|At|@) ?[\])}>]"
-_BRACKET_DOT = r" ?[\[({<] ?(?:dot|DOT|Dot|\.) ?[\])}>] ?"
+# The "at" and "dot" of an obfuscated e-mail address: a word in brackets, or "@" / "." in brackets. The words
+# in the pack's languages too, as web pages write addresses ("anna (at) firma (punkt) de", "anna (arroba)
+# empresa (punto) es"); in ASCII letters of any case (``(?ai:...)``: not "ı" for "i", as the pre-filters).
+AT_WORDS = ("at", "arroba", "arobase", "chiocciola", "klammeraffe", "apenstaartje")
+DOT_WORDS = ("dot", "punkt", "punto", "punt", "kropka", "point")
+#: The dot words that also stand unbracketed between the words of an address ("anna at example punkt de"):
+#: not "point" ("agreed at this point de facto").
+WORD_DOT_WORDS = DOT_WORDS[:-1]
+_AT = rf"[\[({{<] ?(?:(?ai:{'|'.join(AT_WORDS)})|@) ?[\])}}>]"
+_BRACKET_DOT = rf" ?[\[({{<] ?(?:(?ai:{'|'.join(DOT_WORDS)})|\.) ?[\])}}>] ?"
 _DOT = rf"(?:{_BRACKET_DOT}| \. |\.)"  # (or a dot with a space on each side)
 
 _ALNUM_CAPITALS = (
@@ -54,7 +61,7 @@ _ALNUM_SMALL = (
 # is no common word ("look at the dot it makes" is prose), the "at" and "dot" each between single spaces;
 # the domain matched in ASCII case only (IGNORECASE alone would take "fı" for "fi", which the raw-line
 # pre-filter does not).
-_WORD_DOT = r" (?:dot|DOT|Dot) "
+_WORD_DOT = rf" (?:dot|DOT|Dot|(?ai:{'|'.join(WORD_DOT_WORDS[1:])})) "
 WORD_TLDS = (
     "com|org|net|edu|gov|info|biz|io|eu|de|fr|es|nl|pl|se|pt|ch|dk|fi|ie|uk|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|ca|au"
 )
@@ -86,7 +93,7 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # or from an '@' with words for its dots ("anna @ example dot com"); the local part ("anna", "anna.berg",
     # "anna dot berg") is found backwards by the e-mail detector.
     "email_words": (
-        rf"(?:(?:at|AT|At) |@ ?)[^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*"
+        rf"(?:(?:at|AT|At|(?ai:{'|'.join(AT_WORDS[1:])})) |@ ?)[^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*"
         rf"{_WORD_DOT}(?ai:{WORD_TLDS})(?![\w-])"
     ),
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a

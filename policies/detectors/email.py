@@ -5,6 +5,8 @@ candidates of their own kind (``email_at``), from the bracketed "at" on; their l
 backwards the same way, over one space before the bracket. So are addresses written in words
 (``anna dot berg at example dot com``, ``anna @ example dot com``, kind ``email_words``), an '@' with a
 space after it (``anna.berg @ example.com``) and dots with a space on each side (``anna . berg@example . com``).
+The "at" and "dot" may be words of the pack's languages (``anna (at) firma (punkt) de``, ``ana arroba empresa
+punto es``: ``candidates.AT_WORDS``, ``candidates.DOT_WORDS``).
 
 The local part is searched backwards over at most 64 characters; a quoted local part (``"john doe"@x.org``)
 is taken whole. When the backwards search runs into a previous address (``bob@x.org?cc=alice@y.org``),

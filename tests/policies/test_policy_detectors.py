@@ -32,6 +32,16 @@ POSITIVES = [
     ("email", "anna @ example dot com", ""),  # an '@' with words for the dots
     ("email", "anna@example dot co dot uk", ""),
     ("email", "anna@example[.]com", ""),  # a dot in brackets after a plain '@'
+    # the "at" and "dot" in the pack's languages, as web pages write them
+    ("email", "anna.berg (at) firma (punkt) de", ""),
+    ("email", "anna [AT] firma [PUNKT] de", ""),
+    ("email", "anna at firma punkt de", ""),
+    ("email", "ana (arroba) empresa (punto) es", ""),
+    ("email", "ana arroba empresa punto com", ""),
+    ("email", "anne (arobase) exemple (point) fr", ""),
+    ("email", "anna (chiocciola) esempio (punto) it", ""),
+    ("email", "anna [apenstaartje] voorbeeld [punt] nl", ""),
+    ("email", "jan (at) przyklad (kropka) pl", ""),
     ("email", "anna @ example [dot] com", ""),
     ("email", "anna.berg@example (.) co (.) uk", ""),
     ("email", "anna@example\u3002com", ""),  # ideographic full stops separate a domain's labels (UTS #46)
@@ -116,6 +126,9 @@ NEAR_MISSES = [
     ("email", "thanks @anna.berg"),  # a space before the '@' and none after: a mention
     ("email", "thanks @anna [dot] com"),  # a mention, also with a bracketed dot
     ("email", "anna@example[.]c0m"),
+    ("email", "agreed at this point de facto"),  # "point" counts only in brackets
+    ("email", "look at example punkt de"),
+    ("email", "anna (chez) exemple (point) fr"),  # "chez" is no word for the '@'
     ("phone", "+49 30 12"),
     ("phone", "+49 10 12345"),  # a possible length in Germany, but not valid and under eight national digits
     ("phone", "123456"),

@@ -135,7 +135,8 @@ _id_pieces = st.sampled_from(
         "GBO4 VFDZ 4956 2553 5285 43", "GB82 WEST l234", "WEST", "Yl979229R", "RCCMNL83Sl8D969H",
         "card 4111\n1111\n1111\n1111", "\t", "\r\n", "+49\t30\t901820",
         "81[.]2[.]69[.]160", "8.8.8(.)8", "tel ", "08~847~00~52", "030*901820", "Tel. 06|12", "[.]", " [dot] ",
-        "anna@example[.]com", "@example (.) de", "\u3002", "\uff61",
+        "anna@example[.]com", "@example (.) de", " (punkt) ", " punto ", " arroba ", "[Arobase]", " PUNT ",
+        "\u3002", "\uff61",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -165,7 +166,7 @@ _glyph = st.sampled_from(
         "0", "7", "A", "Z", "X", "a", "\u00e0", "+", "(", "@x.de", "\u0301", "\u20dd", "e\u0308",
         "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe", "O", "l", "I",
         "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022", "[.]", "(dot)", " {.} ",
-        "\u3002", "#", "=", "\u00b7",
+        "\u3002", "#", "=", "\u00b7", " punkt ", " Punto ", " kropka ", " punt ", " arroba ",
     ]
 )  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+\t\n\r\u2028", max_size=4)
@@ -209,6 +210,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("81[.]2[.]69[.]160", False)
 @example("81 (dot) 2", False)
 @example("08 -~ 847", False)
+@example("anna at example punkt de", False)
+@example("ana arroba empresa PUNTO es", True)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=ascii_only)
     try:
@@ -237,7 +240,8 @@ def test_codes_in_small_letters_pass_every_pre_filter(value: str, prefilter: str
     "value",
     [
         "anna at example dot com", "ANNA DOT BERG AT EXAMPLE DOT DE", "anna.berg @ example.com", "a@ example.es",
-        "anna . berg @ example . com",
+        "anna . berg @ example . com", "anna at firma punkt de", "ana arroba empresa punto es",
+        "anna (at) firma (punkt) de",
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("prefilter", ["re", "auto"])
