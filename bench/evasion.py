@@ -147,7 +147,7 @@ def email_other_languages(value: str, rng: random.Random) -> str:
     local, host, tld = _email_parts(value)
     at, dot = rng.choice(
         [("(at)", "(punkt)"), ("arroba", "punto"), ("(arobase)", "(point)"), ("(chiocciola)", "(punto)"),
-         ("[at]", "[punt]"), ("(at)", "(kropka)"), ("at", "punkt")]
+         ("[at]", "[punt]"), ("(at)", "(kropka)"), ("arroba", "punto")]
     )  # fmt: skip
     return f"{local} {at} {host.replace('.', f' {dot} ')} {dot} {tld}"
 

@@ -25,7 +25,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from bastion.policies.detectors import escapes
-from bastion.policies.detectors.candidates import ALNUM_PREFILTER, AT_WORDS, WORD_DOT_WORDS
+from bastion.policies.detectors.candidates import ALNUM_PREFILTER, AT_WORDS, WORD_AT_WORDS
 from bastion.policies.detectors.defanged import ADJACENT as DEFANGED_IP_ADJACENT
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
@@ -49,7 +49,7 @@ def _caseless(word: str) -> bytes:
 HS_PATTERNS: dict[str, bytes] = {
     "email": rb"@",
     "email_at": rb"[\[({<] ?(?:" + b"|".join(_caseless(w) for w in AT_WORDS) + rb"|@) ?[\])}>]",
-    "email_words": rb" (?:" + b"|".join(_caseless(w) for w in WORD_DOT_WORDS) + rb") [A-Za-z]{2}",
+    "email_words": rb" [Dd][Oo][Tt] [A-Za-z]{2}|" + b"|".join(_caseless(w) for w in WORD_AT_WORDS),
     "iban": rb"[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){10}",
     "alnum": ALNUM_PREFILTER.encode("ascii"),
     "ipv6": rb":[0-9A-Fa-f]{0,4}:",
@@ -144,7 +144,7 @@ SCREENS: dict[str, Screen] = {
     "email_words": Screen(
         ASCII_LOWER,
         re.compile(rb" dot [a-z]{2}"),
-        alternatives=tuple(re.compile(b" " + w.encode() + rb" [a-z]{2}") for w in WORD_DOT_WORDS[1:]),
+        alternatives=tuple(re.compile(w.encode()) for w in WORD_AT_WORDS),
     ),
     "spelled": Screen(ASCII_LOWER, SPELLED_SCREEN),
     "iban": Screen(SHAPE_TABLE, re.compile(rb"00(?:s?[Aa0]){10}")),

@@ -35,8 +35,10 @@ _SEP = r"[ ._/()\-]"
 # empresa (punto) es"); in ASCII letters of any case (``(?ai:...)``: not "ı" for "i", as the pre-filters).
 AT_WORDS = ("at", "arroba", "arobase", "chiocciola", "klammeraffe", "apenstaartje")
 DOT_WORDS = ("dot", "punkt", "punto", "punt", "kropka", "point")
-#: The dot words that also stand unbracketed between the words of an address ("anna at example punkt de"):
-#: not "point" ("agreed at this point de facto").
+#: Written as words, without brackets, an address in another language needs an at-word no prose uses
+#: ("ana arroba empresa punto es"): "punto de", "Punkt", "punt" are common words, and "at" stands in much text.
+#: Its dots may then be any of these (not "point": "at this point de facto").
+WORD_AT_WORDS = AT_WORDS[1:]
 WORD_DOT_WORDS = DOT_WORDS[:-1]
 _AT = rf"[\[({{<] ?(?:(?ai:{'|'.join(AT_WORDS)})|@) ?[\])}}>]"
 _BRACKET_DOT = rf" ?[\[({{<] ?(?:(?ai:{'|'.join(DOT_WORDS)})|\.) ?[\])}}>] ?"
@@ -61,7 +63,8 @@ _ALNUM_SMALL = (
 # is no common word ("look at the dot it makes" is prose), the "at" and "dot" each between single spaces;
 # the domain matched in ASCII case only (IGNORECASE alone would take "fı" for "fi", which the raw-line
 # pre-filter does not).
-_WORD_DOT = rf" (?:dot|DOT|Dot|(?ai:{'|'.join(WORD_DOT_WORDS[1:])})) "
+_WORD_DOT = r" (?:dot|DOT|Dot) "
+_WORD_DOT_ANY = rf" (?:dot|DOT|Dot|(?ai:{'|'.join(WORD_DOT_WORDS[1:])})) "
 WORD_TLDS = (
     "com|org|net|edu|gov|info|biz|io|eu|de|fr|es|nl|pl|se|pt|ch|dk|fi|ie|uk|cz|sk|hu|ro|bg|gr|hr|si|lt|lv|ee|lu|ca|au"
 )
@@ -91,10 +94,13 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     "email_at": (rf"{_AT} ?[^\W_][\w-]{{0,62}}(?:{_DOT}[^\W_][\w-]{{0,62}})*{_DOT}[^\W\d_]{{2,63}}(?![\w-])"),
     # An address written in words, from its "at" on: "anna at example dot com", "ANNA AT EXAMPLE DOT DE",
     # or from an '@' with words for its dots ("anna @ example dot com"); the local part ("anna", "anna.berg",
-    # "anna dot berg") is found backwards by the e-mail detector.
+    # "anna dot berg") is found backwards by the e-mail detector. In the other languages' words only after an
+    # at-word no prose uses ("ana arroba empresa punto es"; see WORD_AT_WORDS).
     "email_words": (
-        rf"(?:(?:at|AT|At|(?ai:{'|'.join(AT_WORDS[1:])})) |@ ?)[^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*"
+        rf"(?:(?:at|AT|At) |@ ?)[^\W_][\w-]{{0,62}}(?:{_WORD_DOT}[^\W_][\w-]{{0,62}})*"
         rf"{_WORD_DOT}(?ai:{WORD_TLDS})(?![\w-])"
+        rf"|(?ai:{'|'.join(WORD_AT_WORDS)}) [^\W_][\w-]{{0,62}}(?:{_WORD_DOT_ANY}[^\W_][\w-]{{0,62}})*"
+        rf"{_WORD_DOT_ANY}(?ai:{WORD_TLDS})(?![\w-])"
     ),
     # IBAN in any case, groups separated by single spaces, dashes or dots: from its check digits on (a
     # pattern led by a letter class is slow in ``re``); the engine checks for the two letters before.

@@ -35,7 +35,6 @@ POSITIVES = [
     # the "at" and "dot" in the pack's languages, as web pages write them
     ("email", "anna.berg (at) firma (punkt) de", ""),
     ("email", "anna [AT] firma [PUNKT] de", ""),
-    ("email", "anna at firma punkt de", ""),
     ("email", "ana (arroba) empresa (punto) es", ""),
     ("email", "ana arroba empresa punto com", ""),
     ("email", "anne (arobase) exemple (point) fr", ""),
@@ -128,6 +127,7 @@ NEAR_MISSES = [
     ("email", "anna@example[.]c0m"),
     ("email", "agreed at this point de facto"),  # "point" counts only in brackets
     ("email", "look at example punkt de"),
+    ("email", "el punto de vista arroba todo"),  # an at-word in prose, with no address after it
     ("email", "anna (chez) exemple (point) fr"),  # "chez" is no word for the '@'
     ("phone", "+49 30 12"),
     ("phone", "+49 10 12345"),  # a possible length in Germany, but not valid and under eight national digits
