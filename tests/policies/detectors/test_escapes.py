@@ -1,5 +1,6 @@
-"""Web escapes (percent-encoding, HTML character references) are read in the normalised view: personal data
-written with them is found by every pre-filter, and redacted escapes and all."""
+"""Web escapes (percent-encoding, HTML character references) and Markdown's backslash escapes are read in
+the normalised view: personal data written with them is found by every pre-filter, and redacted escapes and
+all."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ ENGINES = {name: PolicyEngine(EU_PACK, prefilter=name) for name in ("re", "auto"
         ("&#xD800;", []),  # a surrogate
         ("%25", []),  # "%" and "&" are not read: each escape is decoded once
         ("&amp;", []),
+        ("\\_", [(0, 2, "_")]),  # Markdown's backslash escapes of ASCII punctuation
+        ("\\@", [(0, 2, "@")]),
+        ("\\-", [(0, 2, "-")]),
     ],
 )
 def test_what_an_escape_writes(escape: str, read: list[tuple[int, int, str]]) -> None:
@@ -53,6 +57,11 @@ def test_what_an_escape_writes(escape: str, read: list[tuple[int, int, str]]) ->
         ("50%25 off &amp;#64; more", "50%25 off &amp;#64; more"),
         ("&copy 2024, 100%, %zz", "&copy 2024, 100%, %zz"),
         ("a%00b", "a%00b"),
+        ("anna\\_berg\\@example\\.com", "anna_berg@example.com"),
+        ("4111\\-1111\\*1111", "4111-1111*1111"),
+        # not read: a backslash before a letter, a space, a quote or a backslash (in a raw JSON line those
+        # are its own escapes), '%' or '&'
+        ('C:\\Users\\anna \\ x \\" \\\\ \\% \\&', 'C:\\Users\\anna \\ x \\" \\\\ \\% \\&'),
     ],
 )
 def test_the_view_reads_escapes(text: str, view: str) -> None:
@@ -79,6 +88,9 @@ def test_a_span_ending_in_an_escape_maps_back_over_all_of_it() -> None:
         ("card 4111%201111%201111%201111 ok", "PAYMENT_CARD", None),
         ("IBAN DE89&#x20;3704&#x20;0044&#x20;0532&#x20;0130&#x20;00.", "IBAN", "IBAN [IBAN]."),
         ("call +49%2030%20901820 today", "PHONE", "call [PHONE] today"),
+        ("mail anna\\_berg@example.com please", "EMAIL", "mail [EMAIL] please"),  # not "anna\\[EMAIL]"
+        ("mail anna@example\\.com please", "EMAIL", "mail [EMAIL] please"),
+        ("card 4111\\-1111\\-1111\\-1111 ok", "PAYMENT_CARD", None),
     ],
 )
 @pytest.mark.parametrize("prefilter", ["re", "auto"])
