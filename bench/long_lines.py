@@ -49,6 +49,13 @@ SHAPES = [
     "Name: Anna Berg ",
     "I live at 12 Main Street, London SW1A 1AA ",
     "Patient: John Smith, diabetes ",
+    "81[.]2[.]69[.]160 ",
+    "tel 08~847~00~52 ",
+    "anna\\_berg@example.com ",
+    "(at) firma (punkt) de ",
+    "YW5uYUBleGFtcGxlLmNvbQ== ",
+    "QW5uYSBCZXJnIGFubmFAZXhhbXBsZS5jb20g",
+    "aB",
 ]
 
 

@@ -28,7 +28,16 @@ from typing import Any, Literal
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
 from bastion.policies.context_gate import ContextGate
-from bastion.policies.detectors import Detector, Hit, build_detectors, defanged, lookalike, odd_separators, spelled
+from bastion.policies.detectors import (
+    Detector,
+    Hit,
+    build_detectors,
+    defanged,
+    encoded,
+    lookalike,
+    odd_separators,
+    spelled,
+)
 from bastion.policies.detectors.candidates import COMPILED, IPV4_SHAPE, NUMBER_TOKEN, mask_uuids, passes
 from bastion.policies.detectors.context import REACH as CONTEXT_REACH
 from bastion.policies.detectors.context import last_word_before
@@ -177,7 +186,9 @@ class PolicyEngine:
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
             "odd_national_phone": (odd_separators.national_phone_may_occur, self._odd_separator_national_phone),
             "defanged_ip": (defanged.may_occur, self._defanged_ip),
+            "base64": (encoded.may_occur, self._encoded_run),
         }
+        self._blocking_detectors = frozenset(d for d in self.detectors if d.blocking)
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
         self._raw_ok = raw_line_fast_path and all(d.raw_safe for d in self._standalone)
         # Context detectors (dates of birth, names, addresses) run once per record on the normalised view of
@@ -635,6 +646,19 @@ class PolicyEngine:
                 ):
                     return [Hit(start, e, det)]
         return []
+
+    def _encoded_run(self, text: str, start: int, end: int) -> list[Hit]:
+        """A run of Base64 (see :mod:`.detectors.encoded`): the text it encodes is scanned as a string of its
+        own (its Base64 runs too: data encoded twice), without the detectors that wait on a model; the
+        strictest of its hits covers the run."""
+        inner = encoded.decoded(text[start:end])
+        if inner is None:
+            return []
+        hits = self._find_once([inner], skip=self._blocking_detectors)[0]
+        if not hits:
+            return []
+        strictest = _strictest(hits)
+        return [Hit(start, end, strictest.detector, strictest.scheme)]
 
     def _defanged_ip(self, text: str, start: int, end: int) -> list[Hit]:
         """An IPv4 address with dots in brackets (see :mod:`.detectors.defanged`), as the IP address detectors

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from bastion.policies.detectors import escapes
 from bastion.policies.detectors.candidates import ALNUM_PREFILTER, AT_WORDS, WORD_AT_WORDS
 from bastion.policies.detectors.defanged import ADJACENT as DEFANGED_IP_ADJACENT
+from bastion.policies.detectors.encoded import ADJACENT as BASE64_ADJACENT
 from bastion.policies.detectors.lookalike import ADJACENT as LOOKALIKE_ADJACENT
 from bastion.policies.detectors.lookalike import LETTERS as LOOKALIKE_LETTERS
 from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, raw_needs_view
@@ -61,6 +62,7 @@ HS_PATTERNS: dict[str, bytes] = {
     "odd_phone": ODD_PHONE_ADJACENT.encode("utf-8"),
     "odd_national_phone": ODD_NATIONAL_ADJACENT.encode("utf-8"),
     "defanged_ip": DEFANGED_IP_ADJACENT.encode("ascii"),
+    "base64": BASE64_ADJACENT.encode("ascii"),
     "number": rb"[+(0-9](?:[ ._/()\-]{0,8}[0-9]){3}",
 }
 
@@ -122,6 +124,16 @@ def _digits_table() -> bytes:
     return bytes(table)
 
 
+def _case_table() -> bytes:
+    """Small ASCII letters to ``a``, capitals to ``A``, digits and the other Base64 characters to ``0``."""
+    table = bytearray(b" " * 256)
+    table[ord("a") : ord("z") + 1] = b"a" * 26
+    table[ord("A") : ord("Z") + 1] = b"A" * 26
+    for ch in b"0123456789+/_-":
+        table[ch] = ord("0")
+    return bytes(table)
+
+
 # A look-alike letter right beside a digit: the condition of the three look-alike kinds.
 _LOOKALIKE_SCREEN = Screen(_lookalike_table(), re.compile(rb"0L|L0"))
 
@@ -137,6 +149,7 @@ SCREENS: dict[str, Screen] = {
         ),
     ),
     "odd_national_phone": Screen(_digits_table(), re.compile(ODD_NATIONAL_ADJACENT.replace("[0-9]", "0").encode())),
+    "base64": Screen(_case_table(), re.compile(rb"a0*A[aA0]*a0*A")),
     "defanged_ip": Screen(_digits_table(), re.compile(DEFANGED_IP_ADJACENT.replace("[0-9]", "0").encode("ascii"))),
     "lookalike": _LOOKALIKE_SCREEN,
     "lookalike_iban": _LOOKALIKE_SCREEN,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from bastion.policies.detectors.defanged import PATTERN as DEFANGED_IP_PATTERN
+from bastion.policies.detectors.encoded import PATTERN as BASE64_PATTERN
 from bastion.policies.detectors.lookalike import ALNUM_PATTERN as LOOKALIKE_ALNUM_PATTERN
 from bastion.policies.detectors.lookalike import IBAN_PATTERN as LOOKALIKE_IBAN_PATTERN
 from bastion.policies.detectors.lookalike import PATTERN as LOOKALIKE_PATTERN
@@ -136,6 +137,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # IPv4 addresses with dots in brackets ("81[.]2[.]69[.]160"), read with them as dots (see defanged.py);
     # taken whenever digit numbers are.
     "defanged_ip": DEFANGED_IP_PATTERN,
+    # Base64 of text ("YW5uYUBleGFtcGxlLmNvbQ=="), scanned again as the text it encodes (see encoded.py); taken
+    # whenever any built-in kind is.
+    "base64": BASE64_PATTERN,
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
     # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z
     # or 12345678z), and dotted IPv4 addresses. The engine tries the run as a whole and then every sub-run
@@ -173,4 +177,6 @@ def passes(kinds: set[str]) -> list[tuple[str, re.Pattern[str]]]:
         kinds = kinds | {"lookalike_iban"}
     if "alnum" in kinds:
         kinds = kinds | {"lookalike_alnum"}
+    if kinds:
+        kinds = kinds | {"base64"}
     return [(kind, COMPILED[kind]) for kind in CANDIDATE_PATTERNS if kind in kinds]

@@ -137,6 +137,7 @@ _id_pieces = st.sampled_from(
         "81[.]2[.]69[.]160", "8.8.8(.)8", "tel ", "08~847~00~52", "030*901820", "Tel. 06|12", "[.]", " [dot] ",
         "anna@example[.]com", "@example (.) de", " (punkt) ", " punto ", " arroba ", "[Arobase]", " PUNT ",
         "\u3002", "\uff61", "\\_", "\\.", "\\@", "\\-", "anna\\_berg@example.com",
+        "YW5uYUBleGFtcGxlLmNvbQ==", "NDExMSAxMTExIDExMTEgMTExMQ", "aB", "Ab", "=",
     ]
 )  # fmt: skip
 _id_string = st.lists(_id_pieces | st.text(max_size=3), max_size=10).map("".join)
@@ -167,6 +168,7 @@ _glyph = st.sampled_from(
         "anna", " at ", " AT ", " dot ", " DoT ", "com", "f\u0131", "\u017fe", "O", "l", "I",
         "%20", "%34", "&#52;", "&#x31", "&nbsp;", "&commat;", "~", "|", "\u2022", "[.]", "(dot)", " {.} ",
         "\u3002", "#", "=", "\u00b7", " punkt ", " Punto ", " kropka ", " punt ", " arroba ", "\\.", "\\-", "\\",
+        "aB", "cD1", "_", "YW5uYUBleGFtcGxlLmNvbQ==",
     ]
 )  # fmt: skip
 _gap = st.text(alphabet=" .-/()\u00a0+\t\n\r\u2028", max_size=4)
@@ -213,6 +215,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("anna at example punkt de", False)
 @example("ana arroba empresa PUNTO es", True)
 @example("4111\\-1111", False)
+@example("YW5uYUBleGFtcGxlLmNvbQ==", False)
+@example("aB0Cd", False)
 def test_the_byte_shape_screens_change_no_verdict(text: str, ascii_only: bool) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=ascii_only)
     try:
