@@ -4,7 +4,7 @@ The labelled corpus of ``pii_corpus.py`` writes every value as Faker writes it. 
 export: HTML, URLs, OCR) writes the same values otherwise: zero-width spaces inside, full-width digits,
 no-break spaces and en dashes, digits spelled in words, letters that look like digits, odd separators, tabs
 and line breaks, web escapes, e-mail addresses with their "@" and dots in words or brackets, IP addresses
-"defanged" as threat reports write them. Each record here
+"defanged" as threat reports write them, values in Base64. Each record here
 holds one value of a structured type (card, IBAN, e-mail, phone, national id, IP address) in one such form, at a known
 span, in a sentence of
 the corpus's templates; each form also has clean records: the corpus's decoys (invoice, order and ticket
@@ -21,6 +21,7 @@ pattern recognizers (``scan_presidio.build("patterns")``, as in ``detection.py``
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
 import random
 import re
@@ -152,6 +153,10 @@ def email_other_languages(value: str, rng: random.Random) -> str:
     return f"{local} {at} {host.replace('.', f' {dot} ')} {dot} {tld}"
 
 
+def base64_encoded(value: str, rng: random.Random) -> str:
+    return base64.b64encode(value.encode("utf-8")).decode("ascii")
+
+
 def defanged(value: str, rng: random.Random) -> str:
     return value.replace(".", rng.choice(["[.]", "(.)", "[dot]", " [.] "]))
 
@@ -175,6 +180,7 @@ FORMS: list[Form] = [
     ("e-mail: @ kept, dots in brackets or ideographic", ("EMAIL",), email_bracket_dots),
     ("e-mail: at and dot in other languages (punkt, arroba ...)", ("EMAIL",), email_other_languages),
     ("IP addresses defanged ([.], (.), [dot])", ("IP_ADDRESS",), defanged),
+    ("Base64", ALL_KINDS, base64_encoded),
 ]
 # Clean look-alikes for the e-mail forms: prose with an "at" and a domain, a mention, a price "(at)".
 EMAIL_DECOYS = [
