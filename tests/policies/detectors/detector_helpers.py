@@ -46,3 +46,17 @@ def assert_raw_line_passes_findings(text: str) -> None:
     for engine in (EU_PACK, EU_PACK_RE):
         if engine.scan_record({"t": text}, 0).findings:
             assert engine.may_contain_line(line, line.encode()), (engine.prefilter_mode, text)
+
+
+def assert_card_blocked_in_a_jsonl_file(content: str) -> None:
+    """A chat record whose user message is ``content`` (holding one card number) is blocked by the JSONL
+    scanner with either pre-filter."""
+    from bastion.policies import JsonlScanner
+
+    line = json.dumps({"messages": [{"role": "user", "content": content}]}) + "\n"
+    for engine in (EU_PACK, EU_PACK_RE):
+        scanner = JsonlScanner(engine, source="t.jsonl")
+        scanner.feed(line.encode())
+        scanner.finish()
+        assert scanner.summary.blocked_records_total == 1, engine.prefilter_mode
+        assert scanner.summary.entity_counts == {"PAYMENT_CARD": 1}, engine.prefilter_mode
