@@ -1,15 +1,16 @@
-"""Personal data encoded in Base64: ``YW5uYUBleGFtcGxlLmNvbQ==`` is ``anna@example.com``, and the payload of a
-JSON Web Token (``eyJlbWFpbCI6...``) holds the claims of a person. A model trained on the encoding learns the
-data as well as the plain text: encoding is the oldest way to get data past a filter.
+"""Personal data encoded in Base64: ``YW5uYUBleGFtcGxlLmNvbQ==`` is ``anna@example.com``, and the payload of a JSON Web
+Token (``eyJlbWFpbCI6...``) holds the claims of a person. A model trained on the encoding learns the data as well as
+the plain text: encoding is the oldest way to get data past a filter.
 
-A run of at least 12 Base64 characters (the standard or the URL-safe alphabet, not both, with its ``=``
-padding) that decodes to UTF-8 text with no control characters but tab and line breaks is scanned again as
-that text (``PolicyEngine._encoded_run``); what is found there is found over the whole run, so redaction
-replaces the run. Words and identifiers are also runs of these characters: the run must change from a small
-letter to a capital at least twice, letters only counted (``iPhoneX`` does, ``JavaScript`` and ``GitHub``
-do not; Base64 of a dozen characters of text nearly always does). The pre-filters look for that
-(:data:`ADJACENT`). Like the candidate patterns, :data:`PATTERN` has no lookbehind and no character JSON
-escapes (a ``/`` may be written ``\\/`` in JSON: such lines always take the full path).
+A run of at least 12 Base64 characters (the standard or the URL-safe alphabet, not both, with its ``=`` padding)
+that decodes to UTF-8 text with no control characters but tab and line breaks is scanned again as that text
+(``PolicyEngine._encoded_run``); what is found there is found over the whole run, so redaction replaces the run.
+Words and identifiers are also runs of these characters: the run must change from a small letter to a capital at
+least twice, letters only counted, or once and hold a digit (``iPhoneX`` and ``html5Parser`` do, ``JavaScript`` and
+``GitHub`` do not; Base64 of a dozen characters of text nearly always does). The Hyperscan pre-filters look for that
+(:data:`ADJACENT`), the byte screens for one such change. Like the candidate patterns, :data:`PATTERN` has no
+lookbehind and no character JSON escapes (a ``/`` may be written ``\\/`` in JSON: such lines always take the full
+path).
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from itertools import islice
 _CHAR = r"[A-Za-z0-9+/_\-]"
 #: The run.
 PATTERN = rf"{_CHAR}{{12,}}={{0,2}}"
-#: Two steps from a small letter to a capital, letters only counted (every run the reader takes holds them):
-#: the pre-filters' condition, for ``re`` and Hyperscan alike.
-ADJACENT = r"[a-z][0-9+/_\-]*[A-Z][A-Za-z0-9+/_\-]*[a-z][0-9+/_\-]*[A-Z]"
-_STEP = re.compile(r"[a-z][0-9+/_\-]*[A-Z]")  # (finditer: linear in the run, where ADJACENT could backtrack)
+_ANY = r"[A-Za-z0-9+/_\-]*"
+_STEP_PATTERN = r"[a-z][0-9+/_\-]*[A-Z]"
+#: Two steps from a small letter to a capital, letters only counted, or one and a digit in the same run (every
+#: run the reader takes holds them): the Hyperscan pre-filters' condition.
+ADJACENT = (
+    rf"{_STEP_PATTERN}{_ANY}{_STEP_PATTERN}|[0-9]{_ANY}{_STEP_PATTERN}|{_STEP_PATTERN}{_ANY}[0-9]"
+    r"|[a-z][0-9+/_\-]*[0-9][0-9+/_\-]*[A-Z]"
+)
+_STEP = re.compile(_STEP_PATTERN)  # (finditer: linear in the run, where ADJACENT could backtrack in ``re``)
+_DIGIT = re.compile("[0-9]")
 _URL_SAFE = frozenset("-_")
 _STANDARD = frozenset("+/")
 _READ = frozenset("\t\n\r")
@@ -33,17 +40,19 @@ _READ = frozenset("\t\n\r")
 
 def may_occur(text: str) -> bool:
     """False when no run this module reads can occur in ``text`` (where no Hyperscan kind gate asks)."""
-    return _steps(text) >= 2
+    return _marked(text)
 
 
-def _steps(text: str) -> int:
-    return sum(1 for _ in islice(_STEP.finditer(text), 2))
+def _marked(text: str) -> bool:
+    """Two steps from a small letter to a capital, or one and a digit (in ``text`` as a whole)."""
+    steps = sum(1 for _ in islice(_STEP.finditer(text), 2))
+    return steps == 2 or (steps == 1 and _DIGIT.search(text) is not None)
 
 
 def decoded(run: str) -> str | None:
     """The text a run encodes, or None when it is no Base64 of text (see the module's docstring)."""
     body = run.rstrip("=")
-    if len(body) % 4 == 1 or _steps(body) < 2:
+    if len(body) % 4 == 1 or not _marked(body):
         return None
     chars = frozenset(body)
     url_safe = not chars.isdisjoint(_URL_SAFE)

@@ -34,6 +34,7 @@ def b64(text: str, url_safe: bool = False) -> str:
         ("IBAN DE89 3704 0044 0532 0130 00", "IBAN"),
         ('{"sub":"1","email":"anna.berg@example.com"}', "EMAIL"),  # a JSON Web Token's claims
         (b64("anna@example.com"), "EMAIL"),  # encoded twice
+        ("ID X5751311T", "NATIONAL_ID"),
     ],
 )
 @pytest.mark.parametrize("url_safe", [False, True])
@@ -59,6 +60,7 @@ def test_the_payload_of_a_json_web_token_is_redacted() -> None:
         "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
         "see " + b64("the weather is fine today"),  # text without personal data
+        "parse it with html5ParserXyzw or iPhone15Case",
         "path /usr/local/lib/pyThon-aB/x_Y",  # both alphabets: no encoding
     ],
 )
@@ -73,7 +75,8 @@ def test_what_encodes_no_personal_data_is_left_alone(text: str) -> None:
         (b64("anna@example.com").rstrip("="), "anna@example.com"),  # padding may be left out
         (b64("a\u00fc\u00df@example.de", True), "a\u00fc\u00df@example.de"),
         (b64("\x00\x01 binary"), None),  # control characters: no text
-        ("JavaScriptGitHub", None),  # fewer than two steps from a small letter to a capital
+        ("WDU3NTEzMTFU", "X5751311T"),  # one step from a small letter to a capital, and digits
+        ("JavaScriptGitHub", None),  # one step and no digit: a word (or two)
         ("aBcDeFgHiJkLm", None),  # 13 characters: no Base64 length
         (base64.b64encode(b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7").decode(), None),  # no UTF-8
     ],
