@@ -186,7 +186,6 @@ class PolicyEngine:
             "odd_phone": (odd_separators.phone_may_occur, self._odd_separator_phone),
             "odd_national_phone": (odd_separators.national_phone_may_occur, self._odd_separator_national_phone),
             "defanged_ip": (defanged.may_occur, self._defanged_ip),
-            "base64": (encoded.may_occur, self._encoded_run),
         }
         self._blocking_detectors = frozenset(d for d in self.detectors if d.blocking)
         self._standalone = [d for d in self.detectors if not d.candidate_kinds]
@@ -464,6 +463,15 @@ class PolicyEngine:
                         if letter is None:
                             break
                         pos = letter.end()
+            elif kind == "base64":  # a match marks a run of Base64: the whole run is read, once
+                if present is None and not encoded.may_occur(text):
+                    continue
+                pos = 0
+                while (mark := pattern.search(text, pos)) is not None:
+                    s, e = encoded.run_span(text, pos, mark.start(), mark.end())
+                    if touches(s, e):
+                        found.extend(self._encoded_run(text, s, e))
+                    pos = e
             elif kind in self._rewritten:  # numbers in words, look-alike letters, odd separators
                 may_occur, read_run = self._rewritten[kind]
                 if present is None and not may_occur(text):

@@ -34,6 +34,7 @@ from bastion.policies.detectors.normalize import ASCII_LOWER, hyperscan_class, r
 from bastion.policies.detectors.odd_separators import ADJACENT as ODD_SEPARATORS_ADJACENT
 from bastion.policies.detectors.odd_separators import ESCAPED_BREAK_BYTES
 from bastion.policies.detectors.odd_separators import NATIONAL_ADJACENT as ODD_NATIONAL_ADJACENT
+from bastion.policies.detectors.odd_separators import NATIONAL_ODD as ODD_NATIONAL_SEPARATORS
 from bastion.policies.detectors.odd_separators import ODD as ODD_SEPARATORS
 from bastion.policies.detectors.odd_separators import PHONE_ADJACENT as ODD_PHONE_ADJACENT
 from bastion.policies.detectors.odd_separators import PHONE_ODD as ODD_PHONE_SEPARATORS
@@ -134,6 +135,17 @@ def _case_table() -> bytes:
     return bytes(table)
 
 
+def _national_adjacent_bytes() -> bytes:
+    """``odd_separators.NATIONAL_ADJACENT`` on UTF-8 bytes with digits as ``0``: each separator one whole
+    character (a byte class would count a bullet's three bytes as three separators)."""
+
+    def one_of(chars: str) -> bytes:
+        return b"(?:" + b"|".join(re.escape(c.encode()) for c in chars) + b")"
+
+    sep = one_of(" ._/()-" + ODD_NATIONAL_SEPARATORS)
+    return b"0" + sep + b"{0,2}" + one_of(ODD_NATIONAL_SEPARATORS) + sep + b"{0,2}0"
+
+
 # A look-alike letter right beside a digit: the condition of the three look-alike kinds.
 _LOOKALIKE_SCREEN = Screen(_lookalike_table(), re.compile(rb"0L|L0"))
 
@@ -148,7 +160,7 @@ SCREENS: dict[str, Screen] = {
             rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
         ),
     ),
-    "odd_national_phone": Screen(_digits_table(), re.compile(ODD_NATIONAL_ADJACENT.replace("[0-9]", "0").encode())),
+    "odd_national_phone": Screen(_digits_table(), re.compile(_national_adjacent_bytes())),
     "base64": Screen(_case_table(), re.compile(rb"a0*A")),  # (one step: a weaker, linear condition)
     "defanged_ip": Screen(_digits_table(), re.compile(DEFANGED_IP_ADJACENT.replace("[0-9]", "0").encode("ascii"))),
     "lookalike": _LOOKALIKE_SCREEN,

@@ -137,8 +137,9 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     # IPv4 addresses with dots in brackets ("81[.]2[.]69[.]160"), read with them as dots (see defanged.py);
     # taken whenever digit numbers are.
     "defanged_ip": DEFANGED_IP_PATTERN,
-    # Base64 of text ("YW5uYUBleGFtcGxlLmNvbQ=="), scanned again as the text it encodes (see encoded.py); taken
-    # whenever any built-in kind is.
+    # Base64 of text ("YW5uYUBleGFtcGxlLmNvbQ=="), scanned again as the text it encodes (see encoded.py): the
+    # pattern marks a run (its case steps), the engine reads the run around it; taken whenever any built-in
+    # kind is.
     "base64": BASE64_PATTERN,
     # Runs of ASCII digits with separators (up to 8 between groups: "4111    1111"): phone numbers, card
     # numbers, national ids (with an optional final check letter, either case, e.g. Spanish DNI 12345678Z

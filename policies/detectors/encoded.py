@@ -21,8 +21,6 @@ import re
 from itertools import islice
 
 _CHAR = r"[A-Za-z0-9+/_\-]"
-#: The run.
-PATTERN = rf"{_CHAR}{{12,}}={{0,2}}"
 _ANY = r"[A-Za-z0-9+/_\-]*"
 _STEP_PATTERN = r"[a-z][0-9+/_\-]*[A-Z]"
 #: Two steps from a small letter to a capital, letters only counted, or one and a digit in the same run (every
@@ -31,11 +29,18 @@ ADJACENT = (
     rf"{_STEP_PATTERN}{_ANY}{_STEP_PATTERN}|[0-9]{_ANY}{_STEP_PATTERN}|{_STEP_PATTERN}{_ANY}[0-9]"
     r"|[a-z][0-9+/_\-]*[0-9][0-9+/_\-]*[A-Z]"
 )
-_STEP = re.compile(_STEP_PATTERN)  # (finditer: linear in the run, where ADJACENT could backtrack in ``re``)
+#: The candidate pattern: :data:`ADJACENT` within 64 characters (``re`` would backtrack over a whole run for
+#: each start, the square of a long run's length; bounded, each start costs at most a few hundred steps). It
+#: marks a run; the engine reads the whole run around it (:func:`run_span`), once.
+PATTERN = ADJACENT.replace("*", "{0,64}")
+_STEP = re.compile(_STEP_PATTERN)  # (finditer: linear in the run)
 _DIGIT = re.compile("[0-9]")
+_RUN = re.compile(rf"{_CHAR}*")
+_PADDING = re.compile("={0,2}")
 _URL_SAFE = frozenset("-_")
 _STANDARD = frozenset("+/")
 _READ = frozenset("\t\n\r")
+_MIN_RUN = 12
 
 
 def may_occur(text: str) -> bool:
@@ -49,10 +54,20 @@ def _marked(text: str) -> bool:
     return steps == 2 or (steps == 1 and _DIGIT.search(text) is not None)
 
 
+def run_span(text: str, floor: int, start: int, end: int) -> tuple[int, int]:
+    """The run of Base64 characters (and its padding) around a :data:`PATTERN` match ``text[start:end]``, not
+    starting before ``floor`` (the end of the run read before): found backwards over a reversed copy of
+    ``text[floor:start]``, so that every character is walked once however long the run."""
+    back = _RUN.match(text[floor:start][::-1])
+    ahead = _RUN.match(text, end)
+    stop = _PADDING.match(text, ahead.end() if ahead else end)
+    return start - (len(back.group()) if back else 0), stop.end() if stop else end
+
+
 def decoded(run: str) -> str | None:
     """The text a run encodes, or None when it is no Base64 of text (see the module's docstring)."""
     body = run.rstrip("=")
-    if len(body) % 4 == 1 or not _marked(body):
+    if len(body) < _MIN_RUN or len(body) % 4 == 1 or not _marked(body):
         return None
     chars = frozenset(body)
     url_safe = not chars.isdisjoint(_URL_SAFE)

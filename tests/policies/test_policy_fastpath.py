@@ -212,6 +212,8 @@ _shape_string = st.lists(st.tuples(_glyph, _gap).map("".join), max_size=20).map(
 @example("81[.]2[.]69[.]160", False)
 @example("81 (dot) 2", False)
 @example("08 -~ 847", False)
+@example("0\u2022\u20220", False)  # two bullets: two separators, six bytes
+@example("0 \u00b7\u2028 0", False)
 @example("anna at example punkt de", False)
 @example("ana arroba empresa PUNTO es", True)
 @example("4111\\-1111", False)

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from policy_helpers import scan_bytes
 
@@ -45,6 +45,7 @@ _pieces = st.sampled_from(
         "ana@example.es", "+49 30 901820", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111", "X2482300W",
         "RCCMNL83S18D969H", "fe80::1", "8.8.8.8", "2024", "12:30", "blue FALCON", "NIGHTJAR", "\\u0040", "\\/",
         "AB12", "é", "\u00a0", " ", "(", "-", "x", "n\u0131ghtjar", "\u017f", "\u212a",
+        "YW5uYUBleGFtcGxlLmNvbQ==", "aB1", "QUFB", "81[.]2[.]69[.]160", "tel 08~847~00~52", "anna\\_b@x.de",
     ]
 )  # fmt: skip
 _line = st.lists(_pieces | st.text(max_size=6), max_size=12).map("".join)
@@ -52,6 +53,8 @@ _line = st.lists(_pieces | st.text(max_size=6), max_size=12).map("".join)
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_line)
+@example("0A000A000A00")  # a run of Base64 characters without its case steps: no candidate either way
+@example("QUFBQUFBQUFB" * 8 + "IGFubmFAZXhhbXBsZS5jb20=")
 def test_native_says_clean_only_where_re_says_clean(text: str) -> None:
     raw = json.dumps({"t": text}, ensure_ascii=False)
     if PLAIN.may_contain(raw):

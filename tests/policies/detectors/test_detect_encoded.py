@@ -35,6 +35,7 @@ def b64(text: str, url_safe: bool = False) -> str:
         ('{"sub":"1","email":"anna.berg@example.com"}', "EMAIL"),  # a JSON Web Token's claims
         (b64("anna@example.com"), "EMAIL"),  # encoded twice
         ("ID X5751311T", "NATIONAL_ID"),
+        ("A" * 90 + " anna@example.com", "EMAIL"),  # Base64 with no case step for 120 characters before the data
     ],
 )
 @pytest.mark.parametrize("url_safe", [False, True])
