@@ -15,8 +15,14 @@ import re
 
 #: A dot written in brackets.
 DOT = r"(?: ?[\[({](?:\.|dot|DOT|Dot) ?[\])}] ?)"
-#: The run: four groups of digits joined by dots, bracketed or not (the reader needs one in brackets).
-PATTERN = rf"[0-9]{{1,3}}(?:(?:\.|{DOT})[0-9]{{1,3}}){{3}}"
+_GROUP = "[0-9]{1,3}"
+_EITHER = rf"(?:\.|{DOT})"
+#: The run: four groups of digits joined by dots, at least one of them in brackets (the first such is found
+#: after none, one or two plain dots).
+PATTERN = (
+    rf"{_GROUP}(?:{DOT}{_GROUP}(?:{_EITHER}{_GROUP}){{2}}|\.{_GROUP}{DOT}{_GROUP}{_EITHER}{_GROUP}"
+    rf"|\.{_GROUP}\.{_GROUP}{DOT}{_GROUP})"
+)
 #: A digit right before a bracketed dot: the pre-filters' condition (every run the reader takes holds one),
 #: written for ``re`` and Hyperscan alike.
 ADJACENT = r"[0-9] ?[\[({](?:\.|[Dd][Oo][Tt]) ?[\])}]"
