@@ -135,15 +135,16 @@ def _case_table() -> bytes:
     return bytes(table)
 
 
+def _one_of(chars: str) -> bytes:
+    """A group matching one of ``chars`` in UTF-8 bytes, each a whole character (a byte class would take a
+    bullet's three bytes for three characters)."""
+    return b"(?:" + b"|".join(re.escape(c.encode()) for c in chars) + b")"
+
+
 def _national_adjacent_bytes() -> bytes:
-    """``odd_separators.NATIONAL_ADJACENT`` on UTF-8 bytes with digits as ``0``: each separator one whole
-    character (a byte class would count a bullet's three bytes as three separators)."""
-
-    def one_of(chars: str) -> bytes:
-        return b"(?:" + b"|".join(re.escape(c.encode()) for c in chars) + b")"
-
-    sep = one_of(" ._/()-" + ODD_NATIONAL_SEPARATORS)
-    return b"0" + sep + b"{0,2}" + one_of(ODD_NATIONAL_SEPARATORS) + sep + b"{0,2}0"
+    """``odd_separators.NATIONAL_ADJACENT`` on UTF-8 bytes with digits as ``0``."""
+    sep = _one_of(" ._/()-" + ODD_NATIONAL_SEPARATORS)
+    return b"0" + sep + b"{0,2}" + _one_of(ODD_NATIONAL_SEPARATORS) + sep + b"{0,2}0"
 
 
 # A look-alike letter right beside a digit: the condition of the three look-alike kinds.
@@ -152,13 +153,11 @@ _LOOKALIKE_SCREEN = Screen(_lookalike_table(), re.compile(rb"0L|L0"))
 SCREENS: dict[str, Screen] = {
     "odd_separators": Screen(
         _digits_table(),
-        re.compile(b"0000 ?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_SEPARATORS) + b"){1,2} ?0000"),
+        re.compile(b"0000 ?" + _one_of(ODD_SEPARATORS) + b"{1,2} ?0000"),
     ),
     "odd_phone": Screen(
         _digits_table(),
-        re.compile(
-            rb"\+0[0 ._/()\-]{0,24}?(?:" + b"|".join(re.escape(c.encode()) for c in ODD_PHONE_SEPARATORS) + b")"
-        ),
+        re.compile(rb"\+0[0 ._/()\-]{0,24}?" + _one_of(ODD_PHONE_SEPARATORS)),
     ),
     "odd_national_phone": Screen(_digits_table(), re.compile(_national_adjacent_bytes())),
     "base64": Screen(_case_table(), re.compile(rb"a0*A")),  # (one step: a weaker, linear condition)
