@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import accumulate
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bastion.policies import prefilter as _prefilter
 from bastion.policies.classify import Classifier
@@ -68,6 +68,7 @@ _ESCAPED_BREAK_BYTES = re.compile(odd_separators.ESCAPED_BREAK_BYTES)
 _CHECK_LETTER_AFTER = re.compile(r"[ \-]?[A-Za-z](?![^\W\d_])")
 # An IBAN from its check digits on with up to three separators between characters ("89 | 3704 | 0044 ...")
 _IBAN_TAIL_SPACED = re.compile(r"[0-9]{2}(?:[ .\-]{0,3}[A-Za-z0-9]){10,34}")
+_D = TypeVar("_D", bound=Detector)
 _MIN_DIGITS = 6  # fewer: nothing we know is that short, except an IPv4 address
 # Rounds of "scan the redacted text again"; a string still yielding new findings after that is redacted whole.
 _MAX_RESCANS = 3
@@ -585,7 +586,7 @@ class PolicyEngine:
             return []
         mapped, lo = _rewritten(text, start, end, run.translate(odd_separators.AS_SPACES))
         found = self._odd_separator_iban(text, start, end) if "iban" in self._by_kind else []
-        cards = [d for d in self._by_kind.get("number", ()) if isinstance(d, PaymentCardDetector)]
+        cards = self._number_detectors(PaymentCardDetector)
         if not cards:
             return found
         # (spans in text; mapped holds them lo characters earlier)
@@ -621,7 +622,7 @@ class PolicyEngine:
         """A phone number led by '+' with odd separators (see :mod:`.detectors.odd_separators`): its digit
         groups joined by single spaces are asked of the phone detectors, all of them, then one group fewer
         each time (a number may follow it in the run); the hit covers the groups as written."""
-        phones = [d for d in self._by_kind.get("number", ()) if isinstance(d, PhoneDetector)]
+        phones = self._number_detectors(PhoneDetector)
         if not phones or not odd_separators.has_phone_separator(text[start + 1 : end]):
             return []
         groups = [m.span() for m in _DIGIT_GROUP.finditer(text, start + 1, end)]
@@ -639,7 +640,7 @@ class PolicyEngine:
         :mod:`.detectors.odd_separators`): with them read as spaces, one character for one, its groups are
         asked of the phone detectors in place (they see the word), all of them, then one group fewer each
         time (a number may follow it in the run); the hit covers the groups as written."""
-        phones = [d for d in self._by_kind.get("number", ()) if isinstance(d, PhoneDetector)]
+        phones = self._number_detectors(PhoneDetector)
         if not phones or last_word_before(text, start) != "phone":
             return []
         mapped, lo = _rewritten(text, start, end, text[start:end].translate(odd_separators.NATIONAL_AS_SPACES))
@@ -674,11 +675,10 @@ class PolicyEngine:
         reading = defanged.reading(text, start, end)
         if reading is None:
             return []
-        for det in self._by_kind.get("number", ()):
-            if isinstance(det, IpAddressDetector):
-                hits = det.validate(reading, 0, len(reading), "number")
-                if hits and hits[0].end == len(reading):
-                    return [Hit(start, end, det, hits[0].scheme)]
+        for det in self._number_detectors(IpAddressDetector):
+            hits = det.validate(reading, 0, len(reading), "number")
+            if hits and hits[0].end == len(reading):
+                return [Hit(start, end, det, hits[0].scheme)]
         return []
 
     def _odd_separator_iban(self, text: str, start: int, end: int) -> list[Hit]:
@@ -695,6 +695,11 @@ class PolicyEngine:
         mapped, lo = _rewritten(text, head, end, text[head:end].translate(odd_separators.AS_SPACES))
         tail = _IBAN_TAIL_SPACED.match(mapped, head - lo + 2, end - lo)
         return _shifted(self._validate(mapped, head - lo, tail.end(), "iban"), lo) if tail is not None else []
+
+    def _number_detectors(self, cls: type[_D]) -> list[_D]:
+        """The configured detectors of digit numbers that are ``cls`` (the readers of rewritten runs ask one
+        kind of them), in priority order."""
+        return [d for d in self._by_kind.get("number", ()) if isinstance(d, cls)]
 
     def _accepted(self, reading: str, kind: str) -> Hit | None:
         """The hit of the first detector of ``kind`` that takes all of ``reading`` (a number read from how it
