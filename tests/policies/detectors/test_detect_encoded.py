@@ -102,3 +102,12 @@ _pieces = st.sampled_from(
 @example("Zz" + b64("anna@example.com"))
 def test_the_raw_line_pre_filters_pass_every_line_with_such_a_run(text: str) -> None:
     assert_raw_line_passes_findings(text)
+
+
+def test_data_encoded_many_times_is_found_without_running_out_of_stack() -> None:
+    """Each decoded run is scanned with the same passes, so nesting recurses once per layer: 25 layers (the
+    size grows by a third each) are read to the bottom."""
+    text = "mail anna@example.com"
+    for _ in range(25):
+        text = b64(text)
+    assert pack_found(f"x {text} y") == [("EMAIL", text)]
